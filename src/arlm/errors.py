@@ -1,0 +1,25 @@
+"""Typed errors for bad user input.
+
+Library code raises an :class:`ArlmError` subclass with one clear sentence that names the problem and
+the fix. The CLI turns it into a one-line message and exit code 2, never a traceback.
+"""
+
+
+class ArlmError(ValueError):
+    """Bad input from the user: a file, a name, a number or a combination that cannot work."""
+
+
+class DataError(ArlmError):
+    """A corpus, file, split or cache that cannot be read or is empty."""
+
+
+class ConfigError(ArlmError):
+    """An unknown name (smoothing, tokenizer, corpus) or an out-of-range setting."""
+
+
+class FormatError(ArlmError):
+    """A file in a known format (ARPA, tokenizer JSON, model folder) that is malformed."""
+
+
+class MismatchError(ArlmError):
+    """Two things that must belong together do not (a model and a tokenizer, a checkpoint and a run)."""

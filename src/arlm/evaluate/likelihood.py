@@ -1,0 +1,162 @@
+"""Likelihood evaluation (F17): NLL, per-token NLL, perplexity, bits per token and per character.
+
+For a sequence x of L scored predictions (every token after [SOS], [EOS] included)::
+
+    NLL(x)  = -Σ_{t=1..L} log p(x_t | x_<t)
+    WNLL(x) = NLL(x) / L
+    ppl(x)  = exp(WNLL(x))
+
+Over a test set {s_i} the chapter averages per-sentence perplexities, (1/N) Σ_i ppl(s_i); the usual
+corpus perplexity (what KenLM, SRILM and papers report) pools the tokens, exp(Σ_i NLL(s_i) / Σ_i L_i).
+Both are reported. OOV targets (those equal to [UNK]) are counted apart, so that perplexity is given
+both including and excluding them, as KenLM's ``query`` does. Bits per character divide the total NLL
+(in bits) by the characters of the text, counting one newline per sequence for its [EOS]: the unit that
+compares models with different tokenizers.
+
+One function, :func:`evaluate_likelihood`, serves every :class:`~arlm.models.base.ARModel`: it only calls
+``model.score`` on padded batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from arlm.errors import DataError
+from arlm.models.base import PAD_ID, SOS_ID, UNK_ID, ARModel
+from arlm.progress import progress
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class LikelihoodReport:
+    """Totals of one evaluation; every derived number is a property."""
+
+    nll: float  # Σ NLL over all scored predictions, in nats
+    num_tokens: int  # scored predictions (targets), [EOS] included
+    num_sequences: int
+    num_oov: int  # targets that are [UNK]
+    oov_nll: float  # the part of ``nll`` spent on [UNK] targets
+    mean_sentence_ppl: float  # (1/N) Σ_i ppl(s_i), the chapter's average
+    num_chars: int | None = None  # characters of the text, for bits per character
+
+    @property
+    def nll_per_token(self) -> float:
+        """WNLL over the corpus: Σ NLL / Σ L, in nats."""
+        return self.nll / self.num_tokens
+
+    @property
+    def perplexity(self) -> float:
+        """Corpus perplexity including OOVs: exp(Σ NLL / Σ L)."""
+        return _exp(self.nll_per_token)
+
+    @property
+    def perplexity_excluding_oov(self) -> float:
+        """Corpus perplexity over in-vocabulary targets only (KenLM's 'excluding OOVs')."""
+        n = self.num_tokens - self.num_oov
+        return _exp((self.nll - self.oov_nll) / n) if n else float("nan")
+
+    @property
+    def bits_per_token(self) -> float:
+        return self.nll_per_token / LN2
+
+    @property
+    def bits_per_char(self) -> float | None:
+        return self.nll / LN2 / self.num_chars if self.num_chars else None
+
+    def to_dict(self) -> dict:
+        """All totals and derived numbers, JSON-ready (inf stays a float; json writes Infinity)."""
+        out = asdict(self)
+        for name in ("nll_per_token", "perplexity", "perplexity_excluding_oov", "bits_per_token",
+                     "bits_per_char"):
+            out[name] = getattr(self, name)
+        return out
+
+
+def _exp(x: float) -> float:
+    return math.exp(x) if x < 709 else float("inf")
+
+
+def split_sequences(stream: np.ndarray) -> list[np.ndarray]:
+    """A flat stream ``[SOS] … [EOS] [SOS] …`` -> one array per sequence, each starting with [SOS]."""
+    stream = np.asarray(stream)
+    starts = np.flatnonzero(stream == SOS_ID)
+    if stream.size == 0 or starts.size == 0 or starts[0] != 0:
+        raise DataError("the token stream must start with [SOS]; encode the text with arlm's tokenizers "
+                        "(they put [SOS] … [EOS] around every sequence)")
+    return np.split(stream, starts[1:])
+
+
+def pad_batch(sequences: Sequence[np.ndarray]) -> np.ndarray:
+    """Right-pad 1-D id arrays with [PAD] into one (B, T) int64 array."""
+    lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
+    out = np.full((len(sequences), int(lengths.max())), PAD_ID, dtype=np.int64)  # (B, T)
+    columns = np.arange(out.shape[1])
+    out[columns[None, :] < lengths[:, None]] = np.concatenate(sequences)
+    return out
+
+
+def evaluate_likelihood(
+    model: ARModel,
+    sequences: np.ndarray | Sequence[np.ndarray],
+    *,
+    num_chars: int | None = None,
+    batch_tokens: int = 65536,
+    max_batch: int = 4096,
+    show_progress: bool | None = None,
+) -> LikelihoodReport:
+    """Score every sequence with ``model.score`` and total the likelihood.
+
+    ``sequences`` is a flat stream of ``[SOS] … [EOS]`` sequences or a list of such 1-D arrays.
+    Sequences are sorted by length and packed into batches of about ``batch_tokens`` tokens
+    (at most ``max_batch`` rows), so padding costs little.
+    """
+    seqs = split_sequences(sequences) if isinstance(sequences, np.ndarray) else list(sequences)
+    if not seqs:
+        raise DataError("nothing to evaluate: the split has no sequences; check the corpus and split")
+    lengths = np.array([len(s) for s in seqs])
+    if (lengths < 2).any():
+        raise DataError("a sequence has no token to predict (it is only [SOS]); drop empty lines")
+
+    nll_per_seq = np.zeros(len(seqs))  # nats
+    oov_nll, num_oov = 0.0, 0
+    order = np.argsort(lengths, kind="stable")
+    total = int(lengths.sum() - len(seqs))
+    with progress(show_progress) as bar, torch.inference_mode():
+        task = bar.add_task("scoring", total=total)
+        i = 0
+        while i < len(order):
+            # grow the batch while B × T_max stays within the token budget (lengths ascend)
+            j = i + 1
+            while j < len(order) and j - i < max_batch and (j + 1 - i) * lengths[order[j]] <= batch_tokens:
+                j += 1
+            rows = order[i:j]
+            tokens = pad_batch([np.asarray(seqs[r], dtype=np.int64) for r in rows])  # (B, T)
+            logp = model.score(torch.from_numpy(tokens)).double().numpy()  # (B, T-1)
+            targets = tokens[:, 1:]  # (B, T-1)
+            scored = targets != PAD_ID
+            logp = np.where(scored, logp, 0.0)
+            nll_per_seq[rows] = -logp.sum(axis=1)
+            oov = targets == UNK_ID
+            num_oov += int(oov.sum())
+            oov_nll -= float(logp[oov].sum())
+            bar.advance(task, int(scored.sum()))
+            i = j
+
+    num_targets = lengths - 1
+    with np.errstate(over="ignore"):
+        sentence_ppl = np.exp(nll_per_seq / num_targets)
+    return LikelihoodReport(
+        nll=float(nll_per_seq.sum()),
+        num_tokens=int(num_targets.sum()),
+        num_sequences=len(seqs),
+        num_oov=num_oov,
+        oov_nll=oov_nll,
+        mean_sentence_ppl=float(sentence_ppl.mean()),
+        num_chars=num_chars,
+    )
