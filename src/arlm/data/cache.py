@@ -1,0 +1,149 @@
+"""Tokenized corpus splits as flat ``[SOS] … [EOS]`` streams, cached on disk as ``.npy``.
+
+``encode_corpus(corpus, split, tokenizer)`` returns an :class:`EncodedSplit`: one flat array of
+token ids in which every sequence is ``[SOS] tokens… [EOS]``, sequences back to back. A sequence is
+a line (``unit="lines"``, the "sentences" of n-gram models) or a whole document
+(``unit="documents"``).
+
+The array is cached under ``cache_dir`` (default ``$ARLM_CACHE``, else ``~/.cache/arlm``) as
+``<key>.npy`` plus a ``<key>.json`` sidecar, where the key hashes the corpus fingerprint, the split,
+the unit, the tokenizer fingerprint and :data:`FORMAT_VERSION`. So a changed corpus or tokenizer
+never reuses a stale cache. Both files are written atomically and the sidecar last: a crash leaves
+no cache (never half of one), and the next call rebuilds it. If the cache folder cannot be written,
+the split is encoded in memory, with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from arlm.data.corpora import Corpus
+from arlm.data.tokenizers import Tokenizer
+from arlm.errors import ConfigError
+from arlm.io import atomic_write
+from arlm.models.base import EOS_ID, SOS_ID
+
+FORMAT_VERSION = 1
+UNITS = ("lines", "documents")
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """A split as one token stream.
+
+    tokens: flat ids (uint16 when the vocabulary fits, else uint32; read-only, often a memmap),
+        each sequence ``[SOS] … [EOS]``.
+    num_chars: characters the stream stands for, for bits per character: each line's (or
+        document's) characters plus one for the newline that its [EOS] stands for.
+    num_sequences: number of ``[SOS] … [EOS]`` sequences (lines or documents).
+    """
+
+    tokens: np.ndarray
+    num_chars: int
+    num_sequences: int
+
+    @property
+    def num_tokens(self) -> int:
+        """Length of the stream, [SOS] and [EOS] included."""
+        return len(self.tokens)
+
+
+def default_cache_dir() -> Path:
+    """``$ARLM_CACHE`` if set, else ``~/.cache/arlm``."""
+    return Path(os.environ.get("ARLM_CACHE") or Path.home() / ".cache" / "arlm")
+
+
+def cache_key(corpus: Corpus, split: str, tokenizer: Tokenizer, unit: str) -> str:
+    """The file stem of a cached split: changes with corpus, split, unit, tokenizer or format."""
+    parts = {"format": FORMAT_VERSION, "corpus": corpus.fingerprint, "split": split, "unit": unit,
+             "tokenizer": tokenizer.fingerprint}
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
+    return f"{_safe(corpus.name)}-{split}-{unit}-{tokenizer.kind}-{digest}"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)[-40:].strip("_") or "corpus"
+
+
+def build_stream(ids: np.ndarray, lengths: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Wrap consecutive runs of ``ids`` (of the given ``lengths``) in [SOS] … [EOS], vectorised."""
+    dtype = np.uint16 if vocab_size <= 2**16 else np.uint32
+    n = len(lengths)
+    out = np.empty(len(ids) + 2 * n, dtype=dtype)
+    starts = np.cumsum(lengths + 2) - (lengths + 2)  # where each [SOS] goes
+    content = np.ones(len(out), dtype=bool)
+    content[starts] = False
+    content[starts + lengths + 1] = False
+    out[starts] = SOS_ID
+    out[starts + lengths + 1] = EOS_ID
+    out[content] = ids
+    return out
+
+
+def _encode(corpus: Corpus, split: str, tokenizer: Tokenizer, unit: str) -> EncodedSplit:
+    by_line = unit == "lines"
+    texts = corpus.lines(split) if by_line else [d.text for d in corpus.documents(split)]
+    ids, lengths = tokenizer.encode_flat(texts)
+    num_chars = sum(len(t) for t in texts) + len(texts)
+    tokens = build_stream(ids, lengths, tokenizer.vocab_size)
+    tokens.setflags(write=False)  # the same as a cached (memmap) split: read-only
+    return EncodedSplit(tokens, num_chars, len(texts))
+
+
+def _read(npy: Path, sidecar: Path) -> EncodedSplit | None:
+    """The cached split, or None when it is missing or does not check out."""
+    try:
+        meta = json.loads(sidecar.read_text())
+        tokens = np.load(npy, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if meta.get("format") != FORMAT_VERSION or meta.get("num_tokens") != len(tokens):
+        return None
+    return EncodedSplit(tokens, int(meta["num_chars"]), int(meta["num_sequences"]))
+
+
+def _write(npy: Path, sidecar: Path, data: EncodedSplit, description: dict) -> None:
+    with atomic_write(npy, "wb") as f:
+        np.save(f, data.tokens)
+    meta = {"format": FORMAT_VERSION, "num_tokens": data.num_tokens, "num_chars": data.num_chars,
+            "num_sequences": data.num_sequences, **description}
+    with atomic_write(sidecar) as f:  # written last: its presence says the .npy is complete
+        json.dump(meta, f, indent=1)
+
+
+def encode_corpus(corpus: Corpus, split: str, tokenizer: Tokenizer, unit: str = "lines",
+                  cache_dir: str | os.PathLike | None = None, use_cache: bool = True
+                  ) -> EncodedSplit:
+    """A corpus split as a flat ``[SOS] … [EOS]`` stream, from the disk cache when it is there.
+
+    ``unit="lines"``: one sequence per non-empty line; ``unit="documents"``: one per document.
+    ``use_cache=False`` encodes in memory and touches no file.
+    """
+    if unit not in UNITS:
+        raise ConfigError(f"unknown unit {unit!r}; use lines or documents")
+    if not use_cache:
+        return _encode(corpus, split, tokenizer, unit)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    key = cache_key(corpus, split, tokenizer, unit)
+    npy, sidecar = folder / f"{key}.npy", folder / f"{key}.json"
+    cached = _read(npy, sidecar)
+    if cached is not None:
+        return cached
+    data = _encode(corpus, split, tokenizer, unit)
+    try:
+        _write(npy, sidecar, data, {"corpus": corpus.name, "split": split, "unit": unit,
+                                    "tokenizer": tokenizer.kind,
+                                    "corpus_fingerprint": corpus.fingerprint,
+                                    "tokenizer_fingerprint": tokenizer.fingerprint})
+    except OSError as e:
+        warnings.warn(f"cannot write the token cache in {folder} ({e.strerror or e}); encoding in "
+                      "memory (set ARLM_CACHE to a writable folder to cache)", stacklevel=2)
+        return data
+    return _read(npy, sidecar) or data
