@@ -15,7 +15,7 @@ def test_same_seed_same_samples_and_eos_stops_rows():
     a = ancestral_sample(model, num_samples=16, max_new_tokens=30, seed=5)
     b = ancestral_sample(model, num_samples=16, max_new_tokens=30, seed=5)
     assert torch.equal(a.tokens, b.tokens)
-    for row, reason in zip(a.tokens, a.stop_reason):
+    for row, reason in zip(a.tokens, a.stop_reason, strict=True):
         ids = row.tolist()
         if reason == "eos":
             end = ids.index(EOS_ID)
@@ -38,9 +38,9 @@ def test_first_token_frequencies_follow_the_model():
 def test_log_probs_are_the_models():
     model = BigramTable(7, seed=1)
     s = ancestral_sample(model, num_samples=4, max_new_tokens=10, seed=3)
-    for row, lp in zip(s.tokens, s.log_probs):
+    for row, lp in zip(s.tokens, s.log_probs, strict=True):
         prev = SOS_ID
-        for tok, v in zip(row.tolist(), lp.tolist()):
+        for tok, v in zip(row.tolist(), lp.tolist(), strict=True):
             if tok == PAD_ID:
                 break
             assert v == pytest.approx(float(model.table[prev, tok]))

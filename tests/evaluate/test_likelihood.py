@@ -1,5 +1,6 @@
 """evaluate_likelihood against direct computations on a toy model."""
 
+import itertools
 import math
 
 import numpy as np
@@ -33,7 +34,7 @@ def test_totals_equal_a_direct_loop():
     assert report.num_tokens == sum(lengths)
     assert report.nll == pytest.approx(sum(nlls), rel=1e-12)
     assert report.perplexity == pytest.approx(math.exp(sum(nlls) / sum(lengths)), rel=1e-12)
-    mean_ppl = np.mean([math.exp(n / L) for n, L in zip(nlls, lengths)])
+    mean_ppl = np.mean([math.exp(n / L) for n, L in zip(nlls, lengths, strict=True)])
     assert report.mean_sentence_ppl == pytest.approx(mean_ppl, rel=1e-12)
 
 
@@ -42,7 +43,7 @@ def test_oov_split_matches_direct_loop():
     report = evaluate_likelihood(model, seqs, show_progress=False)
     oov = [(s[t], s[t + 1]) for s in seqs for t in range(len(s) - 1) if s[t + 1] == UNK_ID]
     assert report.num_oov == len(oov) > 0
-    in_vocab = -sum(float(model.table[a, b]) for s in seqs for a, b in zip(s[:-1], s[1:])
+    in_vocab = -sum(float(model.table[a, b]) for s in seqs for a, b in itertools.pairwise(s)
                     if b != UNK_ID)
     expected = math.exp(in_vocab / (report.num_tokens - len(oov)))
     assert report.perplexity_excluding_oov == pytest.approx(expected, rel=1e-12)
