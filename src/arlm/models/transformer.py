@@ -1,0 +1,296 @@
+"""Decoder-only Transformer language model (GPT-2 shaped, in the style of nanoGPT's model.py).
+
+Tokens x_1..x_T become vectors (token embedding + learned position embedding), pass through
+``n_layer`` pre-LN blocks, a final LayerNorm and a linear head tied to the token embedding:
+
+    z_0 = E[x_t] + P[t]
+    z   = z + Attn(LN_1(z))                        (causal self-attention, n_head heads)
+    z   = z + MLP(LN_2(z))                         (d_model -> 4 d_model -> d_model, GELU)
+    y_t = LN_f(z_t) Eᵀ                             (logits for x_{t+1}; [PAD], [SOS] -> -inf)
+
+**Attention.** Each head projects z to queries, keys and values Q, K, V ∈ R^{T×D} (D = head_dim):
+
+    A = softmax(Q Kᵀ / √D + M),        M_ij = 0 if j ≤ i, -inf if j > i
+    out = A V
+
+M is upper-triangular -inf: position i attends to positions j ≤ i only, so the prediction of x_{i+1}
+cannot read x_{i+1} or anything after it. Drop M (``causal=False``) and the model *cheats*: training
+sees the answer, and the output at i changes when a later token changes (tests/models show it).
+``attention="explicit"`` computes the formula above step by step; ``attention="sdpa"`` (default)
+calls ``F.scaled_dot_product_attention``, a fused kernel that gives the same result.
+
+**KV cache.** Generating token by token would recompute K and V of the whole prefix at every step.
+The keys and values of a position never change once computed (causality), so :class:`KVCache`
+keeps them in tensors allocated once, (n_layer, B, n_head, block_size, head_dim); ``step`` writes
+the new positions' K, V in place and attends from the new queries to all positions < length + t.
+
+Parameter names follow GPT-2 / nanoGPT (``transformer.wte``, ``transformer.h.0.attn.c_attn``, …,
+``lm_head``), so GPT-2 weights map onto them one to one (HF's Conv1D weights are transposed).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from arlm.errors import ConfigError
+from arlm.models.neural import NeuralLM, mask_unpredictable
+
+ATTENTIONS = ("sdpa", "explicit")
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int
+    block_size: int = 256  # the longest sequence (number of learned positions)
+    n_layer: int = 4
+    n_head: int = 4
+    d_model: int = 256
+    dropout: float = 0.0
+    bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2 has them)
+    tie_weights: bool = True  # lm_head.weight is transformer.wte.weight
+    attention: str = "sdpa"  # "sdpa" (fused kernel) or "explicit" (softmax(QKᵀ/√D + M) by hand)
+    causal: bool = True  # False removes the mask M: for demonstrating leakage only
+
+    def __post_init__(self) -> None:
+        if self.attention not in ATTENTIONS:
+            raise ConfigError(f"unknown attention {self.attention!r}; choose one of "
+                              f"{', '.join(ATTENTIONS)}")
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"transformer: {name} must be at least 1, not {getattr(self, name)}")
+        if self.d_model % self.n_head:
+            raise ConfigError(f"d_model ({self.d_model}) must be a multiple of n_head "
+                              f"({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), not {self.dropout}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_head
+
+
+def causal_mask(t: int, s: int, offset: int = 0, device=None) -> Tensor:
+    """The additive mask M (t, s) for t queries at positions offset..offset+t-1 over s keys at
+    positions 0..s-1: 0 where key j ≤ query position, -inf above that diagonal."""
+    q_pos = torch.arange(offset, offset + t, device=device)[:, None]  # (t, 1)
+    k_pos = torch.arange(s, device=device)[None, :]  # (1, s)
+    zeros = torch.zeros(t, s, device=device)
+    return zeros.masked_fill(k_pos > q_pos, float("-inf"))  # (t, s)
+
+
+# ---------------------------------------------------------------------------------------------
+# The KV cache
+# ---------------------------------------------------------------------------------------------
+
+
+class KVCache:
+    """Keys and values of every layer for positions 0..length-1, preallocated to block_size.
+
+    ``k``, ``v``: (n_layer, B, n_head, block_size, head_dim). ``step`` writes into them in place and
+    returns the same object, so keep a ``select``-ed copy if you need an older state.
+    """
+
+    def __init__(self, k: Tensor, v: Tensor, length: int = 0) -> None:
+        self.k, self.v, self.length = k, v, length
+
+    @classmethod
+    def allocate(cls, config: TransformerConfig, batch_size: int, dtype: torch.dtype,
+                 device: torch.device) -> KVCache:
+        shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.head_dim)
+        return cls(torch.zeros(shape, dtype=dtype, device=device),
+                   torch.zeros(shape, dtype=dtype, device=device))
+
+    @property
+    def batch_size(self) -> int:
+        return self.k.shape[1]
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[3]
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Write k, v (B, nh, t, hs) at positions length..length+t-1 of ``layer``; return the keys
+        and values of positions 0..length+t-1, (B, nh, length+t, hs). ``length`` is advanced by
+        :meth:`advance` once all layers are written."""
+        end = self.length + k.shape[2]
+        self.k[layer, :, :, self.length : end] = k
+        self.v[layer, :, :, self.length : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, t: int) -> None:
+        self.length += t
+
+    def select(self, index: Tensor) -> KVCache:
+        """Rows ``index`` of the batch (a new cache; the copy is what beam search needs)."""
+        index = index.to(self.k.device)
+        return KVCache(self.k.index_select(1, index), self.v.index_select(1, index), self.length)
+
+    def crop(self, length: int) -> KVCache:
+        """Forget positions ≥ length (in place; e.g. to undo rejected draft tokens)."""
+        if not 0 <= length <= self.length:
+            raise ConfigError(f"cannot crop a cache of length {self.length} to {length}")
+        self.length = length
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# The blocks
+# ---------------------------------------------------------------------------------------------
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.c_attn = nn.Linear(config.d_model, 3 * config.d_model, bias=config.bias)  # Q, K, V
+        self.c_proj = nn.Linear(config.d_model, config.d_model, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        """x (B, T, C) -> (B, T, C). With a cache, x holds positions cache.length.. only."""
+        cfg = self.config
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)  # 3 x (B, T, C)
+        q = q.view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        v = v.view(B, T, cfg.n_head, cfg.head_dim).transpose(1, 2)  # (B, nh, T, hs)
+        offset = 0
+        if cache is not None:
+            offset = cache.length
+            k, v = cache.update(layer, k, v)  # (B, nh, S, hs), S = offset + T
+        S = k.shape[2]
+        p = cfg.dropout if self.training else 0.0
+
+        if cfg.attention == "sdpa":
+            if not cfg.causal or T == 1:  # one new query may see every cached key
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
+            elif offset == 0:
+                y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+            else:  # a prefill after cached positions: the mask's diagonal is shifted by offset
+                mask = causal_mask(T, S, offset, x.device).to(q.dtype)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        else:  # A = softmax(QKᵀ/√D + M), written out
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(cfg.head_dim)  # (B, nh, T, S)
+            if cfg.causal:
+                att = att + causal_mask(T, S, offset, x.device).to(att.dtype)  # + M
+            att = self.attn_dropout(F.softmax(att, dim=-1))  # A
+            y = att @ v  # (B, nh, T, hs)
+
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.d_model, 4 * config.d_model, bias=config.bias)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's GELU
+        self.c_proj = nn.Linear(4 * config.d_model, config.d_model, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C)
+
+
+class Block(nn.Module):
+    """Pre-LN block: z + Attn(LN_1(z)), then z + MLP(LN_2(z))."""
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache, layer)  # (B, T, C)
+        return x + self.mlp(self.ln_2(x))  # (B, T, C)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+
+class TransformerLM(NeuralLM):
+    family = "transformer"
+    config_class = TransformerConfig
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__(config)
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.d_model),  # E
+            wpe=nn.Embedding(config.block_size, config.d_model),  # P
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.d_model, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.transformer.wte.weight  # one (V, C) matrix, two uses
+        # GPT-2 initialisation: N(0, 0.02), residual projections scaled by 1/√(2 n_layer)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def _run(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
+        """tokens (B, T) at positions offset..offset+T-1 -> final hidden states (B, T, C)."""
+        T = tokens.shape[1]  # tokens: (B, T)
+        offset = 0 if cache is None else cache.length
+        if offset + T > self.config.block_size:
+            raise ConfigError(f"the sequence would be {offset + T} tokens long but the model's "
+                              f"block_size is {self.config.block_size}; feed at most "
+                              f"{self.config.block_size} tokens (crop the context)")
+        pos = torch.arange(offset, offset + T, device=tokens.device)  # (T,)
+        x = self.transformer.wte(tokens) + self.transformer.wpe(pos)  # (B, T, C)
+        x = self.transformer.drop(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, cache, i)  # (B, T, C)
+        if cache is not None:
+            cache.advance(T)
+        return self.transformer.ln_f(x)  # (B, T, C)
+
+    def features(self, tokens: Tensor) -> Tensor:
+        """tokens (B, T) -> final hidden states LN_f(z) (B, T, C)."""
+        return self._run(tokens)
+
+    def head(self, features: Tensor) -> Tensor:
+        """(..., C) -> logits (..., V) = LN_f(z) Eᵀ."""
+        return mask_unpredictable(self.lm_head(features))
+
+    def num_parameters(self, non_embedding: bool = False) -> int:
+        """Parameters (tied ones once); ``non_embedding`` leaves out the position embeddings."""
+        n = super().num_parameters()
+        return n - self.transformer.wpe.weight.numel() if non_embedding else n
+
+    # ----- incremental decoding ----------------------------------------------------------------
+
+    def start(self, batch_size: int) -> KVCache:
+        """An empty cache, allocated once for block_size positions."""
+        p = self.transformer.wte.weight
+        return KVCache.allocate(self.config, batch_size, p.dtype, p.device)
+
+    def step(self, tokens: Tensor, state: KVCache) -> tuple[Tensor, KVCache]:
+        """tokens (B, t) -> (log p(next | all fed so far) (B, V), the cache, updated in place)."""
+        tokens = self._tokens(tokens)
+        if tokens.shape[0] != state.batch_size:
+            raise ConfigError(f"step got {tokens.shape[0]} rows but the cache holds "
+                              f"{state.batch_size}; select the cache rows first")
+        x = self._run(tokens, state)  # (B, t, C)
+        return F.log_softmax(self.head(x[:, -1]).float(), dim=-1), state  # (B, V)
