@@ -60,7 +60,7 @@ def test_own_files_train_export_eval(files: Path) -> None:
         assert r.returncode == 0, r.stderr
         evals.append(json.loads(r.stdout))
     folder, arpa = evals
-    assert folder["num_tokens"] == 6 + 1 + 4 + 1 + 3 + 1  # words + [EOS] per line
+    assert folder["num_tokens"] == 7 + 1 + 6 + 1 + 4 + 1  # words + [EOS] per line
     assert folder["num_oov"] == 1  # "bird"
     assert arpa["perplexity"] == pytest.approx(folder["perplexity"], rel=1e-4)
     assert folder["perplexity_excluding_oov"] < folder["perplexity"] or folder["num_oov"] == 0

@@ -17,6 +17,7 @@ from arlm.data.tokenizers import Tokenizer, WordTokenizer, load_tokenizer, train
 from arlm.errors import DataError, FormatError, MismatchError
 from arlm.io import atomic_dir
 from arlm.models.base import ARModel
+from arlm.models.neural import load_neural
 from arlm.models.ngram import NGramModel
 
 
@@ -83,7 +84,8 @@ def load_model(path: str | Path) -> tuple[ARModel, Tokenizer]:
         family = json.loads(config_file.read_text()).get("family")
     except (json.JSONDecodeError, AttributeError) as e:
         raise FormatError(f"{config_file} is not valid JSON ({e}); the model folder is damaged") from e
-    loaders = {"ngram": NGramModel.load}
+    loaders = {"ngram": NGramModel.load, "window": load_neural, "rnn": load_neural,
+               "transformer": load_neural}
     if family not in loaders:
         raise FormatError(f"{config_file} names an unknown model family {family!r}; "
                           f"known: {', '.join(loaders)}")
