@@ -1,31 +1,317 @@
-"""Generation loops written once against the ARModel interface (start / step / State.select).
+"""Generation loops written once against the ARModel interface (``start`` / ``step`` / ``State.select``).
 
-Ancestral sampling (F19) draws x_{t+1} ~ p(· | x_≤t) from [SOS] until [EOS] or a length limit; the
-temperature τ reshapes the distribution, p_τ(w) ∝ p(w)^{1/τ} (τ → 0 tends to greedy, τ = 1 is the model).
+Two loops serve every model family (n-gram, window, RNN, Transformer):
+
+**Sampling and greedy search** (F19, F20) — :func:`generate`. From a prompt (by default [SOS]) draw
+
+    x_{t+1} ~ softmax(P(log p(· | x_≤t)))
+
+where P is the logits-processor pipeline of :mod:`arlm.decode.processors` (penalties → bans →
+temperature τ → top-k → top-p → min-p). The temperature reshapes the distribution,
+p_τ(w) ∝ p(w)^{1/τ}: τ = 1 is the model, τ → 0 tends to greedy, and τ = 0 *is* greedy search,
+x_{t+1} = argmax_w P(log p(w | x_≤t)), taken without drawing a random number. ``top_k=1`` is greedy
+too. The prompt is prefilled in one ``step`` (prompts of different lengths: see :func:`generate`).
+Rows stop independently on [EOS], on a stop string (needs a ``decode`` callback) or when they
+have ``max_new_tokens`` new tokens; a finished row is dropped from the batch (``State.select``) so
+the model never computes it again. The same ``seed`` gives the same samples. :func:`stream` yields
+the tokens step by step as they are chosen; :func:`generate` takes an ``on_token`` callback.
+
+**Beam search** (F21) — :func:`beam_search`. Keep the K = ``num_beams`` best partial hypotheses by
+joint log-probability s(y) = Σ_t log p(y_t | y_<t, prompt). Each step (the fairseq / HF scheme):
+
+1. every live hypothesis y (B rows × K beams) is extended by every token w: s(y·w) = s(y) + log p(w | y);
+2. the 2K best candidates of the row are taken (2K, so that K non-[EOS] ones remain even if up
+   to K of them end in [EOS]);
+3. a candidate that ends in [EOS] — or reaches ``max_new_tokens`` — is *finished*: if it ranks among
+   the first K candidates it joins the row's finished list with the length-normalised score
+   score(y) = s(y) / |y|^α (α = ``length_penalty``, |y| = generated tokens, [EOS] included), and
+   the list keeps its K best; finished hypotheses are never extended;
+4. the K best unfinished candidates become the live beams; ``State.select`` reorders the model state
+   so that each beam follows its parent.
+
+Stopping rule (HF ``early_stopping``, same semantics): a row is done — it takes no more finished
+hypotheses — when its finished list holds K hypotheses (``early_stopping=True``, the default here);
+with ``False`` when the list is full and the best live beam, normalised at the current length,
+s_best / t^α, cannot beat the worst finished one (a heuristic: with α > 0 a longer continuation
+might still); with ``"never"`` the same test but at the longest possible length L when α > 0, an
+exact bound since log-probs are ≤ 0. The search ends when every row is done, no live beam is
+left, or the budget of L = ``max_new_tokens`` is spent. The n-best list is the finished list,
+best first. (Done rows of a batch keep being computed until all are done; ``tests/decode`` checks
+that a beam as wide as V^L reproduces exhaustive search, and ``tests/interop`` that 4 beams match
+HF ``generate`` token for token and score for score.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from arlm.decode.processors import LogitsPipeline, build_processors, is_greedy
 from arlm.errors import ConfigError
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID, ARModel
+from arlm.models.base import EOS_ID, PAD_ID, SOS_ID, ARModel, as_long_tensor
+
+STOP_EOS, STOP_LENGTH, STOP_STRING = "eos", "length", "stop_string"
+
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
 
 
 @dataclass
 class Samples:
-    """tokens (N, ≤max_new) after [SOS], right-padded with [PAD]; per-token log-probs under the model;
-    why each row stopped: "eos" or "length"."""
+    """The output of :func:`generate` for N rows (N = prompts × ``num_samples``, prompt-major).
 
-    tokens: Tensor  # (N, L) int64
-    log_probs: Tensor  # (N, L) float, 0 where padded
+    ``tokens`` holds only the new tokens (the prompt is not repeated), right-padded with ``pad_id``
+    — use ``lengths``, not the padding, to cut a row (in a GPT-2 vocabulary id 0 is a real token).
+    ``log_probs`` are log p(token | prefix) under the *model* (before any processor), 0 where padded.
+    ``stop_reason[i]`` is "eos", "length" (the token budget) or "stop_string".
+    """
+
+    tokens: Tensor  # (N, L) int64, L ≤ max_new_tokens
+    log_probs: Tensor  # (N, L) float64, 0 where padded
     stop_reason: list[str]
+    lengths: Tensor  # (N,) int64: new tokens in each row ([EOS] included)
+
+    def rows(self) -> list[list[int]]:
+        """Each row's new tokens as a list, padding cut off."""
+        return [r[:n].tolist() for r, n in zip(self.tokens, self.lengths.tolist(), strict=True)]
+
+
+@dataclass
+class Step:
+    """What :func:`stream` yields after every decoding step: the token each live row just got."""
+
+    rows: Tensor  # (n,) int64: which output rows (0..N-1) produced a token at this step
+    tokens: Tensor  # (n,) int64: the tokens, in the order of ``rows``
+    log_probs: Tensor  # (n,) float64: their log-probs under the model
+    finished: Tensor  # (n,) bool: the row stopped with this token
+
+
+@dataclass
+class Beams:
+    """The n-best output of :func:`beam_search` for B prompts, R = ``num_return_sequences`` each.
+
+    ``tokens[b, r]`` is the r-th best hypothesis of prompt b (new tokens only, padded with
+    ``pad_id`` after ``lengths[b, r]``), ``scores`` its length-normalised score s / |y|^α,
+    ``log_probs`` its joint log-probability s (under the processed distribution; with no
+    processors, the model's). Rows are sorted best first; a slot with no hypothesis (possible only
+    when fewer than R complete sequences exist) has score -inf and length 0.
+    """
+
+    tokens: Tensor  # (B, R, L) int64
+    scores: Tensor  # (B, R) float64
+    log_probs: Tensor  # (B, R) float64
+    lengths: Tensor  # (B, R) int64
+    stop_reason: list[list[str]]  # "eos" or "length"
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_positive_int(name: str, value: int, fix: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be an integer ≥ 1, got {value!r}; {fix}")
+
+
+def _prompt_tensor(prompt, sos_id: int, pad_id: int = PAD_ID,
+                   ragged: bool = False) -> tuple[Tensor, Tensor]:
+    """None -> [[SOS]]; a (T,) or (B, T) tensor/array/nested list -> ((B, T) ids, (B,) lengths).
+
+    Rows of different lengths (a list of lists) are right-padded with ``pad_id`` when ``ragged``
+    (the caller never feeds the padding), else refused: no family sees a padding mask, so padding
+    fed to a model would be read as text.
+    """
+    if prompt is None:
+        return torch.full((1, 1), sos_id, dtype=torch.long), torch.ones(1, dtype=torch.long)
+    lengths = None
+    if isinstance(prompt, (list, tuple)) and prompt and isinstance(prompt[0], (list, tuple)):
+        lengths = [len(r) for r in prompt]
+        if len(set(lengths)) > 1:
+            if not ragged:
+                raise ConfigError(f"prompts have different lengths {sorted(set(lengths))}; beam "
+                                  "search needs one length per call, so group the prompts by length")
+            if min(lengths) == 0:
+                raise ConfigError("a prompt is empty; start every prompt with [SOS] "
+                                  f"(id {sos_id}) for arlm models")
+            T = max(lengths)
+            prompt = [[*r, *([pad_id] * (T - len(r)))] for r in prompt]
+    try:
+        t = as_long_tensor(prompt)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"the prompt must be a (batch, time) array of token ids ({e})") from e
+    if t.dim() != 2 or t.shape[1] == 0 or t.shape[0] == 0:
+        raise ConfigError(f"the prompt must be a non-empty (batch, time) array of token ids, got shape "
+                          f"{tuple(t.shape)}; start it with [SOS] (id {sos_id}) for arlm models")
+    if lengths is not None:
+        return t, torch.tensor(lengths, dtype=torch.long)
+    return t, torch.full((t.shape[0],), t.shape[1], dtype=torch.long)
+
+
+def _device_of(model: ARModel) -> torch.device:
+    dev = getattr(model, "device", None)
+    return dev if isinstance(dev, torch.device) else torch.device("cpu")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling and greedy search
+# ---------------------------------------------------------------------------------------------
 
 
 @torch.inference_mode()
+def stream(
+    model: ARModel,
+    prompt=None,
+    *,
+    num_samples: int = 1,
+    max_new_tokens: int = 100,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    repetition_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
+    banned: Sequence[int] = (),
+    processors: LogitsPipeline | None = None,
+    eos_id: int | None = EOS_ID,
+    sos_id: int = SOS_ID,
+    pad_id: int = PAD_ID,
+    stop_strings: Sequence[str] = (),
+    decode: Callable[[list[int]], str] | None = None,
+    seed: int | None = 0,
+    generator: torch.Generator | None = None,
+) -> Iterator[Step]:
+    """Generate as :func:`generate` does, yielding a :class:`Step` after each chosen token.
+
+    The generator's return value (``StopIteration.value``, or ``result = yield from stream(...)``)
+    is the :class:`Samples` of the whole run.
+    """
+    # ----- validate (ConfigError, one sentence naming problem and fix) -----
+    _check_positive_int("num_samples", num_samples, "ask for at least one sample")
+    _check_positive_int("max_new_tokens", max_new_tokens, "allow at least one new token, e.g. 100")
+    if processors is None:
+        processors = build_processors(temperature, top_k, top_p, min_p, repetition_penalty,
+                                      no_repeat_ngram_size, banned)
+    greedy = is_greedy(temperature)
+    stop_strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
+    if any(not s for s in stop_strings):
+        raise ConfigError("a stop string is empty; remove it (an empty string would stop every row at once)")
+    if stop_strings and decode is None:
+        raise ConfigError("stop_strings need decode=, a callback from token ids to text "
+                          "(e.g. tokenizer.decode)")
+    device = _device_of(model)
+    prompts, plen = _prompt_tensor(prompt, sos_id, pad_id, ragged=True)  # (B, Tp), (B,)
+    prompts, plen = prompts.to(device), plen.to(device)
+    B, Tp = prompts.shape
+    T0 = int(plen.min())  # the common length, prefilled at once
+    N = B * num_samples
+    L = max_new_tokens
+
+    # ----- prefill: the first T0 prompt tokens in one step, then one row per sample -----
+    state = model.start(B)
+    logp, state = model.step(prompts[:, :T0], state)  # (B, V)
+    if num_samples > 1:
+        rep = torch.arange(B, device=device).repeat_interleave(num_samples)  # (N,)
+        state, logp, prompts, plen = state.select(rep), logp[rep], prompts[rep], plen[rep]
+
+    # history[i, :T0 + t]: everything row i has been fed before step t (prompt, then new tokens)
+    history = torch.cat([prompts, prompts.new_full((N, L), pad_id)], 1)  # (N, Tp+L)
+    out_tok = torch.full((N, L), pad_id, dtype=torch.long, device=device)  # (N, L)
+    out_lp = torch.zeros(N, L, dtype=torch.float64, device=device)  # (N, L)
+    lengths = torch.zeros(N, dtype=torch.long, device=device)  # (N,) new tokens so far
+    reasons = [STOP_LENGTH] * N
+    alive = torch.arange(N, device=device)  # output rows still generating, (n,)
+    if generator is None and not greedy and seed is not None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+
+    for t in range(Tp - T0 + L):
+        # logp (n, V): log p(· | x_<T0+t) of the live rows; choose the next token of each
+        pos = T0 + t  # the column of history this step fills
+        forced = pos < plen[alive]  # (n,) rows still reading a longer prompt: take its next token
+        scores = processors(history[alive, :pos], logp)  # (n, V)
+        if not torch.isfinite(scores[~forced]).any(-1).all():
+            raise ConfigError("every token is excluded for some row (banned, penalised or cut to "
+                              "-inf); loosen the bans or the truncation settings")
+        if greedy:
+            nxt = scores.argmax(-1)  # (n,)
+        else:
+            probs = torch.softmax(scores.double(), dim=-1)  # (n, V)
+            probs[forced] = 1.0  # any valid distribution: the token is replaced below
+            nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (n,)
+        nxt = torch.where(forced, history[alive, pos], nxt)
+        history[alive, pos] = nxt
+        tok_lp = logp.double().gather(1, nxt[:, None]).squeeze(1)  # (n,)
+        gen, rows = ~forced, alive[~forced]  # the rows that produced a new token
+        out_tok[rows, lengths[rows]] = nxt[gen]
+        out_lp[rows, lengths[rows]] = tok_lp[gen]
+        lengths[rows] += 1
+
+        # ----- which rows stop with this token -----
+        is_eos = gen & (nxt == eos_id) if eos_id is not None else torch.zeros_like(gen)
+        done = is_eos.clone()  # (n,)
+        for i in (gen & ~done).nonzero().squeeze(1).tolist() if stop_strings else ():
+            row = int(alive[i])
+            if any(s in decode(out_tok[row, : lengths[row]].tolist()) for s in stop_strings):
+                done[i] = True
+                reasons[row] = STOP_STRING
+        for row in alive[is_eos].tolist():
+            reasons[row] = STOP_EOS
+        done |= gen & (lengths[alive] == L)  # the budget
+        if gen.any():
+            yield Step(rows.clone(), nxt[gen].clone(), tok_lp[gen].clone(), done[gen].clone())
+
+        if done.any():  # drop finished rows from the batch and the model state
+            keep = (~done).nonzero().squeeze(1)  # (n',)
+            if keep.numel() == 0:
+                break
+            alive, nxt, state = alive[keep], nxt[keep], state.select(keep)
+        logp, state = model.step(nxt[:, None], state)  # (n, V)
+
+    n_max = int(lengths.max())
+    return Samples(out_tok[:, :n_max].clone(), out_lp[:, :n_max].clone(), reasons, lengths)
+
+
+def generate(model: ARModel, prompt=None, *, on_token: Callable[[Step], None] | None = None,
+             **kwargs) -> Samples:
+    """Sample (or, with ``temperature=0``, greedily decode) continuations of ``prompt``.
+
+    ``prompt``: None (each row starts from [SOS]) or B prompts of ids — a (B, T) array, or a list of
+    lists of any lengths; each prompt gets ``num_samples`` rows, prompt-major. The common length
+    T0 = min_i |prompt_i| is prefilled in one ``step``; a longer prompt's remaining tokens are fed
+    one per step (forced, not sampled) while shorter rows already generate. No padding ever enters
+    a model (no family takes a padding mask), so every row is decoded exactly as if it were alone;
+    the price is one step per extra prompt token. Group prompts by length for the fastest prefill.
+    Keyword settings (all validated, bad ones raise ConfigError):
+
+    * ``max_new_tokens`` — token budget per row; ``eos_id`` — the token that ends a row (None: never);
+    * ``temperature`` (0 = greedy), ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty``,
+      ``no_repeat_ngram_size``, ``banned`` — see :func:`arlm.decode.processors.build_processors`;
+      or a ready ``processors`` pipeline (then ``temperature`` only says greedy or not);
+    * ``stop_strings`` + ``decode`` (ids -> text): a row stops once the text of its new tokens
+      contains a stop string (the token completing it is kept);
+    * ``seed`` or ``generator`` — the same seed gives the same samples;
+    * ``on_token`` — called with each :class:`Step` as it is produced (streaming).
+    """
+    it = stream(model, prompt, **kwargs)
+    while True:
+        try:
+            step = next(it)
+        except StopIteration as stop:
+            return stop.value
+        if on_token is not None:
+            on_token(step)
+
+
+def greedy_search(model: ARModel, prompt=None, **kwargs) -> Samples:
+    """:func:`generate` with ``temperature=0``: x_{t+1} = argmax_w log p(w | x_≤t)."""
+    return generate(model, prompt, temperature=0.0, **kwargs)
+
+
 def ancestral_sample(
     model: ARModel,
     num_samples: int = 1,
@@ -33,32 +319,140 @@ def ancestral_sample(
     temperature: float = 1.0,
     seed: int | None = 0,
 ) -> Samples:
-    """Sample ``num_samples`` sequences in one batch; rows that emit [EOS] stop, the rest go on."""
-    if num_samples < 1:
-        raise ConfigError(f"num_samples must be ≥ 1, got {num_samples}")
-    if max_new_tokens < 1:
-        raise ConfigError(f"max_new_tokens must be ≥ 1, got {max_new_tokens}")
-    if temperature <= 0:
-        raise ConfigError(f"temperature must be > 0 for sampling, got {temperature}")
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    """Ancestral sampling from [SOS] (F19): ``num_samples`` rows in one batch until [EOS] or the budget.
 
-    N = num_samples
-    tokens = torch.full((N, max_new_tokens), PAD_ID, dtype=torch.long)  # (N, L)
-    token_logp = torch.zeros(N, max_new_tokens, dtype=torch.float64)  # (N, L)
-    alive = torch.arange(N)  # rows of the output still generating
-    state = model.start(N)
-    logp, state = model.step(torch.full((N, 1), SOS_ID, dtype=torch.long), state)  # (N, V)
-    for t in range(max_new_tokens):
-        probs = torch.softmax(logp.double() / temperature, dim=-1)  # (n, V)
-        nxt = torch.multinomial(probs, 1, generator=gen).squeeze(1)  # (n,)
-        tokens[alive, t] = nxt
-        token_logp[alive, t] = logp.double().gather(1, nxt[:, None]).squeeze(1)
-        keep = nxt != EOS_ID
-        if not keep.all():
-            idx = keep.nonzero().squeeze(1)
-            alive, nxt, state = alive[idx], nxt[idx], state.select(idx)
-        if alive.numel() == 0 or t == max_new_tokens - 1:
+    Kept for its callers; :func:`generate` is the general form. ``temperature`` must be > 0 here
+    (use :func:`greedy_search` for τ = 0).
+    """
+    if not temperature > 0:
+        raise ConfigError(f"temperature must be > 0 for sampling, got {temperature}; "
+                          "use greedy_search for temperature 0")
+    return generate(model, None, num_samples=num_samples, max_new_tokens=max_new_tokens,
+                    temperature=temperature, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam search
+# ---------------------------------------------------------------------------------------------
+
+EARLY_STOPPING = (True, False, "never")
+
+
+@torch.inference_mode()
+def beam_search(
+    model: ARModel,
+    prompt=None,
+    *,
+    num_beams: int = 4,
+    max_new_tokens: int = 100,
+    length_penalty: float = 1.0,
+    early_stopping: bool | str = True,
+    num_return_sequences: int | None = None,
+    processors: LogitsPipeline | None = None,
+    eos_id: int | None = EOS_ID,
+    sos_id: int = SOS_ID,
+    pad_id: int = PAD_ID,
+) -> Beams:
+    """Beam search with n-best output (see the module docstring for the algorithm and stopping rule).
+
+    ``prompt``: None ([SOS]) or (B, T) ids, one length (prefilled in one ``step``); each prompt is
+    searched independently, its K beams being rows of one model batch (B·K rows).
+    ``length_penalty`` α: finished hypotheses are ranked by s / |y|^α (0: raw joint log-prob,
+    1: per-token average). ``num_return_sequences`` R ≤ K (default K): how many of the n-best to return.
+    ``processors`` (optional) reshape the log-probs before they are added, as in HF.
+    """
+    _check_positive_int("num_beams", num_beams, "use 1 for greedy-like search or e.g. 4")
+    _check_positive_int("max_new_tokens", max_new_tokens, "allow at least one new token, e.g. 100")
+    R = num_beams if num_return_sequences is None else num_return_sequences
+    _check_positive_int("num_return_sequences", R, f"ask for 1..{num_beams} (num_beams) sequences")
+    if num_beams < R:
+        raise ConfigError(f"num_return_sequences ({R}) cannot exceed num_beams ({num_beams}); "
+                          "raise num_beams or ask for fewer sequences")
+    if not isinstance(length_penalty, (int, float)) or length_penalty != length_penalty:
+        raise ConfigError(f"length_penalty must be a number, got {length_penalty!r}; 1.0 averages per token")
+    if early_stopping not in EARLY_STOPPING or not isinstance(early_stopping, (bool, str)):
+        raise ConfigError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+
+    device = _device_of(model)
+    prompts = _prompt_tensor(prompt, sos_id)[0].to(device)  # (B, T0)
+    B = prompts.shape[0]
+    K, L, V = num_beams, max_new_tokens, model.vocab_size
+    alpha = float(length_penalty)
+    neg = float("-inf")
+    rows = torch.arange(B, device=device)[:, None]  # (B, 1)
+
+    # live beams: (B, K) slots; only beam 0 is live at first (the others would duplicate it)
+    run_tok = torch.full((B, K, L), pad_id, dtype=torch.long, device=device)  # generated so far
+    run_score = torch.full((B, K), neg, dtype=torch.float64, device=device)  # s(y)
+    run_score[:, 0] = 0.0
+    # finished hypotheses: the K best per row, by normalised score
+    fin_tok = torch.full((B, K, L), pad_id, dtype=torch.long, device=device)
+    fin_norm = torch.full((B, K), neg, dtype=torch.float64, device=device)  # s / |y|^α
+    fin_score = torch.full((B, K), neg, dtype=torch.float64, device=device)  # s
+    fin_len = torch.zeros(B, K, dtype=torch.long, device=device)
+    row_done = torch.zeros(B, dtype=torch.bool, device=device)  # no more additions
+    heuristic_ok = torch.ones(B, dtype=torch.bool, device=device)
+
+    state = model.start(B)
+    logp, state = model.step(prompts, state)  # (B, V): one prefill per prompt
+    flat = torch.arange(B, device=device).repeat_interleave(K)  # (B*K,) beam slot -> prompt row
+    state, logp = state.select(flat), logp[flat]  # (B*K, V)
+    prompt_rows = prompts[flat]  # (B*K, T0)
+
+    for t in range(L):
+        n_new = t + 1  # |y| of a candidate made at this step
+        if processors is not None:
+            hist = torch.cat([prompt_rows, run_tok.view(B * K, L)[:, :t]], 1)  # (B*K, T0+t)
+            logp = processors(hist, logp)
+        cand = run_score[:, :, None] + logp.double().view(B, K, V)  # (B, K, V): s(y·w)
+        cand = cand.view(B, K * V)
+        n_cand = min(2 * K, K * V)
+        top_s, top_i = cand.topk(n_cand, dim=1)  # (B, 2K), best first
+        beam, tok = top_i // V, top_i % V  # (B, 2K) parent beam, new token
+        valid = torch.isfinite(top_s)
+        ends = torch.ones_like(valid) if n_new == L else (tok == eos_id if eos_id is not None
+                                                        else torch.zeros_like(valid))
+        seqs = run_tok[rows, beam].clone()  # (B, 2K, L) parents' tokens
+        seqs[:, :, t] = tok
+
+        # finished candidates among the first K join the finished list (unless the row is done)
+        rank_ok = torch.arange(n_cand, device=device)[None, :] < K
+        add = ends & valid & rank_ok & ~row_done[:, None]  # (B, 2K)
+        new_norm = torch.where(add, top_s / n_new**alpha, neg)  # (B, 2K)
+        m_norm = torch.cat([fin_norm, new_norm], 1)  # (B, K+2K)
+        keep = m_norm.topk(K, dim=1).indices  # (B, K)
+        fin_norm = m_norm.gather(1, keep)
+        fin_score = torch.cat([fin_score, torch.where(add, top_s, neg)], 1).gather(1, keep)
+        fin_len = torch.cat([fin_len, torch.full_like(tok, n_new)], 1).gather(1, keep)
+        fin_tok = torch.cat([fin_tok, seqs], 1)[rows, keep]  # (B, K, L)
+
+        # the K best unfinished candidates live on
+        live_s = torch.where(ends | ~valid, neg, top_s)  # (B, 2K)
+        nxt = live_s.topk(K, dim=1).indices  # (B, K)
+        run_score = live_s.gather(1, nxt)
+        parent = beam.gather(1, nxt)  # (B, K)
+        run_tok = seqs[rows, nxt]  # (B, K, L)
+        new_tok = tok.gather(1, nxt)  # (B, K)
+
+        # stopping rule (HF): full finished list (early_stopping=True) or no possible improvement
+        full = torch.isfinite(fin_norm).all(1)  # (B,)
+        best_len = L if (early_stopping == "never" and alpha > 0) else n_new
+        best_possible = run_score[:, 0] / best_len**alpha  # (B,)
+        heuristic_ok &= ~full | (best_possible > fin_norm.min(1).values)
+        row_done = ~heuristic_ok | (full & (early_stopping is True))
+        if n_new == L or row_done.all() or not torch.isfinite(run_score).any():
             break
-        logp, state = model.step(nxt[:, None], state)
-    reasons = ["eos" if (tokens[i] == EOS_ID).any() else "length" for i in range(N)]
-    return Samples(tokens, token_logp, reasons)
+        # follow the surviving hypotheses: slot (b, k) continues beam parent[b, k] of row b
+        src = (parent + rows * K).view(-1)  # (B*K,)
+        state = state.select(src)
+        logp, state = model.step(new_tok.view(B * K, 1), state)  # (B*K, V)
+
+    # ----- the n-best lists, best first -----
+    order = fin_norm.argsort(dim=1, descending=True, stable=True)[:, :R]  # (B, R)
+    lens = fin_len.gather(1, order)
+    lens = torch.where(torch.isfinite(fin_norm.gather(1, order)), lens, 0)
+    Lmax = max(int(lens.max()), 1)
+    toks = fin_tok[rows, order][:, :, :Lmax]  # (B, R, Lmax)
+    reasons = [["eos" if n and eos_id is not None and int(toks[b, r, n - 1]) == eos_id else "length"
+                for r, n in enumerate(lens[b].tolist())] for b in range(B)]
+    return Beams(toks, fin_norm.gather(1, order), fin_score.gather(1, order), lens, reasons)
