@@ -1,0 +1,623 @@
+"""The training loop for the neural families: teacher forcing with the NLL loss, and the tricks that
+make it work at scale.
+
+**Loss** (F10, teacher forcing): the model reads the true prefix x_{≤t} at every position and is
+scored on the true next token,
+
+    L(θ) = -(1/N) Σ_{scored t} log p_θ(x_{t+1} | x_{≤t})
+
+with N the number of scored targets in the whole batch ([PAD] and [SOS] targets are not scored).
+
+**Batches in tokens, micro-batches that fit** (F13): a batch of ``batch_tokens`` tokens is
+B = batch_tokens // block_size rows of block_size tokens, processed in micro-batches of
+``micro_batch_size`` rows. Each micro-batch m adds the gradient of
+
+    L_m = -(1/N) Σ_{scored t in m} log p_θ(x_{t+1} | x_{≤t})
+
+(normalised by the target count N of the *whole* batch, not of m), so Σ_m ∇L_m = ∇L exactly: the
+accumulated gradient is the big-batch gradient, whatever the split.
+
+**Optimizer and stability** (F14): AdamW with decoupled weight decay on weight matrices only (no decay
+on biases, norm gains or embeddings); the learning rate follows :func:`~arlm.train.schedules.learning_rate`
+(warmup, then cosine/linear decay); the gradient is clipped to global norm ``grad_clip``:
+g <- g · min(1, c / ‖g‖₂).
+
+**Mixed precision** (F12): the forward pass runs under ``torch.autocast`` in bf16 or fp16 (matmuls in
+low precision, reductions and softmax in fp32; the loss is computed on fp32 logits). The parameters
+("master weights") and optimizer state stay fp32. fp16 has a narrow range, so its loss is multiplied
+by a scale factor s before ``backward`` (small gradients would flush to zero) and the gradients divided
+by s before the update; a ``torch.amp.GradScaler`` adapts s and skips steps whose gradients overflow.
+
+**RNNs: truncated BPTT.** The stream is read as B parallel rows (:class:`~arlm.train.batches.TBPTTStreams`);
+the hidden state after one batch starts the next, detached so gradients stop at the batch boundary.
+
+**Scheduled sampling** (F11, off by default): teacher forcing only ever shows the model true prefixes,
+while generation feeds it its own predictions (exposure bias). With probability 1 - ε_i (ε from
+:func:`~arlm.train.schedules.teacher_forcing_ratio`, decaying over steps i) an input token x_t is
+replaced by a token drawn from the model's own prediction p(· | x_{<t}); the targets stay the true
+tokens. RNNs do it step by step (Bengio et al. 2015): the hidden state after the replaced token is the
+one that reads it. Transformers and window models cannot, since all positions are computed at once, so
+they do two passes (Mihaylova & Martins 2019): pass 1 on the true inputs without gradient gives the
+predictions, pass 2 (with gradient) reads the mixed inputs. [SOS] and [PAD] inputs are never replaced.
+
+**Safety.** A non-finite loss stops training with :class:`TrainingError` before the update, so the
+last checkpoint on disk (written atomically) stays the last good one. The validation loss is measured on
+the *whole* validation split every ``eval_interval`` steps; ``last/`` and ``best/`` checkpoints are kept,
+training stops early after ``patience`` evaluations without improvement, and every log line goes to
+``metrics.jsonl``.
+
+**Checkpoints** (F15, :mod:`arlm.train.checkpoint`): ``last/`` and ``best/`` hold the model (a folder
+that :func:`arlm.models.neural.load_neural` reads), optimizer and scaler state, the step, the data
+position (generator state, TBPTT window and hidden state) and the RNG states: ``train(steps=N)``, then
+``train(resume_from=…/last)`` gives bit-identical weights to one uninterrupted run.
+
+**Data parallel** (F16): with ``distributed=True`` under ``torchrun``, each of W processes computes its
+share of the rows of the same global batch (every process draws the same batch from the same generator
+and takes rows rank, rank + W, …), DDP averages the gradients, and the loss is multiplied by W so that
+the update equals the one-process update. One process is the same code path with W = 1. Every
+process evaluates the whole validation split (the same number everywhere); the main one writes files.
+
+**Limits.** PyTorch has no fp16 LSTM kernel on CPU (refused with a ConfigError; bf16 works). On a busy
+small CPU, tiny models train far faster with ``torch.set_num_threads(1)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from arlm.data.cache import EncodedSplit
+from arlm.errors import ArlmError, ConfigError, MismatchError
+from arlm.models.base import PAD_ID, SOS_ID
+from arlm.models.neural import NeuralLM
+from arlm.models.rnn import RNNLM, RNNState
+from arlm.progress import progress
+from arlm.train import checkpoint as ckpt
+from arlm.train.batches import (
+    TBPTTStreams,
+    as_stream,
+    loss_targets,
+    random_chunks,
+    validation_chunks,
+    validation_streams,
+)
+from arlm.train.schedules import LR_SCHEDULES, RATIO_SCHEDULES, learning_rate, teacher_forcing_ratio
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingError(ArlmError):
+    """Training cannot go on (a non-finite loss); the last checkpoint on disk is still good."""
+
+
+@dataclass
+class TrainConfig:
+    batch_tokens: int = 8192  # tokens per optimizer step (the batch size in tokens)
+    micro_batch_size: int = 16  # rows per forward/backward pass (gradient accumulation below that)
+    block_size: int = 128  # tokens per row (the TBPTT length for RNNs)
+    lr: float = 1e-3  # peak learning rate
+    min_lr: float = 0.0  # learning rate at max_steps (cosine/linear)
+    weight_decay: float = 0.1  # on weight matrices only
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    warmup_steps: int = 100
+    max_steps: int = 1000
+    schedule: str = "cosine"  # "cosine", "linear" or "constant" after warmup
+    grad_clip: float = 1.0  # global gradient norm; 0 turns clipping off
+    dtype: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast; fp16 with a GradScaler)
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", …
+    eval_interval: int = 100  # steps between validations (and checkpoints); 0: only at the end
+    eval_batch_size: int = 32  # rows per validation batch
+    patience: int = 0  # stop after this many evaluations without improvement; 0: never
+    log_interval: int = 10  # steps between metrics lines
+    seed: int = 0
+    out_dir: str | None = None  # checkpoints and metrics.jsonl; None: write nothing
+    distributed: bool = False  # DDP under torchrun
+    scheduled_sampling: str | None = None  # None: teacher forcing; "linear", "exponential", "inverse_sigmoid"
+    ss_k: float = 1.0  # k of the teacher-forcing ratio schedule (see arlm.train.schedules)
+    ss_c: float = 0.0  # c, the slope of the linear schedule
+    ss_min_ratio: float = 0.0  # ε never goes below this
+    ss_pick: str = "sample"  # how a replacing token is chosen: "sample" from p, or "argmax"
+    show_progress: bool | None = None  # None: a progress bar when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        for name in ("batch_tokens", "micro_batch_size", "block_size", "max_steps", "eval_batch_size",
+                     "log_interval"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_interval", "patience"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
+        if self.batch_tokens < self.block_size:
+            raise ConfigError(f"batch_tokens ({self.batch_tokens}) is smaller than one row of block_size "
+                              f"({self.block_size}) tokens; raise batch_tokens or lower block_size")
+        if self.micro_batch_size > self.batch_rows:
+            raise ConfigError(f"the micro-batch ({self.micro_batch_size} rows) is larger than the batch "
+                              f"({self.batch_tokens} tokens = {self.batch_rows} rows of {self.block_size}); "
+                              "lower micro_batch_size or raise batch_tokens")
+        if self.schedule not in LR_SCHEDULES:
+            raise ConfigError(f"unknown learning-rate schedule {self.schedule!r}; choose one of "
+                              f"{', '.join(LR_SCHEDULES)}")
+        if self.scheduled_sampling is not None:
+            if self.scheduled_sampling not in RATIO_SCHEDULES:
+                raise ConfigError(f"unknown scheduled-sampling schedule {self.scheduled_sampling!r}; choose "
+                                  f"one of {', '.join(RATIO_SCHEDULES)} or leave it off")
+            self.teacher_forcing(0)  # checks k and c
+        if self.ss_pick not in ("sample", "argmax"):
+            raise ConfigError(f"ss_pick must be 'sample' or 'argmax', not {self.ss_pick!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.lr <= 0 or self.grad_clip < 0 or self.weight_decay < 0:
+            raise ConfigError("lr must be positive, and grad_clip and weight_decay not negative; "
+                              "fix the values")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from a dict (e.g. a TOML preset's table or a checkpoint's ``train_config``)."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown training setting {', '.join(map(repr, unknown))}; "
+                              f"the settings are {', '.join(names)}")
+        return cls(**values)
+
+    def teacher_forcing(self, step: int) -> float:
+        """ε at ``step``: 1.0 (pure teacher forcing) unless scheduled sampling is on."""
+        if self.scheduled_sampling is None:
+            return 1.0
+        return teacher_forcing_ratio(step, self.scheduled_sampling, self.ss_k, self.ss_c, self.ss_min_ratio)
+
+    @property
+    def batch_rows(self) -> int:
+        """B = batch_tokens // block_size rows per optimizer step."""
+        return self.batch_tokens // self.block_size
+
+
+@dataclass
+class TrainSummary:
+    """What a call to :meth:`Trainer.train` ended with."""
+
+    step: int
+    tokens_seen: int
+    train_loss: float | None  # mean loss of the last logged steps
+    val_loss: float | None  # at the last evaluation
+    best_val_loss: float | None
+    stopped_early: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)  # the metrics lines of this call
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces
+# ---------------------------------------------------------------------------------------------
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two AdamW groups: weight matrices decay; biases, norm gains (1-D) and embeddings do not."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for p in model.parameters():  # tied parameters appear once
+        if p.requires_grad:
+            (no_decay if p.dim() < 2 or id(p) in embeddings else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} was asked for but CUDA is not available; use device='cpu'")
+    return device
+
+
+@dataclass
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(config: TrainConfig) -> DistContext:
+    """The process's place in a torchrun job (rank, world size), starting the process group once."""
+    if not config.distributed:
+        return DistContext()
+    import torch.distributed as dist
+
+    missing = [v for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+               if v not in os.environ]
+    if missing:
+        raise ConfigError(f"distributed training needs the torchrun variables {', '.join(missing)}; "
+                          "launch with `torchrun --nproc-per-node N …` or turn distributed off")
+    ctx = DistContext(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and config.device != "cpu" else "gloo"
+        dist.init_process_group(backend)
+    return ctx
+
+
+def _hidden_dict(state: RNNState | None) -> dict[str, Tensor]:
+    if state is None:
+        return {}
+    return {"h": state.h} if state.c is None else {"h": state.h, "c": state.c}
+
+
+class TrainingForward(nn.Module):
+    """The training forward pass of a model, teacher forcing or scheduled sampling, as one module
+    (so that DDP wraps all of it): ``(inputs (B, T), hidden, ratio ε) -> (logits (B, T, V), hidden)``.
+    ``hidden`` is None for the parallel families."""
+
+    def __init__(self, model: NeuralLM, pick: str = "sample") -> None:
+        super().__init__()
+        self.model = model
+        self.pick = pick
+        self.tbptt = isinstance(model, RNNLM)
+
+    def forward(self, inputs: Tensor, hidden: RNNState | None = None,
+                ratio: float = 1.0) -> tuple[Tensor, RNNState | None]:
+        if ratio >= 1.0:  # teacher forcing
+            return self.model(inputs, hidden) if self.tbptt else (self.model(inputs), None)
+        if self.tbptt:
+            return self._per_step(inputs, hidden, ratio)
+        return self._two_pass(inputs, ratio), None
+
+    def mix(self, gold: Tensor, logits: Tensor, ratio: float) -> Tensor:
+        """gold next inputs (B, t), predictions for them (B, t, V) -> gold with probability ε, else a
+        token picked from the prediction; [SOS] and [PAD] inputs stay."""
+        logits = logits.detach().float()
+        if self.pick == "argmax":
+            picked = logits.argmax(-1)
+        else:
+            probs = logits.softmax(-1).flatten(0, -2)  # (B·t, V)
+            picked = torch.multinomial(probs, 1).view(gold.shape)
+        keep = (torch.rand(gold.shape, device=gold.device) < ratio) | (gold == SOS_ID) | (gold == PAD_ID)
+        return torch.where(keep, gold, picked)
+
+    def _two_pass(self, inputs: Tensor, ratio: float) -> Tensor:
+        """Mihaylova & Martins (2019): predictions from the gold inputs, then a pass on mixed inputs."""
+        with torch.no_grad():
+            first = self.model(inputs)  # (B, T, V): first[:, t] predicts x_{t+1}
+        mixed = inputs.clone()
+        mixed[:, 1:] = self.mix(inputs[:, 1:], first[:, :-1], ratio)
+        return self.model(mixed)  # (B, T, V)
+
+    def _per_step(self, inputs: Tensor, hidden: RNNState | None,
+                  ratio: float) -> tuple[Tensor, RNNState | None]:
+        """Bengio et al. (2015): one step at a time, the next input drawn from this step's prediction."""
+        token, state, out = inputs[:, :1], hidden, []
+        T = inputs.shape[1]
+        for t in range(T):
+            h, state = self.model.run(token, state)  # (B, 1, H)
+            logits = self.model.head(h)  # (B, 1, V)
+            out.append(logits)
+            if t + 1 < T:
+                token = self.mix(inputs[:, t + 1 : t + 2], logits, ratio)  # (B, 1)
+        return torch.cat(out, dim=1), state  # (B, T, V)
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+# ---------------------------------------------------------------------------------------------
+
+
+class Trainer:
+    """Train a :class:`~arlm.models.neural.NeuralLM` on a flat token stream (see :mod:`arlm.train.batches`).
+
+    >>> trainer = Trainer(model, TrainConfig(max_steps=1000, out_dir="runs/gpt"), train_ids, val_ids)
+    >>> summary = trainer.train()                      # or .train(resume_from="runs/gpt/last")
+    """
+
+    def __init__(self, model: NeuralLM, config: TrainConfig, train_stream: np.ndarray | Tensor | EncodedSplit,
+                 val_stream: np.ndarray | Tensor | EncodedSplit | None = None) -> None:
+        self.config = config
+        self.dist = init_distributed(config)
+        if config.batch_rows % self.dist.world_size:
+            raise ConfigError(f"the batch of {config.batch_rows} rows does not split evenly over "
+                              f"{self.dist.world_size} processes; make batch_tokens // block_size a multiple")
+        device = resolve_device(config.device)
+        if device.type == "cuda" and config.distributed:
+            device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(device)
+        self.device = device
+        self.model = model.to(device)
+        self.tbptt = isinstance(model, RNNLM)
+        if self.tbptt and config.dtype == "fp16" and device.type == "cpu" and model.config.cell == "lstm":
+            raise ConfigError("PyTorch has no fp16 LSTM kernel on CPU; use dtype='bf16' or 'fp32' "
+                              "(or a GRU/RNN cell)")
+        self.train_stream = as_stream(train_stream)
+        self.val_stream = None if val_stream is None else as_stream(val_stream)
+        self.val_chars: int | None = getattr(val_stream, "num_chars", None)  # an EncodedSplit has them
+        if self.tbptt:
+            self.streams = TBPTTStreams(self.train_stream, config.batch_rows, config.block_size)
+        else:  # checks that the stream is long enough
+            random_chunks(self.train_stream, config.block_size, 1, torch.Generator().manual_seed(0))
+        self.wrapped: nn.Module = TrainingForward(self.model, config.ss_pick)
+        if config.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.wrapped = DistributedDataParallel(self.wrapped, device_ids=ids)
+        fused = device.type == "cuda"
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, config.weight_decay), lr=config.lr,
+                                           betas=config.betas, eps=config.eps, fused=fused or None)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.dtype == "fp16")
+        self.generator = torch.Generator().manual_seed(config.seed)  # data order
+        torch.manual_seed(config.seed)  # dropout
+        # where training stands (all of it goes into a checkpoint)
+        self.step = 0
+        self.tokens_seen = 0
+        self.window_index = 0  # TBPTT: the next window of the epoch
+        self.hidden: RNNState | None = None  # TBPTT: carried hidden state, (n_layers, B_local, H)
+        self.best_val_loss: float | None = None
+        self.evals_since_best = 0
+        self.out_dir = Path(config.out_dir) if config.out_dir else None
+
+    # ----- one optimizer step -------------------------------------------------------------------
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The forward pass's precision context: autocast to bf16/fp16, or nothing for fp32."""
+        if self.config.dtype == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=DTYPES[self.config.dtype])
+
+    def next_batch(self) -> Tensor:
+        """The global batch (B, T+1) of this step, the same on every process; advances the data position."""
+        cfg = self.config
+        if not self.tbptt:
+            return random_chunks(self.train_stream, cfg.block_size, cfg.batch_rows, self.generator)
+        if self.window_index >= len(self.streams):  # a new epoch: back to the start, fresh state
+            self.window_index, self.hidden = 0, None
+        window = self.streams.window(self.window_index)
+        self.window_index += 1
+        return window
+
+    def _local_rows(self, window: Tensor) -> Tensor:
+        """This process's rows of the global batch: rank, rank + W, rank + 2W, …"""
+        return window[self.dist.rank :: self.dist.world_size]
+
+    def backward(self, window: Tensor, ratio: float = 1.0) -> float:
+        """Accumulate ∇L of the global batch ``window`` (B, T+1) into ``.grad`` over micro-batches.
+
+        ``ratio`` is the teacher-forcing ratio ε (1.0: teacher forcing). Returns L, the mean NLL per
+        scored target of the whole batch (all processes). Raises :class:`TrainingError` if it is not
+        finite (nothing has been updated yet).
+        """
+        cfg = self.config
+        _, all_targets = loss_targets(window)
+        n_targets = max(1, int((all_targets != PAD_ID).sum()))  # N of the whole global batch
+        window = self._local_rows(window).to(self.device, non_blocking=True)
+        inputs, targets = loss_targets(window)
+        micro = list(range(0, inputs.shape[0], cfg.micro_batch_size))
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        new_hidden = []
+        for i, start in enumerate(micro):
+            rows = slice(start, start + cfg.micro_batch_size)
+            sync = i == len(micro) - 1 or not cfg.distributed
+            with contextlib.nullcontext() if sync else self.wrapped.no_sync():
+                hidden = None
+                if self.hidden is not None:
+                    hidden = self.hidden.select(torch.arange(inputs.shape[0], device=self.device)[rows])
+                with self.autocast():  # the forward pass only; backward runs in the forward's dtypes
+                    logits, state = self.wrapped(inputs[rows], hidden, ratio)
+                if state is not None:
+                    new_hidden.append(state.detach())
+                loss_sum = F.cross_entropy(logits.float().flatten(0, 1), targets[rows].flatten(),
+                                           ignore_index=PAD_ID, reduction="sum")
+                # Σ over this micro-batch / N of the whole batch (× W: DDP averages over processes)
+                loss = loss_sum * (self.dist.world_size / n_targets)
+                self.scaler.scale(loss).backward()
+            total += loss_sum.detach()
+        if self.tbptt:
+            h = torch.cat([s.h for s in new_hidden], dim=1)
+            c = None if new_hidden[0].c is None else torch.cat([s.c for s in new_hidden], dim=1)
+            self.hidden = RNNState(h, c)
+        if cfg.distributed:
+            import torch.distributed as dist
+
+            dist.all_reduce(total)
+        value = float(total) / n_targets
+        if not math.isfinite(value):
+            raise TrainingError(f"the training loss became {value} at step {self.step}; the last "
+                                "checkpoint is intact: lower lr, raise warmup_steps or use grad_clip, "
+                                "then resume from it")
+        return value
+
+    def train_step(self) -> dict[str, Any]:
+        """One optimizer step: learning rate, accumulated gradient, clipping, update."""
+        cfg = self.config
+        lr = learning_rate(self.step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
+                           schedule=cfg.schedule, min_lr=cfg.min_lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.wrapped.train()
+        window = self.next_batch()
+        ratio = cfg.teacher_forcing(self.step)
+        loss = self.backward(window, ratio)
+        grad_norm = None  # the global norm before clipping (None: clipping is off)
+        if cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+        self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.tokens_seen += window.shape[0] * (window.shape[1] - 1)
+        return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "teacher_forcing": ratio}
+
+    # ----- evaluation -----------------------------------------------------------------------------
+
+    def _val_batches(self) -> Iterator[Tensor]:
+        cfg = self.config
+        if self.tbptt:
+            return validation_streams(self.val_stream, cfg.eval_batch_size, cfg.block_size)
+        return validation_chunks(self.val_stream, cfg.block_size, cfg.eval_batch_size)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean NLL per scored target over the whole validation split (every process computes it all),
+        perplexity exp(loss), and bits per character when the split is an EncodedSplit.
+
+        The split is read as one stream (:mod:`arlm.train.batches`): a sequence's first tokens see the
+        end of the previous sequence in their window, so this is close to, not the same as,
+        :func:`arlm.evaluate.likelihood.evaluate_likelihood`, which scores each sequence alone."""
+        if self.val_stream is None:
+            raise ConfigError("no validation stream was given; pass val_stream to the Trainer")
+        self.model.eval()
+        nll, count, hidden = 0.0, 0, None
+        for window in self._val_batches():
+            inputs, targets = loss_targets(window.to(self.device))
+            with self.autocast():
+                if self.tbptt:
+                    logits, hidden = self.model(inputs, hidden)
+                else:
+                    logits = self.model(inputs)
+            nll += float(F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
+                                         ignore_index=PAD_ID, reduction="sum"))
+            count += int((targets != PAD_ID).sum())
+        self.model.train()
+        loss = nll / max(1, count)
+        out = {"val_loss": loss, "val_ppl": math.exp(loss) if loss < 709 else float("inf")}
+        if self.val_chars:
+            out["val_bits_per_char"] = nll / math.log(2) / self.val_chars
+        return out
+
+    # ----- checkpoints --------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything but tensors that a resumed run needs (JSON-ready)."""
+        return {"step": self.step, "tokens_seen": self.tokens_seen, "window_index": self.window_index,
+                "generator": ckpt.generator_state(self.generator), "best_val_loss": self.best_val_loss,
+                "evals_since_best": self.evals_since_best, "world_size": self.dist.world_size,
+                "train_config": dataclasses.asdict(self.config)}
+
+    def save(self, folder: str | Path) -> Path:
+        """Write a checkpoint of the current state to ``folder`` (main process only)."""
+        hidden = _hidden_dict(self.hidden)
+        if self.config.distributed and hidden:  # gather every process's rows, back in global order
+            import torch.distributed as dist
+
+            full = {}
+            for k, v in hidden.items():
+                parts = [torch.empty_like(v) for _ in range(self.dist.world_size)]
+                dist.all_gather(parts, v.contiguous())
+                stacked = torch.stack(parts, dim=2)  # (L, B_local, W, H): row j of rank r is r + jW
+                full[k] = stacked.flatten(1, 2)
+            hidden = full
+        if self.dist.is_main:
+            ckpt.save_checkpoint(folder, self.model, self.optimizer, self.state(), self.scaler, hidden)
+        if self.config.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+        return Path(folder)
+
+    def load(self, folder: str | Path) -> None:
+        """Restore model, optimizer, scaler, data position, hidden state and RNGs from a checkpoint."""
+        meta = ckpt.read_state(folder)
+        saved = meta.get("train_config", {})
+        ours = dataclasses.asdict(self.config)
+        for name in ("block_size", "batch_tokens"):  # they fix the data position's meaning
+            if saved.get(name) != ours[name]:
+                raise MismatchError(f"checkpoint {folder} was trained with {name}={saved.get(name)}, not "
+                                    f"{ours[name]}; resume with the same {name} (or start a new run)")
+        meta, hidden = ckpt.load_checkpoint(folder, self.model, self.optimizer, self.scaler, state=meta)
+        self.step = int(meta["step"])
+        self.tokens_seen = int(meta["tokens_seen"])
+        self.window_index = int(meta["window_index"])
+        ckpt.set_generator_state(self.generator, meta["generator"])
+        self.best_val_loss = meta["best_val_loss"]
+        self.evals_since_best = int(meta["evals_since_best"])
+        if hidden:
+            rows = slice(self.dist.rank, None, self.dist.world_size)
+            self.hidden = RNNState(hidden["h"][:, rows].contiguous(),
+                                   hidden["c"][:, rows].contiguous() if "c" in hidden else None)
+        else:
+            self.hidden = None
+
+    # ----- the loop -----------------------------------------------------------------------------
+
+    def _log(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        history.append(record)
+        if self.out_dir is not None and self.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _evaluate_and_save(self, history: list[dict[str, Any]]) -> tuple[float | None, bool]:
+        """Validate, log, write last/ (and best/ when improved); returns (val loss, stop early?)."""
+        val = None
+        improved = False
+        if self.val_stream is not None:
+            metrics = self.evaluate()
+            val = metrics["val_loss"]
+            improved = self.best_val_loss is None or val < self.best_val_loss
+            if improved:
+                self.best_val_loss, self.evals_since_best = val, 0
+            else:
+                self.evals_since_best += 1
+            self._log({"step": self.step, "tokens": self.tokens_seen, **metrics}, history)
+        if self.out_dir is not None:
+            self.save(self.out_dir / "last")
+            if improved:
+                self.save(self.out_dir / "best")
+        patience = self.config.patience
+        return val, bool(patience and self.evals_since_best >= patience)
+
+    def train(self, resume_from: str | Path | None = None, steps: int | None = None) -> TrainSummary:
+        """Train until ``max_steps`` (or ``steps`` more steps, or early stopping); returns a summary.
+
+        ``resume_from`` continues exactly from a checkpoint folder (e.g. ``out_dir/last``).
+        """
+        cfg = self.config
+        if resume_from is not None:
+            self.load(resume_from)
+        end = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
+        history: list[dict[str, Any]] = []
+        losses: list[float] = []
+        train_loss = val = None
+        stopped = False
+        t0, tokens0 = time.perf_counter(), self.tokens_seen
+        with progress(cfg.show_progress and self.dist.is_main) as bar:
+            task = bar.add_task("training", total=cfg.max_steps, completed=self.step)
+            while self.step < end:
+                try:
+                    out = self.train_step()
+                except TrainingError as e:
+                    self._log({"step": self.step, "error": str(e)}, history)
+                    raise
+                losses.append(out["loss"])
+                bar.advance(task)
+                if self.step % cfg.log_interval == 0 or self.step == end:
+                    elapsed = max(time.perf_counter() - t0, 1e-9)
+                    train_loss = sum(losses) / len(losses)
+                    rate = (self.tokens_seen - tokens0) / elapsed
+                    self._log({"step": self.step, "tokens": self.tokens_seen, "loss": train_loss,
+                               "lr": out["lr"], "grad_norm": out["grad_norm"], "tokens_per_s": rate,
+                               "teacher_forcing": out["teacher_forcing"]},
+                              history)
+                    bar.update(task, description=f"training  loss {train_loss:.3f}  lr {out['lr']:.2e}  "
+                                                 f"{rate:,.0f} tok/s")
+                    losses = []
+                if (cfg.eval_interval and self.step % cfg.eval_interval == 0) or self.step == end:
+                    val, stopped = self._evaluate_and_save(history)
+                    if stopped:
+                        break
+        return TrainSummary(self.step, self.tokens_seen, train_loss, val, self.best_val_loss, stopped,
+                            history)

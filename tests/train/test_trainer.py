@@ -1,0 +1,235 @@
+"""The training loop: exact gradient accumulation, loss goes down for every family, mixed precision,
+non-finite losses, early stopping, metrics, config errors. Tiny models, one thread, a few seconds."""
+
+import copy
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from arlm.errors import ConfigError
+from arlm.models.base import EOS_ID, PAD_ID, SOS_ID
+from arlm.models.rnn import RNNLM, RNNConfig
+from arlm.models.transformer import TransformerConfig, TransformerLM
+from arlm.models.window import WindowConfig, WindowLM
+from arlm.train import TrainConfig, Trainer, TrainingError, read_state
+from arlm.train.batches import loss_targets
+from arlm.train.trainer import param_groups
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one thread avoids oversubscription (100x slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def corpus(n: int, seed: int) -> np.ndarray:
+    """[SOS] a run of counting tokens [EOS] …: easy to learn, so the loss must drop."""
+    rng = np.random.default_rng(seed)
+    out: list[int] = []
+    while len(out) < n:
+        start, length = rng.integers(4, 12), rng.integers(2, 8)
+        out += [SOS_ID, *range(start, start + length), EOS_ID]
+    return np.array(out[:n], dtype=np.uint16)
+
+
+TRAIN, VAL = corpus(3000, 0), corpus(400, 1)
+
+
+def make(family: str, dropout: float = 0.0):
+    torch.manual_seed(0)
+    if family == "transformer":
+        return TransformerLM(TransformerConfig(vocab_size=20, block_size=16, n_layer=1, n_head=2, d_model=16,
+                                               dropout=dropout))
+    if family == "rnn":
+        return RNNLM(RNNConfig(vocab_size=20, d_embed=16, d_hidden=16, dropout=dropout))
+    return WindowLM(WindowConfig(vocab_size=20, context=3, d_embed=8, d_hidden=16, dropout=dropout))
+
+
+def config(**kw) -> TrainConfig:
+    base = {"batch_tokens": 128, "micro_batch_size": 8, "block_size": 16, "lr": 1e-2, "warmup_steps": 5,
+            "max_steps": 60, "eval_interval": 30, "device": "cpu", "show_progress": False}
+    return TrainConfig(**{**base, **kw})
+
+
+# ----- configuration ---------------------------------------------------------------------------
+
+
+def test_micro_batch_larger_than_batch():
+    with pytest.raises(ConfigError, match="micro-batch"):
+        TrainConfig(batch_tokens=64, block_size=16, micro_batch_size=8)  # 4 rows < 8
+
+
+@pytest.mark.parametrize("bad", [{"dtype": "fp8"}, {"schedule": "step"}, {"batch_tokens": 8},
+                                 {"lr": 0.0}, {"max_steps": 0}])
+def test_bad_config(bad):
+    with pytest.raises(ConfigError):
+        config(**bad)
+
+
+def test_config_from_dict():
+    cfg = TrainConfig.from_dict({"lr": 0.01, "betas": [0.9, 0.99], "block_size": 32})
+    assert cfg.lr == 0.01 and cfg.betas == (0.9, 0.99)
+    assert TrainConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(cfg)))) == cfg  # round trip
+    with pytest.raises(ConfigError, match="unknown training setting 'lr_max'"):
+        TrainConfig.from_dict({"lr_max": 0.1})
+
+
+def test_distributed_without_torchrun(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(ConfigError, match="torchrun"):
+        Trainer(make("transformer"), config(distributed=True), TRAIN, VAL)
+
+
+def test_fp16_lstm_on_cpu_is_refused():
+    with pytest.raises(ConfigError, match="fp16 LSTM"):
+        Trainer(make("rnn"), config(dtype="fp16"), TRAIN, VAL)
+
+
+def test_param_groups_decay_only_weight_matrices():
+    model = make("transformer")
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(p.dim() == 2 for p in decay["params"])
+    assert "transformer.wte.weight" in {names[id(p)] for p in no_decay["params"]}  # (tied) embeddings
+    assert "transformer.wpe.weight" in {names[id(p)] for p in no_decay["params"]}
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+
+
+# ----- gradient accumulation -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["transformer", "rnn", "window"])
+def test_accumulated_gradient_equals_big_batch_gradient(family):
+    model = make(family)
+    window = torch.from_numpy(TRAIN[:8 * 17].astype(np.int64)).view(8, 17)  # has [SOS] targets (unscored)
+    window[3, 10:] = PAD_ID  # and padding: micro-batches hold unequal numbers of targets
+    grads = []
+    for micro in (8, 3, 1):
+        m = copy.deepcopy(model)
+        trainer = Trainer(m, config(batch_tokens=8 * 16, micro_batch_size=micro), TRAIN, VAL)
+        loss = trainer.backward(window)
+        grads.append(({n: p.grad.clone() for n, p in m.named_parameters()}, loss))
+    # the reference: one forward pass, mean NLL over every scored target of the batch
+    m = copy.deepcopy(model)
+    inputs, targets = loss_targets(window)
+    logits = m(inputs)[0] if family == "rnn" else m(inputs)
+    ref = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
+    ref.backward()
+    for g, loss in grads:
+        assert loss == pytest.approx(ref.item(), abs=1e-6)
+        for n, p in m.named_parameters():
+            torch.testing.assert_close(g[n], p.grad, atol=1e-6, rtol=0, msg=n)
+
+
+# ----- training works ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["transformer", "rnn", "window"])
+def test_training_lowers_the_validation_loss(family, tmp_path):
+    trainer = Trainer(make(family, dropout=0.1), config(out_dir=str(tmp_path)), TRAIN, VAL)
+    before = trainer.evaluate()["val_loss"]
+    summary = trainer.train()
+    assert summary.step == 60 and summary.tokens_seen == 60 * 128
+    assert summary.val_loss < before - 0.5, (before, summary.val_loss)
+    assert summary.best_val_loss <= summary.val_loss
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "lr", "tokens_per_s", "grad_norm"} <= set(lines[0])
+    assert [x["step"] for x in lines if "val_loss" in x] == [30, 60]
+    assert read_state(tmp_path / "last")["step"] == 60
+    assert (tmp_path / "best" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("family", ["transformer", "rnn"])
+def test_bf16_autocast_lowers_loss_and_keeps_fp32_master_weights(family):
+    model = make(family)
+    trainer = Trainer(model, config(dtype="bf16", max_steps=30), TRAIN, VAL)
+    before = trainer.evaluate()["val_loss"]
+    with trainer.autocast():
+        logits = model(torch.tensor([[SOS_ID, 5]]))
+        assert (logits[0] if family == "rnn" else logits).dtype == torch.bfloat16  # autocast is on
+    summary = trainer.train()
+    assert summary.val_loss < before - 0.5
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    for state in trainer.optimizer.state.values():
+        assert state["exp_avg"].dtype == torch.float32
+
+
+def test_fp16_with_grad_scaler_lowers_loss():
+    model = make("transformer")
+    trainer = Trainer(model, config(dtype="fp16", max_steps=30), TRAIN, VAL)
+    assert trainer.scaler.is_enabled()
+    before = trainer.evaluate()["val_loss"]
+    try:
+        summary = trainer.train()
+    except (RuntimeError, NotImplementedError) as e:  # pragma: no cover - depends on the build
+        pytest.skip(f"this torch build cannot run fp16 autocast on CPU: {e}")
+    assert summary.val_loss < before - 0.5
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert trainer.scaler.get_scale() > 0
+
+
+def test_gru_fp16_runs():
+    model = RNNLM(RNNConfig(vocab_size=20, d_embed=16, d_hidden=16, cell="gru"))
+    summary = Trainer(model, config(dtype="fp16", max_steps=4, eval_interval=0), TRAIN, VAL).train()
+    assert math.isfinite(summary.val_loss)
+
+
+# ----- failures ------------------------------------------------------------------------------
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    model = make("transformer")
+    trainer = Trainer(model, config(out_dir=str(tmp_path), eval_interval=5, max_steps=20), TRAIN, VAL)
+
+    def poison(module, args, output):  # from step 7 on, the model outputs NaN
+        return output * float("nan") if trainer.step >= 7 else output
+
+    model.lm_head.register_forward_hook(poison)
+    with pytest.raises(TrainingError, match="lower lr"):
+        trainer.train()
+    assert trainer.step == 7  # the NaN step was not taken
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert read_state(tmp_path / "last")["step"] == 5
+    assert "error" in json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    fresh = Trainer(make("transformer"), config(out_dir=str(tmp_path)), TRAIN, VAL)
+    fresh.load(tmp_path / "last")
+    assert fresh.step == 5
+    assert all(torch.isfinite(p).all() for p in fresh.model.parameters())
+
+
+def test_early_stopping(monkeypatch):
+    trainer = Trainer(make("transformer"), config(eval_interval=2, patience=2, max_steps=50), TRAIN, VAL)
+    losses = iter([3.0, 2.0, 2.5, 2.4, 1.0])
+    monkeypatch.setattr(trainer, "evaluate", lambda: {"val_loss": next(losses), "val_ppl": 0.0})
+    summary = trainer.train()
+    assert summary.stopped_early and summary.step == 8  # evaluations at 2, 4 (best), 6, 8: 2 without gain
+    assert summary.best_val_loss == 2.0
+
+
+def test_step_applies_schedule_and_clips_the_global_norm():
+    model = make("transformer")
+    trainer = Trainer(model, config(grad_clip=0.01, warmup_steps=4, max_steps=8), TRAIN, VAL)
+    seen = []
+    step = trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+        seen.append((float(norm), [g["lr"] for g in trainer.optimizer.param_groups]))
+        return step(*args, **kwargs)
+
+    trainer.optimizer.step = recording_step
+    outs = [trainer.train_step() for _ in range(3)]
+    for i, (out, (norm, lrs)) in enumerate(zip(outs, seen, strict=True)):
+        assert out["grad_norm"] > 0.01  # the norm before clipping
+        assert norm == pytest.approx(0.01, rel=1e-4)  # what the optimizer applied
+        assert lrs == [pytest.approx(1e-2 * (i + 1) / 4)] * 2  # warmup, in both groups
