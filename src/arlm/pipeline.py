@@ -64,7 +64,7 @@ def save_model(folder: str | Path, model: ARModel, tokenizer: Tokenizer) -> Path
     """Write a model folder atomically: the family's files plus ``tokenizer.json``."""
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
-        model.save(tmp)
+        model.save_files(tmp)
         tokenizer.save(tmp / "tokenizer.json")
     return folder
 
