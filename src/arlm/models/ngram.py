@@ -226,8 +226,8 @@ def kneser_ney_discounts(adj: list[np.ndarray], smoothing: str,
         if d is None:
             if fallback is None:
                 raise DataError(f"cannot estimate {name} discounts for {n}-grams ({why}: too little "
-                                "or artificial data); train on more data or pass "
-                                "discount_fallback=True to use lmplz's fallback discounts")
+                                "or artificial data); train on more data, or use lmplz's fallback discounts "
+                                "(--discount-fallback, or discount_fallback=True in Python)")
             d = fallback
         out.append([float(x) for x in d])
         used.append(d is fallback)
