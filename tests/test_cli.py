@@ -64,6 +64,19 @@ def test_own_files_train_export_eval(files: Path) -> None:
     assert folder["num_oov"] == 1  # "bird"
     assert arpa["perplexity"] == pytest.approx(folder["perplexity"], rel=1e-4)
     assert folder["perplexity_excluding_oov"] < folder["perplexity"] or folder["num_oov"] == 0
+    # an ARPA file written from a model with arlm's default regex word tokenizer
+    text = "the cat, the dog.\n" * 3
+    (files / "punct.txt").write_text(_train_text() + text)
+    r = arlm("train", "ngram", "--corpus", "punct.txt", "--split", "all", "--order", "2", "--out", "p",
+             "--arpa", "p.arpa", cwd=files)
+    assert r.returncode == 0, r.stderr
+    (files / "punct_test.txt").write_text(text)
+    folder, kenlm_split, regex_split = (
+        json.loads(arlm("eval", model, "--corpus", "punct_test.txt", "--split", "all", *extra, "--json",
+                        cwd=files).stdout)
+        for model, extra in (("p", ()), ("p.arpa", ()), ("p.arpa", ("--arpa-split", "word"))))
+    assert regex_split["perplexity"] == pytest.approx(folder["perplexity"], rel=1e-4)
+    assert kenlm_split["num_tokens"] < folder["num_tokens"]  # "cat," is one whitespace token
     r = arlm("sample", "m", "--num-samples", "2", "--seed", "1", cwd=files)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 2
 

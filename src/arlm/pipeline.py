@@ -14,7 +14,7 @@ from pathlib import Path
 from arlm.data.cache import EncodedSplit, encode_corpus
 from arlm.data.corpora import Corpus
 from arlm.data.tokenizers import Tokenizer, WordTokenizer, load_tokenizer, train_tokenizer
-from arlm.errors import DataError, FormatError, MismatchError
+from arlm.errors import ConfigError, DataError, FormatError, MismatchError
 from arlm.io import atomic_dir
 from arlm.models.base import ARModel
 from arlm.models.neural import load_neural
@@ -69,13 +69,22 @@ def save_model(folder: str | Path, model: ARModel, tokenizer: Tokenizer) -> Path
     return folder
 
 
-def load_model(path: str | Path) -> tuple[ARModel, Tokenizer]:
-    """A model folder or an ARPA file -> (model, tokenizer). Checks that the two belong together."""
+ARPA_SPLITS = ("whitespace", "word")
+
+
+def load_model(path: str | Path, arpa_split: str = "whitespace",
+               lowercase: bool = False) -> tuple[ARModel, Tokenizer]:
+    """A model folder or an ARPA file -> (model, tokenizer). Checks that the two belong together.
+
+    An ARPA file holds no tokenizer: its text is split on whitespace (``arpa_split="whitespace"``,
+    KenLM's convention for pre-tokenized text) or with arlm's word regex (``"word"``, for ARPA files
+    that ``arlm train ngram`` wrote with its default word tokenizer), optionally lowercased.
+    """
     path = Path(path)
     if not path.exists():
         raise DataError(f"model {path} does not exist; train one with `arlm train ngram … --out {path}`")
     if path.is_file():
-        return _load_arpa(path)
+        return _load_arpa(path, arpa_split, lowercase)
     config_file = path / "config.json"
     if not config_file.is_file():
         raise FormatError(f"{path} is not a model folder (no config.json); pass the folder that "
@@ -100,9 +109,12 @@ def load_model(path: str | Path) -> tuple[ARModel, Tokenizer]:
     return model, tokenizer
 
 
-def _load_arpa(path: Path) -> tuple[ARModel, Tokenizer]:
+def _load_arpa(path: Path, split: str, lowercase: bool) -> tuple[ARModel, Tokenizer]:
     from arlm.interop.arpa import read_arpa
 
+    if split not in ARPA_SPLITS:
+        raise ConfigError(f"unknown ARPA text split {split!r}; choose one of {', '.join(ARPA_SPLITS)}")
     model = read_arpa(path)
-    tokenizer = WordTokenizer.from_vocab(model.vocab, whitespace=True)
+    tokenizer = WordTokenizer.from_vocab(model.vocab, whitespace=split == "whitespace",
+                                         lowercase=lowercase)
     return model, tokenizer
