@@ -1,18 +1,14 @@
 """The conformance check itself: it passes a correct model and catches a broken one."""
 
 import pytest
-import torch
 
-from arlm.models.base import SOS_ID
 from arlm.models.conformance import check_conformance
+from model_helpers import random_tokens
 from toy_models import BigramTable
 
 
-def _tokens(B=3, T=7, V=9, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.randint(2, V, (B, T), generator=g)
-    t[:, 0] = SOS_ID
-    return t
+def _tokens():
+    return random_tokens(9, B=3, T=7, seed=1)
 
 
 def test_correct_model_passes():

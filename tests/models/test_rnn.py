@@ -1,5 +1,7 @@
 """RNN LM (Elman, LSTM, GRU): interface, carried hidden state (truncated BPTT), tying, files."""
 
+import functools
+
 import pytest
 import torch
 
@@ -7,15 +9,12 @@ from arlm.errors import ConfigError
 from arlm.models.base import PAD_ID, SOS_ID
 from arlm.models.conformance import check_conformance
 from arlm.models.rnn import RNNLM, RNNConfig, RNNState
+from model_helpers import random_tokens, save_and_load, training_losses
 
 V = 13
 
 
-def _tokens(B=3, T=9, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.randint(2, V, (B, T), generator=g)
-    t[:, 0] = SOS_ID
-    return t
+_tokens = functools.partial(random_tokens, V)
 
 
 def _model(seed=0, **kw):
@@ -94,8 +93,7 @@ def test_tying_needs_equal_sizes():
 @pytest.mark.parametrize("tie", [False, True])
 def test_save_load_gives_identical_log_probs(tmp_path, tie):
     model, tokens = _model(tie_weights=tie, cell="gru"), _tokens()
-    model.save(tmp_path / "m")
-    loaded = RNNLM.load(tmp_path / "m")
+    loaded = save_and_load(model, tmp_path / "m")
     assert loaded.config == model.config
     assert torch.equal(loaded.double().log_probs(tokens), model.log_probs(tokens))
     if tie:
@@ -104,15 +102,7 @@ def test_save_load_gives_identical_log_probs(tmp_path, tie):
 
 def test_training_lowers_the_loss():
     model = _model(n_layers=1).float().train()
-    tokens = torch.tensor([[SOS_ID, 4, 5, 6, 4, 5, 6, 4, 5, 6, 2]])
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    losses = []
-    for _ in range(40):
-        loss = -model.score(tokens).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = training_losses(model, lr=0.05, steps=40)
     assert losses[-1] < 0.2 * losses[0]
 
 

@@ -1,5 +1,7 @@
 """Decoder-only Transformer: interface, the causal mask at work, the KV cache, tying, files."""
 
+import functools
+
 import pytest
 import torch
 
@@ -7,15 +9,12 @@ from arlm.errors import ConfigError, FormatError
 from arlm.models.base import PAD_ID, SOS_ID
 from arlm.models.conformance import check_conformance
 from arlm.models.transformer import KVCache, TransformerConfig, TransformerLM, causal_mask
+from model_helpers import random_tokens, save_and_load, training_losses
 
 V = 13
 
 
-def _tokens(B=3, T=9, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.randint(2, V, (B, T), generator=g)
-    t[:, 0] = SOS_ID
-    return t
+_tokens = functools.partial(random_tokens, V)
 
 
 def _config(**kw):
@@ -178,8 +177,7 @@ def test_parameter_names_follow_gpt2():
 @pytest.mark.parametrize("tie", [True, False])
 def test_save_load_gives_identical_log_probs(tmp_path, tie):
     model, tokens = _model(tie_weights=tie, attention="explicit"), _tokens()
-    model.save(tmp_path / "m")
-    loaded = TransformerLM.load(tmp_path / "m")
+    loaded = save_and_load(model, tmp_path / "m")
     assert loaded.config == model.config
     assert torch.equal(loaded.log_probs(tokens), model.log_probs(tokens))
     shared = loaded.lm_head.weight.data_ptr() == loaded.transformer.wte.weight.data_ptr()
@@ -214,15 +212,7 @@ def test_dropout_only_in_training():
 
 def test_training_lowers_the_loss():
     model = _model(dtype=torch.float32).train()
-    tokens = torch.tensor([[SOS_ID, 4, 5, 6, 4, 5, 6, 4, 5, 6, 2]])
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    losses = []
-    for _ in range(40):
-        loss = -model.score(tokens).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = training_losses(model, lr=0.02, steps=40)
     assert losses[-1] < 0.3 * losses[0]
 
 

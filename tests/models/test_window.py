@@ -1,5 +1,7 @@
 """Fixed-window neural LM (Bengio et al. 2003): interface, the k-token window, files."""
 
+import functools
+
 import pytest
 import torch
 
@@ -8,15 +10,12 @@ from arlm.models import neural
 from arlm.models.base import PAD_ID, SOS_ID, gather_scores
 from arlm.models.conformance import check_conformance
 from arlm.models.window import WindowConfig, WindowLM
+from model_helpers import random_tokens, save_and_load, training_losses
 
 V = 13
 
 
-def _tokens(B=3, T=9, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    t = torch.randint(2, V, (B, T), generator=g)
-    t[:, 0] = SOS_ID
-    return t
+_tokens = functools.partial(random_tokens, V)
 
 
 def _model(seed=0, **kw):
@@ -80,8 +79,7 @@ def test_score_in_small_chunks_equals_gathered_log_probs(monkeypatch):
 
 def test_save_load_gives_identical_log_probs(tmp_path):
     model, tokens = _model(direct=True), _tokens()
-    model.save(tmp_path / "m")
-    loaded = WindowLM.load(tmp_path / "m")
+    loaded = save_and_load(model, tmp_path / "m")
     assert loaded.config == model.config
     assert torch.equal(loaded.log_probs(tokens), model.log_probs(tokens))
     assert neural.load_neural(tmp_path / "m").config == model.config
@@ -97,15 +95,7 @@ def test_load_refuses_another_family(tmp_path):
 
 def test_training_lowers_the_loss():
     model = _model().float().train()
-    tokens = torch.tensor([[SOS_ID, 4, 5, 6, 4, 5, 6, 4, 5, 6, 2]])
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    losses = []
-    for _ in range(30):
-        loss = -model.score(tokens).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = training_losses(model, lr=0.05, steps=30)
     assert losses[-1] < 0.2 * losses[0]
 
 

@@ -1,36 +1,20 @@
 """Checkpoints: exact resume (bit-identical), atomic folders that the model loader also reads,
 corrupt and mismatched checkpoints refused."""
 
-import numpy as np
 import pytest
 import torch
 
 from arlm.errors import FormatError, MismatchError
-from arlm.models.base import EOS_ID, SOS_ID
 from arlm.models.neural import load_neural
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer, read_state
+from train_helpers import counting_corpus
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/train/conftest.py
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def corpus(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    out: list[int] = []
-    while len(out) < n:
-        start, length = rng.integers(4, 12), rng.integers(2, 8)
-        out += [SOS_ID, *range(start, start + length), EOS_ID]
-    return np.array(out[:n], dtype=np.uint16)
-
-
-TRAIN, VAL = corpus(2000, 0), corpus(300, 1)
+TRAIN, VAL = counting_corpus(2000, 0), counting_corpus(300, 1)
 
 
 def make(family: str, seed: int = 0, **kw):

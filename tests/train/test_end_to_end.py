@@ -13,13 +13,7 @@ from arlm.models.neural import load_neural
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/train/conftest.py
 
 
 def test_train_on_an_encoded_corpus_and_load_the_best_model(tmp_path):

@@ -1,6 +1,5 @@
 """Scheduled sampling (F11): per step for RNNs, two passes for Transformers; off = teacher forcing."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -10,26 +9,12 @@ from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer
 from arlm.train.trainer import TrainingForward
+from train_helpers import counting_corpus
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/train/conftest.py
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def corpus(n: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    out: list[int] = []
-    while len(out) < n:
-        start, length = rng.integers(4, 12), rng.integers(2, 8)
-        out += [SOS_ID, *range(start, start + length), EOS_ID]
-    return np.array(out[:n], dtype=np.uint16)
-
-
-TRAIN, VAL = corpus(3000, 0), corpus(400, 1)
+TRAIN, VAL = counting_corpus(3000, 0), counting_corpus(400, 1)
 INPUTS = torch.tensor([[SOS_ID, 5, 6, 7, EOS_ID, SOS_ID, 9, 10],
                        [SOS_ID, 4, 5, EOS_ID, PAD_ID, PAD_ID, 7, 8]])
 

@@ -12,35 +12,19 @@ import torch
 import torch.nn.functional as F
 
 from arlm.errors import ConfigError
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID
+from arlm.models.base import PAD_ID, SOS_ID
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.models.window import WindowConfig, WindowLM
 from arlm.train import TrainConfig, Trainer, TrainingError, read_state
 from arlm.train.batches import loss_targets
 from arlm.train.trainer import param_groups
+from train_helpers import counting_corpus
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/train/conftest.py
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one thread avoids oversubscription (100x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def corpus(n: int, seed: int) -> np.ndarray:
-    """[SOS] a run of counting tokens [EOS] …: easy to learn, so the loss must drop."""
-    rng = np.random.default_rng(seed)
-    out: list[int] = []
-    while len(out) < n:
-        start, length = rng.integers(4, 12), rng.integers(2, 8)
-        out += [SOS_ID, *range(start, start + length), EOS_ID]
-    return np.array(out[:n], dtype=np.uint16)
-
-
-TRAIN, VAL = corpus(3000, 0), corpus(400, 1)
+TRAIN, VAL = counting_corpus(3000, 0), counting_corpus(400, 1)
 
 
 def make(family: str, dropout: float = 0.0):
