@@ -233,8 +233,9 @@ def stream(
         # logp (n, V): log p(· | x_<T0+t) of the live rows; choose the next token of each
         pos = T0 + t  # the column of history this step fills
         forced = pos < plen[alive]  # (n,) rows still reading a longer prompt: take its next token
-        scores = processors(history[alive, :pos], logp)  # (n, V)
-        if not torch.isfinite(scores[~forced]).any(-1).all():
+        # (n, V); with no processors the history is not gathered: the model's scores are used as is
+        scores = processors(history[alive, :pos], logp) if len(processors) else logp
+        if len(processors) and not torch.isfinite(scores[~forced]).any(-1).all():
             raise ConfigError("every token is excluded for some row (banned, penalised or cut to "
                               "-inf); loosen the bans or the truncation settings")
         if greedy:

@@ -126,9 +126,19 @@ class KVCache:
         self.length += t
 
     def select(self, index: Tensor) -> KVCache:
-        """Rows ``index`` of the batch (a new cache; the copy is what beam search needs)."""
+        """Rows ``index`` of the batch (a new cache; the copy is what beam search needs).
+
+        Only the filled positions ``[:length]`` are copied into a fresh preallocated buffer: beam
+        search selects every step, and copying the empty tail of the block would dominate its cost.
+        """
         index = index.to(self.k.device)
-        return KVCache(self.k.index_select(1, index), self.v.index_select(1, index), self.length)
+        L = self.length
+        n_layer, _, n_head, block, head_dim = self.k.shape
+        k = self.k.new_empty(n_layer, len(index), n_head, block, head_dim)
+        v = self.v.new_empty(k.shape)
+        k[:, :, :, :L] = self.k[:, :, :, :L].index_select(1, index)
+        v[:, :, :, :L] = self.v[:, :, :, :L].index_select(1, index)
+        return KVCache(k, v, L)
 
     def crop(self, length: int) -> KVCache:
         """Forget positions ≥ length (in place; e.g. to undo rejected draft tokens)."""
