@@ -1,0 +1,275 @@
+"""Training throughput and model-FLOPs utilisation (MFU) of arlm's Trainer on this CPU.
+
+    python benchmarks/train_speed.py            # prints the tables, updates docs/benchmarks.md
+    python benchmarks/train_speed.py --quick    # fewer steps, no torch.compile, no curve
+
+* peak: this machine's fp32 matmul rate, timed in the same run (a 2048² torch.mm), per thread count;
+* tokens/s of ``Trainer.train_step`` (arlm: micro-batches, clipping, schedule, AdamW with decay groups)
+  and of a straightforward PyTorch loop of the same model (forward, cross-entropy, backward,
+  AdamW step), medians over steps after warm-up; MFU = tokens/s × FLOPs per token / peak;
+* FLOPs per token: 6N + 12·L·d·T for the Transformer (N parameters, nanoGPT/PaLM's estimate: the
+  forward pass 2N + attention scores 2·L·d·T, backward twice that), 6N for the LSTM;
+* torch threads 1 vs 2, AdamW foreach vs fused vs for-loop, and torch.compile (when it works here);
+* the val loss against wall clock of a short char-level Shakespeare Transformer run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from arlm import pipeline
+from arlm.data.corpora import load_corpus
+from arlm.io import atomic_write
+from arlm.models.base import PAD_ID
+from arlm.models.rnn import RNNLM, RNNConfig
+from arlm.models.transformer import TransformerConfig, TransformerLM
+from arlm.train import TrainConfig, Trainer
+from arlm.train.batches import loss_targets, random_chunks
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Training speed"
+NOTE = (
+    'Caveat: the 2 CPUs are shared with other processes, and the peak is one 2048² torch.mm timed in'
+    " the same run. The LSTM's MFU is above 100% even on an idle machine (126% in a second run), so "
+    "that matmul is not the CPU's true fp32 peak (oneDNN's fused LSTM kernel beats it); read MFU as "
+    "relative between rows of one run. 6N counts only the LSTM's matmuls."
+)
+
+
+def peak_flops(threads: int, n: int = 2048, repeats: int = 5) -> float:
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - t)
+    return 2 * n**3 / min(times)
+
+
+def flops_per_token(model, config) -> float:
+    n = sum(p.numel() for p in model.parameters())
+    if isinstance(model, TransformerLM):
+        c = model.config
+        return 6 * n + 12 * c.n_layer * c.d_model * config.block_size
+    return 6 * n
+
+
+def make_model(kind: str, vocab: int, seed: int = 0):
+    torch.manual_seed(seed)
+    if kind == "gpt-4x128":
+        return TransformerLM(TransformerConfig(vocab, block_size=64, n_layer=4, n_head=4, d_model=128))
+    if kind == "gpt-6x384":
+        return TransformerLM(TransformerConfig(vocab, block_size=256, n_layer=6, n_head=6, d_model=384))
+    return RNNLM(RNNConfig(vocab, cell="lstm", d_embed=128, d_hidden=256))
+
+
+SHAPES = {  # kind: (block, rows per step)
+    "gpt-4x128": (64, 12),
+    "gpt-6x384": (256, 8),
+    "lstm-256": (64, 12),
+}
+
+
+def time_trainer(kind: str, stream: np.ndarray, vocab: int, steps: int, warmup: int = 2) -> float:
+    block, rows = SHAPES[kind]
+    model = make_model(kind, vocab)
+    config = TrainConfig(batch_tokens=block * rows, micro_batch_size=rows, block_size=block,
+                         max_steps=10**6, warmup_steps=10, eval_interval=0, show_progress=False,
+                         device="cpu")
+    trainer = Trainer(model, config, stream)
+    times = []
+    for i in range(warmup + steps):
+        t = time.perf_counter()
+        trainer.train_step()
+        if i >= warmup:
+            times.append(time.perf_counter() - t)
+    return block * rows / statistics.median(times)
+
+
+def time_plain(kind: str, stream: np.ndarray, vocab: int, steps: int, optimizer: str = "foreach",
+               compile_model: bool = False, warmup: int = 2) -> tuple[float, float]:
+    """A straightforward loop; returns (tokens/s, seconds of the first step)."""
+    block, rows = SHAPES[kind]
+    model = make_model(kind, vocab)
+    opts = {"foreach": {"foreach": True}, "fused": {"fused": True}, "for-loop": {"foreach": False}}[optimizer]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, **opts)
+    fwd = torch.compile(model) if compile_model else model
+    gen = torch.Generator().manual_seed(0)
+    is_rnn = isinstance(model, RNNLM)
+    times, first = [], 0.0
+    for i in range(warmup + steps):
+        window = random_chunks(stream, block, rows, gen)
+        inputs, targets = loss_targets(window)
+        t = time.perf_counter()
+        logits = fwd(inputs)[0] if is_rnn else fwd(inputs)
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        dt = time.perf_counter() - t
+        if i == 0:
+            first = dt
+        if i >= warmup:
+            times.append(dt)
+    return block * rows / statistics.median(times), first
+
+
+def val_curve(train: np.ndarray, val: np.ndarray, vocab: int, seconds: float, every: int) -> list[tuple]:
+    """(step, wall s, train loss, val loss) of the 4x128 Transformer (block 128, 12 rows)."""
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(vocab, block_size=128, n_layer=4, n_head=4, d_model=128))
+    config = TrainConfig(batch_tokens=128 * 12, micro_batch_size=12, block_size=128, lr=2e-3,
+                         warmup_steps=50, max_steps=10**6, schedule="constant", eval_interval=0,
+                         eval_batch_size=64, show_progress=False, device="cpu")
+    trainer = Trainer(model, config, train, val)
+    rows = [(0, 0.0, None, trainer.evaluate()["val_loss"])]
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        summary = trainer.train(steps=every)
+        wall = time.perf_counter() - start
+        rows.append((trainer.step, wall, summary.train_loss, trainer.evaluate()["val_loss"]))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--threads", default="", help="comma-separated torch thread counts to try "
+                        "(default: 1 and all); the first one also runs the variants and the curve")
+    args = parser.parse_args()
+    steps = 3 if args.quick else 8
+    cores = torch.get_num_threads()
+    corpus = load_corpus("shakespeare")
+    tok = pipeline.build_tokenizer(corpus, pipeline.TokenizerSpec("char"))
+    train = pipeline.encode(corpus, "train", tok).tokens
+    val = pipeline.encode(corpus, "val", tok).tokens
+    vocab = tok.vocab_size
+    thread_options = ([int(t) for t in args.threads.split(",")] if args.threads
+                      else sorted({1, max(1, cores)}))
+    load_before = os.getloadavg()
+    peaks = {t: peak_flops(t) for t in thread_options}
+    for t, p in peaks.items():
+        print(f"peak fp32 matmul, {t} thread(s): {p / 1e9:.1f} GFLOP/s")
+
+    rows = []
+    for kind in SHAPES:
+        model = make_model(kind, vocab)
+        block, b = SHAPES[kind]
+        fpt = flops_per_token(model, TrainConfig(block_size=block, batch_tokens=block * b,
+                                                 micro_batch_size=b))
+        n = sum(p.numel() for p in model.parameters())
+        kind_steps = max(2, steps // 3) if kind == "gpt-6x384" else steps
+        for threads in thread_options:
+            if kind == "gpt-6x384" and threads != thread_options[0] and not args.quick:
+                continue  # minutes per configuration: only the first thread count
+            torch.set_num_threads(threads)
+            ours = time_trainer(kind, train, vocab, kind_steps)
+            plain, _ = time_plain(kind, train, vocab, kind_steps)
+            rows.append({"model": kind, "params": n, "threads": threads, "variant": "foreach AdamW",
+                         "arlm": ours, "plain": plain, "mfu_arlm": ours * fpt / peaks[threads],
+                         "mfu_plain": plain * fpt / peaks[threads]})
+            print(rows[-1])
+    # optimizer variants and compile, on the small Transformer, at the first thread count
+    cores = thread_options[0]
+    torch.set_num_threads(cores)
+    small = "gpt-4x128"
+    fpt = flops_per_token(make_model(small, vocab), TrainConfig(block_size=64, batch_tokens=768,
+                                                                micro_batch_size=12))
+    extra = []
+    for opt in ("fused", "for-loop"):
+        try:
+            tps, _ = time_plain(small, train, vocab, steps, optimizer=opt)
+            extra.append((f"plain loop, AdamW {opt}", tps, tps * fpt / peaks[cores], ""))
+        except Exception as e:
+            extra.append((f"plain loop, AdamW {opt}", None, None, f"failed: {type(e).__name__}: {e}"[:120]))
+    if not args.quick:
+        try:
+            t0 = time.perf_counter()
+            tps, first = time_plain(small, train, vocab, steps, compile_model=True)
+            extra.append(("plain loop, torch.compile (inductor)", tps, tps * fpt / peaks[cores],
+                          f"first step (compile) {first:.1f} s; total {time.perf_counter() - t0:.0f} s"))
+        except Exception as e:
+            extra.append(("plain loop, torch.compile (inductor)", None, None,
+                          f"failed: {type(e).__name__}: {str(e).splitlines()[0]}"[:160]))
+    for e in extra:
+        print(e)
+    curve = []
+    if not args.quick:
+        curve = val_curve(train, val[:20000], vocab, seconds=90, every=50)
+        for r in curve:
+            print(r)
+    if not args.no_write:
+        write_section(rows, extra, curve, peaks, cores, args, load_before)
+
+
+def _k(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def write_section(rows, extra, curve, peaks, cores, args, load_before) -> None:
+    cmd = "python benchmarks/train_speed.py" + (" --quick" if args.quick else "") + (
+        f" --threads {args.threads}" if args.threads else "")
+    lines = [
+        SECTION, "",
+        f"Command: `{cmd}` — {datetime.date.today().isoformat()}, {platform.platform()}, "
+        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"torch {torch.__version__}; load average at start {load_before[0]:.2f}, at end "
+        f"{os.getloadavg()[0]:.2f} (other processes share these CPUs: compare rows of one run only).", "",
+        "Peak fp32 matmul measured in the same run (2048² `torch.mm`, best of 5): "
+        + ", ".join(f"{t} thread(s) {p / 1e9:.1f} GFLOP/s" for t, p in peaks.items()) + ".", "",
+        "Training tokens/s (median over steps after 2 warm-up steps), char-level Shakespeare batches. "
+        "`arlm`: `Trainer.train_step` (LR schedule, decay/no-decay AdamW groups, gradient clipping, "
+        "loss normalised over the batch); `plain`: forward, `F.cross_entropy`, backward, `AdamW.step` "
+        "(foreach). MFU = tokens/s × FLOPs/token ÷ the peak at the same thread count "
+        "(6N + 12·L·d·T for the Transformer, 6N for the LSTM).", "",
+        "| model | params | block × rows | threads | arlm tok/s | plain tok/s | arlm / plain | MFU arlm "
+        "| MFU plain |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        block, b = SHAPES[r["model"]]
+        lines.append(f"| {r['model']} | {r['params']:,} | {block} × {b} | {r['threads']} | {_k(r['arlm'])} | "
+                     f"{_k(r['plain'])} | {r['arlm'] / r['plain']:.2f} | {r['mfu_arlm']:.1%} | "
+                     f"{r['mfu_plain']:.1%} |")
+    lines += ["", NOTE]
+    lines += ["", f"Variants of the plain loop on gpt-4x128 ({cores} threads):", "",
+              "| variant | tok/s | MFU | note |", "|---|---|---|---|"]
+    for name, tps, mfu, note in extra:
+        lines.append(f"| {name} | {_k(tps)} | {'-' if mfu is None else f'{mfu:.1%}'} | {note} |")
+    if curve:
+        lines += ["", "Validation loss (nats/char, first 20,000 val characters) against wall clock: "
+                  "Transformer 4 layers × 4 heads × 128, block 128, 12 rows, lr 2e-3 constant after 50 "
+                  f"warm-up steps, {cores} threads. (No PNG: matplotlib is not installed here.)", "",
+                  "| step | wall s | train loss | val loss |", "|---|---|---|---|"]
+        for step, wall, tl, vl in curve:
+            lines.append(f"| {step} | {wall:.0f} | {'-' if tl is None else f'{tl:.3f}'} | {vl:.3f} |")
+    section = "\n".join(lines) + "\n"
+    doc = ROOT / "docs" / "benchmarks.md"
+    text = doc.read_text(encoding="utf-8")
+    start = text.find(SECTION + "\n")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("" if end < 0 else text[end:])
+    with atomic_write(doc) as f:
+        f.write(text)
+    print(f"wrote the {SECTION!r} section of {doc}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
