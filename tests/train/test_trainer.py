@@ -217,3 +217,28 @@ def test_step_applies_schedule_and_clips_the_global_norm():
         assert out["grad_norm"] > 0.01  # the norm before clipping
         assert norm == pytest.approx(0.01, rel=1e-4)  # what the optimizer applied
         assert lrs == [pytest.approx(1e-2 * (i + 1) / 4)] * 2  # warmup, in both groups
+
+
+# ----- TensorBoard ---------------------------------------------------------------------------
+
+
+def test_tensorboard_scalars_equal_the_metrics_file(tmp_path):
+    event_accumulator = pytest.importorskip(
+        "tensorboard.backend.event_processing.event_accumulator",
+        reason="tensorboard is not installed (pip install tensorboard)")
+    trainer = Trainer(make("transformer"), config(out_dir=str(tmp_path), max_steps=20, eval_interval=10,
+                                                  tensorboard=True), TRAIN, VAL)
+    trainer.train()
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    expected = [(r["step"], r["val_loss"]) for r in lines if "val_loss" in r]
+    assert len(expected) == 2
+    events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    got = [(e.step, e.value) for e in events.Scalars("val_loss")]
+    assert [s for s, _ in got] == [s for s, _ in expected]
+    assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-6)
+
+
+def test_tensorboard_without_an_output_folder_is_a_config_error():
+    with pytest.raises(ConfigError, match="out_dir"):
+        Trainer(make("transformer"), config(tensorboard=True), TRAIN, VAL)

@@ -132,6 +132,7 @@ class TrainConfig:
     ss_min_ratio: float = 0.0  # ε never goes below this
     ss_pick: str = "sample"  # how a replacing token is chosen: "sample" from p, or "argmax"
     show_progress: bool | None = None  # None: a progress bar when stderr is a terminal
+    tensorboard: bool = False  # also write the metrics as TensorBoard scalars to out_dir/tensorboard
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -368,6 +369,7 @@ class Trainer:
         self.best_val_loss: float | None = None
         self.evals_since_best = 0
         self.out_dir = Path(config.out_dir) if config.out_dir else None
+        self.tensorboard = self._tensorboard_writer() if config.tensorboard else None
 
     # ----- one optimizer step -------------------------------------------------------------------
 
@@ -553,12 +555,28 @@ class Trainer:
 
     # ----- the loop -----------------------------------------------------------------------------
 
+    def _tensorboard_writer(self):
+        """A TensorBoard SummaryWriter on out_dir/tensorboard (main process only)."""
+        if self.out_dir is None:
+            raise ConfigError("tensorboard needs an out_dir to write to; set out_dir (--out)")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise ConfigError("tensorboard=true needs the tensorboard package; "
+                              "pip install tensorboard, or drop the option") from e
+        return SummaryWriter(str(self.out_dir / "tensorboard")) if self.dist.is_main else None
+
     def _log(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
         history.append(record)
         if self.out_dir is not None and self.dist.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for name, value in record.items():
+                if name != "step" and isinstance(value, int | float) and not isinstance(value, bool):
+                    self.tensorboard.add_scalar(name, value, record["step"])
+            self.tensorboard.flush()
 
     def _evaluate_and_save(self, history: list[dict[str, Any]]) -> tuple[float | None, bool]:
         """Validate, log, write last/ (and best/ when improved); returns (val loss, stop early?)."""
