@@ -39,7 +39,7 @@ import torch
 
 from arlm.decode.search import beam_search, generate
 from arlm.interop.gpt2 import from_hf
-from arlm.io import atomic_write
+from report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Decoding (Transformer)"
@@ -197,19 +197,6 @@ def report(rows: list[dict], checks: dict, sc: dict | None, args, n_params: tupl
     return "\n".join(lines) + "\n"
 
 
-def update_benchmarks_md(section: str, path: Path) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md (other sections stay), atomically."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("" if end < 0 else text[end:])
-    with atomic_write(path) as f:
-        f.write(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--new", type=int, default=128, help="new tokens per run")
@@ -232,7 +219,7 @@ def main() -> None:
     section = report(rows, checks, sc, args, (n_non_emb, n_all))
     print(section)
     if not args.quick:
-        update_benchmarks_md(section, args.out)
+        write_section(args.out, SECTION, section)
         print(f"updated {args.out}", file=sys.stderr)
 
 

@@ -49,10 +49,10 @@ import torch
 from arlm.data.corpora import load_corpus
 from arlm.evaluate.likelihood import evaluate_likelihood
 from arlm.interop.arpa import write_arpa
-from arlm.io import atomic_write
 from arlm.models.base import EOS_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
 from arlm.models.ngram import NGramModel
 from arlm.models.ngram_counts import count_ngrams
+from report import write_section
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 ORDER = 5
@@ -274,19 +274,6 @@ def report(results: list[dict], nltk: dict, kenlm_res: dict | None, lmplz: dict 
     return "\n".join(lines)
 
 
-def update_benchmarks_md(section: str, path: Path) -> None:
-    """Replace the '## n-gram' section of docs/benchmarks.md (other sections stay), atomically."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured by `benchmarks/*.py`.\n"
-    start = text.find("## n-gram\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    with atomic_write(path) as f:
-        f.write(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -329,7 +316,7 @@ def main() -> None:
     section = report(results, nltk, kenlm_res, lmplz, command, notes)
     print(section)
     if not args.quick:
-        update_benchmarks_md(section, args.out)
+        write_section(args.out, "## n-gram", section)
         print(f"updated {args.out}", file=sys.stderr)
 
 

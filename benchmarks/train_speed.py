@@ -30,12 +30,12 @@ import torch.nn.functional as F
 
 from arlm import pipeline
 from arlm.data.corpora import load_corpus
-from arlm.io import atomic_write
 from arlm.models.base import PAD_ID
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer
 from arlm.train.batches import loss_targets, random_chunks
+from report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Training speed"
@@ -213,14 +213,14 @@ def main() -> None:
         for r in curve:
             print(r)
     if not args.no_write:
-        write_section(rows, extra, curve, peaks, cores, args, load_before)
+        write_report(rows, extra, curve, peaks, cores, args, load_before)
 
 
 def _k(x: float | None) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
 
-def write_section(rows, extra, curve, peaks, cores, args, load_before) -> None:
+def write_report(rows, extra, curve, peaks, cores, args, load_before) -> None:
     cmd = "python benchmarks/train_speed.py" + (" --quick" if args.quick else "") + (
         f" --threads {args.threads}" if args.threads else "")
     lines = [
@@ -259,15 +259,7 @@ def write_section(rows, extra, curve, peaks, cores, args, load_before) -> None:
             lines.append(f"| {step} | {wall:.0f} | {'-' if tl is None else f'{tl:.3f}'} | {vl:.3f} |")
     section = "\n".join(lines) + "\n"
     doc = ROOT / "docs" / "benchmarks.md"
-    text = doc.read_text(encoding="utf-8")
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + ("" if end < 0 else text[end:])
-    with atomic_write(doc) as f:
-        f.write(text)
+    write_section(doc, SECTION, section)
     print(f"wrote the {SECTION!r} section of {doc}", file=sys.stderr)
 
 
