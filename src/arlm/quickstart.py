@@ -3,8 +3,9 @@
 Builds word-level n-gram models of orders 1..5 with each smoothing on the training plays, and prints
 the test perplexity of each (corpus perplexity, [EOS] scored, OOV words counted as [UNK]) and a few
 sentences sampled from the best model. It shows the chapter's points on real text: without smoothing
-(MLE) unseen n-grams make perplexity infinite from order 2 on; add-k fixes that badly; Kneser–Ney
-fixes it well, and modified Kneser–Ney best.
+(MLE) one unseen event makes perplexity infinite (already at order 1, where the test's OOV words get
+p(<unk>) = 0, and ever more so as unseen n-grams multiply); add-k fixes that badly; Kneser–Ney fixes it
+well, and modified Kneser–Ney best.
 
 Then (unless ``neural=False``) the neural rungs on characters within a CPU budget that it prints:
 a char-level n-gram (modified Kneser–Ney), a fixed-window MLP, an LSTM and a Transformer, each
