@@ -2,6 +2,7 @@
 
 import pytest
 
+from arlm.errors import ArlmError
 from arlm.io import atomic_dir, atomic_write
 
 
@@ -37,3 +38,13 @@ def test_atomic_dir_keeps_old_folder_on_failure(tmp_path):
         (tmp / "config.json").write_text("{3}")
     assert (d / "config.json").read_text() == "{3}"
     assert sorted(x.name for x in tmp_path.iterdir()) == ["model"]
+
+
+@pytest.mark.parametrize("writer", [atomic_write, atomic_dir])
+def test_an_unwritable_target_is_one_clear_error_naming_it(tmp_path, writer):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    target = blocker / "out"
+    with pytest.raises(ArlmError, match=r"cannot write .*file\.txt/out"), writer(target):
+        pass
+    assert blocker.read_text() == "a file, not a folder"

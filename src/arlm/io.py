@@ -14,6 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from arlm.errors import ArlmError
+
+
+def _temp_beside(path: Path, make):
+    """Create ``path``'s folder and a temporary file or folder in it with ``make(prefix, suffix, dir)``;
+    if that is impossible, say in one sentence which target cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return make(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise ArlmError(f"cannot write {path} ({e.strerror or e}); choose an output path in a folder "
+                        "you can write to") from e
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
@@ -23,9 +36,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     ...     f.write("all or nothing")
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path, tempfile.mkstemp)
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as f:
             yield f
@@ -45,8 +57,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     Used for model folders (config + weights + tokenizer) so a crash never leaves a mixed folder.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(_temp_beside(path, tempfile.mkdtemp))
     try:
         yield tmp
         for child in tmp.iterdir():
