@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from arlm import pipeline
+from arlm.data.cache import encode_corpus
 from arlm.data.corpora import load_corpus
 from arlm.models.base import PAD_ID
 from arlm.models.rnn import RNNLM, RNNConfig
@@ -155,8 +156,8 @@ def main() -> None:
     cores = torch.get_num_threads()
     corpus = load_corpus("shakespeare")
     tok = pipeline.build_tokenizer(corpus, pipeline.TokenizerSpec("char"))
-    train = pipeline.encode(corpus, "train", tok).tokens
-    val = pipeline.encode(corpus, "val", tok).tokens
+    train = encode_corpus(corpus, "train", tok).tokens
+    val = encode_corpus(corpus, "val", tok).tokens
     vocab = tok.vocab_size
     thread_options = ([int(t) for t in args.threads.split(",")] if args.threads
                       else sorted({1, max(1, cores)}))

@@ -110,13 +110,14 @@ def train_ngram(
 ) -> None:
     """Count n-grams on a corpus split and save a smoothed n-gram model (and optionally ARPA)."""
     from arlm import pipeline
+    from arlm.data.cache import encode_corpus
     from arlm.data.corpora import load_corpus
     from arlm.models.ngram import NGramModel
 
     corp = load_corpus(corpus, encoding)
     spec = pipeline.TokenizerSpec(tokenizer, lowercase, vocab_size, min_count)
     tok = pipeline.build_tokenizer(corp, spec, split)
-    data = pipeline.encode(corp, split, tok, unit)
+    data = encode_corpus(corp, split, tok, unit)
     err.print(f"{corp.name} {split}: {data.num_sequences:,} sequences, {len(data.tokens):,} tokens, "
               f"vocabulary {tok.vocab_size:,} ({tok.kind})")
     model = NGramModel.fit(data.tokens, order=order, vocab=tok.vocab, smoothing=smoothing, k=k,
@@ -200,12 +201,13 @@ def evaluate(
 ) -> None:
     """Likelihood of a corpus split: NLL, perplexity (with and without OOVs), bits per char."""
     from arlm import pipeline
+    from arlm.data.cache import encode_corpus
     from arlm.data.corpora import load_corpus
     from arlm.evaluate.likelihood import evaluate_likelihood
 
     model, tok = pipeline.load_model(model_path, arpa_split, arpa_lowercase)
     corp = load_corpus(corpus, encoding)
-    data = pipeline.encode(corp, split, tok, unit)
+    data = encode_corpus(corp, split, tok, unit)
     report = evaluate_likelihood(model, data.tokens, num_chars=data.num_chars)
     result = {"model": str(model_path), "corpus": corp.name, "split": split, "unit": unit,
               **report.to_dict()}

@@ -1,4 +1,4 @@
-"""The steps that commands string together: corpus → tokenizer → encoded splits, and model folders.
+"""The steps that commands string together: corpus → tokenizer, and model folders.
 
 A model folder holds ``config.json`` (with ``family``), the weights or tables the family saves, and
 ``tokenizer.json``. :func:`load_model` reads a folder (or an ARPA file, whose tokenizer is KenLM's:
@@ -11,7 +11,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from arlm.data.cache import EncodedSplit, encode_corpus
 from arlm.data.corpora import Corpus
 from arlm.data.tokenizers import Tokenizer, WordTokenizer, load_tokenizer, train_tokenizer
 from arlm.errors import ConfigError, DataError, FormatError, MismatchError
@@ -53,11 +52,6 @@ def build_tokenizer(corpus: Corpus, spec: TokenizerSpec, split: str = "train") -
     """Train a tokenizer of ``spec`` on the ``split`` lines of ``corpus``."""
     kind = "word" if spec.kind == "whitespace" else spec.kind
     return train_tokenizer(kind, corpus.lines(split), **spec.options())
-
-
-def encode(corpus: Corpus, split: str, tokenizer: Tokenizer, unit: str = "lines") -> EncodedSplit:
-    """The split as a flat ``[SOS] … [EOS]`` stream (cached on disk, keyed by both fingerprints)."""
-    return encode_corpus(corpus, split, tokenizer, unit=unit)
 
 
 def save_model(folder: str | Path, model: ARModel, tokenizer: Tokenizer) -> Path:

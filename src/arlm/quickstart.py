@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from arlm import pipeline
+from arlm.data.cache import encode_corpus
 from arlm.data.corpora import load_corpus
 from arlm.decode.search import ancestral_sample
 from arlm.evaluate.likelihood import evaluate_likelihood
@@ -52,8 +53,8 @@ def run_quickstart(max_order: int = 5, num_samples: int = 3, seed: int = 0,
     t0 = time.perf_counter()
     corpus = load_corpus("shakespeare")
     tokenizer = pipeline.build_tokenizer(corpus, pipeline.TokenizerSpec("word"))
-    train = pipeline.encode(corpus, "train", tokenizer)
-    test = pipeline.encode(corpus, "test", tokenizer)
+    train = encode_corpus(corpus, "train", tokenizer)
+    test = encode_corpus(corpus, "test", tokenizer)
     console.print(f"Shakespeare, word tokens: train {len(train.tokens):,} tokens in "
                   f"{train.num_sequences:,} lines, test {len(test.tokens):,} tokens; "
                   f"vocabulary {tokenizer.vocab_size:,}")
@@ -138,8 +139,8 @@ def run_char_ladder(corpus, budget_s: float, bpc: dict[str, float], num_samples:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     tokenizer = pipeline.build_tokenizer(corpus, pipeline.TokenizerSpec("char"))
-    train = pipeline.encode(corpus, "train", tokenizer)
-    test = pipeline.encode(corpus, "test", tokenizer)
+    train = encode_corpus(corpus, "train", tokenizer)
+    test = encode_corpus(corpus, "test", tokenizer)
     if fast:  # score the first test lines only (every model on the same ones)
         ends = [int(i) for i in (test.tokens == EOS_ID).nonzero()[0][:200]]
         cut = ends[-1] + 1

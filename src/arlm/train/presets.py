@@ -239,6 +239,7 @@ def run_training(command: str, *, corpus: str = "shakespeare", split: str = "tra
     import torch
 
     from arlm import pipeline
+    from arlm.data.cache import encode_corpus
     from arlm.data.corpora import load_corpus
     from arlm.errors import DataError
     from arlm.train.trainer import Trainer
@@ -249,8 +250,8 @@ def run_training(command: str, *, corpus: str = "shakespeare", split: str = "tra
     corp = load_corpus(corpus, encoding)
     spec = pipeline.TokenizerSpec(tokenizer, vocab_size=vocab_size)
     tok = pipeline.build_tokenizer(corp, spec, split)
-    train = pipeline.encode(corp, split, tok, unit)
-    val = pipeline.encode(corp, val_split, tok, unit) if val_split else None
+    train = encode_corpus(corp, split, tok, unit)
+    val = encode_corpus(corp, val_split, tok, unit) if val_split else None
     config = make_train_config(settings, out_dir=None if out_dir is None else str(out_dir))
     for name, data in (("training", train), ("validation", val)):
         if data is not None and len(data.tokens) < config.block_size + 1:
