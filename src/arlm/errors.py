@@ -23,3 +23,7 @@ class FormatError(ArlmError):
 
 class MismatchError(ArlmError):
     """Two things that must belong together do not (a model and a tokenizer, a checkpoint and a run)."""
+
+
+class UnwritableError(ArlmError):
+    """An output path (model folder, ARPA file, cache) whose folder cannot be created or written."""

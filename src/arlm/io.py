@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from arlm.errors import ArlmError
+from arlm.errors import UnwritableError
 
 
 def _temp_beside(path: Path, make):
@@ -24,7 +24,7 @@ def _temp_beside(path: Path, make):
         path.parent.mkdir(parents=True, exist_ok=True)
         return make(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise ArlmError(f"cannot write {path} ({e.strerror or e}); choose an output path in a folder "
+        raise UnwritableError(f"cannot write {path} ({e.strerror or e}); choose an output path in a folder "
                         "you can write to") from e
 
 

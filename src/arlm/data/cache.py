@@ -26,7 +26,7 @@ import numpy as np
 
 from arlm.data.corpora import Corpus
 from arlm.data.tokenizers import Tokenizer
-from arlm.errors import ConfigError
+from arlm.errors import ConfigError, UnwritableError
 from arlm.io import atomic_write
 from arlm.models.base import EOS_ID, SOS_ID
 
@@ -142,8 +142,8 @@ def encode_corpus(corpus: Corpus, split: str, tokenizer: Tokenizer, unit: str = 
                                     "tokenizer": tokenizer.kind,
                                     "corpus_fingerprint": corpus.fingerprint,
                                     "tokenizer_fingerprint": tokenizer.fingerprint})
-    except OSError as e:
-        warnings.warn(f"cannot write the token cache in {folder} ({e.strerror or e}); encoding in "
-                      "memory (set ARLM_CACHE to a writable folder to cache)", stacklevel=2)
+    except (OSError, UnwritableError) as e:
+        warnings.warn(f"cannot write the token cache in {folder} ({getattr(e, 'strerror', None) or e}); "
+                      "encoding in memory (set ARLM_CACHE to a writable folder to cache)", stacklevel=2)
         return data
     return _read(npy, sidecar) or data
