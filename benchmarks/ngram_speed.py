@@ -49,9 +49,9 @@ import torch
 from arlm.data.corpora import load_corpus
 from arlm.evaluate.likelihood import evaluate_likelihood
 from arlm.interop.arpa import write_arpa
-from arlm.models.base import EOS_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
 from arlm.models.ngram import NGramModel
 from arlm.models.ngram_counts import count_ngrams
+from arlm.streams import EOS_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
 from report import write_section
 
 TOKEN = re.compile(r"\w+|[^\w\s]")

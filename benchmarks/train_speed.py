@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from arlm import pipeline
 from arlm.data.cache import encode_corpus
 from arlm.data.corpora import load_corpus
-from arlm.models.base import PAD_ID
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
+from arlm.streams import PAD_ID
 from arlm.train import TrainConfig, Trainer
 from arlm.train.batches import loss_targets, random_chunks
 from report import write_section

@@ -2,7 +2,7 @@
 
 import torch
 
-from arlm.models.base import EOS_ID, SOS_ID
+from arlm.streams import EOS_ID, SOS_ID
 
 
 def random_tokens(vocab_size: int, B: int = 3, T: int = 9, seed: int = 0) -> torch.Tensor:

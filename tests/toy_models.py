@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from arlm.models.base import PAD_ID, SOS_ID, gather_scores
+from arlm.models.base import gather_scores
+from arlm.streams import PAD_ID, SOS_ID
 
 
 @dataclass

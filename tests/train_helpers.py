@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from arlm.models.base import EOS_ID, SOS_ID
+from arlm.streams import EOS_ID, SOS_ID
 
 
 def counting_corpus(n: int, seed: int) -> np.ndarray:

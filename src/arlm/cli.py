@@ -289,7 +289,7 @@ def _check_generate_options(strategy: str, temperature: float | None, top_k: int
 
 def _unknown_pieces(tok, text: str) -> list[str]:
     """The pieces of ``text`` that the tokenizer maps to [UNK] (words, or characters)."""
-    from arlm.models.base import UNK_ID
+    from arlm.streams import UNK_ID
 
     pieces = tok.split(text) if hasattr(tok, "split") else list(dict.fromkeys(text))
     return list(dict.fromkeys(p for p in pieces if UNK_ID in tok.encode(p)))
@@ -333,7 +333,7 @@ def generate_text(
     from arlm.decode.processors import build_processors
     from arlm.decode.search import beam_search, generate
     from arlm.errors import ConfigError
-    from arlm.models.base import SOS_ID, UNK_ID
+    from arlm.streams import SOS_ID, UNK_ID
 
     stop = list(stop or [])
     _check_generate_options(strategy, temperature, top_k, top_p, min_p, num_beams, max_new_tokens,

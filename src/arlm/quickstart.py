@@ -28,9 +28,9 @@ from arlm.data.cache import encode_corpus
 from arlm.data.corpora import load_corpus
 from arlm.decode.search import ancestral_sample
 from arlm.evaluate.likelihood import evaluate_likelihood
-from arlm.models.base import EOS_ID
 from arlm.models.ngram import NGramModel
 from arlm.progress import progress
+from arlm.streams import EOS_ID
 
 # (label, smoothing, options) in the order the table shows them
 SMOOTHINGS = [

@@ -5,15 +5,13 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import arlm.data.cache as cache
-from arlm.data.cache import build_stream, encode_corpus
+from arlm.data.cache import encode_corpus
 from arlm.data.corpora import Corpus, Document
 from arlm.data.tokenizers import train_tokenizer
 from arlm.errors import ConfigError
-from arlm.models.base import EOS_ID, SOS_ID
+from arlm.streams import EOS_ID, SOS_ID
 
 
 def _corpus(n_docs=6, tag=""):
@@ -141,13 +139,3 @@ def test_no_cache_touches_no_file(tmp_path):
     data = encode_corpus(corpus, "all", tok, cache_dir=tmp_path, use_cache=False)
     assert data.tokens.tolist() == _expected_lines(corpus, "all", tok)
     assert list(tmp_path.iterdir()) == []
-
-
-@given(st.lists(st.lists(st.integers(4, 70_000), max_size=6), max_size=10))
-@settings(max_examples=100, deadline=None)
-def test_build_stream_matches_a_loop(seqs):
-    ids = np.array([i for s in seqs for i in s], dtype=np.int64)
-    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
-    stream = build_stream(ids, lengths, vocab_size=70_001)
-    assert stream.dtype == np.uint32
-    assert stream.tolist() == [t for s in seqs for t in [SOS_ID, *s, EOS_ID]]

@@ -14,7 +14,7 @@ from arlm.data.orders import (
     stream_permutation,
 )
 from arlm.errors import ConfigError, DataError
-from arlm.models.base import EOS_ID, SOS_ID
+from arlm.streams import EOS_ID, SOS_ID
 
 content = st.lists(st.integers(4, 50), max_size=30)
 sequences = st.lists(content, max_size=8)

@@ -8,13 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from arlm.data.tokenizers import (
-    TOKENIZERS,
+    TRAINABLE,
     WordTokenizer,
     load_tokenizer,
     train_tokenizer,
 )
 from arlm.errors import ConfigError, DataError, FormatError
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
 
 TEXTS = [
     "Now is the winter of our discontent",
@@ -29,7 +29,7 @@ OPTIONS = {"char": {}, "byte": {}, "word": {}, "bpe": {"vocab_size": 300}}
 
 @pytest.fixture(scope="module")
 def trained():
-    return {kind: train_tokenizer(kind, TEXTS, **OPTIONS[kind]) for kind in TOKENIZERS}
+    return {kind: train_tokenizer(kind, TEXTS, **OPTIONS[kind]) for kind in TRAINABLE}
 
 
 BPE = train_tokenizer("bpe", TEXTS, vocab_size=300)
@@ -37,7 +37,7 @@ CHAR = train_tokenizer("char", TEXTS)
 ALPHABET = sorted(set("".join(TEXTS)))
 
 
-@pytest.mark.parametrize("kind", list(TOKENIZERS))
+@pytest.mark.parametrize("kind", list(TRAINABLE))
 def test_specials_first_and_vocab_consistent(trained, kind):
     tok = trained[kind]
     assert tok.kind == kind
@@ -50,7 +50,7 @@ def test_specials_first_and_vocab_consistent(trained, kind):
     assert min(ids) >= 4  # trained on these texts: no [UNK], no specials
 
 
-@pytest.mark.parametrize("kind", list(TOKENIZERS))
+@pytest.mark.parametrize("kind", list(TRAINABLE))
 def test_save_load_gives_identical_encodings(trained, kind, tmp_path):
     tok = trained[kind]
     tok.save(tmp_path / "tok.json")
@@ -62,7 +62,7 @@ def test_save_load_gives_identical_encodings(trained, kind, tmp_path):
     assert [back.encode(t) for t in probe] == [tok.encode(t) for t in probe]
 
 
-@pytest.mark.parametrize("kind", list(TOKENIZERS))
+@pytest.mark.parametrize("kind", list(TRAINABLE))
 def test_encode_flat_matches_encode(trained, kind):
     tok = trained[kind]
     texts = ["", *TEXTS, "Ωmega ☃ unseen"]
@@ -72,7 +72,7 @@ def test_encode_flat_matches_encode(trained, kind):
     assert [a.tolist() for a in tok.encode_lines(texts)] == [tok.encode(t) for t in texts]
 
 
-@pytest.mark.parametrize("kind", list(TOKENIZERS))
+@pytest.mark.parametrize("kind", list(TRAINABLE))
 def test_decode_drops_pad_sos_eos(trained, kind):
     tok = trained[kind]
     ids = tok.encode(TEXTS[0])

@@ -7,9 +7,9 @@ import torch
 
 from arlm.decode.search import beam_search, greedy_search
 from arlm.errors import ConfigError
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID
 from toy_models import BigramTable
 
 
@@ -84,11 +84,11 @@ def test_nbest_is_sorted_scored_and_batched():
     model = BigramTable(9, seed=7)
     prompts = [[SOS_ID, 4], [SOS_ID, 7]]
     b = beam_search(model, prompts, num_beams=5, max_new_tokens=8, length_penalty=1.0,
-                    num_return_sequences=3)
+                    num_samples=3)
     assert b.tokens.shape[:2] == (2, 3) and b.scores.shape == (2, 3)
     for i, p in enumerate(prompts):
         assert (b.scores[i, :-1] >= b.scores[i, 1:]).all()
-        one = beam_search(model, [p], num_beams=5, max_new_tokens=8, num_return_sequences=3)
+        one = beam_search(model, [p], num_beams=5, max_new_tokens=8, num_samples=3)
         assert torch.equal(one.scores[0], b.scores[i])  # rows of a batch are independent
         for r in range(3):
             n = int(b.lengths[i, r])
@@ -112,7 +112,7 @@ def test_early_stopping_true_stops_once_k_hypotheses_are_finished():
 
 @pytest.mark.parametrize("kw", [
     {"num_beams": 0}, {"num_beams": 2.5}, {"max_new_tokens": 0}, {"max_new_tokens": -1},
-    {"num_return_sequences": 5}, {"num_return_sequences": 0}, {"early_stopping": "sometimes"},
+    {"num_samples": 5}, {"num_samples": 0}, {"early_stopping": "sometimes"},
     {"length_penalty": float("nan")},
 ])
 def test_bad_settings(kw):

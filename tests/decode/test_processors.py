@@ -21,7 +21,7 @@ from arlm.decode.processors import (
     is_greedy,
 )
 from arlm.errors import ConfigError
-from arlm.models.base import PAD_ID
+from arlm.streams import PAD_ID
 
 NO_TOKENS = torch.zeros(1, 0, dtype=torch.long)
 

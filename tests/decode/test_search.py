@@ -9,11 +9,11 @@ import torch
 
 from arlm.decode.search import Step, ancestral_sample, generate, greedy_search, stream
 from arlm.errors import ConfigError
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID
 from arlm.models.ngram import NGramModel
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.models.window import WindowConfig, WindowLM
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID
 from toy_models import BigramTable
 
 # 99.9% quantiles of chi-square with df degrees of freedom (a correct sampler fails 1 run in 1000)

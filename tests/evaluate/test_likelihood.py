@@ -9,7 +9,7 @@ import torch
 
 from arlm.errors import DataError
 from arlm.evaluate.likelihood import evaluate_likelihood, pad_batch, split_sequences
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID, UNK_ID
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID, UNK_ID
 from toy_models import BigramTable
 
 
@@ -79,7 +79,7 @@ def test_split_and_pad():
 
 
 def test_bad_streams_are_data_errors():
-    with pytest.raises(DataError, match="start with"):
+    with pytest.raises(DataError, match="not a run of"):
         split_sequences(np.array([5, EOS_ID]))
     with pytest.raises(DataError, match="no sequences"):
         evaluate_likelihood(BigramTable(5), [], show_progress=False)

@@ -21,8 +21,8 @@ import torch
 
 from arlm.errors import ConfigError, FormatError
 from arlm.interop.arpa import escape_token, read_arpa, unescape_token, write_arpa
-from arlm.models.base import EOS_ID, SOS_ID, UNK_ID
 from arlm.models.ngram import NGramModel
+from arlm.streams import EOS_ID, SOS_ID, UNK_ID
 
 SPECIALS = ["[PAD]", "[SOS]", "[EOS]", "[UNK]"]
 TOY = ["a b c", "a b a", "b c a b", "c a"]

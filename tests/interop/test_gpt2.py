@@ -94,7 +94,7 @@ def test_beam_search_equals_hf(hf, ours, max_new, eos, alpha, early, reasons):
     K = 4
     with torch.no_grad():
         ref = hf.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=max_new,
-                          do_sample=False, num_beams=K, num_return_sequences=K, length_penalty=alpha,
+                          do_sample=False, num_beams=K, num_samples=K, length_penalty=alpha,
                           early_stopping=early, eos_token_id=eos, pad_token_id=PAD,
                           output_scores=True, return_dict_in_generate=True)
     got = beam_search(ours, PROMPT, num_beams=K, max_new_tokens=max_new, length_penalty=alpha,

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from arlm.errors import ConfigError, DataError, FormatError, MismatchError
 from arlm.models import ngram as ngram_module
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID, UNK_ID, ARModel
+from arlm.models.base import ARModel
 from arlm.models.conformance import check_conformance
 from arlm.models.ngram import (
     NGramModel,
@@ -27,6 +27,7 @@ from arlm.models.ngram import (
     kneser_ney_discounts,
 )
 from arlm.models.ngram_counts import KeyIndex, count_ngrams
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID, UNK_ID
 
 SPECIALS = ["[PAD]", "[SOS]", "[EOS]", "[UNK]"]
 TOY_VOCAB = [*SPECIALS, "a", "b", "c"]

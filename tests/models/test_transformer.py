@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from arlm.errors import ConfigError, FormatError
-from arlm.models.base import PAD_ID, SOS_ID
 from arlm.models.conformance import check_conformance
 from arlm.models.transformer import KVCache, TransformerConfig, TransformerLM, causal_mask
+from arlm.streams import PAD_ID, SOS_ID
 from model_helpers import random_tokens, save_and_load, training_losses
 
 V = 13

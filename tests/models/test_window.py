@@ -7,9 +7,11 @@ import torch
 
 from arlm.errors import ConfigError, MismatchError
 from arlm.models import neural
-from arlm.models.base import PAD_ID, SOS_ID, gather_scores
+from arlm.models.base import gather_scores
 from arlm.models.conformance import check_conformance
+from arlm.models.registry import load_family_model
 from arlm.models.window import WindowConfig, WindowLM
+from arlm.streams import PAD_ID, SOS_ID
 from model_helpers import random_tokens, save_and_load, training_losses
 
 V = 13
@@ -82,7 +84,7 @@ def test_save_load_gives_identical_log_probs(tmp_path):
     loaded = save_and_load(model, tmp_path / "m")
     assert loaded.config == model.config
     assert torch.equal(loaded.log_probs(tokens), model.log_probs(tokens))
-    assert neural.load_neural(tmp_path / "m").config == model.config
+    assert load_family_model(tmp_path / "m").config == model.config
 
 
 def test_load_refuses_another_family(tmp_path):

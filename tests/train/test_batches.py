@@ -7,10 +7,9 @@ import pytest
 import torch
 
 from arlm.errors import ConfigError
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID, as_stream
 from arlm.train.batches import (
     TBPTTStreams,
-    as_stream,
     loss_targets,
     random_chunks,
     validation_chunks,

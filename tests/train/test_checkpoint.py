@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from arlm.errors import FormatError, MismatchError
-from arlm.models.neural import load_neural
+from arlm.models.registry import load_family_model
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer, read_state
@@ -79,7 +79,7 @@ def checkpoint(tmp_path):
 def test_checkpoint_folder_is_a_model_folder(checkpoint):
     assert {p.name for p in checkpoint.iterdir()} == {"config.json", "model.safetensors", "optimizer.pt",
                                                       "trainer_state.json"}
-    model = load_neural(checkpoint)
+    model = load_family_model(checkpoint)
     assert isinstance(model, TransformerLM)
     assert not any(p.name.endswith(".tmp") for p in checkpoint.parent.iterdir())  # atomic: no leftovers
 

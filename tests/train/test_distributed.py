@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent('''
     import numpy as np
     import torch
     import torch.distributed as dist
-    from arlm.models.base import EOS_ID, SOS_ID
+    from arlm.streams import EOS_ID, SOS_ID
     from arlm.models.rnn import RNNLM, RNNConfig
     from arlm.models.transformer import TransformerConfig, TransformerLM
     from arlm.train import TrainConfig, Trainer

@@ -1,4 +1,4 @@
-"""Corpus -> tokenizer -> EncodedSplit -> Trainer -> checkpoint folder -> load_neural -> evaluation."""
+"""Corpus -> tokenizer -> EncodedSplit -> Trainer -> checkpoint folder -> load_family_model -> evaluation."""
 
 import math
 
@@ -9,7 +9,7 @@ from arlm.data.cache import encode_corpus
 from arlm.data.corpora import Corpus, Document
 from arlm.data.tokenizers import train_tokenizer
 from arlm.evaluate.likelihood import evaluate_likelihood
-from arlm.models.neural import load_neural
+from arlm.models.registry import load_family_model
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer
 
@@ -32,6 +32,6 @@ def test_train_on_an_encoded_corpus_and_load_the_best_model(tmp_path):
     trainer.train()
     after = trainer.evaluate()
     assert after["val_bits_per_char"] < before["val_bits_per_char"] - 1.0
-    best = load_neural(tmp_path / "best")
+    best = load_family_model(tmp_path / "best")
     report = evaluate_likelihood(best, data.tokens, num_chars=data.num_chars, show_progress=False)
     assert math.isfinite(report.perplexity) and report.bits_per_char < before["val_bits_per_char"]

@@ -28,7 +28,7 @@ from arlm.data.corpora import Corpus
 from arlm.data.tokenizers import Tokenizer
 from arlm.errors import ConfigError, UnwritableError
 from arlm.io import atomic_write
-from arlm.models.base import EOS_ID, SOS_ID
+from arlm.streams import frame_sequences
 
 FORMAT_VERSION = 1
 UNITS = ("lines", "documents")
@@ -72,27 +72,12 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)[-40:].strip("_") or "corpus"
 
 
-def build_stream(ids: np.ndarray, lengths: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Wrap consecutive runs of ``ids`` (of the given ``lengths``) in [SOS] … [EOS], vectorised."""
-    dtype = np.uint16 if vocab_size <= 2**16 else np.uint32
-    n = len(lengths)
-    out = np.empty(len(ids) + 2 * n, dtype=dtype)
-    starts = np.cumsum(lengths + 2) - (lengths + 2)  # where each [SOS] goes
-    content = np.ones(len(out), dtype=bool)
-    content[starts] = False
-    content[starts + lengths + 1] = False
-    out[starts] = SOS_ID
-    out[starts + lengths + 1] = EOS_ID
-    out[content] = ids
-    return out
-
-
 def _encode(corpus: Corpus, split: str, tokenizer: Tokenizer, unit: str) -> EncodedSplit:
     by_line = unit == "lines"
     texts = corpus.lines(split) if by_line else [d.text for d in corpus.documents(split)]
     ids, lengths = tokenizer.encode_flat(texts)
     num_chars = sum(len(t) for t in texts) + len(texts)
-    tokens = build_stream(ids, lengths, tokenizer.vocab_size)
+    tokens = frame_sequences(ids, lengths, tokenizer.vocab_size, tokenizer.sos_id, tokenizer.eos_id)
     tokens.setflags(write=False)  # the same as a cached (memmap) split: read-only
     return EncodedSplit(tokens, num_chars, len(texts))
 

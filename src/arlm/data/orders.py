@@ -24,8 +24,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from arlm.errors import ConfigError, DataError
-from arlm.models.base import EOS_ID, SOS_ID
+from arlm.errors import ConfigError
+from arlm.streams import EOS_ID, SOS_ID, sequence_spans
 
 
 def inverse_permutation(perm: np.ndarray) -> np.ndarray:
@@ -172,20 +172,6 @@ def get_order(name: str, **options: int | None) -> Order:
 
 
 # --------------------------------------------------------------------------------------- streams
-def sequence_spans(stream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(content start, content length) of each ``[SOS] … [EOS]`` sequence of a flat stream."""
-    stream = np.asarray(stream)
-    sos = np.flatnonzero(stream == SOS_ID)
-    eos = np.flatnonzero(stream == EOS_ID)
-    ok = (len(sos) == len(eos) and (len(stream) == 0 or (stream[0] == SOS_ID
-                                                         and stream[-1] == EOS_ID))
-          and bool(np.all(sos < eos)) and bool(np.all(sos[1:] == eos[:-1] + 1)))
-    if not ok:
-        raise DataError("the token stream is not a run of [SOS] … [EOS] sequences; reorder whole "
-                        "streams made by encode_corpus, not chunks of them")
-    return sos + 1, eos - sos - 1
-
-
 def stream_permutation(stream: np.ndarray, order: Order,
                        rng: np.random.Generator | None = None) -> np.ndarray:
     """Gather index of a whole stream: ``stream[index]`` is every sequence in ``order``.
@@ -193,6 +179,7 @@ def stream_permutation(stream: np.ndarray, order: Order,
     [SOS] and [EOS] map to themselves. ``stream[index][inverse_permutation(index)] == stream``.
     """
     starts, lengths = sequence_spans(stream)
+    starts, lengths = starts + 1, lengths - 2  # the content between [SOS] and [EOS]
     index = np.arange(len(stream), dtype=np.int64)
     content = np.ones(len(stream), dtype=bool)
     content[starts - 1] = False

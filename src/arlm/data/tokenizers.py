@@ -37,12 +37,11 @@ import numpy as np
 
 from arlm.errors import ConfigError, DataError, FormatError, MismatchError
 from arlm.io import atomic_write
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
 
 FORMAT = "arlm-tokenizer"
 VERSION = 1
 NUM_SPECIAL = len(SPECIAL_TOKENS)
-_DROPPED = (PAD_ID, SOS_ID, EOS_ID)
 
 
 class Tokenizer:
@@ -55,6 +54,11 @@ class Tokenizer:
     kind: ClassVar[str] = ""
     lossless: ClassVar[bool] = False
     OPTIONS: ClassVar[dict[str, Any]] = {}
+    # the ids that frame and pad sequences (arlm's own; a foreign vocabulary has its own)
+    pad_id: int = PAD_ID
+    sos_id: int = SOS_ID
+    eos_id: int = EOS_ID
+    unk_id: int | None = UNK_ID
 
     def __init__(self, tokens: Sequence[str], options: dict[str, Any] | None = None):
         tokens = [t for t in tokens if t not in SPECIAL_TOKENS]
@@ -121,7 +125,8 @@ class Tokenizer:
         for i in ids:
             if not 0 <= i < len(self._vocab):
                 self.id_to_token(i)  # raises MismatchError
-        return self._join([i for i in ids if i not in _DROPPED])
+        dropped = {self.pad_id, self.sos_id, self.eos_id}
+        return self._join([i for i in ids if i not in dropped])
 
     def _join(self, ids: list[int]) -> str:
         raise NotImplementedError
@@ -451,9 +456,78 @@ class BpeTokenizer(Tokenizer):
         return cls(hf, data.get("options") or {})
 
 
+# ------------------------------------------------------------------------------------- foreign
+class ForeignTokenizer(Tokenizer):
+    """Somebody else's vocabulary, read from an HF ``tokenizers`` file (a GPT-2 folder's tokenizer.json).
+
+    Its ids are the file's own: no [PAD]/[SOS]/[EOS]/[UNK] are reserved. One token, ``boundary``
+    (GPT-2's ``<|endoftext|>``), both opens and closes a sequence, and pads; a byte-level vocabulary
+    has no unknown pieces, so ``unk_id`` is None. Not trainable: it comes with the model.
+    """
+
+    kind = "foreign"
+    lossless = True
+    OPTIONS: ClassVar[dict[str, Any]] = {"boundary": "<|endoftext|>"}
+    unk_id = None
+
+    def __init__(self, hf: Any, options: dict[str, Any] | None = None):
+        self.options = {**self.OPTIONS, **(options or {})}
+        vocab = sorted(hf.get_vocab(with_added_tokens=True).items(), key=lambda kv: kv[1])
+        if [i for _, i in vocab] != list(range(len(vocab))):
+            raise FormatError("the HF tokenizer's ids have gaps; arlm needs ids 0..V-1")
+        self._vocab = [t for t, _ in vocab]
+        self._ids = dict(vocab)
+        boundary = self._ids.get(self.options["boundary"])
+        if boundary is None:
+            raise FormatError(f"the HF tokenizer has no {self.options['boundary']!r} token to frame "
+                              "sequences; name its boundary token in the options")
+        self.pad_id = self.sos_id = self.eos_id = boundary
+        self._hf = hf
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, boundary: str = "<|endoftext|>") -> ForeignTokenizer:
+        """Read an HF ``tokenizer.json``."""
+        from tokenizers import Tokenizer as HFTokenizer
+
+        try:
+            hf = HFTokenizer.from_file(str(path))
+        except Exception as e:  # HF's own parse error
+            raise FormatError(f"{path} is not an HF tokenizers file ({e}); pass the tokenizer.json "
+                              "that came with the model") from None
+        return cls(hf, {"boundary": boundary})
+
+    @classmethod
+    def train(cls, texts: Iterable[str], **options: Any) -> Tokenizer:
+        raise ConfigError("a foreign tokenizer comes with its model and cannot be trained; "
+                          "train a char, byte, word or bpe tokenizer instead")
+
+    def encode(self, text: str) -> list[int]:
+        return self._hf.encode(text, add_special_tokens=False).ids
+
+    def _join(self, ids: list[int]) -> str:
+        return self._hf.decode(ids, skip_special_tokens=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "kind": self.kind, "options": self.options,
+                "hf": json.loads(self._hf.to_str())}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ForeignTokenizer:
+        from tokenizers import Tokenizer as HFTokenizer
+
+        try:
+            hf = HFTokenizer.from_str(json.dumps(data["hf"]))
+        except Exception as e:  # KeyError, or HF's own parse error
+            raise FormatError(f"the foreign tokenizer JSON has no valid HF tokenizer under 'hf' ({e}); "
+                              "import the model again") from None
+        return cls(hf, data.get("options") or {})
+
+
 # ----------------------------------------------------------------------------------------- API
 TOKENIZERS: dict[str, type[Tokenizer]] = {
-    "char": CharTokenizer, "byte": ByteTokenizer, "word": WordTokenizer, "bpe": BpeTokenizer}
+    "char": CharTokenizer, "byte": ByteTokenizer, "word": WordTokenizer, "bpe": BpeTokenizer,
+    "foreign": ForeignTokenizer}
+TRAINABLE = ("char", "byte", "word", "bpe")
 
 
 def _check_options(cls: type[Tokenizer], options: dict[str, Any]) -> None:
@@ -466,8 +540,8 @@ def _check_options(cls: type[Tokenizer], options: dict[str, Any]) -> None:
 
 def train_tokenizer(kind: str, texts: Iterable[str], **options: Any) -> Tokenizer:
     """Train a tokenizer of ``kind`` (char, byte, word, bpe) on ``texts`` (a corpus's lines)."""
-    if kind not in TOKENIZERS:
-        raise ConfigError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZERS)}")
+    if kind not in TRAINABLE:
+        raise ConfigError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TRAINABLE)}")
     cls = TOKENIZERS[kind]
     _check_options(cls, options)
     return cls.train(texts, **options)

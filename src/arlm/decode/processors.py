@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from arlm.errors import ConfigError
-from arlm.models.base import PAD_ID
+from arlm.streams import PAD_ID
 
 NEG_INF = float("-inf")
 

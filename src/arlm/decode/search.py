@@ -43,15 +43,18 @@ HF ``generate`` token for token and score for score.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from arlm.decode.processors import LogitsPipeline, build_processors, is_greedy
+from arlm.decode.config import DecodingConfig, decoding_config
+from arlm.decode.processors import LogitsPipeline
 from arlm.errors import ConfigError
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID, ARModel, as_long_tensor
+from arlm.models.base import ARModel, as_long_tensor
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID
 
 STOP_EOS, STOP_LENGTH, STOP_STRING = "eos", "length", "stop_string"
 
@@ -114,11 +117,6 @@ class Beams:
 # ---------------------------------------------------------------------------------------------
 
 
-def _check_positive_int(name: str, value: int, fix: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{name} must be an integer ≥ 1, got {value!r}; {fix}")
-
-
 def _prompt_tensor(prompt, sos_id: int, pad_id: int = PAD_ID,
                    ragged: bool = False) -> tuple[Tensor, Tensor]:
     """None -> [[SOS]]; a (T,) or (B, T) tensor/array/nested list -> ((B, T) ids, (B,) lengths).
@@ -167,40 +165,27 @@ def _device_of(model: ARModel) -> torch.device:
 def stream(
     model: ARModel,
     prompt=None,
+    config: DecodingConfig | None = None,
     *,
-    num_samples: int = 1,
-    max_new_tokens: int = 100,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float = 0.0,
-    repetition_penalty: float = 1.0,
-    no_repeat_ngram_size: int = 0,
-    banned: Sequence[int] = (),
     processors: LogitsPipeline | None = None,
     eos_id: int | None = EOS_ID,
     sos_id: int = SOS_ID,
     pad_id: int = PAD_ID,
-    stop_strings: Sequence[str] = (),
     decode: Callable[[list[int]], str] | None = None,
-    seed: int | None = 0,
     generator: torch.Generator | None = None,
+    **settings: Any,
 ) -> Iterator[Step]:
     """Generate as :func:`generate` does, yielding a :class:`Step` after each chosen token.
 
     The generator's return value (``StopIteration.value``, or ``result = yield from stream(...)``)
     is the :class:`Samples` of the whole run.
     """
-    # ----- validate (ConfigError, one sentence naming problem and fix) -----
-    _check_positive_int("num_samples", num_samples, "ask for at least one sample")
-    _check_positive_int("max_new_tokens", max_new_tokens, "allow at least one new token, e.g. 100")
+    config = decoding_config(config, settings)
     if processors is None:
-        processors = build_processors(temperature, top_k, top_p, min_p, repetition_penalty,
-                                      no_repeat_ngram_size, banned)
-    greedy = is_greedy(temperature)
-    stop_strings = [stop_strings] if isinstance(stop_strings, str) else list(stop_strings)
-    if any(not s for s in stop_strings):
-        raise ConfigError("a stop string is empty; remove it (an empty string would stop every row at once)")
+        processors = config.processors()
+    greedy = config.greedy
+    num_samples, max_new_tokens = config.sequences_per_prompt, config.max_new_tokens
+    stop_strings, seed = list(config.stop_strings), config.seed
     if stop_strings and decode is None:
         raise ConfigError("stop_strings need decode=, a callback from token ids to text "
                           "(e.g. tokenizer.decode)")
@@ -277,8 +262,8 @@ def stream(
     return Samples(out_tok[:, :n_max].clone(), out_lp[:, :n_max].clone(), reasons, lengths)
 
 
-def generate(model: ARModel, prompt=None, *, on_token: Callable[[Step], None] | None = None,
-             **kwargs) -> Samples:
+def generate(model: ARModel, prompt=None, config: DecodingConfig | None = None, *,
+             on_token: Callable[[Step], None] | None = None, **kwargs) -> Samples:
     """Sample (or, with ``temperature=0``, greedily decode) continuations of ``prompt``.
 
     ``prompt``: None (each row starts from [SOS]) or B prompts of ids — a (B, T) array, or a list of
@@ -287,18 +272,20 @@ def generate(model: ARModel, prompt=None, *, on_token: Callable[[Step], None] | 
     one per step (forced, not sampled) while shorter rows already generate. No padding ever enters
     a model (no family takes a padding mask), so every row is decoded exactly as if it were alone;
     the price is one step per extra prompt token. Group prompts by length for the fastest prefill.
-    Keyword settings (all validated, bad ones raise ConfigError):
 
-    * ``max_new_tokens`` — token budget per row; ``eos_id`` — the token that ends a row (None: never);
-    * ``temperature`` (0 = greedy), ``top_k``, ``top_p``, ``min_p``, ``repetition_penalty``,
-      ``no_repeat_ngram_size``, ``banned`` — see :func:`arlm.decode.processors.build_processors`;
-      or a ready ``processors`` pipeline (then ``temperature`` only says greedy or not);
-    * ``stop_strings`` + ``decode`` (ids -> text): a row stops once the text of its new tokens
+    The settings are a :class:`~arlm.decode.config.DecodingConfig` (strategy sample, greedy, top-k or
+    top-p; validated once), given whole as ``config`` or as its fields in keyword arguments
+    (``temperature=0``, ``top_k=50``, ``num_samples=4``, ``max_new_tokens``, ``stop_strings``,
+    ``seed``, …), which override ``config``'s. Beyond it:
+
+    * ``eos_id`` — the token that ends a row (None: never); ``sos_id``/``pad_id`` — the vocabulary's;
+    * ``processors`` — a ready pipeline instead of the config's (the config then only says greedy or not);
+    * ``decode`` (ids -> text) — needed by ``stop_strings``: a row stops once the text of its new tokens
       contains a stop string (the token completing it is kept);
-    * ``seed`` or ``generator`` — the same seed gives the same samples;
+    * ``generator`` — instead of ``seed``; the same seed gives the same samples;
     * ``on_token`` — called with each :class:`Step` as it is produced (streaming).
     """
-    it = stream(model, prompt, **kwargs)
+    it = stream(model, prompt, config, **kwargs)
     while True:
         try:
             step = next(it)
@@ -328,51 +315,45 @@ def ancestral_sample(
     if not temperature > 0:
         raise ConfigError(f"temperature must be > 0 for sampling, got {temperature}; "
                           "use greedy_search for temperature 0")
-    return generate(model, None, num_samples=num_samples, max_new_tokens=max_new_tokens,
-                    temperature=temperature, seed=seed)
+    config = DecodingConfig(num_samples=num_samples, max_new_tokens=max_new_tokens,
+                            temperature=temperature, seed=seed)
+    return generate(model, None, config)
 
 
 # ---------------------------------------------------------------------------------------------
 # Beam search
 # ---------------------------------------------------------------------------------------------
 
-EARLY_STOPPING = (True, False, "never")
-
-
 @torch.inference_mode()
 def beam_search(
     model: ARModel,
     prompt=None,
+    config: DecodingConfig | None = None,
     *,
-    num_beams: int = 4,
-    max_new_tokens: int = 100,
-    length_penalty: float = 1.0,
-    early_stopping: bool | str = True,
-    num_return_sequences: int | None = None,
     processors: LogitsPipeline | None = None,
     eos_id: int | None = EOS_ID,
     sos_id: int = SOS_ID,
     pad_id: int = PAD_ID,
+    **settings: Any,
 ) -> Beams:
     """Beam search with n-best output (see the module docstring for the algorithm and stopping rule).
 
     ``prompt``: None ([SOS]) or (B, T) ids, one length (prefilled in one ``step``); each prompt is
     searched independently, its K beams being rows of one model batch (B·K rows).
-    ``length_penalty`` α: finished hypotheses are ranked by s / |y|^α (0: raw joint log-prob,
-    1: per-token average). ``num_return_sequences`` R ≤ K (default K): how many of the n-best to return.
-    ``processors`` (optional) reshape the log-probs before they are added, as in HF.
+    The settings are a :class:`~arlm.decode.config.DecodingConfig` with strategy "beam" (or its fields
+    as keyword arguments): ``num_beams`` K; ``length_penalty`` α: finished hypotheses are ranked by
+    s / |y|^α (0: raw joint log-prob, 1: per-token average); ``early_stopping``; ``num_samples``
+    R ≤ K (default K): how many of the n-best to return; ``repetition_penalty``,
+    ``no_repeat_ngram_size`` and ``banned`` reshape the log-probs before they are added, as in HF
+    (or pass a ready ``processors`` pipeline).
     """
-    _check_positive_int("num_beams", num_beams, "use 1 for greedy-like search or e.g. 4")
-    _check_positive_int("max_new_tokens", max_new_tokens, "allow at least one new token, e.g. 100")
-    R = num_beams if num_return_sequences is None else num_return_sequences
-    _check_positive_int("num_return_sequences", R, f"ask for 1..{num_beams} (num_beams) sequences")
-    if num_beams < R:
-        raise ConfigError(f"num_return_sequences ({R}) cannot exceed num_beams ({num_beams}); "
-                          "raise num_beams or ask for fewer sequences")
-    if not isinstance(length_penalty, (int, float)) or length_penalty != length_penalty:
-        raise ConfigError(f"length_penalty must be a number, got {length_penalty!r}; 1.0 averages per token")
-    if early_stopping not in EARLY_STOPPING or not isinstance(early_stopping, (bool, str)):
-        raise ConfigError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+    config = decoding_config(config, settings, strategy="beam")
+    num_beams, max_new_tokens = config.num_beams, config.max_new_tokens
+    length_penalty, early_stopping = config.length_penalty, config.early_stopping
+    R = config.sequences_per_prompt
+    if processors is None:
+        processors = config.processors()
+    processors = processors if len(processors) else None
 
     device = _device_of(model)
     prompts = _prompt_tensor(prompt, sos_id)[0].to(device)  # (B, T0)

@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from arlm.errors import DataError
-from arlm.models.base import PAD_ID, SOS_ID, UNK_ID, ARModel
+from arlm.models.base import ARModel
 from arlm.progress import progress
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID, UNK_ID, split_sequences
 
 LN2 = math.log(2.0)
 
@@ -63,11 +64,11 @@ class LikelihoodReport:
 
     @property
     def bits_per_token(self) -> float:
-        return self.nll_per_token / LN2
+        return bits_per_unit(self.nll, self.num_tokens)
 
     @property
     def bits_per_char(self) -> float | None:
-        return self.nll / LN2 / self.num_chars if self.num_chars else None
+        return bits_per_unit(self.nll, self.num_chars) if self.num_chars else None
 
     def to_dict(self) -> dict:
         """All totals and derived numbers, JSON-ready (inf stays a float; json writes Infinity)."""
@@ -78,24 +79,22 @@ class LikelihoodReport:
         return out
 
 
+def bits_per_unit(nll_nats: float, units: int) -> float:
+    """A total NLL in nats over ``units`` (tokens, characters, bytes) -> bits per unit: NLL / (ln 2 · n).
+
+    The one conversion every report uses (evaluation, the trainer's validation, the experiments).
+    """
+    return nll_nats / LN2 / units
+
+
 def _exp(x: float) -> float:
     return math.exp(x) if x < 709 else float("inf")
 
 
-def split_sequences(stream: np.ndarray) -> list[np.ndarray]:
-    """A flat stream ``[SOS] … [EOS] [SOS] …`` -> one array per sequence, each starting with [SOS]."""
-    stream = np.asarray(stream)
-    starts = np.flatnonzero(stream == SOS_ID)
-    if stream.size == 0 or starts.size == 0 or starts[0] != 0:
-        raise DataError("the token stream must start with [SOS]; encode the text with arlm's tokenizers "
-                        "(they put [SOS] … [EOS] around every sequence)")
-    return np.split(stream, starts[1:])
-
-
-def pad_batch(sequences: Sequence[np.ndarray]) -> np.ndarray:
-    """Right-pad 1-D id arrays with [PAD] into one (B, T) int64 array."""
+def pad_batch(sequences: Sequence[np.ndarray], pad_id: int = PAD_ID) -> np.ndarray:
+    """Right-pad 1-D id arrays with ``pad_id`` into one (B, T) int64 array."""
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
-    out = np.full((len(sequences), int(lengths.max())), PAD_ID, dtype=np.int64)  # (B, T)
+    out = np.full((len(sequences), int(lengths.max())), pad_id, dtype=np.int64)  # (B, T)
     columns = np.arange(out.shape[1])
     out[columns[None, :] < lengths[:, None]] = np.concatenate(sequences)
     return out
@@ -106,6 +105,9 @@ def evaluate_likelihood(
     sequences: np.ndarray | Sequence[np.ndarray],
     *,
     num_chars: int | None = None,
+    sos_id: int = SOS_ID,
+    eos_id: int = EOS_ID,
+    unk_id: int | None = UNK_ID,
     batch_tokens: int = 65536,
     max_batch: int = 4096,
     show_progress: bool | None = None,
@@ -114,9 +116,15 @@ def evaluate_likelihood(
 
     ``sequences`` is a flat stream of ``[SOS] … [EOS]`` sequences or a list of such 1-D arrays.
     Sequences are sorted by length and packed into batches of about ``batch_tokens`` tokens
-    (at most ``max_batch`` rows), so padding costs little.
+    (at most ``max_batch`` rows), so padding costs little; padding is never scored (rows are
+    masked by their lengths, so a vocabulary without a [PAD] of its own, GPT-2's, scores right).
+    ``sos_id``/``eos_id`` frame the stream and ``unk_id`` counts OOVs (None: the vocabulary has no
+    [UNK]); the defaults are arlm's special ids.
     """
-    seqs = split_sequences(sequences) if isinstance(sequences, np.ndarray) else list(sequences)
+    if isinstance(sequences, np.ndarray):
+        seqs = split_sequences(sequences, sos_id, eos_id)
+    else:
+        seqs = list(sequences)
     if not seqs:
         raise DataError("nothing to evaluate: the split has no sequences; check the corpus and split")
     lengths = np.array([len(s) for s in seqs])
@@ -139,10 +147,10 @@ def evaluate_likelihood(
             tokens = pad_batch([np.asarray(seqs[r], dtype=np.int64) for r in rows])  # (B, T)
             logp = model.score(torch.from_numpy(tokens)).double().numpy()  # (B, T-1)
             targets = tokens[:, 1:]  # (B, T-1)
-            scored = targets != PAD_ID
+            scored = np.arange(targets.shape[1])[None, :] < lengths[rows, None] - 1  # (B, T-1)
             logp = np.where(scored, logp, 0.0)
             nll_per_seq[rows] = -logp.sum(axis=1)
-            oov = targets == UNK_ID
+            oov = scored & (targets == unk_id) if unk_id is not None else np.zeros_like(scored)
             num_oov += int(oov.sum())
             oov_nll -= float(logp[oov].sum())
             bar.advance(task, int(scored.sum()))

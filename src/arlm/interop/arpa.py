@@ -55,8 +55,8 @@ import numpy as np
 
 from arlm.errors import ConfigError, FormatError
 from arlm.io import atomic_write
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
 from arlm.models.ngram import NGramModel
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
 
 ARPA_SPECIALS = {SOS_ID: "<s>", EOS_ID: "</s>", UNK_ID: "<unk>"}
 LOG_ZERO = -99.0  # how ARPA files write log10(0)

@@ -13,8 +13,8 @@ so W_arlm = W_hfᵀ on import and W_hf = W_arlmᵀ on export. HF's non-persisten
 **Special tokens.** arlm's own vocabularies reserve ids 0 and 1 for [PAD] and [SOS] and its models
 give them probability 0. In GPT-2's vocabulary ids 0 and 1 are ordinary tokens ("!" and '"') and
 ``<|endoftext|>`` (50256) is both BOS and EOS. An imported model is therefore a :class:`GPT2LM`:
-the same network, but its head masks no token, so its log-probs equal HF's. Decode it with
-``eos_id=<|endoftext|>`` and an explicit prompt (see :func:`arlm.decode.search.generate`).
+the same network, but its head masks no token, so its log-probs equal HF's (:mod:`arlm.models.gpt2`).
+Decode it with ``eos_id=<|endoftext|>`` and an explicit prompt (see :func:`arlm.decode.search.generate`).
 
 Public API: :func:`config_from_hf`, :func:`state_dict_from_hf`, :func:`state_dict_to_hf`,
 :func:`from_hf` (a ``GPT2LMHeadModel``, a state dict or a folder), :func:`load_gpt2` /
@@ -33,24 +33,12 @@ from torch import Tensor
 
 from arlm.errors import ConfigError, FormatError, MismatchError
 from arlm.io import atomic_dir
+from arlm.models.gpt2 import GPT2LM
 from arlm.models.transformer import TransformerConfig, TransformerLM
 
 # GPT-2's Conv1D layers: their weights are stored transposed relative to nn.Linear.
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 GPT2_EOS = 50256  # <|endoftext|> in the original GPT-2 vocabulary
-
-
-class GPT2LM(TransformerLM):
-    """A :class:`TransformerLM` whose vocabulary is GPT-2's: no id is reserved, nothing is masked.
-
-    log p(x_{t+1} = v | x_≤t) = z_{t,v} - log Σ_u exp z_{t,u} over *all* V tokens, as in HF.
-    """
-
-    family = "gpt2"
-
-    def head(self, features: Tensor) -> Tensor:
-        """(..., C) -> logits (..., V) = LN_f(z) Eᵀ, every token allowed."""
-        return self.lm_head(features)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ sequence. So a model only has to answer "what comes next?", in two ways:
 * incremental decoding (``start``, ``step``): one new token at a time with a carried ``State`` (an
   n-gram context, an RNN hidden state, a KV cache), which is what generation needs.
 
-Conventions shared by every family (the token ids are fixed by :mod:`arlm.data.tokenizers`):
+Conventions shared by every family (the special token ids are fixed in :mod:`arlm.streams`):
 
 * a sequence starts with [SOS]; [EOS] ends it and is scored (as KenLM scores ``</s>``);
 * rows of a batch are right-padded with [PAD]; positions whose *target* is [PAD] are not scored;
@@ -23,9 +23,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-# Special token ids, the same for every tokenizer (see arlm.data.tokenizers).
-PAD_ID, SOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-SPECIAL_TOKENS = ("[PAD]", "[SOS]", "[EOS]", "[UNK]")
+from arlm.streams import PAD_ID
 
 
 @runtime_checkable

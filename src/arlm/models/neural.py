@@ -13,7 +13,11 @@ is that one rule, applied by every family inside ``head``.
 :class:`NeuralLM` builds the rest of the :class:`~arlm.models.base.ARModel` interface on top of a
 family's ``features(tokens)`` and ``head(features)``:
 
-* ``forward(tokens)`` -> logits (B, T, V), what a trainer feeds to ``F.cross_entropy``;
+* ``forward(tokens, state=None)`` -> (logits (B, T, V), state): the one step interface of every
+  neural family, what a trainer feeds to ``F.cross_entropy``. ``state`` is None for the stateless
+  families; a ``recurrent`` family (the RNNs) returns the state after x_T, which a trainer carries to
+  the next batch of the same streams (truncated BPTT) without knowing the family; the Transformer
+  accepts its ``KVCache`` and returns logits at every new position (a verifier's prefill);
 * ``log_probs(tokens)`` -> (B, T, V), teacher forcing;
 * ``score(tokens)`` -> (B, T-1), applying the head to chunks of positions so that (B, T, V) is never
   materialised;
@@ -32,9 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from arlm.errors import FormatError, MismatchError
+from arlm.errors import ConfigError, FormatError, MismatchError
 from arlm.io import atomic_dir, atomic_write
-from arlm.models.base import PAD_ID, SOS_ID, as_long_tensor
+from arlm.models.base import as_long_tensor
+from arlm.streams import PAD_ID, SOS_ID
 
 FORMAT_VERSION = 1
 SCORE_CHUNK = 1 << 22  # logits held at once by ``score`` (positions per chunk x vocabulary size)
@@ -52,6 +57,7 @@ class NeuralLM(nn.Module):
 
     family: ClassVar[str]
     config_class: ClassVar[type]
+    recurrent: ClassVar[bool] = False  # the state after one batch starts the next (truncated BPTT)
 
     def __init__(self, config: Any) -> None:
         super().__init__()
@@ -80,13 +86,17 @@ class NeuralLM(nn.Module):
     def _tokens(self, tokens) -> Tensor:
         return as_long_tensor(tokens).to(self.device)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        """tokens (B, T) -> logits (B, T, V); logits[:, t] predicts x_{t+1}."""
-        return self.head(self.features(self._tokens(tokens)))
+    def forward(self, tokens: Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """tokens (B, T), state -> (logits (B, T, V), state); logits[:, t] predicts x_{t+1}.
+
+        A stateless family takes and returns ``state=None``."""
+        if state is not None:
+            raise ConfigError(f"the {self.family} model carries no state between calls; pass state=None")
+        return self.head(self.features(self._tokens(tokens))), None
 
     def log_probs(self, tokens: Tensor) -> Tensor:
         """Teacher forcing: tokens (B, T) -> (B, T, V) log p(x_{t+1} | x_{≤t})."""
-        return F.log_softmax(self(tokens).float(), dim=-1)  # (B, T, V)
+        return F.log_softmax(self(tokens)[0].float(), dim=-1)  # (B, T, V)
 
     def score(self, tokens: Tensor) -> Tensor:
         """tokens (B, T) -> (B, T-1) log-probs of the next tokens, the head applied chunk by chunk."""
@@ -163,20 +173,3 @@ class NeuralLM(nn.Module):
             raise FormatError(f"{weights} does not fit the configuration or is corrupt ({e}); "
                               "save the model again") from e
         return model.to(device).eval()
-
-
-def load_neural(folder: str | Path, device: str | torch.device = "cpu") -> NeuralLM:
-    """Load any neural model folder, dispatching on the ``family`` in its config.json."""
-    from arlm.models.rnn import RNNLM
-    from arlm.models.transformer import TransformerLM
-    from arlm.models.window import WindowLM
-
-    path = Path(folder) / "config.json"
-    try:
-        family = json.loads(path.read_text(encoding="utf-8")).get("family")
-    except (OSError, json.JSONDecodeError, AttributeError) as e:
-        raise FormatError(f"{path} is missing or not valid JSON ({e}); save the model again") from e
-    families = {c.family: c for c in (WindowLM, RNNLM, TransformerLM)}
-    if family not in families:
-        raise FormatError(f"{path} names {family!r}, not a neural family ({', '.join(families)})")
-    return families[family].load(folder, device=device)

@@ -74,7 +74,6 @@ from torch import Tensor
 
 from arlm.errors import ConfigError, DataError, FormatError, MismatchError
 from arlm.io import atomic_dir, atomic_write
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID, UNK_ID
 from arlm.models.ngram_counts import (
     KeyIndex,
     NGramCounts,
@@ -82,6 +81,7 @@ from arlm.models.ngram_counts import (
     count_ngrams,
     ngram_words,
 )
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID, UNK_ID
 
 SMOOTHINGS = ("mle", "add-k", "laplace", "kn", "mkn")
 LN10 = math.log(10.0)

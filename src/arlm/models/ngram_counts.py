@@ -27,12 +27,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from arlm.errors import DataError, MismatchError
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID
 
 MAX_KEY = np.iinfo(np.int64).max
 
 
-def as_stream(data: np.ndarray | Sequence[np.ndarray], vocab_size: int) -> np.ndarray:
+def training_stream(data: np.ndarray | Sequence[np.ndarray], vocab_size: int) -> np.ndarray:
     """Training data -> one flat int64 stream ``[SOS] … [EOS] [SOS] …``, checked.
 
     ``data`` is a flat int array (any integer dtype, a read-only memmap is fine) or a list of 1-D
@@ -124,7 +124,7 @@ class NGramCounts:
 
 
 def count_ngrams(data: np.ndarray | Sequence[np.ndarray], order: int, vocab_size: int) -> NGramCounts:
-    """All n-gram counts, n = 1..order, of ``[SOS] … [EOS]`` sequences (see :func:`as_stream`).
+    """All n-gram counts, n = 1..order, of ``[SOS] … [EOS]`` sequences (see :func:`training_stream`).
 
     Per order n ≥ 2 (one sort of the T keys, O(T log T), no loop per token)::
 
@@ -133,7 +133,7 @@ def count_ngrams(data: np.ndarray | Sequence[np.ndarray], order: int, vocab_size
         c(keys[j]) = number of t with id_n(t) = j
         suffix[j] = id_{n-1}(t) for any t with id_n(t) = j    # w_2..w_n ends where w_1..w_n ends
     """
-    x = as_stream(data, vocab_size)  # (T,) int64
+    x = training_stream(data, vocab_size)  # (T,) int64
     V = vocab_size
     run = run_lengths(x)  # (T,)
     keys = [np.arange(V, dtype=np.int64)]

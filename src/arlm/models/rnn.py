@@ -16,8 +16,9 @@ The cells differ in f:
 
 With ``n_layers`` > 1 the cells stack: layer l reads the hidden states of layer l-1.
 Unlike the window model there is no context limit, but training must unroll the recursion:
-``forward(tokens, hidden)`` takes and returns the hidden state, so a trainer can carry it from one
-batch of a long stream to the next (detached: *truncated* backpropagation through time).
+``forward(tokens, state)`` takes and returns the hidden state (the step interface of every neural
+family, see :mod:`arlm.models.neural`), and the family is ``recurrent``, so a trainer carries the state
+from one batch of a long stream to the next (detached: *truncated* backpropagation through time).
 ``tie_weights`` shares the embedding matrix with the output layer (needs d_embed == d_hidden).
 """
 
@@ -77,10 +78,25 @@ class RNNState:
     def torch_hidden(self) -> Tensor | tuple[Tensor, Tensor]:
         return self.h if self.c is None else (self.h, self.c)
 
+    # A trainer handles a recurrent state as named tensors whose dim 1 is the batch (checkpoints,
+    # micro-batches, DDP), without knowing the family.
+    batch_dim = 1
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The state as named tensors, batch on dim 1 (for checkpoints)."""
+        return {"h": self.h} if self.c is None else {"h": self.h, "c": self.c}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor]) -> RNNState:
+        """Inverse of :meth:`tensors`."""
+        return cls(tensors["h"], tensors.get("c"))
+
 
 class RNNLM(NeuralLM):
     family = "rnn"
     config_class = RNNConfig
+    recurrent = True
+    state_class = RNNState
 
     def __init__(self, config: RNNConfig) -> None:
         super().__init__(config)
@@ -109,17 +125,13 @@ class RNNLM(NeuralLM):
         """h_t (..., H) -> logits (..., V) = U h_t + b."""
         return mask_unpredictable(self.lm_head(features))
 
-    def forward(self, tokens: Tensor, hidden: RNNState | None = None) -> tuple[Tensor, RNNState]:
-        """tokens (B, T), hidden (None = zeros) -> (logits (B, T, V), hidden after x_T).
+    def forward(self, tokens: Tensor, state: RNNState | None = None) -> tuple[Tensor, RNNState]:
+        """tokens (B, T), state (None = zeros) -> (logits (B, T, V), state after x_T).
 
-        For truncated BPTT pass ``hidden.detach()`` of the previous batch of the same streams.
+        For truncated BPTT pass ``state.detach()`` of the previous batch of the same streams.
         """
-        out, state = self.run(self._tokens(tokens), hidden)  # (B, T, H)
+        out, state = self.run(self._tokens(tokens), state)  # (B, T, H)
         return self.head(out), state
-
-    def log_probs(self, tokens: Tensor) -> Tensor:
-        """Teacher forcing from h_0 = 0: tokens (B, T) -> (B, T, V)."""
-        return F.log_softmax(self(tokens)[0].float(), dim=-1)
 
     # ----- incremental decoding ----------------------------------------------------------------
 

@@ -280,6 +280,14 @@ class TransformerLM(NeuralLM):
         """tokens (B, T) -> final hidden states LN_f(z) (B, T, C)."""
         return self._run(tokens)
 
+    def forward(self, tokens: Tensor, state: KVCache | None = None) -> tuple[Tensor, KVCache | None]:
+        """tokens (B, T), cache or None -> (logits (B, T, V), the cache, advanced by T in place).
+
+        Without a cache this is teacher forcing from position 0; with one, the tokens continue what
+        the cache holds and every new position gets its logits (a speculative verifier's prefill).
+        """
+        return self.head(self._run(self._tokens(tokens), state)), state
+
     def head(self, features: Tensor) -> Tensor:
         """(..., C) -> logits (..., V) = LN_f(z) Eᵀ."""
         return mask_unpredictable(self.lm_head(features))

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from arlm.errors import ConfigError
-from arlm.models.base import PAD_ID
 from arlm.models.neural import NeuralLM, mask_unpredictable
+from arlm.streams import PAD_ID
 
 ACTIVATIONS = {"tanh": torch.tanh, "relu": F.relu, "gelu": F.gelu}
 

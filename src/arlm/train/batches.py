@@ -41,19 +41,10 @@ import torch
 from torch import Tensor
 
 from arlm.errors import ConfigError
-from arlm.models.base import PAD_ID, SOS_ID
+from arlm.streams import PAD_ID, SOS_ID, as_stream
 
 if TYPE_CHECKING:
-    from arlm.data.cache import EncodedSplit
-
-
-def as_stream(stream: np.ndarray | Tensor | EncodedSplit) -> np.ndarray:
-    """A flat id array (numpy, possibly a read-only uint16 memmap, torch, or an
-    :class:`~arlm.data.cache.EncodedSplit`) -> a 1-D numpy array, not copied where avoidable."""
-    stream = getattr(stream, "tokens", stream)
-    if isinstance(stream, Tensor):
-        return stream.detach().cpu().reshape(-1).numpy()
-    return np.asarray(stream).reshape(-1)
+    pass
 
 
 def gather(stream: np.ndarray, index: np.ndarray) -> Tensor:

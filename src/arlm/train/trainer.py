@@ -28,16 +28,20 @@ low precision, reductions and softmax in fp32; the loss is computed on fp32 logi
 by a scale factor s before ``backward`` (small gradients would flush to zero) and the gradients divided
 by s before the update; a ``torch.amp.GradScaler`` adapts s and skips steps whose gradients overflow.
 
-**RNNs: truncated BPTT.** The stream is read as B parallel rows (:class:`~arlm.train.batches.TBPTTStreams`);
-the hidden state after one batch starts the next, detached so gradients stop at the batch boundary.
+**One step interface.** Every family is called as ``model(tokens, state) -> (logits, state)``. For a
+``recurrent`` family (the RNNs: truncated BPTT) the stream is read as B parallel rows
+(:class:`~arlm.train.batches.TBPTTStreams`) and the state after one batch starts the next, detached so
+gradients stop at the batch boundary; the trainer handles that state as named tensors
+(``state.tensors()``, ``state_class.from_tensors``) and never looks inside. The other families get
+random chunks and ``state=None``.
 
 **Scheduled sampling** (F11, off by default): teacher forcing only ever shows the model true prefixes,
 while generation feeds it its own predictions (exposure bias). With probability 1 - ε_i (ε from
 :func:`~arlm.train.schedules.teacher_forcing_ratio`, decaying over steps i) an input token x_t is
 replaced by a token drawn from the model's own prediction p(· | x_{<t}); the targets stay the true
-tokens. RNNs do it step by step (Bengio et al. 2015): the hidden state after the replaced token is the
-one that reads it. Transformers and window models cannot, since all positions are computed at once, so
-they do two passes (Mihaylova & Martins 2019): pass 1 on the true inputs without gradient gives the
+tokens. Recurrent families do it step by step (Bengio et al. 2015): the state after the replaced token
+is the one that reads it. Transformers and window models cannot, since all positions are computed at
+once, so they do two passes (Mihaylova & Martins 2019): pass 1 on the true inputs without gradient gives the
 predictions, pass 2 (with gradient) reads the mixed inputs. [SOS] and [PAD] inputs are never replaced.
 
 **Safety.** A non-finite loss stops training with :class:`TrainingError` before the update, so the
@@ -46,8 +50,13 @@ the *whole* validation split every ``eval_interval`` steps; ``last/`` and ``best
 training stops early after ``patience`` evaluations without improvement, and every log line goes to
 ``metrics.jsonl``.
 
+**Budgets.** Training ends at ``max_steps`` (the length of the learning-rate schedule), or earlier at
+``max_seconds`` of wall clock if that is set, whichever comes first; the summary and the checkpoint
+record which one (``stopped_by``) and the seconds taken. A run stopped by the clock is not repeatable
+step for step, and is reported as such; a run that must repeat sets steps only.
+
 **Checkpoints** (F15, :mod:`arlm.train.checkpoint`): ``last/`` and ``best/`` hold the model (a folder
-that :func:`arlm.models.neural.load_neural` reads), optimizer and scaler state, the step, the data
+that :func:`arlm.models.registry.load_family_model` reads), optimizer and scaler state, the step, the data
 position (generator state, TBPTT window and hidden state) and the RNG states: ``train(steps=N)``, then
 ``train(resume_from=…/last)`` gives bit-identical weights to one uninterrupted run.
 
@@ -81,14 +90,13 @@ from torch import Tensor, nn
 
 from arlm.data.cache import EncodedSplit
 from arlm.errors import ArlmError, ConfigError, MismatchError
-from arlm.models.base import PAD_ID, SOS_ID
+from arlm.evaluate.likelihood import bits_per_unit
 from arlm.models.neural import NeuralLM
-from arlm.models.rnn import RNNLM, RNNState
 from arlm.progress import progress
+from arlm.streams import PAD_ID, SOS_ID, as_stream
 from arlm.train import checkpoint as ckpt
 from arlm.train.batches import (
     TBPTTStreams,
-    as_stream,
     loss_targets,
     random_chunks,
     validation_chunks,
@@ -114,7 +122,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     eps: float = 1e-8
     warmup_steps: int = 100
-    max_steps: int = 1000
+    max_steps: int = 1000  # the schedule's length, and where training ends
+    max_seconds: float | None = None  # also end after this much wall clock (reported); None: no limit
     schedule: str = "cosine"  # "cosine", "linear" or "constant" after warmup
     grad_clip: float = 1.0  # global gradient norm; 0 turns clipping off
     dtype: str = "fp32"  # "fp32", "bf16" or "fp16" (autocast; fp16 with a GradScaler)
@@ -162,6 +171,8 @@ class TrainConfig:
             raise ConfigError(f"ss_pick must be 'sample' or 'argmax', not {self.ss_pick!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ConfigError(f"max_seconds must be positive (or none), not {self.max_seconds}")
         if self.lr <= 0 or self.grad_clip < 0 or self.weight_decay < 0:
             raise ConfigError("lr must be positive, and grad_clip and weight_decay not negative; "
                               "fix the values")
@@ -199,6 +210,8 @@ class TrainSummary:
     best_val_loss: float | None
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)  # the metrics lines of this call
+    stopped_by: str = "max_steps"  # "max_steps", "steps" (the call's own), "max_seconds" or "patience"
+    seconds: float = 0.0  # wall clock of this call
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,29 +267,21 @@ def init_distributed(config: TrainConfig) -> DistContext:
     return ctx
 
 
-def _hidden_dict(state: RNNState | None) -> dict[str, Tensor]:
-    if state is None:
-        return {}
-    return {"h": state.h} if state.c is None else {"h": state.h, "c": state.c}
-
-
 class TrainingForward(nn.Module):
     """The training forward pass of a model, teacher forcing or scheduled sampling, as one module
-    (so that DDP wraps all of it): ``(inputs (B, T), hidden, ratio ε) -> (logits (B, T, V), hidden)``.
-    ``hidden`` is None for the parallel families."""
+    (so that DDP wraps all of it): ``(inputs (B, T), state, ratio ε) -> (logits (B, T, V), state)``.
+    ``state`` is None for the families that are not ``recurrent``."""
 
     def __init__(self, model: NeuralLM, pick: str = "sample") -> None:
         super().__init__()
         self.model = model
         self.pick = pick
-        self.tbptt = isinstance(model, RNNLM)
 
-    def forward(self, inputs: Tensor, hidden: RNNState | None = None,
-                ratio: float = 1.0) -> tuple[Tensor, RNNState | None]:
+    def forward(self, inputs: Tensor, state: Any = None, ratio: float = 1.0) -> tuple[Tensor, Any]:
         if ratio >= 1.0:  # teacher forcing
-            return self.model(inputs, hidden) if self.tbptt else (self.model(inputs), None)
-        if self.tbptt:
-            return self._per_step(inputs, hidden, ratio)
+            return self.model(inputs, state)
+        if self.model.recurrent:
+            return self._per_step(inputs, state, ratio)
         return self._two_pass(inputs, ratio), None
 
     def mix(self, gold: Tensor, logits: Tensor, ratio: float) -> Tensor:
@@ -294,19 +299,17 @@ class TrainingForward(nn.Module):
     def _two_pass(self, inputs: Tensor, ratio: float) -> Tensor:
         """Mihaylova & Martins (2019): predictions from the gold inputs, then a pass on mixed inputs."""
         with torch.no_grad():
-            first = self.model(inputs)  # (B, T, V): first[:, t] predicts x_{t+1}
+            first, _ = self.model(inputs)  # (B, T, V): first[:, t] predicts x_{t+1}
         mixed = inputs.clone()
         mixed[:, 1:] = self.mix(inputs[:, 1:], first[:, :-1], ratio)
-        return self.model(mixed)  # (B, T, V)
+        return self.model(mixed)[0]  # (B, T, V)
 
-    def _per_step(self, inputs: Tensor, hidden: RNNState | None,
-                  ratio: float) -> tuple[Tensor, RNNState | None]:
+    def _per_step(self, inputs: Tensor, state: Any, ratio: float) -> tuple[Tensor, Any]:
         """Bengio et al. (2015): one step at a time, the next input drawn from this step's prediction."""
-        token, state, out = inputs[:, :1], hidden, []
+        token, out = inputs[:, :1], []
         T = inputs.shape[1]
         for t in range(T):
-            h, state = self.model.run(token, state)  # (B, 1, H)
-            logits = self.model.head(h)  # (B, 1, V)
+            logits, state = self.model(token, state)  # (B, 1, V)
             out.append(logits)
             if t + 1 < T:
                 token = self.mix(inputs[:, t + 1 : t + 2], logits, ratio)  # (B, 1)
@@ -338,8 +341,8 @@ class Trainer:
             torch.cuda.set_device(device)
         self.device = device
         self.model = model.to(device)
-        self.tbptt = isinstance(model, RNNLM)
-        if self.tbptt and config.dtype == "fp16" and device.type == "cpu" and model.config.cell == "lstm":
+        self.tbptt = model.recurrent  # carry the state across batches (truncated BPTT)
+        if config.dtype == "fp16" and device.type == "cpu" and getattr(model.config, "cell", None) == "lstm":
             raise ConfigError("PyTorch has no fp16 LSTM kernel on CPU; use dtype='bf16' or 'fp32' "
                               "(or a GRU/RNN cell)")
         self.train_stream = as_stream(train_stream)
@@ -365,9 +368,11 @@ class Trainer:
         self.step = 0
         self.tokens_seen = 0
         self.window_index = 0  # TBPTT: the next window of the epoch
-        self.hidden: RNNState | None = None  # TBPTT: carried hidden state, (n_layers, B_local, H)
+        self.hidden: Any = None  # TBPTT: the carried state of this process's rows
         self.best_val_loss: float | None = None
         self.evals_since_best = 0
+        self.stopped_by: str | None = None  # why the last train() call ended (None: still going)
+        self.seconds = 0.0  # wall clock of the current train() call, as recorded in checkpoints
         self.out_dir = Path(config.out_dir) if config.out_dir else None
         self.tensorboard = self._tensorboard_writer() if config.tensorboard else None
 
@@ -426,10 +431,11 @@ class Trainer:
                 loss = loss_sum * (self.dist.world_size / n_targets)
                 self.scaler.scale(loss).backward()
             total += loss_sum.detach()
-        if self.tbptt:
-            h = torch.cat([s.h for s in new_hidden], dim=1)
-            c = None if new_hidden[0].c is None else torch.cat([s.c for s in new_hidden], dim=1)
-            self.hidden = RNNState(h, c)
+        if self.tbptt:  # the micro-batches' states, back in one piece
+            parts = [s.tensors() for s in new_hidden]
+            dim = type(new_hidden[0]).batch_dim
+            self.hidden = type(new_hidden[0]).from_tensors(
+                {k: torch.cat([p[k] for p in parts], dim=dim) for k in parts[0]})
         if cfg.distributed:
             import torch.distributed as dist
 
@@ -486,10 +492,7 @@ class Trainer:
         for window in self._val_batches():
             inputs, targets = loss_targets(window.to(self.device))
             with self.autocast():
-                if self.tbptt:
-                    logits, hidden = self.model(inputs, hidden)
-                else:
-                    logits = self.model(inputs)
+                logits, hidden = self.model(inputs, hidden)  # hidden stays None unless recurrent
             nll += float(F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
                                          ignore_index=PAD_ID, reduction="sum"))
             count += int((targets != PAD_ID).sum())
@@ -497,7 +500,7 @@ class Trainer:
         loss = nll / max(1, count)
         out = {"val_loss": loss, "val_ppl": math.exp(loss) if loss < 709 else float("inf")}
         if self.val_chars:
-            out["val_bits_per_char"] = nll / math.log(2) / self.val_chars
+            out["val_bits_per_char"] = bits_per_unit(nll, self.val_chars)
         return out
 
     # ----- checkpoints --------------------------------------------------------------------------
@@ -507,20 +510,22 @@ class Trainer:
         return {"step": self.step, "tokens_seen": self.tokens_seen, "window_index": self.window_index,
                 "generator": ckpt.generator_state(self.generator), "best_val_loss": self.best_val_loss,
                 "evals_since_best": self.evals_since_best, "world_size": self.dist.world_size,
+                "stopped_by": self.stopped_by, "seconds": round(self.seconds, 3),
                 "train_config": dataclasses.asdict(self.config)}
 
     def save(self, folder: str | Path) -> Path:
         """Write a checkpoint of the current state to ``folder`` (main process only)."""
-        hidden = _hidden_dict(self.hidden)
+        hidden = {} if self.hidden is None else self.hidden.tensors()
         if self.config.distributed and hidden:  # gather every process's rows, back in global order
             import torch.distributed as dist
 
+            dim = type(self.hidden).batch_dim
             full = {}
             for k, v in hidden.items():
                 parts = [torch.empty_like(v) for _ in range(self.dist.world_size)]
                 dist.all_gather(parts, v.contiguous())
-                stacked = torch.stack(parts, dim=2)  # (L, B_local, W, H): row j of rank r is r + jW
-                full[k] = stacked.flatten(1, 2)
+                stacked = torch.stack(parts, dim=dim + 1)  # (…, B_local, W, …): row j of rank r is r + jW
+                full[k] = stacked.flatten(dim, dim + 1)
             hidden = full
         if self.dist.is_main:
             ckpt.save_checkpoint(folder, self.model, self.optimizer, self.state(), self.scaler, hidden)
@@ -547,9 +552,11 @@ class Trainer:
         self.best_val_loss = meta["best_val_loss"]
         self.evals_since_best = int(meta["evals_since_best"])
         if hidden:
-            rows = slice(self.dist.rank, None, self.dist.world_size)
-            self.hidden = RNNState(hidden["h"][:, rows].contiguous(),
-                                   hidden["c"][:, rows].contiguous() if "c" in hidden else None)
+            cls = self.model.state_class
+            rows = torch.arange(self.dist.rank, next(iter(hidden.values())).shape[cls.batch_dim],
+                                self.dist.world_size)
+            self.hidden = cls.from_tensors({k: v.index_select(cls.batch_dim, rows).contiguous()
+                                            for k, v in hidden.items()})
         else:
             self.hidden = None
 
@@ -591,15 +598,19 @@ class Trainer:
             else:
                 self.evals_since_best += 1
             self._log({"step": self.step, "tokens": self.tokens_seen, **metrics}, history)
+        patience = self.config.patience
+        stop = bool(patience and self.evals_since_best >= patience)
+        if stop:
+            self.stopped_by = "patience"
         if self.out_dir is not None:
             self.save(self.out_dir / "last")
             if improved:
                 self.save(self.out_dir / "best")
-        patience = self.config.patience
-        return val, bool(patience and self.evals_since_best >= patience)
+        return val, stop
 
     def train(self, resume_from: str | Path | None = None, steps: int | None = None) -> TrainSummary:
-        """Train until ``max_steps`` (or ``steps`` more steps, or early stopping); returns a summary.
+        """Train until ``max_steps`` (or ``steps`` more steps, ``max_seconds`` of this call's wall clock,
+        or early stopping, whichever comes first); returns a summary that says which.
 
         ``resume_from`` continues exactly from a checkpoint folder (e.g. ``out_dir/last``).
         """
@@ -607,6 +618,7 @@ class Trainer:
         if resume_from is not None:
             self.load(resume_from)
         end = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
+        self.stopped_by = None
         history: list[dict[str, Any]] = []
         losses: list[float] = []
         train_loss = val = None
@@ -622,6 +634,12 @@ class Trainer:
                     raise
                 losses.append(out["loss"])
                 bar.advance(task)
+                self.seconds = time.perf_counter() - t0
+                if cfg.max_seconds is not None and self.seconds >= cfg.max_seconds and self.step < end:
+                    end = self.step  # the clock ran out first: end here (log, evaluate, save)
+                    self.stopped_by = "max_seconds"
+                if self.step == end and self.stopped_by is None:
+                    self.stopped_by = "max_steps" if end == cfg.max_steps else "steps"
                 if self.step % cfg.log_interval == 0 or self.step == end:
                     elapsed = max(time.perf_counter() - t0, 1e-9)
                     train_loss = sum(losses) / len(losses)
@@ -637,5 +655,6 @@ class Trainer:
                     val, stopped = self._evaluate_and_save(history)
                     if stopped:
                         break
+        self.seconds = time.perf_counter() - t0
         return TrainSummary(self.step, self.tokens_seen, train_loss, val, self.best_val_loss, stopped,
-                            history)
+                            history, self.stopped_by or "max_steps", self.seconds)
