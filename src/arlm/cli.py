@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from arlm.errors import ArlmError
+from arlm.errors import ArlmError, ConfigError
 
 app = typer.Typer(
     help="arlm: autoregressive language models, from counting n-grams to Transformers.",
@@ -110,17 +110,14 @@ def train_ngram(
 ) -> None:
     """Count n-grams on a corpus split and save a smoothed n-gram model (and optionally ARPA)."""
     from arlm import pipeline
-    from arlm.data.cache import encode_corpus
-    from arlm.data.corpora import load_corpus
     from arlm.models.ngram import NGramModel
 
-    corp = load_corpus(corpus, encoding)
     spec = pipeline.TokenizerSpec(tokenizer, lowercase, vocab_size, min_count)
-    tok = pipeline.build_tokenizer(corp, spec, split)
-    data = encode_corpus(corp, split, tok, unit)
-    err.print(f"{corp.name} {split}: {data.num_sequences:,} sequences, {len(data.tokens):,} tokens, "
-              f"vocabulary {tok.vocab_size:,} ({tok.kind})")
-    model = NGramModel.fit(data.tokens, order=order, vocab=tok.vocab, smoothing=smoothing, k=k,
+    data = pipeline.prepare_data(corpus, spec, split, None, unit, encoding)
+    tok, train = data.tokenizer, data.train
+    err.print(f"{data.corpus.name} {split}: {train.num_sequences:,} sequences, {len(train.tokens):,} "
+              f"tokens, vocabulary {tok.vocab_size:,} ({tok.kind})")
+    model = NGramModel.fit(train.tokens, order=order, vocab=tok.vocab, smoothing=smoothing, k=k,
                            discount_fallback=discount_fallback)
     pipeline.save_model(out_dir, model, tok)
     err.print(f"saved {order}-gram ({smoothing}) to {out_dir}")
@@ -134,16 +131,19 @@ def train_ngram(
 def _train_neural(command: str, corpus: str, split: str, val_split: str, preset: str,
                   overrides: list[str] | None, tokenizer: str, vocab_size: int | None, unit: str,
                   encoding: str, out_dir: Path | None, resume: Path | None, threads: int) -> None:
-    from arlm.train.presets import run_training
+    from arlm.pipeline import train_neural
 
     out_dir = out_dir or Path(f"runs/{command}")
-    _, summary = run_training(command, corpus=corpus, split=split, val_split=val_split, preset=preset,
+    trainer, summary = train_neural(command, corpus=corpus, split=split, val_split=val_split, preset=preset,
                               overrides=overrides, tokenizer=tokenizer, vocab_size=vocab_size,
                               unit=unit, encoding=encoding, out_dir=out_dir, resume=resume,
                               threads=threads, log=err.print)
+    if not trainer.dist.is_main:
+        return
+    why = {"max_seconds": f" (stopped by max_seconds after {summary.seconds:.0f} s, before max_steps)",
+           "patience": " (stopped early: no improvement)"}.get(summary.stopped_by, "")
     err.print(f"step {summary.step}: train loss {_fmt(summary.train_loss, 4)}, val loss "
-              f"{_fmt(summary.val_loss, 4)}, best {_fmt(summary.best_val_loss, 4)}"
-              + (" (stopped early)" if summary.stopped_early else ""))
+              f"{_fmt(summary.val_loss, 4)}, best {_fmt(summary.best_val_loss, 4)}{why}")
     err.print(f"checkpoints in {out_dir}/last and {out_dir}/best; try `arlm eval {out_dir}/best` "
               f"and `arlm sample {out_dir}/best`")
 
@@ -155,7 +155,8 @@ def _make_train_command(command: str, help_text: str) -> None:
         val_split: Annotated[str, typer.Option(
             "--val-split", help="Validation split ('' for none).")] = "val",
         preset: Annotated[str, typer.Option(
-            help="tiny, cpu-small, gpt2-small, or a .toml file with [train] and [model.FAMILY].")] = "tiny",
+            help="tiny, cpu-small, gpt2-small, or a .toml file with \\[train] and \\[model.FAMILY] "
+                 "tables.")] = "tiny",
         overrides: Annotated[list[str] | None, typer.Option(
             "--set", "-s", help="field=value for any training or model setting, e.g. --set lr=3e-4 "
                                 "--set model.d_model=64 (repeatable).")] = None,
@@ -177,14 +178,17 @@ def _make_train_command(command: str, help_text: str) -> None:
     train_app.command(command)(train_neural)
 
 
-for _cmd, _help in (
-        ("window", "Train a fixed-window neural LM (Bengio et al. 2003)."),
-        ("rnn", "Train a recurrent LM (cell from the preset or --set cell=lstm|gru|rnn), truncated BPTT."),
-        ("lstm", "Train an LSTM LM (truncated BPTT)."),
-        ("gru", "Train a GRU LM (truncated BPTT)."),
-        ("transformer", "Train a decoder-only Transformer LM (GPT)."),
-):
-    _make_train_command(_cmd, _help)
+def _register_train_commands() -> None:
+    """One `arlm train COMMAND` per entry of the registry's TRAIN_COMMANDS."""
+    from arlm.models.registry import FAMILIES, TRAIN_COMMANDS
+
+    for command, (family, fixed) in TRAIN_COMMANDS.items():
+        what = ", ".join(f"{k}={v}" for k, v in fixed.items())
+        _make_train_command(command, f"Train the {family} family: {FAMILIES[family].summary}"
+                                     + (f" ({what})." if what else "."))
+
+
+_register_train_commands()
 
 
 # ------------------------------------------------------------------------------------------ eval
@@ -201,14 +205,13 @@ def evaluate(
 ) -> None:
     """Likelihood of a corpus split: NLL, perplexity (with and without OOVs), bits per char."""
     from arlm import pipeline
-    from arlm.data.cache import encode_corpus
-    from arlm.data.corpora import load_corpus
     from arlm.evaluate.likelihood import evaluate_likelihood
 
     model, tok = pipeline.load_model(model_path, arpa_split, arpa_lowercase)
-    corp = load_corpus(corpus, encoding)
-    data = encode_corpus(corp, split, tok, unit)
-    report = evaluate_likelihood(model, data.tokens, num_chars=data.num_chars)
+    data = pipeline.prepare_data(corpus, tok, split, None, unit, encoding)
+    corp, test = data.corpus, data.train
+    report = evaluate_likelihood(model, test.tokens, num_chars=test.num_chars, sos_id=tok.sos_id,
+                                 eos_id=tok.eos_id, unk_id=tok.unk_id)
     result = {"model": str(model_path), "corpus": corp.name, "split": split, "unit": unit,
               **report.to_dict()}
     if as_json:
@@ -238,61 +241,32 @@ def sample(
 ) -> None:
     """Ancestral sampling from [SOS] until [EOS] or the length limit."""
     from arlm import pipeline
-    from arlm.decode.search import ancestral_sample
 
+    if not temperature > 0:
+        raise ConfigError(f"--temperature must be > 0 for sampling, got {temperature}; "
+                          "use `arlm generate --strategy greedy` for temperature 0")
+    config = _decoding_config(num_samples=num_samples, max_new_tokens=max_new_tokens,
+                              temperature=temperature, seed=seed)
     model, tok = pipeline.load_model(model_path)
-    samples = ancestral_sample(model, num_samples, max_new_tokens, temperature, seed)
+    samples = pipeline.decode(model, tok, [tok.sos_id], config)
     for row in samples.tokens.tolist():
         out.print(tok.decode(row), markup=False, highlight=False)
 
 
 # -------------------------------------------------------------------------------------- generate
-STRATEGIES = ("sample", "greedy", "top-k", "top-p", "beam")
+def _decoding_config(**fields):
+    """A DecodingConfig from command-line values; a bad one names its flag (top_p -> --top-p)."""
+    from arlm.decode.config import DecodingConfig, DecodingError
 
-
-def _check_generate_options(strategy: str, temperature: float | None, top_k: int | None,
-                            top_p: float | None, min_p: float, num_beams: int, max_new_tokens: int,
-                            num_samples: int | None, stop: list[str]) -> None:
-    """Bad settings -> ConfigError (one line, exit 2) before any model is loaded."""
-    from arlm.errors import ConfigError
-
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"unknown --strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
-    if temperature is not None and not (temperature >= 0 and math.isfinite(temperature)):
-        raise ConfigError(f"--temperature must be a finite number ≥ 0, got {temperature}; "
-                          "0 is greedy, 1 is the model's own distribution")
-    if top_k is not None and top_k < 0:
-        raise ConfigError(f"--top-k must be ≥ 0, got {top_k}; 0 disables it, e.g. 50 keeps 50 tokens")
-    if top_p is not None and not 0 < top_p <= 1:
-        raise ConfigError(f"--top-p must be in (0, 1], got {top_p}; 1 disables it, e.g. 0.9")
-    if not 0 <= min_p <= 1:
-        raise ConfigError(f"--min-p must be in [0, 1], got {min_p}; 0 disables it, e.g. 0.05")
-    if num_beams < 1:
-        raise ConfigError(f"--num-beams must be ≥ 1, got {num_beams}; e.g. 4")
-    if max_new_tokens <= 0:
-        raise ConfigError(f"--max-new-tokens must be ≥ 1, got {max_new_tokens}; e.g. 60")
-    if num_samples is not None and num_samples < 1:
-        raise ConfigError(f"--num-samples must be ≥ 1, got {num_samples}")
-    if strategy == "top-k" and top_k == 0:
-        raise ConfigError("--strategy top-k needs --top-k ≥ 1 (e.g. 50); 0 would disable it")
-    if strategy == "beam":
-        if num_samples is not None and num_samples > num_beams:
-            raise ConfigError(f"beam search returns at most --num-beams ({num_beams}) hypotheses, "
-                              f"--num-samples is {num_samples}; lower it or raise --num-beams")
-        if stop:
-            raise ConfigError("--stop works with sampling and greedy strategies, not beam; "
-                              "drop --stop or use --strategy greedy")
-        if temperature not in (None, 1.0) or top_k or top_p not in (None, 1.0) or min_p:
-            raise ConfigError("beam search does not sample: --temperature, --top-k, --top-p and "
-                              "--min-p do not apply; drop them or pick a sampling --strategy")
-
-
-def _unknown_pieces(tok, text: str) -> list[str]:
-    """The pieces of ``text`` that the tokenizer maps to [UNK] (words, or characters)."""
-    from arlm.streams import UNK_ID
-
-    pieces = tok.split(text) if hasattr(tok, "split") else list(dict.fromkeys(text))
-    return list(dict.fromkeys(p for p in pieces if UNK_ID in tok.encode(p)))
+    try:
+        return DecodingConfig(**fields)
+    except DecodingError as e:
+        flag = "--" + {"stop_strings": "stop"}.get(e.field, e.field).replace("_", "-")
+        names = {f: "--" + {"stop_strings": "stop"}.get(f, f).replace("_", "-") for f in fields}
+        message = str(e)
+        for name, option in sorted(names.items(), key=lambda kv: -len(kv[0])):
+            message = message.replace(name, option)
+        raise ConfigError(message if flag in message else f"{flag}: {message}") from None
 
 
 @app.command("generate")
@@ -330,41 +304,25 @@ def generate_text(
     the tokenizer cannot encode become [UNK], with a warning.
     """
     from arlm import pipeline
-    from arlm.decode.processors import build_processors
-    from arlm.decode.search import beam_search, generate
-    from arlm.errors import ConfigError
-    from arlm.streams import SOS_ID, UNK_ID
 
-    stop = list(stop or [])
-    _check_generate_options(strategy, temperature, top_k, top_p, min_p, num_beams, max_new_tokens,
-                            num_samples, stop)
+    config = _decoding_config(
+        strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
+        repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+        num_beams=num_beams, length_penalty=length_penalty, num_samples=num_samples, seed=seed,
+        max_new_tokens=max_new_tokens, stop_strings=tuple(stop or ()))
     model, tok = pipeline.load_model(model_path)
-    if hasattr(model, "eval"):
-        model.eval()
-    body = tok.encode(prompt)
-    unknown = _unknown_pieces(tok, prompt) if UNK_ID in body else []
+    unknown = pipeline.unknown_pieces(tok, prompt)
     if unknown:
         shown = ", ".join(repr(p) for p in unknown[:10]) + (" …" if len(unknown) > 10 else "")
         print(f"warning: {len(unknown)} prompt piece(s) not in the model's vocabulary are read "
               f"as [UNK]: {shown}", file=sys.stderr, flush=True)
-    ids = [SOS_ID, *body]
-    limit = getattr(getattr(model, "config", None), "block_size", None)
-    if limit is not None and len(ids) + max_new_tokens - 1 > limit:
-        fixes = []
-        if limit + 1 - max_new_tokens >= 1:
-            fixes.append(f"shorten the prompt to ≤ {limit + 1 - max_new_tokens} tokens")
-        if limit + 1 - len(ids) >= 1:
-            fixes.append(f"lower --max-new-tokens to ≤ {limit + 1 - len(ids)}")
-        raise ConfigError(
-            f"the prompt is {len(ids)} tokens ([SOS] included) and --max-new-tokens asks for "
-            f"{max_new_tokens} more, but the model's context (block_size) is {limit} tokens; "
-            + (" or ".join(fixes) or f"the prompt's tokens plus --max-new-tokens must be ≤ {limit + 1}"))
+    try:
+        ids = pipeline.encode_prompt(model, tok, prompt, max_new_tokens)
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("max_new_tokens", "--max-new-tokens")) from None
 
-    if strategy == "beam":
-        procs = build_processors(1.0, 0, 1.0, 0.0, repetition_penalty, no_repeat_ngram_size)
-        beams = beam_search(model, [ids], num_beams=num_beams, max_new_tokens=max_new_tokens,
-                            length_penalty=length_penalty, num_return_sequences=num_samples,
-                            processors=procs if len(procs) else None)
+    if config.strategy == "beam":
+        beams = pipeline.decode(model, tok, ids, config)
         for r in range(beams.tokens.shape[1]):
             n = int(beams.lengths[0, r])
             if n == 0:
@@ -374,14 +332,9 @@ def generate_text(
                   f"  {n} tokens ({beams.stop_reason[0][r]})  {text}", flush=True)
         return
 
-    if strategy == "greedy":
-        temperature = 0.0
-    tau = 1.0 if temperature is None else temperature
-    k = top_k if top_k is not None else (50 if strategy == "top-k" else 0)
-    p = top_p if top_p is not None else (0.9 if strategy == "top-p" else 1.0)
-    n_samples = num_samples or 1
+    n_samples = config.sequences_per_prompt
     new: list[list[int]] = [[] for _ in range(n_samples)]
-    shown_text = [""]
+    shown_text = [tok.decode(ids[1:])]
 
     def on_token(step) -> None:
         for row, token, finished in zip(step.rows.tolist(), step.tokens.tolist(),
@@ -399,13 +352,9 @@ def generate_text(
                 print(f"[{row + 1}] {tok.decode(ids[1:] + new[row])}", flush=True)
 
     if n_samples == 1:
-        shown_text[0] = tok.decode(ids[1:])
         sys.stdout.write(shown_text[0])
         sys.stdout.flush()
-    result = generate(model, [ids], on_token=on_token, num_samples=n_samples,
-                      max_new_tokens=max_new_tokens, temperature=tau, top_k=k, top_p=p, min_p=min_p,
-                      repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-                      stop_strings=stop, decode=tok.decode if stop else None, seed=seed)
+    result = pipeline.decode(model, tok, ids, config, on_token=on_token)
     if n_samples == 1:
         sys.stdout.write("\n")
         sys.stdout.flush()
@@ -428,35 +377,83 @@ def export_arpa(
     err.print(f"wrote {arpa}")
 
 
+@app.command("import-gpt2")
+def import_gpt2(
+    hf_folder: Annotated[Path, typer.Argument(
+        help="A Hugging Face GPT-2 folder: config.json, model.safetensors, and tokenizer.json if any.")],
+    out_dir: Annotated[Path, typer.Argument(metavar="OUT", help="The arlm model folder to write.")],
+) -> None:
+    """Import GPT-2 weights (and the folder's tokenizer.json) as an arlm model folder of family gpt2,
+    which `arlm eval`, `sample` and `generate` read like any checkpoint."""
+    from arlm import pipeline
+
+    model, tok = pipeline.import_gpt2(hf_folder, out_dir)
+    c = model.config
+    err.print(f"imported GPT-2 ({c.n_layer} layers × {c.n_head} heads × {c.d_model}, vocabulary "
+              f"{c.vocab_size:,}, context {c.block_size}) to {out_dir}"
+              + ("" if tok is not None else "; no tokenizer.json: commands that need text will say so"))
+
+
+@app.command("export-gpt2")
+def export_gpt2(
+    model_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT",
+                                               help="A Transformer or GPT-2 model folder.")],
+    hf_folder: Annotated[Path, typer.Argument(
+        help="A new (or empty) folder for the HF files; GPT2LMHeadModel.from_pretrained reads it.")],
+) -> None:
+    """Write a Transformer (or imported GPT-2) as a Hugging Face GPT-2 folder."""
+    from arlm import pipeline
+
+    pipeline.export_gpt2(model_path, hf_folder)
+    err.print(f"wrote {hf_folder}")
+
+
 # ------------------------------------------------------------------------------------ quickstart
 @app.command("quickstart")
 def quickstart(
     max_order: Annotated[int, typer.Option(help="Build orders 1..max_order.")] = 5,
     samples: Annotated[int, typer.Option(help="Samples to print from the best model.")] = 3,
-    seed: int = 0,
+    seed: Annotated[int, typer.Option(help="The same seed and threads print the same numbers.")] = 0,
     neural: Annotated[bool, typer.Option(
         help="Also train the char-level rungs: window MLP, LSTM, Transformer.")] = True,
-    budget_minutes: Annotated[float, typer.Option(
-        help="CPU time budget of the whole ladder in minutes; each neural model trains for its share "
-             "by wall clock.")] = 10.0,
+    scale: Annotated[float, typer.Option(
+        help="Multiply every neural rung's training steps (1: the calibrated default, about 8 minutes "
+             "on 2 cores; 0.25 for a quick look).")] = 1.0,
     fast: Annotated[bool, typer.Option(
-        help="Tiny models and the first 200 test lines (a smoke test; use a small budget).")] = False,
+        help="Tiny models, a few steps, the first 200 test lines (a smoke test).")] = False,
     threads: Annotated[int, typer.Option(
         help="torch CPU threads (0: torch's default). 1 by default: these small models gain little "
              "from more, and lose badly when other processes share the cores.")] = 1,
 ) -> None:
     """The model ladder on Shakespeare: n-gram perplexities (orders × smoothings), then char-level
-    n-gram, window MLP, LSTM and Transformer within a CPU budget, compared in bits per character."""
+    n-gram, window MLP, LSTM and Transformer for fixed step counts, compared in bits per character."""
     from arlm.quickstart import run_quickstart
 
+    if not scale > 0:
+        raise ConfigError(f"--scale must be positive, got {scale}; e.g. 0.25 for a quick look")
     run_quickstart(max_order=max_order, num_samples=samples, seed=seed, console=out, neural=neural,
-                   budget_minutes=budget_minutes, fast=fast, threads=threads)
+                   scale=scale, fast=fast, threads=threads)
 
 
 def _fail(message: str) -> None:
     """One line on stderr (never wrapped), exit code 2."""
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
     sys.exit(2)
+
+
+def _usage_error(e: BaseException) -> tuple[str, int] | None:
+    """(one-line message, exit code) of a command-line usage error, whatever copy of click raised it.
+
+    typer ≥ 0.26 carries its own click (``typer._click``), so the classes are matched by name.
+    """
+    names = {c.__name__ for c in type(e).__mro__}
+    if "ClickException" not in names:
+        return None
+    message = e.format_message()
+    ctx = getattr(e, "ctx", None)
+    if "UsageError" in names and ctx is not None:
+        message = f"{message.rstrip('.')}; see `{ctx.command_path} --help`"
+    return message, int(getattr(e, "exit_code", 2))
 
 
 def main() -> None:
@@ -470,13 +467,16 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except Exception as e:  # click's usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+    except Exception as e:
+        names = {c.__name__ for c in type(e).__mro__}
+        if "NoArgsIsHelpError" in names:  # a group called bare: its help, as typer would show it
+            print(e.ctx.get_help())
+            sys.exit(0)
+        usage = _usage_error(e)
+        if usage is not None:
+            print(f"error: {' '.join(usage[0].split())}", file=sys.stderr)
+            sys.exit(usage[1])
+        if "Abort" in names:
             sys.exit(130)
         raise
 

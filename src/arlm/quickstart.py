@@ -7,12 +7,14 @@ sentences sampled from the best model. It shows the chapter's points on real tex
 p(<unk>) = 0, and ever more so as unseen n-grams multiply); add-k fixes that badly; Kneser–Ney fixes it
 well, and modified Kneser–Ney best.
 
-Then (unless ``neural=False``) the neural rungs on characters within a CPU budget that it prints:
-a char-level n-gram (modified Kneser–Ney), a fixed-window MLP, an LSTM and a Transformer, each
-neural model trained by wall clock for its share of the budget (the ``cpu-small`` preset; ``tiny``
-with ``fast=True``), and a table of test **bits per character** for every model on the same unit
-(the word n-gram's NLL over the same characters: each line's characters plus its newline), with a
-few samples from each neural model.
+Then (unless ``neural=False``) the neural rungs on characters: a char-level n-gram (modified
+Kneser–Ney), a fixed-window MLP, an LSTM and a Transformer, each neural model trained for a fixed
+number of steps (:data:`NEURAL`, the ``cpu-small`` preset; ``tiny`` and a few steps with
+``fast=True``), and a table of test **bits per character** for every model on the same unit (the word
+n-gram's NLL over the same characters: each line's characters plus its newline), with a few samples
+from each neural model. The step counts are calibrated so that the default run takes about
+:data:`EXPECTED_MINUTES` minutes on 2 cores; the run prints the time it took. Nothing depends on the
+clock, so the same seed and thread count print the same numbers.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from arlm.decode.search import ancestral_sample
 from arlm.evaluate.likelihood import evaluate_likelihood
 from arlm.models.ngram import NGramModel
 from arlm.progress import progress
-from arlm.streams import EOS_ID
+from arlm.streams import sequence_spans
 
 # (label, smoothing, options) in the order the table shows them
 SMOOTHINGS = [
@@ -44,12 +46,13 @@ SMOOTHINGS = [
 
 def run_quickstart(max_order: int = 5, num_samples: int = 3, seed: int = 0,
                    console: Console | None = None, show_progress: bool | None = None,
-                   neural: bool = True, budget_minutes: float = 10.0, fast: bool = False,
+                   neural: bool = True, scale: float = 1.0, fast: bool = False,
                    threads: int = 0) -> dict:
     """Run the ladder; print the tables and samples; return {(label, order): test perplexity} plus,
-    with ``neural``, ``"bits_per_char"``: {model name: test bits per character}."""
+    with ``neural``, ``"bits_per_char"``: {model name: test bits per character}.
+
+    ``scale`` multiplies the neural rungs' training steps (1.0: the calibrated default)."""
     console = console or Console()
-    budget_s = budget_minutes * 60.0
     t0 = time.perf_counter()
     corpus = load_corpus("shakespeare")
     tokenizer = pipeline.build_tokenizer(corpus, pipeline.TokenizerSpec("word"))
@@ -93,59 +96,41 @@ def run_quickstart(max_order: int = 5, num_samples: int = 3, seed: int = 0,
                                        show_progress=False).bits_per_char
         label = f"word {model.order}-gram ({model.smoothing})"
         results["bits_per_char"] = run_char_ladder(
-            corpus, budget_s - (time.perf_counter() - t0), {label: word_bpc}, num_samples=num_samples,
-            seed=seed, console=console, fast=fast, threads=threads)
+            corpus, {label: word_bpc}, num_samples=num_samples, seed=seed, console=console, fast=fast,
+            threads=threads, scale=scale)
     console.print(f"done in {time.perf_counter() - t0:.1f} s")
     return results
 
 
-# (name, `arlm train` command, share of the neural training time)
-NEURAL = [("window MLP", "window", 0.15), ("LSTM", "lstm", 0.35), ("Transformer", "transformer", 0.5)]
+# (name, `arlm train` command, training steps): calibrated on 2 cores, one torch thread, for about
+# EXPECTED_MINUTES minutes in all (cpu-small: window ≈ 12 ms, LSTM ≈ 33 ms, Transformer ≈ 100 ms a step)
+NEURAL = [("window MLP", "window", 4000), ("LSTM", "lstm", 4000), ("Transformer", "transformer", 2000)]
+FAST_STEPS = 40  # each rung with fast=True (the tiny preset)
+EXPECTED_MINUTES = 8
 
 
-def _train_for(model, config, train, seconds: float) -> tuple[int, float]:
-    """Train by wall clock: calibrate on a few steps, then set max_steps (the schedule's length) to what
-    fits in ``seconds``. Returns (steps, seconds taken)."""
-    from arlm.train import Trainer
-
-    start = time.perf_counter()
-    config.max_steps = 10**9
-    trainer = Trainer(model, config, train, None)
-    trainer.train(steps=1)  # the first step pays one-off costs
-    t1, probe = time.perf_counter(), 4
-    trainer.train(steps=probe)
-    per_step = (time.perf_counter() - t1) / probe
-    # then chunks of ~5 s, re-estimating the steps that still fit (the schedule's length follows)
-    while (left := seconds - (time.perf_counter() - start)) > per_step:
-        trainer.config.max_steps = trainer.step + max(1, int(left / per_step))
-        chunk = max(1, min(trainer.config.max_steps - trainer.step, int(5.0 / per_step)))
-        t1 = time.perf_counter()
-        trainer.train(steps=chunk)
-        per_step = (time.perf_counter() - t1) / chunk
-    return trainer.step, time.perf_counter() - start
-
-
-def run_char_ladder(corpus, budget_s: float, bpc: dict[str, float], num_samples: int = 3, seed: int = 0,
-                    console: Console | None = None, fast: bool = False, threads: int = 0) -> dict:
-    """Char-level n-gram, window MLP, LSTM and Transformer on Shakespeare characters within
-    ``budget_s`` seconds; prints a bits-per-character table (``bpc`` holds rows already measured)."""
+def run_char_ladder(corpus, bpc: dict[str, float], num_samples: int = 3, seed: int = 0,
+                    console: Console | None = None, fast: bool = False, threads: int = 0,
+                    scale: float = 1.0) -> dict:
+    """Char-level n-gram, window MLP, LSTM and Transformer on Shakespeare characters, each neural
+    model trained for its fixed steps (× ``scale``); prints a bits-per-character table (``bpc`` holds
+    rows already measured)."""
     import torch
 
-    from arlm.train.presets import build_model, make_train_config, resolve
+    from arlm.train.presets import resolve
+    from arlm.train.trainer import Trainer
 
     console = console or Console()
     t0 = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    tokenizer = pipeline.build_tokenizer(corpus, pipeline.TokenizerSpec("char"))
-    train = encode_corpus(corpus, "train", tokenizer)
-    test = encode_corpus(corpus, "test", tokenizer)
+    data = pipeline.prepare_data(corpus, pipeline.TokenizerSpec("char"), "train", "test")
+    tokenizer, train, test = data.tokenizer, data.train, data.val
     if fast:  # score the first test lines only (every model on the same ones)
-        ends = [int(i) for i in (test.tokens == EOS_ID).nonzero()[0][:200]]
-        cut = ends[-1] + 1
-        lines = corpus.lines("test")[:len(ends)]
-        test_tokens, test_chars = test.tokens[:cut], sum(len(x) + 1 for x in lines)
+        starts, lengths = sequence_spans(test.tokens)
+        n = min(200, len(starts))
+        test_tokens = test.tokens[: starts[n - 1] + lengths[n - 1]]
+        test_chars = sum(len(x) + 1 for x in corpus.lines("test")[:n])
     else:
         test_tokens, test_chars = test.tokens, test.num_chars
     preset = "tiny" if fast else "cpu-small"
@@ -155,19 +140,21 @@ def run_char_ladder(corpus, budget_s: float, bpc: dict[str, float], num_samples:
                           discount_fallback=True)  # few characters: some counts-of-counts are 0
     bpc[f"char {order}-gram (mkn)"] = evaluate_likelihood(ngram, test_tokens, num_chars=test_chars,
                                                           show_progress=False).bits_per_char
-    left = budget_s - (time.perf_counter() - t0)
-    train_s = max(1.0, left * 0.8)  # the rest: scoring the test split and sampling
+    plan = [(name, command, max(1, round((FAST_STEPS if fast else steps) * scale)))
+            for name, command, steps in NEURAL]
     console.print(f"Neural models on characters (vocabulary {tokenizer.vocab_size}), preset {preset!r}, "
-                  f"{torch.get_num_threads()} torch threads: budget {budget_s / 60:.1f} min in all, "
-                  f"{train_s:.0f} s of training split "
-                  + ", ".join(f"{name} {share:.0%}" for name, _, share in NEURAL))
+                  f"{torch.get_num_threads()} torch threads, seed {seed}: "
+                  + ", ".join(f"{name} {steps:,} steps" for name, _, steps in plan)
+                  + ("" if fast or scale != 1 else f" (about {EXPECTED_MINUTES} min on 2 cores)"))
     samples: dict[str, list[str]] = {}
     info: dict[str, str] = {}
-    for name, command, share in NEURAL:
-        settings = resolve(command, preset, [f"seed={seed}"])
-        config = make_train_config(settings, eval_interval=0, show_progress=False, out_dir=None)
-        model = build_model(settings, tokenizer.vocab_size)
-        steps, took = _train_for(model, config, train, train_s * share)
+    for name, command, steps in plan:
+        settings = resolve(command, preset, [f"seed={seed}", f"max_steps={steps}"])
+        config = pipeline.make_train_config(settings, eval_interval=0, show_progress=False, out_dir=None)
+        model = pipeline.build_model(settings, tokenizer.vocab_size)
+        started = time.perf_counter()
+        Trainer(model, config, train, None).train()
+        took = time.perf_counter() - started
         model.eval()
         label = f"{name} ({model.num_parameters():,} params)"
         bpc[label] = evaluate_likelihood(model, test_tokens, num_chars=test_chars,
@@ -188,6 +175,5 @@ def run_char_ladder(corpus, budget_s: float, bpc: dict[str, float], num_samples:
         console.print(f"Samples from the {label}:")
         for text in rows:
             console.print("  " + text, markup=False, highlight=False)
-    console.print(f"neural ladder done in {time.perf_counter() - t0:.1f} s "
-                  f"(budget {budget_s:.0f} s)")
+    console.print(f"neural ladder done in {time.perf_counter() - t0:.1f} s")
     return bpc

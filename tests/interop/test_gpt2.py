@@ -18,7 +18,7 @@ from arlm.interop.gpt2 import (  # noqa: E402
     state_dict_to_hf,
     to_hf,
 )
-from arlm.models.base import SOS_ID  # noqa: E402
+from arlm.streams import SOS_ID  # noqa: E402
 from arlm.models.transformer import TransformerConfig, TransformerLM  # noqa: E402
 
 V, EOS, PAD = 24, 8, 7  # a tiny vocabulary; ids 0 and 1 are ordinary tokens, as in GPT-2's
@@ -45,7 +45,7 @@ def test_imported_logits_equal_hf(hf, ours):
     assert isinstance(ours, GPT2LM)
     with torch.no_grad():
         ref = hf(PROMPT).logits  # (B, T, V)
-        got = ours(PROMPT)
+        got, _ = ours(PROMPT)
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(ours.log_probs(PROMPT), ref.log_softmax(-1), atol=1e-5, rtol=1e-5)
 
@@ -82,7 +82,7 @@ def test_imported_model_saves_and_loads_in_arlm_format(ours, tmp_path):
     ours.save(tmp_path / "m")
     back = GPT2LM.load(tmp_path / "m")
     with torch.no_grad():
-        torch.testing.assert_close(back(PROMPT), ours(PROMPT))
+        torch.testing.assert_close(back(PROMPT)[0], ours(PROMPT)[0])
 
 
 @pytest.mark.parametrize(("max_new", "eos", "alpha", "early", "reasons"), [
@@ -94,7 +94,7 @@ def test_beam_search_equals_hf(hf, ours, max_new, eos, alpha, early, reasons):
     K = 4
     with torch.no_grad():
         ref = hf.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=max_new,
-                          do_sample=False, num_beams=K, num_samples=K, length_penalty=alpha,
+                          do_sample=False, num_beams=K, num_return_sequences=K, length_penalty=alpha,
                           early_stopping=early, eos_token_id=eos, pad_token_id=PAD,
                           output_scores=True, return_dict_in_generate=True)
     got = beam_search(ours, PROMPT, num_beams=K, max_new_tokens=max_new, length_penalty=alpha,
@@ -122,7 +122,7 @@ def test_export_loads_in_transformers(tmp_path):
                                             d_model=16)).eval()
     x = torch.tensor([[SOS_ID, 4, 8, 15, 16, 23]])
     with torch.no_grad():
-        ref = model(x)  # arlm logits: [PAD], [SOS] masked to -inf
+        ref, _ = model(x)  # arlm logits: [PAD], [SOS] masked to -inf
     save_gpt2(model, tmp_path / "gpt2", eos_token_id=2, bos_token_id=1, pad_token_id=0)
     hf2 = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "gpt2").eval()
     with torch.no_grad():

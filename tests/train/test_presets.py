@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+import torch
+
 from arlm.errors import ConfigError
+from arlm.pipeline import build_model
 from arlm.train import TrainConfig
-from arlm.train.presets import build_model, list_presets, load_preset, parse_value, resolve
+from arlm.train.presets import list_presets, load_preset, parse_value, resolve
 
 
 def test_builtin_presets_parse_and_build_every_family() -> None:
@@ -46,7 +49,13 @@ def test_parse_value() -> None:
     ("transformer", "tiny", ["model.lr=1"], "unknown transformer model setting"),
     ("transformer", "tiny", ["lr"], "field=value"),
     ("lstm", "tiny", ["cell=gru"], "fixes cell"),
-    ("mamba", "tiny", [], "unknown model command"),
+    ("mamba", "tiny", [], "unknown model family"),
+    ("transformer", "tiny", ["lr=abc"], "lr wants a number, got 'abc'"),
+    ("transformer", "tiny", ["max_steps=2.5"], "max_steps wants an integer"),
+    ("transformer", "tiny", ["n_layer=two"], "n_layer wants an integer"),
+    ("transformer", "tiny", ["dropout=true"], "dropout wants a number"),
+    ("transformer", "tiny", ["betas=0.9"], "betas wants a list"),
+    ("transformer", "tiny", ["max_steps=none"], "max_steps cannot be none"),
 ])
 def test_bad_names_are_config_errors(command, preset, overrides, words) -> None:
     with pytest.raises(ConfigError, match=words):
@@ -56,3 +65,15 @@ def test_bad_names_are_config_errors(command, preset, overrides, words) -> None:
 def test_model_shorter_than_rows_is_refused() -> None:
     with pytest.raises(ConfigError, match="positions"):
         build_model(resolve("transformer", "tiny", ["model.block_size=16"]), 30)
+
+
+@pytest.mark.parametrize("command", ["window", "lstm", "transformer"])
+def test_the_seed_draws_the_initial_weights(command) -> None:
+    """Same settings and seed: identical weights, whatever the global RNG did before."""
+    def weights(overrides):
+        torch.manual_seed(len(overrides) * 1000 + 7)  # disturb the global generator
+        model = build_model(resolve(command, "tiny", overrides), 30)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(weights(["seed=3"]), weights(["seed=3", "lr=1e-3"]))
+    assert not torch.equal(weights(["seed=3"]), weights(["seed=4"]))

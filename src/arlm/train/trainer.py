@@ -329,8 +329,9 @@ class Trainer:
     """
 
     def __init__(self, model: NeuralLM, config: TrainConfig, train_stream: np.ndarray | Tensor | EncodedSplit,
-                 val_stream: np.ndarray | Tensor | EncodedSplit | None = None) -> None:
+                 val_stream: np.ndarray | Tensor | EncodedSplit | None = None, tokenizer: Any = None) -> None:
         self.config = config
+        self.tokenizer = tokenizer  # saved into every checkpoint (then a model folder) when given
         self.dist = init_distributed(config)
         if config.batch_rows % self.dist.world_size:
             raise ConfigError(f"the batch of {config.batch_rows} rows does not split evenly over "
@@ -528,7 +529,8 @@ class Trainer:
                 full[k] = stacked.flatten(dim, dim + 1)
             hidden = full
         if self.dist.is_main:
-            ckpt.save_checkpoint(folder, self.model, self.optimizer, self.state(), self.scaler, hidden)
+            ckpt.save_checkpoint(folder, self.model, self.optimizer, self.state(), self.scaler, hidden,
+                                 self.tokenizer)
         if self.config.distributed:
             import torch.distributed as dist
 
