@@ -6,13 +6,13 @@ Bad input must give one line on stderr, exit code 2, no traceback, and no output
 from __future__ import annotations
 
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from cli_helpers import arlm
 
 COMMON = ["the", "a", "cat", "dog", "sat", "on", "mat", "log", "saw", "and", "met", "was", "."]
 WORDS = COMMON + [f"w{i}" for i in range(150)]
@@ -27,9 +27,6 @@ def _train_text(lines: int = 300, seed: int = 0) -> str:
 TEST = "the cat sat on the log .\na dog saw the mat .\nthe bird sat .\n"
 
 
-def arlm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "arlm.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "ARLM_CACHE": str(cwd / "cache")})
 
 
 @pytest.fixture()

@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from cli_helpers import arlm
 
 WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "log", "saw", "and", "met", "was", "."]
 FAST = ["--threads", "1", "--set", "max_steps=4", "--set", "eval_interval=2", "--set", "log_interval=2"]
 
 
-def arlm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "arlm.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "ARLM_CACHE": str(cwd / "cache")})
 
 
 def _one_line_error(r: subprocess.CompletedProcess) -> str:

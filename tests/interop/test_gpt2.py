@@ -18,8 +18,8 @@ from arlm.interop.gpt2 import (  # noqa: E402
     state_dict_to_hf,
     to_hf,
 )
-from arlm.streams import SOS_ID  # noqa: E402
 from arlm.models.transformer import TransformerConfig, TransformerLM  # noqa: E402
+from arlm.streams import SOS_ID  # noqa: E402
 
 V, EOS, PAD = 24, 8, 7  # a tiny vocabulary; ids 0 and 1 are ordinary tokens, as in GPT-2's
 

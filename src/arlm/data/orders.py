@@ -11,8 +11,9 @@ right-to-left order, ``[SOS] a b c [EOS]`` becomes ``[SOS] c b a [EOS]``.
 
 Orders so far: ``l2r`` (identity, the default), ``r2l`` (reversed), ``random`` (a fresh permutation
 per sequence from a ``np.random.Generator``; keep the permutation to undo it). A new order is a new
-subclass of :class:`Order` that implements :meth:`Order.permutation` (2-D image orders — raster,
-snake, Z-order, Hilbert — are permutations of the H×W positions of a grid, and fit the same shape).
+subclass of :class:`Order` that implements :meth:`Order.permutation`. (2-D image orders — raster,
+snake, Z-order, Hilbert — would be permutations of the H×W positions of a grid and fit the same
+shape; arlm has none yet.)
 
 :func:`apply_to_stream` reorders every sequence of a flat ``[SOS] … [EOS] [SOS] … [EOS]`` stream at
 once, with numpy.
@@ -132,7 +133,8 @@ class RightToLeft(Order):
 
 
 class Random(Order):
-    """A fresh uniformly random permutation for every sequence (F3, σ-GPT style).
+    """A fresh uniformly random permutation for every sequence (F3: the kind of order a σ-GPT model
+    is trained on; arlm has no such model yet, so this reorders data only).
 
     Give ``rng`` (a ``np.random.Generator``) to each call, or a ``seed`` here for a generator owned
     by the order. Keep the permutation (or the stream index) to undo it.

@@ -116,8 +116,8 @@ class DecodingConfig:
         if self.num_samples is not None and not (_is_int(self.num_samples) and self.num_samples >= 1):
             raise bad("num_samples", f"num_samples must be an integer ≥ 1, got {self.num_samples!r}")
         if any(not isinstance(s, str) or not s for s in self.stop_strings):
-            raise bad("stop_strings", "a stop string is empty or not text; remove it (an empty string "
-                                      "would stop every row at once)")
+            raise bad("stop_strings", "stop_strings holds an empty string or a non-text value; remove it "
+                                      "(an empty string would stop every row at once)")
         if self.seed is not None and not _is_int(self.seed):
             raise bad("seed", f"seed must be an integer or none, got {self.seed!r}")
         if self.strategy == "top-k" and self.top_k == 0:
@@ -128,7 +128,7 @@ class DecodingConfig:
                                          f"hypotheses, num_samples is {self.num_samples}; lower it or "
                                          "raise num_beams")
             if self.stop_strings:
-                raise bad("stop_strings", "stop strings work with the sampling and greedy strategies, "
+                raise bad("stop_strings", "stop_strings work with the sampling and greedy strategies, "
                                           "not beam; drop them or use the greedy strategy")
             if self.temperature not in (None, 1.0) or self.top_k or self.top_p not in (None, 1.0) \
                     or self.min_p:

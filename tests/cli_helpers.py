@@ -1,0 +1,32 @@
+"""Running `arlm …` as a user does (a subprocess) and checking its one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def arlm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """`arlm ARGS` in ``cwd``, its token cache kept inside ``cwd``."""
+    return subprocess.run([sys.executable, "-m", "arlm.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, env={**os.environ, "ARLM_CACHE": str(cwd / "cache")})
+
+
+def one_line_error(r: subprocess.CompletedProcess, *words: str) -> str:
+    """Exit code 2, no traceback, and the last stderr line is the one `error: …` line holding ``words``."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and r.stderr.rstrip().endswith(errors[0]), r.stderr
+    for word in words:
+        assert word.lower() in errors[0].lower(), errors[0]
+    return errors[0]
+
+
+def ok(r: subprocess.CompletedProcess) -> str:
+    """Exit code 0, no traceback; the standard output."""
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    return r.stdout
