@@ -1,0 +1,369 @@
+"""σ-GPT: a Transformer that reads and writes a sequence in any order (Pannatier et al. 2024; F3).
+
+The chain rule holds in every order: for any permutation σ of the content positions,
+
+    p(x_1, …, x_n) = ∏_{i=1}^{n} p(x_σ(i) | x_σ(1), …, x_σ(i-1)).
+
+A left-to-right Transformer knows which position comes next (the one after the current); in a
+shuffled order it does not, so σ-GPT tells it with a *double positional encoding*. Write the whole
+order as π over the slots 0..n+1 of ``[SOS] x_1 … x_n [EOS]``: π(0) = 0, π(i) = σ(i) for
+i = 1..n, π(n+1) = n+1 (and π(n+2) = n+2, the slot after the sequence). The input at step i is
+
+    z_0[i] = E[x_π(i)] + P[π(i)] + Q[π(i+1)]        (token, its position, the position to predict)
+
+then the Transformer's own pre-LN :class:`~arlm.models.transformer.Block` stack with the causal mask
+*in generation order* (step i sees steps ≤ i), and the tied head y_i = LN_f(z_i) Eᵀ gives the
+logits of x_π(i+1). Position 0 ([SOS]) is never a target, so row p-1 of Q stores position p.
+With σ = identity and Q = 0 this is exactly :class:`~arlm.models.transformer.TransformerLM`; the
+parameter names are the Transformer's plus ``transformer.wpe_next`` (Q), so its weights load as
+they are (``load_state_dict(..., strict=False)``).
+
+**Conventions.** [SOS] is first in every order and [EOS] keeps the last slot n+1: σ permutes the
+content positions 1..n only (as :mod:`arlm.data.orders` does). An ``order`` is a (B, n) LongTensor
+in that module's convention: ``order[b, i] = j`` means the (i+1)-th token generated is content
+token j, i.e. x_{j+1} at slot j+1 (so ``order = arange(n)`` is left-to-right).
+
+**Known length.** To place a token at slot σ(i) the model must already know that slot exists, so
+the ordered methods work with sequences of a *given* length n: a content slot can never hold [EOS]
+(nor [PAD], [SOS]), so each content prediction is renormalised over the content ids (every id but
+[PAD], [SOS], [EOS]; [UNK] is content), and [EOS] is not scored — its slot is given. Then
+
+    log p(x | n) = Σ_{i=1}^{n} log p(x_σ(i) | x_σ(<i); x_σ(i) ≠ [EOS])          (``log_prob``)
+
+is a proper distribution over the (V-3)^n content sequences of length n, for every σ (the tests
+sum it by brute force). ``log_prob(..., known_length=False)`` instead keeps [EOS] in every
+distribution and scores it last, the quantity a left-to-right model reports: under σ = identity it
+equals the sum of :meth:`score`, the ARModel interface's log p(x) over sequences of any length.
+
+**The ARModel interface** (``log_probs``, ``score``, ``start``, ``step``) is the left-to-right
+order, π(i) = i, so arlm's evaluation and decoding code runs on a σ-GPT unchanged; ``step`` keeps a
+:class:`~arlm.models.transformer.KVCache` (one token costs one position's attention over the
+cache, as in the Transformer).
+
+**Training.** :func:`random_order_batch` draws a fresh σ per sequence and returns the shuffled
+inputs with both position streams and the shuffled targets ([EOS] stays the last target, so the
+model also learns the left-to-right end of a sequence); :func:`random_order_loss` is the
+cross-entropy a plain training loop minimises.
+
+**Sampling and infilling** generate slot by slot with the KV cache, in any order: ``sample`` in a
+random order by default, ``infill`` with the known positions first in the order (a prefill) and
+the unknown ones after them, in random or left-to-right order, each drawn conditioned on every
+known token and every token drawn so far.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from arlm.errors import ConfigError, DataError
+from arlm.models.base import EOS_ID, PAD_ID, SOS_ID, UNK_ID
+from arlm.models.neural import NeuralLM, mask_unpredictable
+from arlm.models.transformer import Block, KVCache, TransformerConfig, TransformerLM
+
+INFILL_ORDERS = ("random", "l2r")
+
+
+@dataclass
+class SigmaGPTConfig(TransformerConfig):
+    """The Transformer's settings (vocab_size, block_size, n_layer, n_head, d_model, dropout, bias,
+    tie_weights, attention, causal); σ-GPT adds only the second position table, which needs none."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders and training batches
+# ---------------------------------------------------------------------------------------------
+
+
+def random_orders(batch_size: int, n: int, generator: torch.Generator) -> Tensor:
+    """(batch_size, n) LongTensor: an independent uniformly random permutation of 0..n-1 per row."""
+    keys = torch.rand(batch_size, n, generator=generator, device=generator.device)
+    return keys.argsort(dim=1)
+
+
+def full_order(order: Tensor) -> Tensor:
+    """order (B, n) over the content tokens -> π (B, n+2) over the slots: 0, order + 1, n + 1."""
+    B, n = order.shape
+    first = torch.zeros(B, 1, dtype=torch.long, device=order.device)
+    return torch.cat([first, order + 1, first + n + 1], dim=1)  # (B, n+2)
+
+
+def random_order_batch(tokens: Tensor, generator: torch.Generator
+                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A σ-GPT training batch: each row read in a fresh random order.
+
+    ``tokens`` (B, T): one sequence per row, ``[SOS] x_1 … x_n [EOS]`` right-padded with [PAD] (or
+    cut before its [EOS]); the content slots 1..n of each row are shuffled, [SOS] stays first and
+    [EOS] and the padding keep their slots. Returns four (B, T-1) LongTensors: ``inputs`` x_π(i),
+    ``positions`` π(i), ``next_positions`` π(i+1) and ``targets`` x_π(i+1) ([PAD] targets are not
+    to be scored); ``model.forward_positions(inputs, positions, next_positions)`` predicts targets.
+    """
+    tokens = torch.as_tensor(tokens).long()
+    if tokens.dim() != 2 or tokens.shape[1] < 2 or not bool((tokens[:, 0] == SOS_ID).all()):
+        raise DataError("random_order_batch needs rows of shape (B, T ≥ 2), one [SOS] … [EOS] "
+                        "sequence per row starting with [SOS]; pad whole sequences, not chunks")
+    B, T = tokens.shape
+    ended = ((tokens == EOS_ID) | (tokens == PAD_ID)).long().cumsum(dim=1) > 0  # (B, T)
+    content = ~ended
+    content[:, 0] = False
+    slots = torch.arange(T, device=tokens.device).expand(B, T).float()
+    noise = torch.rand(B, T, generator=generator, device=generator.device).to(tokens.device)
+    keys = torch.where(content, noise, slots + 1.0)  # content in [0, 1); the rest after it, in place
+    keys[:, 0] = -1.0  # [SOS] first
+    pi = keys.argsort(dim=1)  # (B, T)
+    return tokens.gather(1, pi[:, :-1]), pi[:, :-1], pi[:, 1:], tokens.gather(1, pi[:, 1:])
+
+
+def random_order_loss(model: SigmaGPT, tokens: Tensor, generator: torch.Generator) -> Tensor:
+    """Mean cross-entropy (nats per scored token) of ``tokens`` under fresh random orders."""
+    inputs, positions, next_positions, targets = random_order_batch(tokens, generator)
+    device = model.device
+    logits = model.forward_positions(inputs.to(device), positions.to(device),
+                                     next_positions.to(device))  # (B, T-1, V)
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.to(device).flatten(),
+                           ignore_index=PAD_ID)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+
+def _at_least_float32(x: Tensor) -> Tensor:
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _content_only(logits: Tensor) -> Tensor:
+    """logits (..., V) -> the same with [EOS] at -inf as well: a content slot of known length."""
+    return logits.index_fill(-1, torch.tensor([EOS_ID], device=logits.device), float("-inf"))
+
+
+class SigmaGPT(NeuralLM):
+    family = "sigma_gpt"
+    config_class = SigmaGPTConfig
+
+    def __init__(self, config: SigmaGPTConfig) -> None:
+        super().__init__(config)
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.d_model),  # E
+            wpe=nn.Embedding(config.block_size, config.d_model),  # P: position of the input token
+            wpe_next=nn.Embedding(config.block_size, config.d_model),  # Q: row p-1 = position p
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.d_model, bias=config.bias),
+        ))
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_weights:
+            self.lm_head.weight = self.transformer.wte.weight
+        self.apply(TransformerLM._init_weights)  # GPT-2 initialisation, as the Transformer's
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    # ----- the forward pass in any order -------------------------------------------------------
+
+    def _run(self, tokens: Tensor, positions: Tensor, next_positions: Tensor,
+             cache: KVCache | None = None) -> Tensor:
+        """tokens, positions π(i), next_positions π(i+1), all (B, t) -> hidden states (B, t, C).
+
+        With a cache the t steps come after the cache.length steps already fed."""
+        t = tokens.shape[1]
+        offset = 0 if cache is None else cache.length
+        block = self.config.block_size
+        if offset + t > block:
+            raise ConfigError(f"the sequence would be {offset + t} tokens long but the model's "
+                              f"block_size is {block}; feed at most {block} tokens (crop the context)")
+        wte, wpe, wpe_next = self.transformer.wte, self.transformer.wpe, self.transformer.wpe_next
+        x = wte(tokens) + wpe(positions) + wpe_next(next_positions - 1)  # (B, t, C): E + P + Q
+        x = self.transformer.drop(x)
+        for i, layer in enumerate(self.transformer.h):
+            x = layer(x, cache, i)  # (B, t, C)
+        if cache is not None:
+            cache.advance(t)
+        return self.transformer.ln_f(x)  # (B, t, C)
+
+    def forward_positions(self, inputs: Tensor, positions: Tensor, next_positions: Tensor) -> Tensor:
+        """inputs x_π(i), positions π(i), next_positions π(i+1), all (B, t) -> logits (B, t, V) of
+        x_π(i+1), [PAD] and [SOS] at -inf. What a training loop calls (see random_order_batch)."""
+        return self.head(self._run(self._tokens(inputs), positions.to(self.device),
+                                   next_positions.to(self.device)))
+
+    def _check_sequences(self, tokens: Tensor) -> None:
+        if tokens.shape[1] < 2:
+            raise DataError("a σ-GPT sequence needs at least [SOS] and [EOS]; pass rows "
+                            "[SOS] x_1 … x_n [EOS]")
+        content = tokens[:, 1:-1]
+        special = (content == PAD_ID) | (content == SOS_ID) | (content == EOS_ID)
+        if not ((tokens[:, 0] == SOS_ID).all() and (tokens[:, -1] == EOS_ID).all()) or special.any():
+            raise DataError("σ-GPT orders need rows [SOS] x_1 … x_n [EOS] of one length n with no "
+                            "special token inside; score padded batches row by row or by length")
+        if int(tokens.max()) >= self.vocab_size or int(tokens.min()) < 0:
+            raise DataError(f"a token id is outside the model's vocabulary of {self.vocab_size}; "
+                            "encode with the model's tokenizer")
+
+    def _check_order(self, order, batch_size: int, n: int) -> Tensor:
+        order = torch.as_tensor(order).long().to(self.device)
+        if order.dim() == 1:
+            order = order.expand(batch_size, -1)
+        if order.shape != (batch_size, n):
+            raise ConfigError(f"the order has shape {tuple(order.shape)} but the batch needs "
+                              f"({batch_size}, {n}) (one permutation of 0..{n - 1} per row); "
+                              "make it with random_orders or arange")
+        identity = torch.arange(n, device=self.device).expand(batch_size, n)
+        if not torch.equal(order.sort(dim=1).values, identity):
+            raise ConfigError(f"each row of the order must be a permutation of 0..{n - 1} (content "
+                              "token indices); make it with random_orders or arange")
+        return order
+
+    def forward_ordered(self, tokens: Tensor, order: Tensor) -> Tensor:
+        """tokens (B, T = n+2) ``[SOS] x_1 … x_n [EOS]``, order (B, n) or (n,) -> logits (B, T, V)
+        in generation order: row i predicts x_π(i+1) after reading x_π(0), …, x_π(i) (the last row
+        predicts the slot after [EOS], as a left-to-right Transformer's last row does)."""
+        tokens = self._tokens(tokens)
+        self._check_sequences(tokens)
+        B, T = tokens.shape
+        pi = full_order(self._check_order(order, B, T - 2))  # (B, T)
+        after = torch.full((B, 1), T, dtype=torch.long, device=tokens.device)
+        next_pi = torch.cat([pi[:, 1:], after], dim=1)  # (B, T)
+        return self.head(self._run(tokens.gather(1, pi), pi, next_pi))  # (B, T, V)
+
+    def log_prob(self, tokens: Tensor, order: Tensor, known_length: bool = True) -> Tensor:
+        """Joint log p(x) (B,) of rows ``[SOS] x_1 … x_n [EOS]`` generated in ``order`` (B, n).
+
+        ``known_length``: log p(x_1 … x_n | n), content predictions renormalised without [EOS] and
+        [EOS] not scored (a distribution over the content sequences of length n). False: every
+        prediction over the full vocabulary and [EOS] scored last (log p(x), left-to-right style).
+        """
+        tokens = self._tokens(tokens)
+        logits = self.forward_ordered(tokens, order)  # (B, T, V)
+        B, T = tokens.shape
+        n = T - 2
+        pi = full_order(self._check_order(order, B, n))
+        targets = tokens.gather(1, pi[:, 1:])  # (B, n+1): x_π(1), …, x_π(n), [EOS]
+        logits = _at_least_float32(logits[:, : n + 1])  # (B, n+1, V)
+        if known_length:
+            logits, targets = _content_only(logits[:, :n]), targets[:, :n]
+        lp = F.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        return lp.sum(dim=1)  # (B,)
+
+    def log_prob_orders(self, tokens: Tensor, num_orders: int = 8, seed: int = 0,
+                        known_length: bool = True) -> tuple[Tensor, Tensor]:
+        """Mean and spread of ``log_prob`` over ``num_orders`` random orders (fresh per row):
+        (mean (B,), population standard deviation (B,)). A perfect model gives every order the
+        same p(x); the spread measures how far this one is from order-consistent."""
+        if num_orders < 1:
+            raise ConfigError(f"num_orders must be at least 1, not {num_orders}")
+        tokens = self._tokens(tokens)
+        B, T = tokens.shape
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        values = torch.stack([self.log_prob(tokens, random_orders(B, T - 2, g), known_length)
+                              for _ in range(num_orders)])  # (K, B)
+        return values.mean(dim=0), values.std(dim=0, correction=0)
+
+    # ----- generation in any order -------------------------------------------------------------
+
+    @torch.no_grad()
+    def _generate(self, tokens: Tensor, known: Tensor, order: Tensor, generator: torch.Generator,
+                  temperature: float) -> Tensor:
+        """Fill the unknown content slots of ``tokens`` (B, n+2) in ``order`` (B, n), whose known
+        steps ``known`` (B, n), in slot terms, come first. One cached step per generated slot."""
+        if not temperature >= 0:
+            raise ConfigError(f"temperature must be ≥ 0 (0 is greedy), not {temperature}")
+        B, T = tokens.shape
+        n = T - 2
+        pi = full_order(order)  # (B, T)
+        known_step = known.gather(1, order)  # (B, n): is the (i+1)-th generated slot known?
+        out = tokens.clone()
+        cache = self.start(B)
+        # steps whose targets are known in every row go in one prefill: k0 steps
+        k0 = int(known_step.long().cumprod(dim=1).sum(dim=1).min()) if n else 0
+        if k0:
+            self._run(out.gather(1, pi[:, :k0]), pi[:, :k0], pi[:, 1 : k0 + 1], cache)
+        for i in range(k0, n):
+            cur, nxt = pi[:, i : i + 1], pi[:, i + 1 : i + 2]  # (B, 1)
+            h = self._run(out.gather(1, cur), cur, nxt, cache)  # (B, 1, C)
+            logits = _content_only(_at_least_float32(self.head(h[:, 0])))  # (B, V)
+            if temperature == 0:
+                drawn = logits.argmax(dim=-1)  # (B,)
+            else:
+                probs = F.softmax(logits / temperature, dim=-1)
+                drawn = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (B,)
+            new = torch.where(known_step[:, i], out.gather(1, nxt).squeeze(1), drawn)
+            out.scatter_(1, nxt, new.unsqueeze(1))
+        return out
+
+    def sample(self, n: int, batch_size: int = 1, order: Tensor | None = None, seed: int = 0,
+               temperature: float = 1.0) -> Tensor:
+        """``batch_size`` sequences of known length ``n`` -> (B, n+2) ``[SOS] x_1 … x_n [EOS]``,
+        drawn slot by slot in ``order`` ((B, n) or (n,); None: a random order per row).
+        ``temperature`` 0 is greedy; the same seed gives the same output."""
+        if n < 0 or batch_size < 1 or n + 2 > self.config.block_size:
+            raise ConfigError(f"cannot sample {batch_size} sequences of length {n}: need "
+                              f"batch_size ≥ 1 and 0 ≤ n ≤ block_size - 2 = {self.config.block_size - 2}")
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        order = random_orders(batch_size, n, g) if order is None else order
+        order = self._check_order(order, batch_size, n)
+        tokens = torch.full((batch_size, n + 2), PAD_ID, dtype=torch.long, device=self.device)
+        tokens[:, 0], tokens[:, -1] = SOS_ID, EOS_ID
+        known = torch.zeros(batch_size, n, dtype=torch.bool, device=self.device)
+        return self._generate(tokens, known, order, g, temperature)
+
+    def infill(self, tokens: Tensor, known_mask: Tensor, seed: int = 0, temperature: float = 1.0,
+               order: str = "random") -> Tensor:
+        """Fill the unknown slots of rows ``[SOS] x_1 … x_n [EOS]`` (B, T), conditioned on all known ones.
+
+        ``known_mask`` (B, T) bool marks the known slots ([SOS] and [EOS] always are; unknown slots
+        may hold any id, e.g. [PAD]). The known content slots come first in the order (left to
+        right), then the unknown ones in a random (``order="random"``) or left-to-right
+        (``"l2r"``) order. Returns a new (B, T) tensor; known slots are never changed.
+        """
+        if order not in INFILL_ORDERS:
+            raise ConfigError(f"unknown infill order {order!r}; choose one of {', '.join(INFILL_ORDERS)}")
+        tokens = self._tokens(tokens)
+        known_mask = torch.as_tensor(known_mask, dtype=torch.bool, device=self.device)
+        if known_mask.dim() == 1:
+            known_mask = known_mask.unsqueeze(0)
+        if known_mask.shape != tokens.shape:
+            raise ConfigError(f"known_mask has shape {tuple(known_mask.shape)} but tokens have "
+                              f"{tuple(tokens.shape)}; give one flag per token")
+        B, T = tokens.shape
+        checked = tokens.clone()
+        checked[:, 1:-1] = torch.where(known_mask[:, 1:-1], tokens[:, 1:-1], UNK_ID)  # a placeholder
+        self._check_sequences(checked)
+        known = known_mask[:, 1:-1]  # (B, n)
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        slots = torch.arange(T - 2, device=self.device).expand(B, T - 2).float()
+        later = slots if order == "l2r" else torch.rand(B, T - 2, generator=g, device=self.device)
+        keys = torch.where(known, slots - T, later)  # known first, left to right
+        return self._generate(checked, known, keys.argsort(dim=1), g, temperature)
+
+    # ----- the ARModel interface: the left-to-right order ---------------------------------------
+
+    def features(self, tokens: Tensor) -> Tensor:
+        """tokens (B, T) read left to right (π(i) = i) -> final hidden states (B, T, C)."""
+        pos = torch.arange(tokens.shape[1], device=tokens.device)  # (T,)
+        return self._run(tokens, pos, pos + 1)
+
+    def head(self, features: Tensor) -> Tensor:
+        """(..., C) -> logits (..., V) = LN_f(z) Eᵀ, [PAD] and [SOS] at -inf."""
+        return mask_unpredictable(self.lm_head(features))
+
+    def start(self, batch_size: int) -> KVCache:
+        """An empty cache, allocated once for block_size positions."""
+        p = self.transformer.wte.weight
+        return KVCache.allocate(self.config, batch_size, p.dtype, p.device)
+
+    def step(self, tokens: Tensor, state: KVCache) -> tuple[Tensor, KVCache]:
+        """tokens (B, t), left to right -> (log p(next | all fed so far) (B, V), the cache, updated
+        in place)."""
+        tokens = self._tokens(tokens)
+        if tokens.shape[0] != state.batch_size:
+            raise ConfigError(f"step got {tokens.shape[0]} rows but the cache holds "
+                              f"{state.batch_size}; select the cache rows first")
+        pos = torch.arange(state.length, state.length + tokens.shape[1], device=tokens.device)
+        x = self._run(tokens, pos, pos + 1, state)  # (B, t, C)
+        return F.log_softmax(self.head(x[:, -1]).float(), dim=-1), state  # (B, V), as log_probs
