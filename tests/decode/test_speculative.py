@@ -137,8 +137,9 @@ def test_greedy_stops_on_eos_as_plain_greedy_does():
         assert spec.tokens.tolist() == plain.rows()[0] and spec.stop_reason == "eos"
 
 
-@pytest.mark.parametrize("draft", ["random transformer", "prompt lookup"])
+@pytest.mark.parametrize("draft", ["random transformer", "prompt lookup", "the target itself"])
 def test_greedy_with_processors_equals_plain_greedy_with_them(draft):
+    """The penalties depend on the prefix: verifying position i must see the accepted x_<i."""
     kw = dict(max_new_tokens=30, eos_id=None, repetition_penalty=1.5, no_repeat_ngram_size=3,
               banned=[7])
     plain = greedy_search(TARGET, [PROMPT], **kw)
@@ -313,19 +314,46 @@ def test_rollback_leaves_the_cache_equal_to_a_fresh_prefill():
     assert verifier.forwards == 2  # one pass per verification
 
 
+class _CountingModel:
+    """An ARModel that counts the tokens fed to ``step`` (to see what a rollback re-feeds)."""
+
+    def __init__(self, model):
+        self.model, self.vocab_size, self.fed = model, model.vocab_size, 0
+
+    def log_probs(self, tokens):
+        return self.model.log_probs(tokens)
+
+    def score(self, tokens):
+        return self.model.score(tokens)
+
+    def start(self, batch_size):
+        return self.model.start(batch_size)
+
+    def step(self, tokens, state):
+        self.fed += tokens.shape[1]
+        return self.model.step(tokens, state)
+
+
 @pytest.mark.parametrize("draft", ["random transformer", "ngram", "rnn"])
 def test_a_model_draft_follows_the_context_across_rollbacks(draft):
     """After any sequence of rounds (accepting a few proposals, then another token), the draft's
-    proposals are its own greedy continuation of the context, as if it had just been prefilled."""
+    proposals are its own greedy continuation of the context, as if it had just been prefilled;
+    and a rollback re-feeds only the accepted tokens (cropped cache or restored copy), never the
+    whole context."""
     model = DRAFTS[draft]()
-    proposer = ModelDraft(model)
+    counting = _CountingModel(model)
+    proposer = ModelDraft(counting)
     sampler = Sampler(build_processors(temperature=0), True, None, torch.device("cpu"), eos_id=None)
     context = list(PROMPT)
-    for keep, other in [(0, 10), (2, 11), (3, 4), (1, 9)]:  # accept `keep`, then add `other`
+    rounds = [(0, 10), (2, 11), (3, 4), (1, 9)]  # accept `keep` proposals, then add `other`
+    for keep, other in rounds:
         proposals, q = proposer.propose(context, 3, sampler)
         own = greedy_search(model, [context], max_new_tokens=3, eos_id=None).rows()[0]
         assert proposals == own and q is None
         context = context + proposals[:keep] + [other]
+    # the prompt once, then per round at most the accepted tokens + 1, and 2 proposals (the 3rd is
+    # never fed)
+    assert counting.fed <= len(PROMPT) + sum(keep + 1 for keep, _ in rounds[:-1]) + 2 * len(rounds)
 
 
 def test_prompt_lookup_proposes_what_followed_the_last_ngram():

@@ -295,7 +295,8 @@ class Draft(Protocol):
 
     def propose(self, context: Sequence[int], k: int, sampler: Sampler) -> tuple[list[int], Tensor | None]:
         """-> (n ≤ k proposed tokens, their draft distributions q (n, V) float64 after the sampler's
-        processors, or None for a deterministic draft: q is then the point mass on each token)."""
+        processors, or None for a deterministic draft: q is then the point mass on each token).
+        Greedy decoding (``sampler.greedy``) compares tokens only and never reads q."""
         ...
 
 
