@@ -139,6 +139,19 @@ def test_crop_rewinds_the_cache():
         cache.crop(9)
 
 
+@pytest.mark.parametrize("attention", ["sdpa", "explicit"])
+def test_step_all_gives_every_positions_log_probs(attention):
+    model, tokens = _model(attention=attention), _tokens(B=2, T=9)
+    full = model.log_probs(tokens)  # (B, T, V)
+    cache = model.start(2)
+    first, cache = model.step_all(tokens[:, :4], cache)  # a prefill from position 0
+    rest, cache = model.step_all(tokens[:, 4:], cache)  # k+1 positions after cached ones
+    assert first.shape == (2, 4, V) and rest.shape == (2, 5, V) and cache.length == 9
+    assert torch.allclose(torch.cat([first, rest], 1), full, atol=1e-12)
+    with pytest.raises(ConfigError, match="select"):
+        model.step_all(tokens[:1, :1], cache)
+
+
 def test_exceeding_block_size_is_a_config_error():
     model = _model(block_size=8)
     cache = model.start(1)

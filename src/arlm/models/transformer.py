@@ -312,3 +312,14 @@ class TransformerLM(NeuralLM):
                               f"{state.batch_size}; select the cache rows first")
         x = self._run(tokens, state)  # (B, t, C)
         return F.log_softmax(self.head(x[:, -1]).float(), dim=-1), state  # (B, V)
+
+    def step_all(self, tokens: Tensor, state: KVCache) -> tuple[Tensor, KVCache]:
+        """Like :meth:`step`, but the log-probs after *every* fed token: (B, t, V), ``out[:, i]`` =
+        log p(next | all fed before, tokens[:, :i+1]). Speculative decoding verifies k draft tokens
+        with it in one pass (:mod:`arlm.decode.speculative`)."""
+        tokens = self._tokens(tokens)
+        if tokens.shape[0] != state.batch_size:
+            raise ConfigError(f"step_all got {tokens.shape[0]} rows but the cache holds "
+                              f"{state.batch_size}; select the cache rows first")
+        x = self._run(tokens, state)  # (B, t, C)
+        return F.log_softmax(self.head(x).float(), dim=-1), state  # (B, t, V)

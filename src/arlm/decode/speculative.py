@@ -1,0 +1,501 @@
+"""Speculative decoding (Leviathan et al. 2023; Chen et al. 2023): a cheap draft guesses, the target checks.
+
+Decoding a large *target* model p costs one forward pass per token, and at batch size 1 that pass is
+bound by reading the weights, not by arithmetic: scoring k+1 positions costs about as much as
+scoring one. So let a cheap *draft* propose k tokens x_1..x_k, score all of them with the target
+in ONE pass (the context plus the k proposals, giving p(· | ctx, x_<i) for i = 1..k+1), keep the
+longest prefix the target agrees with, and add one token of the target's own. Every round yields
+between 1 and k+1 tokens for one target pass, and — the point — the tokens have exactly the
+distribution of plain decoding from p.
+
+**The acceptance rule** (sampling). Let q = q(· | ctx, x_<i) be the draft's distribution at
+position i, x_i ~ q its proposal, and p = p(· | ctx, x_<i) the target's. Accept x_i with probability
+
+    min(1, p(x_i) / q(x_i));
+
+on rejection, emit y ~ r = norm(max(0, p − q)) instead and end the round. Why y ~ p:
+
+    P(y) = q(y) · min(1, p(y)/q(y))  +  [Σ_x q(x) (1 − min(1, p(x)/q(x)))] · r(y)
+         = min(p(y), q(y))           +  [Σ_x max(0, q(x) − p(x))] · max(0, p(y) − q(y)) / Z
+         = min(p(y), q(y)) + max(0, p(y) − q(y))  =  p(y),
+
+because Z = Σ_x max(0, p(x) − q(x)) = Σ_x max(0, q(x) − p(x)) (both p and q sum to one). Position
+by position: the token emitted at i is ~ p given exactly the prefix it follows, and if all k are
+accepted the extra (bonus) token is drawn from p(· | ctx, x_1..x_k) directly; so the whole sequence
+is distributed as ancestral sampling from p, whatever the draft (a bad draft only costs speed).
+A *deterministic* draft (prompt lookup) is the point mass q = δ_x: accept with probability p(x),
+else sample from p with x removed and renormalised.
+
+**Greedy** (temperature 0): p and q are point masses at their argmaxes, so the rule reads "accept
+x_i iff x_i = argmax p", and the replacement is argmax p. Speculative greedy returns exactly the
+tokens of :func:`arlm.decode.search.greedy_search` (up to floating-point rounding: the one-pass
+verification computes the target's logits in differently shaped matmuls than one-token steps, so
+two logits within ~1e-6 of each other could swap, as in any batched decoder).
+
+**Expected speed-up.** The probability that a proposal is accepted is β = Σ_x min(p(x), q(x))
+= 1 − TV(p, q); call its average α. If acceptances were independent with probability α, a round
+accepts N ≥ i tokens with probability α^i (i ≤ k) and yields N + 1 tokens, so
+
+    E[tokens per target pass] = Σ_{i=0}^{k} α^i = (1 − α^{k+1}) / (1 − α)        (k + 1 when α = 1).
+
+:class:`SpeculativeStats` reports the measured counterpart (``tokens_per_target_forward``) and the
+acceptance rate accepted / proposed (proposals after a rejection count as not accepted).
+
+**Processors.** All settings of :func:`arlm.decode.processors.build_processors` are supported
+(temperature, top-k, top-p, min-p, repetition penalty, no-repeat n-gram, bans). Each is a
+deterministic function of (prefix, logits), so it turns p into another conditional distribution
+p̃(· | prefix), and the rule above preserves p̃: the output is what :func:`arlm.decode.search.generate`
+samples with the same settings. The same pipeline, on the same prefix, shapes the draft's q (any q
+is correct; one shaped like p̃ is accepted more often). Stop strings are not supported.
+
+**Drafts.** Any arlm :class:`~arlm.models.base.ARModel` on the same vocabulary (a small
+Transformer, an n-gram model, an RNN) — wrapped in :class:`ModelDraft` — or :class:`PromptLookupDraft`
+(Saxena 2023), which copies what followed an earlier occurrence of the context's last n-gram.
+
+**State rollback.** A rejection makes the models forget the rejected tokens. A KV cache is cropped
+(``KVCache.crop``); a state that cannot roll back (RNN hidden state, n-gram history, a user's
+state) is restored from a copy (``State.select``) taken before the proposals, and the accepted
+tokens are fed again. The target is verified in one pass when it has ``step_all`` (tokens (B, t)
+-> log-probs after every token (B, t, V); :class:`~arlm.models.transformer.TransformerLM` has it);
+other targets are fed one token at a time — exact, but with no speed-up (``target_forwards``
+counts every call).
+
+Batch size 1 only: rows of a batch would accept different numbers of tokens per round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from arlm.decode.processors import LogitsPipeline, build_processors, is_greedy
+from arlm.decode.search import STOP_EOS, STOP_LENGTH, _check_positive_int, _device_of
+from arlm.errors import ConfigError, MismatchError
+from arlm.models.base import EOS_ID, SOS_ID, ARModel, as_long_tensor
+
+# ---------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SpeculativeStats:
+    """Counts of one :func:`speculative_generate` run."""
+
+    target_forwards: int = 0  # step / step_all calls on the target (one per round with step_all)
+    draft_forwards: int = 0  # step calls on the draft model (0 for prompt lookup)
+    rounds: int = 0  # propose-then-verify rounds
+    proposed: int = 0  # draft tokens sent to the target for verification
+    accepted: int = 0  # of those, kept
+    new_tokens: int = 0  # tokens generated ([EOS] included)
+
+    @property
+    def acceptance_rate(self) -> float:
+        """accepted / proposed (0 when nothing was proposed)."""
+        return self.accepted / self.proposed if self.proposed else 0.0
+
+    @property
+    def tokens_per_target_forward(self) -> float:
+        """new tokens / target forward calls: 1 for plain decoding, up to k + 1 here."""
+        return self.new_tokens / self.target_forwards if self.target_forwards else 0.0
+
+
+@dataclass
+class SpeculativeResult:
+    """The new tokens (the prompt is not repeated), their log-probs under the target model (before
+    any processor), why decoding stopped ("eos" or "length") and the run's statistics."""
+
+    tokens: Tensor  # (L,) int64, L ≤ max_new_tokens, [EOS] included
+    log_probs: Tensor  # (L,) float64
+    stop_reason: str
+    stats: SpeculativeStats = field(default_factory=SpeculativeStats)
+
+
+# ---------------------------------------------------------------------------------------------
+# The acceptance rule (one position)
+# ---------------------------------------------------------------------------------------------
+
+
+def acceptance_probability(p: Tensor, q: Tensor, x: int) -> float:
+    """min(1, p(x) / q(x)) for the target's p (V,) and the draft's q (V,), q(x) > 0."""
+    return min(1.0, float(p[x]) / float(q[x]))
+
+
+def residual_distribution(p: Tensor, q: Tensor) -> Tensor:
+    """norm(max(0, p − q)) (V,): what to sample from after a rejection (p itself if p = q)."""
+    r = (p - q).clamp(min=0)  # (V,)
+    total = r.sum()
+    return r / total if total > 0 else p  # total = 0 only when p = q, where nothing is rejected
+
+
+def accept_or_resample(p: Tensor, q: Tensor, x: int,
+                       generator: torch.Generator | None = None) -> tuple[int, bool]:
+    """One step of the rule: (x, True) with probability min(1, p(x)/q(x)), else (y ~ residual, False).
+
+    p, q (V,) float64 probabilities; x was drawn from q. The token returned is ~ p (module docstring).
+    """
+    u = float(torch.rand((), dtype=torch.float64, generator=generator, device=p.device))
+    if u * float(q[x]) < float(p[x]):  # u < p(x)/q(x), without dividing
+        return x, True
+    r = residual_distribution(p, q)
+    return int(torch.multinomial(r, 1, generator=generator)), False
+
+
+# ---------------------------------------------------------------------------------------------
+# How tokens are chosen: the processors, greedy or sampling, the generator
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sampler:
+    """The decoding settings shared by the draft and the target, so that p and q are shaped alike."""
+
+    processors: LogitsPipeline
+    greedy: bool
+    generator: torch.Generator | None
+    device: torch.device
+    eos_id: int | None = EOS_ID
+
+    def scores(self, context: Sequence[int], logp: Tensor) -> Tensor:
+        """The processed scores (V,) of the next token after ``context`` (prompt and [SOS] included)."""
+        logp = logp.to(self.device)
+        if not len(self.processors):
+            return logp
+        tokens = torch.tensor([list(context)], dtype=torch.long, device=self.device)  # (1, t)
+        scores = self.processors(tokens, logp[None])[0]  # (V,)
+        if not torch.isfinite(scores).any():
+            raise ConfigError("every token is excluded (banned, penalised or cut to -inf); loosen "
+                              "the bans or the truncation settings")
+        return scores
+
+    @staticmethod
+    def probs(scores: Tensor) -> Tensor:
+        """softmax(scores) in float64 (V,)."""
+        return torch.softmax(scores.double(), dim=-1)
+
+    def choose(self, scores: Tensor) -> int:
+        """argmax of the scores (greedy) or a draw from their softmax."""
+        if self.greedy:
+            return int(scores.argmax())
+        return int(torch.multinomial(self.probs(scores), 1, generator=self.generator))
+
+
+# ---------------------------------------------------------------------------------------------
+# A model's state, with the tokens it has been fed, and how to roll it back
+# ---------------------------------------------------------------------------------------------
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class _Fed:
+    """An ARModel's batch-of-1 state and the tokens it has been fed.
+
+    :meth:`rewind` forgets the fed tokens that are not a prefix of a new context: a KV cache is
+    cropped; any other state is replaced by the copy :meth:`mark` kept (or by a fresh start when the
+    copy is past the common prefix), and the caller feeds the rest again.
+    """
+
+    def __init__(self, model: ARModel) -> None:
+        self.model = model
+        self.device = _device_of(model)
+        self.state = model.start(1)
+        self.tokens: list[int] = []
+        self.snapshot: tuple[int, object] | None = None  # (len(tokens), a copy of the state)
+        self.forwards = 0
+        self.can_crop = callable(getattr(self.state, "crop", None))
+
+    def rewind(self, context: Sequence[int]) -> list[int]:
+        """Roll back to the longest fed prefix of ``context`` (leaving ≥ 1 token to feed, so that the
+        next step returns the distribution after the whole context); return the tokens to feed."""
+        keep = min(_common_prefix(self.tokens, context), len(context) - 1)
+        if keep < len(self.tokens):
+            if self.can_crop:
+                self.state = self.state.crop(keep)
+            elif self.snapshot is not None and self.snapshot[0] <= keep:
+                keep, self.state = self.snapshot
+            else:
+                keep, self.state = 0, self.model.start(1)
+            del self.tokens[keep:]
+        return list(context[keep:])
+
+    def mark(self) -> None:
+        """Remember the current state for :meth:`rewind` (a KV cache needs no copy: it crops)."""
+        if not self.can_crop:
+            self.snapshot = (len(self.tokens), self.state.select(torch.arange(1)))
+
+    def step(self, tokens: list[int]) -> Tensor:
+        """Feed tokens -> log p(next | everything fed) (V,)."""
+        logp, self.state = self.model.step(self._tensor(tokens), self.state)  # (1, V)
+        self.tokens += tokens
+        self.forwards += 1
+        return logp[0]
+
+    def step_all(self, tokens: list[int]) -> Tensor:
+        """Feed tokens -> the log-probs after each of them (t, V), in one call (needs ``step_all``)."""
+        logp, self.state = self.model.step_all(self._tensor(tokens), self.state)  # (1, t, V)
+        self.tokens += tokens
+        self.forwards += 1
+        return logp[0]
+
+    def _tensor(self, tokens: list[int]) -> Tensor:
+        return torch.tensor([tokens], dtype=torch.long, device=self.device)  # (1, t)
+
+
+class TargetVerifier:
+    """The target side of a round: score the context plus the proposals, roll back what was rejected.
+
+    ``verify(context, proposals)`` returns the target's log-probs (n+1, V): row i is
+    log p(· | context, proposals[:i]). With ``target.step_all`` this is one call that feeds only what
+    the cache lacks (after a rejection: the replacement token) plus the proposals; otherwise one
+    ``step`` for the new context tokens and one per proposal (slow but exact).
+    """
+
+    def __init__(self, target: ARModel) -> None:
+        self.fed = _Fed(target)
+        self.one_pass = callable(getattr(target, "step_all", None))
+
+    def verify(self, context: Sequence[int], proposals: Sequence[int]) -> Tensor:
+        todo = self.fed.rewind(context)
+        if self.one_pass:
+            return self.fed.step_all(todo + list(proposals))[-(len(proposals) + 1):]  # (n+1, V)
+        rows = [self.fed.step(todo)]
+        self.fed.mark()
+        rows += [self.fed.step([x]) for x in proposals]
+        return torch.stack(rows)  # (n+1, V)
+
+    @property
+    def state(self):
+        """The target's state after the last verification (it includes every proposal fed)."""
+        return self.fed.state
+
+    @property
+    def forwards(self) -> int:
+        return self.fed.forwards
+
+
+# ---------------------------------------------------------------------------------------------
+# Drafts
+# ---------------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Draft(Protocol):
+    """Proposes up to k next tokens for a context (prompt and everything generated so far)."""
+
+    def propose(self, context: Sequence[int], k: int, sampler: Sampler) -> tuple[list[int], Tensor | None]:
+        """-> (n ≤ k proposed tokens, their draft distributions q (n, V) float64 after the sampler's
+        processors, or None for a deterministic draft: q is then the point mass on each token).
+        Greedy decoding (``sampler.greedy``) compares tokens only and never reads q."""
+        ...
+
+
+class ModelDraft:
+    """Any ARModel as a draft: proposes k tokens by its own sampling (or greedy) under the sampler.
+
+    Between rounds its state follows the context: a KV cache is cropped to the accepted tokens, any
+    other state is restored from a copy taken before the proposals and the accepted tokens re-fed.
+    """
+
+    def __init__(self, model: ARModel) -> None:
+        self.model = model
+        self.fed = _Fed(model)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.vocab_size
+
+    @property
+    def forwards(self) -> int:
+        return self.fed.forwards
+
+    def propose(self, context: Sequence[int], k: int, sampler: Sampler) -> tuple[list[int], Tensor | None]:
+        logp = self.fed.step(self.fed.rewind(context))  # (V,) q(· | context), unprocessed
+        self.fed.mark()
+        tokens: list[int] = []
+        qs: list[Tensor] = []
+        for i in range(k):
+            scores = sampler.scores([*context, *tokens], logp)  # (V,)
+            x = sampler.choose(scores)
+            tokens.append(x)
+            qs.append(sampler.probs(scores))
+            if i == k - 1 or x == sampler.eos_id:  # the last proposal is never fed
+                break
+            logp = self.fed.step([x])
+        return tokens, (None if sampler.greedy else torch.stack(qs))  # (n, V)
+
+
+@dataclass(frozen=True)
+class PromptLookupDraft:
+    """Prompt lookup decoding (Saxena 2023): a draft with no model.
+
+    For n = ``max_ngram`` down to ``min_ngram``: take the context's last n tokens, find their most
+    recent earlier occurrence in the context, and propose the (up to k) tokens that followed it.
+    No occurrence: no proposal (the round is a plain target step). Deterministic: q is a point mass.
+    (Saxena's reference takes the *first* occurrence; the most recent one tends to be the
+    relevant one in generated text. Either choice is exact; only the acceptance rate differs.)
+    """
+
+    max_ngram: int = 3
+    min_ngram: int = 1
+
+    def __post_init__(self) -> None:
+        _check_positive_int("min_ngram", self.min_ngram, "use e.g. min_ngram=1")
+        _check_positive_int("max_ngram", self.max_ngram, "use e.g. max_ngram=3")
+        if self.min_ngram > self.max_ngram:
+            raise ConfigError(f"min_ngram ({self.min_ngram}) is larger than max_ngram "
+                              f"({self.max_ngram}); swap them")
+
+    def propose(self, context: Sequence[int], k: int, sampler: Sampler) -> tuple[list[int], None]:
+        context = list(context)
+        T = len(context)
+        for n in range(self.max_ngram, self.min_ngram - 1, -1):
+            tail = context[T - n:]
+            for start in range(T - n - 1, -1, -1):  # the match must end before the tail does
+                if context[start : start + n] == tail:
+                    return context[start + n : start + n + k], None
+        return [], None
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_draft(draft, target: ARModel) -> Draft:
+    if isinstance(draft, Draft):
+        if hasattr(draft, "vocab_size") and draft.vocab_size != target.vocab_size:
+            raise MismatchError(f"the draft's vocabulary has {draft.vocab_size} tokens but the target's "
+                                f"{target.vocab_size}; use a draft trained with the target's tokenizer")
+        return draft
+    if not isinstance(draft, ARModel):
+        raise ConfigError(f"the draft must be an ARModel or a Draft (e.g. PromptLookupDraft()), got "
+                          f"{type(draft).__name__}; pass a model on the target's vocabulary")
+    if draft.vocab_size != target.vocab_size:
+        raise MismatchError(f"the draft's vocabulary has {draft.vocab_size} tokens but the target's "
+                            f"{target.vocab_size}; use a draft trained with the target's tokenizer")
+    return ModelDraft(draft)
+
+
+def _point_mass(x: int, like: Tensor) -> Tensor:
+    """δ_x (V,): the distribution of a deterministic draft that proposes x."""
+    q = torch.zeros_like(like)
+    q[x] = 1.0
+    return q
+
+
+def _prompt_list(prompt, sos_id: int) -> list[int]:
+    if prompt is None:
+        return [sos_id]
+    try:
+        t = as_long_tensor(prompt)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"the prompt must be a list of token ids ({e})") from e
+    if t.dim() != 2 or t.shape[0] != 1 or t.shape[1] == 0:
+        raise ConfigError(f"speculative decoding takes one non-empty prompt (batch size 1), got shape "
+                          f"{tuple(t.shape)}; call it once per prompt")
+    return t[0].tolist()
+
+
+@torch.inference_mode()
+def speculative_generate(
+    target: ARModel,
+    draft: ARModel | Draft,
+    prompt=None,
+    *,
+    k: int = 4,
+    max_new_tokens: int = 100,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    repetition_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
+    banned: Sequence[int] = (),
+    processors: LogitsPipeline | None = None,
+    eos_id: int | None = EOS_ID,
+    sos_id: int = SOS_ID,
+    seed: int | None = 0,
+    generator: torch.Generator | None = None,
+) -> SpeculativeResult:
+    """Decode ``target`` from ``prompt`` (one row; None = [SOS]) with ``draft`` proposing k tokens a round.
+
+    ``draft``: an ARModel on the target's vocabulary, or a :class:`Draft` such as
+    :class:`PromptLookupDraft`. The settings mean what they mean for :func:`arlm.decode.search.generate`
+    (``temperature=0`` is greedy; the output then equals ``greedy_search``); the tokens are distributed
+    as plain sampling from the (processed) target. Stops on ``eos_id`` or after ``max_new_tokens``.
+    The same ``seed`` (or ``generator`` state) gives the same tokens.
+    """
+    # ----- validate (ConfigError / MismatchError, one sentence naming problem and fix) -----
+    if not isinstance(target, ARModel):
+        raise ConfigError(f"the target must be an ARModel, got {type(target).__name__}; pass a "
+                          "model such as a TransformerLM")
+    _check_positive_int("k", k, "propose at least one draft token per round, e.g. k=4")
+    _check_positive_int("max_new_tokens", max_new_tokens, "allow at least one new token, e.g. 100")
+    draft = _as_draft(draft, target)
+    if processors is None:
+        processors = build_processors(temperature, top_k, top_p, min_p, repetition_penalty,
+                                      no_repeat_ngram_size, banned)
+    device = _device_of(target)
+    greedy = is_greedy(temperature)
+    if generator is None and not greedy and seed is not None:
+        generator = torch.Generator(device=device).manual_seed(seed)
+    sampler = Sampler(processors, greedy, generator, device, eos_id)
+    context = _prompt_list(prompt, sos_id)
+    verifier = TargetVerifier(target)
+    stats = SpeculativeStats()
+    draft_forwards0 = getattr(draft, "forwards", 0)
+    out: list[int] = []
+    out_lp: list[float] = []
+    reason = STOP_LENGTH
+
+    while len(out) < max_new_tokens:
+        # ----- the draft proposes (never past the budget: the round adds one token of its own) -----
+        n_max = min(k, max_new_tokens - len(out) - 1)
+        proposals, q = draft.propose(context, n_max, sampler) if n_max > 0 else ([], None)
+        proposals = list(proposals[:n_max])
+        if eos_id is not None and eos_id in proposals:  # nothing after [EOS] is worth checking
+            proposals = proposals[: proposals.index(eos_id) + 1]
+
+        # ----- the target scores context + proposals in one pass: row i is p(· | context, x_<i) -----
+        logp = verifier.verify(context, proposals)  # (n+1, V)
+        stats.rounds += 1
+        stats.proposed += len(proposals)
+        new: list[int] = []
+        for i in range(len(proposals) + 1):
+            scores = sampler.scores([*context, *new], logp[i])  # (V,) the processed target
+            if i == len(proposals):  # all proposals accepted: a bonus token from p itself
+                y, accepted = sampler.choose(scores), False
+            elif greedy:
+                y = int(scores.argmax())
+                accepted = y == proposals[i]
+            else:
+                p = sampler.probs(scores)  # (V,)
+                qi = q[i].to(device) if q is not None else _point_mass(proposals[i], p)  # (V,)
+                y, accepted = accept_or_resample(p, qi, proposals[i], generator)
+            new.append(y)
+            out_lp.append(float(logp[i, y]))
+            stats.accepted += accepted
+            if not accepted or y == eos_id:
+                break
+        context += new
+        out += new
+        if eos_id is not None and out[-1] == eos_id:
+            reason = STOP_EOS
+            break
+
+    stats.new_tokens = len(out)
+    stats.target_forwards = verifier.forwards
+    stats.draft_forwards = getattr(draft, "forwards", 0) - draft_forwards0
+    return SpeculativeResult(torch.tensor(out, dtype=torch.long),
+                             torch.tensor(out_lp, dtype=torch.float64), reason, stats)

@@ -1,0 +1,400 @@
+"""Speculative decoding: greedy equals plain greedy for every kind of draft, the acceptance rule
+preserves p (exactly and by sampling), the KV cache and draft states roll back, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from arlm.decode.processors import build_processors
+from arlm.decode.search import greedy_search
+from arlm.decode.speculative import (
+    ModelDraft,
+    PromptLookupDraft,
+    Sampler,
+    TargetVerifier,
+    accept_or_resample,
+    acceptance_probability,
+    residual_distribution,
+    speculative_generate,
+)
+from arlm.errors import ConfigError, MismatchError
+from arlm.models.base import EOS_ID, PAD_ID, SOS_ID
+from arlm.models.ngram import NGramModel
+from arlm.models.rnn import RNNLM, RNNConfig
+from arlm.models.transformer import TransformerConfig, TransformerLM
+from toy_models import BigramTable
+
+V = 12
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared small CPU: one thread avoids oversubscription (many times slower)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+PROMPT = [SOS_ID, 5, 6, 7, 5, 6, 9, 4]
+# 99.9% quantiles of chi-square with df degrees of freedom (a correct sampler fails 1 run in 1000)
+CHI2_999 = {4: 18.47, 8: 26.12, 15: 37.70}
+
+
+def _transformer(seed, vocab_size=V, d_model=16, n_layer=2, std=0.4):
+    """A random tiny Transformer with large weights, so that its distributions are peaked and its
+    greedy text varied (a GPT-2 init is almost uniform and, with tied weights, repeats one token)."""
+    torch.manual_seed(seed)
+    cfg = TransformerConfig(vocab_size=vocab_size, block_size=64, n_layer=n_layer, n_head=2,
+                            d_model=d_model, tie_weights=False)
+    model = TransformerLM(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, std)
+    return model
+
+
+def _perturbed(model, seed, noise=0.1):
+    """The same architecture with every weight moved a little: a draft that often agrees."""
+    torch.manual_seed(seed)
+    other = type(model)(model.config).eval()
+    other.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(noise * p.std() * torch.randn_like(p))
+    return other
+
+
+def _ngram(vocab_size=V, seed=0):
+    """A trigram model fit on a tiny random token stream over the same ids."""
+    rng = np.random.default_rng(seed)
+    vocab = ["[PAD]", "[SOS]", "[EOS]", "[UNK]", *(f"w{i}" for i in range(vocab_size - 4))]
+    data = [np.array([SOS_ID, *rng.integers(3, vocab_size, size=int(rng.integers(3, 15))), EOS_ID])
+            for _ in range(200)]
+    return NGramModel.fit(data, 3, vocab, "mkn", discount_fallback=True)
+
+
+def _rnn(seed=0, std=0.6):
+    """A random tiny LSTM with large weights (varied greedy text, as for :func:`_transformer`)."""
+    torch.manual_seed(seed)
+    model = RNNLM(RNNConfig(vocab_size=V, cell="lstm", d_embed=8, d_hidden=16)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, std)
+    return model
+
+
+TARGET = _transformer(2)
+DRAFTS = {
+    "random transformer": lambda: _transformer(1, d_model=8, n_layer=1),
+    "perturbed transformer": lambda: _perturbed(TARGET, 2),
+    "ngram": _ngram,
+    "rnn": _rnn,
+    "prompt lookup": PromptLookupDraft,
+    "the target itself": lambda: TARGET,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Greedy: exactly plain greedy, whatever the draft
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 4])
+@pytest.mark.parametrize("draft", sorted(DRAFTS))
+def test_greedy_speculative_equals_plain_greedy(draft, k):
+    plain = greedy_search(TARGET, [PROMPT], max_new_tokens=40, eos_id=None)
+    spec = speculative_generate(TARGET, DRAFTS[draft](), PROMPT, k=k, max_new_tokens=40,
+                                temperature=0, eos_id=None)
+    assert spec.tokens.tolist() == plain.rows()[0]
+    torch.testing.assert_close(spec.log_probs, plain.log_probs[0], atol=1e-5, rtol=1e-5)
+    s = spec.stats
+    assert spec.stop_reason == "length" and s.new_tokens == 40
+    assert s.target_forwards == s.rounds  # a Transformer target verifies in one pass
+    assert s.new_tokens == s.rounds + s.accepted  # each round: accepted tokens + one of the target's
+    assert 0 <= s.accepted <= s.proposed <= k * s.rounds
+    if draft == "perturbed transformer":  # both branches of the rule ran: agreement and rollback
+        assert 0 < s.accepted < s.proposed
+
+
+def test_a_draft_equal_to_the_target_is_always_accepted():
+    spec = speculative_generate(TARGET, TARGET, PROMPT, k=4, max_new_tokens=40, temperature=0,
+                                eos_id=None)
+    s = spec.stats
+    assert s.acceptance_rate == 1.0 and s.proposed == 32
+    assert s.target_forwards == 8 and s.tokens_per_target_forward == 5.0  # k + 1 per pass
+
+
+def test_greedy_stops_on_eos_as_plain_greedy_does():
+    target = _transformer(4, vocab_size=6, d_model=8)
+    prompt = [SOS_ID, 4]
+    plain = greedy_search(target, [prompt], max_new_tokens=30)
+    assert plain.stop_reason == ["eos"]  # this seed reaches [EOS]: the case under test
+    for draft in (_transformer(6, vocab_size=6, d_model=8), PromptLookupDraft(), target):
+        spec = speculative_generate(target, draft, prompt, k=3, max_new_tokens=30, temperature=0)
+        assert spec.tokens.tolist() == plain.rows()[0] and spec.stop_reason == "eos"
+
+
+@pytest.mark.parametrize("draft", ["random transformer", "prompt lookup", "the target itself"])
+def test_greedy_with_processors_equals_plain_greedy_with_them(draft):
+    """The penalties depend on the prefix: verifying position i must see the accepted x_<i."""
+    kw = dict(max_new_tokens=30, eos_id=None, repetition_penalty=1.5, no_repeat_ngram_size=3,
+              banned=[7])
+    plain = greedy_search(TARGET, [PROMPT], **kw)
+    spec = speculative_generate(TARGET, DRAFTS[draft](), PROMPT, k=3, temperature=0, **kw)
+    assert spec.tokens.tolist() == plain.rows()[0]
+    assert 7 not in spec.tokens.tolist()
+
+
+def test_a_target_without_step_all_is_fed_token_by_token_and_still_exact():
+    target = _rnn(3)
+    plain = greedy_search(target, [PROMPT], max_new_tokens=25, eos_id=None)
+    spec = speculative_generate(target, _perturbed(target, 9), PROMPT, k=3, max_new_tokens=25,
+                                temperature=0, eos_id=None)
+    assert spec.tokens.tolist() == plain.rows()[0]
+    s = spec.stats
+    assert s.target_forwards == s.rounds + s.proposed  # one call for the context, one per proposal
+    assert 0 < s.accepted < s.proposed
+
+
+# ---------------------------------------------------------------------------------------------
+# The acceptance rule in isolation: the output of one step is distributed as p
+# ---------------------------------------------------------------------------------------------
+
+
+def _random_pq(seed, n=6):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(n, generator=g, dtype=torch.float64) ** 3
+    q = torch.rand(n, generator=g, dtype=torch.float64) ** 3
+    p[0] = 0.0  # a token the target never emits but the draft may propose
+    q[1] = 0.0  # a token the draft never proposes
+    return p / p.sum(), q / q.sum()
+
+
+def _one_step_distribution(p, q):
+    """P(y) = Σ_x q(x) [a(x) δ_{xy} + (1 − a(x)) r(y)], built from the functions under test."""
+    r = residual_distribution(p, q)
+    out = torch.zeros_like(p)
+    for x in range(len(p)):
+        if q[x] > 0:
+            a = acceptance_probability(p, q, x)
+            out[x] += q[x] * a
+            out += q[x] * (1 - a) * r
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_step_of_the_rule_is_distributed_exactly_as_p(seed):
+    p, q = _random_pq(seed)
+    torch.testing.assert_close(_one_step_distribution(p, q), p, atol=1e-12, rtol=0)
+    x = int(q.argmax())  # a deterministic draft: q is the point mass on x
+    point = torch.zeros_like(q).index_fill(0, torch.tensor(x), 1.0)
+    torch.testing.assert_close(_one_step_distribution(p, point), p, atol=1e-12, rtol=0)
+    torch.testing.assert_close(residual_distribution(p, p), p)  # p = q: nothing is ever rejected
+
+
+def test_draws_of_the_rule_follow_p():
+    p, q = _random_pq(7)
+    g = torch.Generator().manual_seed(0)
+    n = 20000
+    xs = torch.multinomial(q, n, replacement=True, generator=g).tolist()
+    counts = np.bincount([accept_or_resample(p, q, x, g)[0] for x in xs], minlength=len(p))
+    chi2, df = _chi2(counts, p.numpy())
+    assert df == 4 and chi2 < CHI2_999[df]
+
+
+def _chi2(counts, p):
+    expected = p * counts.sum()
+    support = expected > 0
+    assert counts[~support].sum() == 0, "a token outside the support was drawn"
+    chi2 = (((counts - expected) ** 2)[support] / expected[support]).sum()
+    return chi2, int(support.sum()) - 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Sampling end to end: the first two tokens are distributed as plain sampling's
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("draft, settings", [
+    ("bigram", {}),
+    ("bigram", {"temperature": 0.7, "top_k": 3}),
+    ("prompt lookup", {}),
+])
+def test_speculative_sampling_of_two_tokens_matches_the_target(draft, settings):
+    vocab = 6  # tokens 2..5 can follow: 16 outcomes for two tokens
+    target = _transformer(1, vocab_size=vocab, d_model=8, n_layer=1)
+    prompt = [SOS_ID, 4, 5, 4]  # prompt lookup proposes 5, 4 (what followed the last "4")
+    pipe = build_processors(**settings)
+
+    def processed(context):  # the target's processed next-token distribution (V,)
+        with torch.no_grad():
+            lp = target.log_probs(torch.tensor([context]))[:, -1]  # (1, V)
+        return torch.softmax(pipe(torch.tensor([context]), lp).double(), -1)[0]
+
+    first = processed(prompt)
+    joint = torch.stack([first[a] * processed([*prompt, a]) for a in range(vocab)])  # (V, V)
+    n = 3000
+    counts = np.zeros(vocab * vocab, dtype=np.int64)
+    proposer = BigramTable(vocab, seed=1) if draft == "bigram" else PromptLookupDraft()
+    for seed in range(n):  # max_new_tokens=3, k=2: the first round verifies two proposals
+        out = speculative_generate(target, proposer, prompt, k=2, max_new_tokens=3, eos_id=None,
+                                   seed=seed, **settings)
+        a, b = out.tokens[:2].tolist()
+        counts[a * vocab + b] += 1
+    chi2, df = _chi2(counts, joint.flatten().numpy())
+    assert chi2 < CHI2_999[df]
+
+
+def test_same_seed_same_tokens_and_stats_add_up():
+    draft = _transformer(1, d_model=8, n_layer=1)
+    runs = [speculative_generate(TARGET, draft, PROMPT, k=3, max_new_tokens=30, seed=s)
+            for s in (4, 4, 5)]
+    assert torch.equal(runs[0].tokens, runs[1].tokens) and runs[0].stats == runs[1].stats
+    assert not torch.equal(runs[0].tokens, runs[2].tokens)
+    gen = speculative_generate(TARGET, draft, PROMPT, k=3, max_new_tokens=30,
+                               generator=torch.Generator().manual_seed(4))
+    assert torch.equal(gen.tokens, runs[0].tokens)
+    for r in runs:
+        ids = r.tokens.tolist()
+        assert r.stats.new_tokens == len(ids) and SOS_ID not in ids and PAD_ID not in ids
+        ended_on_accepted_eos = r.stats.new_tokens == r.stats.rounds + r.stats.accepted - 1
+        assert r.stats.new_tokens == r.stats.rounds + r.stats.accepted or (
+            ended_on_accepted_eos and r.stop_reason == "eos")  # an accepted [EOS] gets no bonus
+        if r.stop_reason == "eos":
+            assert ids.index(EOS_ID) == len(ids) - 1
+        else:
+            assert len(ids) == 30 and EOS_ID not in ids
+        with torch.no_grad():  # the log-probs are the target's
+            ref = TARGET.score(torch.tensor([PROMPT + ids]))[0, len(PROMPT) - 1 :].double()
+        torch.testing.assert_close(r.log_probs, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_sampling_reaches_eos_and_stops_there():
+    target, draft = _transformer(5, vocab_size=6, d_model=8), BigramTable(6, seed=2)
+    reasons = set()
+    for seed in range(20):
+        r = speculative_generate(target, draft, [SOS_ID], k=3, max_new_tokens=15, seed=seed)
+        ids = r.tokens.tolist()
+        reasons.add(r.stop_reason)
+        assert (ids.index(EOS_ID) == len(ids) - 1) if r.stop_reason == "eos" else EOS_ID not in ids
+    assert reasons == {"eos", "length"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Rollback: the target's KV cache and the draft's state follow the accepted tokens
+# ---------------------------------------------------------------------------------------------
+
+
+def _filled(cache):
+    return cache.k[:, :, :, : cache.length], cache.v[:, :, :, : cache.length]
+
+
+def test_rollback_leaves_the_cache_equal_to_a_fresh_prefill():
+    verifier = TargetVerifier(TARGET)
+    context = PROMPT[:5]
+    first = verifier.verify(context, [9, 10, 11])  # (4, V)
+    with torch.no_grad():
+        full = TARGET.log_probs(torch.tensor([[*context, 9, 10, 11]]))[0]  # (T, V)
+    torch.testing.assert_close(first, full[len(context) - 1 :], atol=1e-5, rtol=1e-5)
+
+    accepted = [*context, 9, 4]  # 9 accepted, 10 rejected and replaced by 4
+    second = verifier.verify(accepted, [8, 7])  # crops 10, 11; feeds 4, 8, 7
+    fresh = TARGET.start(1)
+    with torch.no_grad():
+        TARGET.step(torch.tensor([[*accepted, 8, 7]]), fresh)
+        full = TARGET.log_probs(torch.tensor([[*accepted, 8, 7]]))[0]
+    cache = verifier.state
+    assert cache.length == fresh.length == len(accepted) + 2
+    for got, want in zip(_filled(cache), _filled(fresh), strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(second, full[len(accepted) - 1 :], atol=1e-5, rtol=1e-5)
+    assert verifier.forwards == 2  # one pass per verification
+
+
+class _CountingModel:
+    """An ARModel that counts the tokens fed to ``step`` (to see what a rollback re-feeds)."""
+
+    def __init__(self, model):
+        self.model, self.vocab_size, self.fed = model, model.vocab_size, 0
+
+    def log_probs(self, tokens):
+        return self.model.log_probs(tokens)
+
+    def score(self, tokens):
+        return self.model.score(tokens)
+
+    def start(self, batch_size):
+        return self.model.start(batch_size)
+
+    def step(self, tokens, state):
+        self.fed += tokens.shape[1]
+        return self.model.step(tokens, state)
+
+
+@pytest.mark.parametrize("draft", ["random transformer", "ngram", "rnn"])
+def test_a_model_draft_follows_the_context_across_rollbacks(draft):
+    """After any sequence of rounds (accepting a few proposals, then another token), the draft's
+    proposals are its own greedy continuation of the context, as if it had just been prefilled;
+    and a rollback re-feeds only the accepted tokens (cropped cache or restored copy), never the
+    whole context."""
+    model = DRAFTS[draft]()
+    counting = _CountingModel(model)
+    proposer = ModelDraft(counting)
+    sampler = Sampler(build_processors(temperature=0), True, None, torch.device("cpu"), eos_id=None)
+    context = list(PROMPT)
+    rounds = [(0, 10), (2, 11), (3, 4), (1, 9)]  # accept `keep` proposals, then add `other`
+    for keep, other in rounds:
+        proposals, q = proposer.propose(context, 3, sampler)
+        own = greedy_search(model, [context], max_new_tokens=3, eos_id=None).rows()[0]
+        assert proposals == own and q is None
+        context = context + proposals[:keep] + [other]
+    # the prompt once, then per round at most the accepted tokens + 1, and 2 proposals (the 3rd is
+    # never fed)
+    assert counting.fed <= len(PROMPT) + sum(keep + 1 for keep, _ in rounds[:-1]) + 2 * len(rounds)
+
+
+def test_prompt_lookup_proposes_what_followed_the_last_ngram():
+    sampler = Sampler(build_processors(), False, None, torch.device("cpu"))
+    look = PromptLookupDraft(max_ngram=3)
+    assert look.propose([1, 5, 6, 7, 8, 5, 6], 2, sampler) == ([7, 8], None)  # "5 6" at 1
+    assert look.propose([1, 5, 6, 7, 5, 6, 9, 5, 6], 4, sampler) == ([9, 5, 6], None)  # most recent
+    assert look.propose([1, 4, 5, 6, 9, 4, 5, 6], 2, sampler) == ([9, 4], None)  # "4 5 6" first
+    assert look.propose([1, 4, 5, 6], 3, sampler) == ([], None)  # no earlier occurrence
+    assert PromptLookupDraft(max_ngram=3, min_ngram=2).propose([1, 5, 6, 5], 3, sampler) == ([], None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kw, error, match", [
+    ({"k": 0}, ConfigError, "k must be"),
+    ({"k": -2}, ConfigError, "k must be"),
+    ({"max_new_tokens": 0}, ConfigError, "max_new_tokens"),
+    ({"draft": _transformer(1, vocab_size=V + 1, d_model=8)}, MismatchError, "vocabulary"),
+    ({"draft": _ngram(vocab_size=V - 2)}, MismatchError, "vocabulary"),
+    ({"draft": "prompt lookup"}, ConfigError, "ARModel"),
+    ({"draft": object()}, ConfigError, "ARModel"),
+    ({"prompt": [[SOS_ID, 4], [SOS_ID, 5]]}, ConfigError, "batch size 1"),
+    ({"prompt": []}, ConfigError, "non-empty"),
+    ({"temperature": -1.0}, ConfigError, "temperature"),
+])
+def test_bad_input_is_a_one_line_error(kw, error, match):
+    args = {"draft": PromptLookupDraft(), "prompt": PROMPT} | kw
+    draft, prompt = args.pop("draft"), args.pop("prompt")
+    with pytest.raises(error, match=match) as info:
+        speculative_generate(TARGET, draft, prompt, **args)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_prompt_lookup_settings_and_target():
+    with pytest.raises(ConfigError, match="min_ngram"):
+        PromptLookupDraft(max_ngram=2, min_ngram=3)
+    with pytest.raises(ConfigError, match="max_ngram"):
+        PromptLookupDraft(max_ngram=0)
+    with pytest.raises(ConfigError, match="target must be an ARModel"):
+        speculative_generate(object(), TARGET)
