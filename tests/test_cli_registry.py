@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_helpers import arlm, ok, one_line_error
 
 from arlm.models.registry import FAMILIES, TRAIN_COMMANDS
+from cli_helpers import arlm, ok, one_line_error
 
 WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "log", "saw", "and", "met", "was", "."]
 ONE_STEP = ["--threads", "1", "--set", "max_steps=2", "--set", "eval_interval=1", "--preset", "tiny"]

@@ -40,7 +40,7 @@ def test_no_import_cycles():
     def visit(node: str, path: list[str], on_path: set[str], done: set[str]) -> None:
         for nxt in sorted(graph[node]):
             if nxt in on_path:
-                cycles.append(path[path.index(nxt):] + [nxt])
+                cycles.append([*path[path.index(nxt):], nxt])
             elif nxt not in done:
                 on_path.add(nxt)
                 visit(nxt, [*path, nxt], on_path, done)

@@ -19,10 +19,9 @@ from arlm.data.images import (
     stream_to_images,
     tokens_to_image,
 )
-from arlm.data.orders import sequence_spans
 from arlm.data.pixel_orders import PIXEL_ORDERS, pixel_order, random_orders
 from arlm.errors import ConfigError, DataError
-from arlm.models.base import EOS_ID, SOS_ID, SPECIAL_TOKENS
+from arlm.streams import EOS_ID, SOS_ID, SPECIAL_TOKENS, sequence_spans
 
 
 def test_vocabulary_shares_the_special_ids_of_every_tokenizer():
@@ -98,9 +97,9 @@ def test_stream_round_trips_under_every_order(name):
     assert np.array_equal(rows[:, 1:-1], image_to_tokens(images)[:, order])
     assert np.array_equal(stream_to_images(stream, name), images)
     assert np.array_equal(stream_to_images(stream, order), images)
-    # the arlm stream convention: the text tools see 180 sequences of 64 tokens
+    # the arlm stream convention: the text tools see 180 framed sequences of 64 pixels
     starts, lengths = sequence_spans(stream)
-    assert len(starts) == 180 and np.all(lengths == 64)
+    assert len(starts) == 180 and np.all(lengths == 66)  # [SOS] + 64 pixels + [EOS]
 
 
 def test_orders_other_than_raster_change_the_stream():

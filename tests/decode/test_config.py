@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from toy_models import BigramTable
 
 from arlm.decode.config import DecodingConfig, DecodingError
 from arlm.decode.search import beam_search, generate
 from arlm.errors import ConfigError
+from toy_models import BigramTable
 
 
 @pytest.mark.parametrize("fields, field", [

@@ -18,10 +18,10 @@ from arlm.decode.speculative import (
     speculative_generate,
 )
 from arlm.errors import ConfigError, MismatchError
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID
 from arlm.models.ngram import NGramModel
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID
 from toy_models import BigramTable
 
 V = 12

@@ -9,7 +9,6 @@ import torch
 
 from arlm.decode.search import greedy_search
 from arlm.errors import ConfigError, DataError
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID
 from arlm.models.conformance import check_conformance
 from arlm.models.sigma_gpt import (
     SigmaGPT,
@@ -20,6 +19,7 @@ from arlm.models.sigma_gpt import (
     random_orders,
 )
 from arlm.models.transformer import TransformerConfig, TransformerLM
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID
 from model_helpers import random_tokens, save_and_load
 
 V = 13
@@ -64,7 +64,7 @@ def _copy_of_transformer(seed=0, **kw):
 def test_identity_order_with_zero_second_table_is_the_transformer(attention):
     transformer, sigma = _copy_of_transformer(attention=attention)
     tokens = _sequences()
-    expected = transformer(tokens)  # (B, T, V) float64 logits
+    expected, _ = transformer(tokens)  # (B, T, V) float64 logits
     assert torch.allclose(sigma.forward_ordered(tokens, torch.arange(6)), expected, atol=1e-12)
     # the ARModel interface (log-probs in float32, as every NeuralLM gives them)
     assert torch.allclose(sigma.log_probs(tokens), transformer.log_probs(tokens), atol=1e-6)

@@ -35,11 +35,7 @@ import numpy as np
 from arlm.data.corpora import ALL, SPLIT_FRACTIONS, SPLITS
 from arlm.data.pixel_orders import pixel_order
 from arlm.errors import ConfigError, DataError
-
-# The special ids and names of every arlm tokenizer (arlm.models.base; repeated here so that this
-# module does not import torch; a test checks they agree).
-SPECIAL_TOKENS = ("[PAD]", "[SOS]", "[EOS]", "[UNK]")
-SOS_ID, EOS_ID = 1, 2
+from arlm.streams import EOS_ID, SOS_ID, SPECIAL_TOKENS
 
 HEIGHT = WIDTH = 8
 LEVELS = 17  # grey levels 0..16

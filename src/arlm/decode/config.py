@@ -39,6 +39,12 @@ class DecodingError(ConfigError):
         self.field = field
 
 
+def check_positive_int(name: str, value: Any, fix: str) -> None:
+    """A setting that must be an integer ≥ 1 -> a DecodingError naming it and ``fix``."""
+    if not _is_int(value) or value < 1:
+        raise DecodingError(name, f"{name} must be an integer ≥ 1, got {value!r}; {fix}")
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 

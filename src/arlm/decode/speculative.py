@@ -67,15 +67,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from arlm.decode.processors import LogitsPipeline, build_processors, is_greedy
-from arlm.decode.search import STOP_EOS, STOP_LENGTH, _check_positive_int, _device_of
+from arlm.decode.config import DecodingConfig, check_positive_int, decoding_config
+from arlm.decode.processors import LogitsPipeline
+from arlm.decode.search import STOP_EOS, STOP_LENGTH, _device_of
 from arlm.errors import ConfigError, MismatchError
-from arlm.models.base import EOS_ID, SOS_ID, ARModel, as_long_tensor
+from arlm.models.base import ARModel, as_long_tensor
+from arlm.streams import EOS_ID, SOS_ID
 
 # ---------------------------------------------------------------------------------------------
 # Results
@@ -350,8 +352,8 @@ class PromptLookupDraft:
     min_ngram: int = 1
 
     def __post_init__(self) -> None:
-        _check_positive_int("min_ngram", self.min_ngram, "use e.g. min_ngram=1")
-        _check_positive_int("max_ngram", self.max_ngram, "use e.g. max_ngram=3")
+        check_positive_int("min_ngram", self.min_ngram, "use e.g. min_ngram=1")
+        check_positive_int("max_ngram", self.max_ngram, "use e.g. max_ngram=3")
         if self.min_ngram > self.max_ngram:
             raise ConfigError(f"min_ngram ({self.min_ngram}) is larger than max_ngram "
                               f"({self.max_ngram}); swap them")
@@ -412,27 +414,21 @@ def speculative_generate(
     target: ARModel,
     draft: ARModel | Draft,
     prompt=None,
+    config: DecodingConfig | None = None,
     *,
     k: int = 4,
-    max_new_tokens: int = 100,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
-    min_p: float = 0.0,
-    repetition_penalty: float = 1.0,
-    no_repeat_ngram_size: int = 0,
-    banned: Sequence[int] = (),
     processors: LogitsPipeline | None = None,
     eos_id: int | None = EOS_ID,
     sos_id: int = SOS_ID,
-    seed: int | None = 0,
     generator: torch.Generator | None = None,
+    **settings: Any,
 ) -> SpeculativeResult:
     """Decode ``target`` from ``prompt`` (one row; None = [SOS]) with ``draft`` proposing k tokens a round.
 
     ``draft``: an ARModel on the target's vocabulary, or a :class:`Draft` such as
-    :class:`PromptLookupDraft`. The settings mean what they mean for :func:`arlm.decode.search.generate`
-    (``temperature=0`` is greedy; the output then equals ``greedy_search``); the tokens are distributed
+    :class:`PromptLookupDraft`. The settings are a :class:`~arlm.decode.config.DecodingConfig` (or its
+    fields as keyword arguments), as for :func:`arlm.decode.search.generate` (``temperature=0`` or the
+    greedy strategy is greedy; the output then equals ``greedy_search``); the tokens are distributed
     as plain sampling from the (processed) target. Stops on ``eos_id`` or after ``max_new_tokens``.
     The same ``seed`` (or ``generator`` state) gives the same tokens.
     """
@@ -440,14 +436,17 @@ def speculative_generate(
     if not isinstance(target, ARModel):
         raise ConfigError(f"the target must be an ARModel, got {type(target).__name__}; pass a "
                           "model such as a TransformerLM")
-    _check_positive_int("k", k, "propose at least one draft token per round, e.g. k=4")
-    _check_positive_int("max_new_tokens", max_new_tokens, "allow at least one new token, e.g. 100")
+    check_positive_int("k", k, "propose at least one draft token per round, e.g. k=4")
+    config = decoding_config(config, settings)
+    if config.stop_strings or config.sequences_per_prompt != 1:
+        raise ConfigError("speculative decoding returns one sequence and takes no stop strings; "
+                          "drop num_samples and stop_strings")
+    max_new_tokens, seed = config.max_new_tokens, config.seed
     draft = _as_draft(draft, target)
     if processors is None:
-        processors = build_processors(temperature, top_k, top_p, min_p, repetition_penalty,
-                                      no_repeat_ngram_size, banned)
+        processors = config.processors()
     device = _device_of(target)
-    greedy = is_greedy(temperature)
+    greedy = config.greedy
     if generator is None and not greedy and seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
     sampler = Sampler(processors, greedy, generator, device, eos_id)

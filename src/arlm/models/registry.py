@@ -22,6 +22,7 @@ from arlm.errors import FormatError
 from arlm.models.gpt2 import GPT2LM
 from arlm.models.ngram import NGramModel
 from arlm.models.rnn import RNNLM, RNNConfig
+from arlm.models.sigma_gpt import SigmaGPT, SigmaGPTConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.models.window import WindowConfig, WindowLM
 
@@ -47,6 +48,7 @@ FAMILIES: dict[str, Family] = {
     "rnn": Family(RNNLM, RNNConfig, "rnn", "recurrent LM: Elman, LSTM or GRU cells"),
     "transformer": Family(TransformerLM, TransformerConfig, "transformer", "decoder-only Transformer"),
     "gpt2": Family(GPT2LM, TransformerConfig, None, "GPT-2 weights imported from HF (arlm import-gpt2)"),
+    "sigma_gpt": Family(SigmaGPT, SigmaGPTConfig, None, "σ-GPT, any-order Transformer (Pannatier 2024)"),
 }
 
 # `arlm train COMMAND` -> (family, the model settings the command fixes)

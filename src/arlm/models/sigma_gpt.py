@@ -61,9 +61,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from arlm.errors import ConfigError, DataError
-from arlm.models.base import EOS_ID, PAD_ID, SOS_ID, UNK_ID
 from arlm.models.neural import NeuralLM, mask_unpredictable
 from arlm.models.transformer import Block, KVCache, TransformerConfig, TransformerLM
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID, UNK_ID
 
 INFILL_ORDERS = ("random", "l2r")
 

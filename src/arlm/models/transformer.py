@@ -321,5 +321,5 @@ class TransformerLM(NeuralLM):
         if tokens.shape[0] != state.batch_size:
             raise ConfigError(f"step_all got {tokens.shape[0]} rows but the cache holds "
                               f"{state.batch_size}; select the cache rows first")
-        x = self._run(tokens, state)  # (B, t, C)
-        return F.log_softmax(self.head(x).float(), dim=-1), state  # (B, t, V)
+        logits, state = self(tokens, state)  # (B, t, V): the step interface with a cache
+        return F.log_softmax(logits.float(), dim=-1), state
