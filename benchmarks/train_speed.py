@@ -29,10 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from arlm import pipeline
-from arlm.data.cache import encode_corpus
-from arlm.data.corpora import load_corpus
-from arlm.models.rnn import RNNLM, RNNConfig
-from arlm.models.transformer import TransformerConfig, TransformerLM
+from arlm.models.registry import FAMILIES
 from arlm.streams import PAD_ID
 from arlm.train import TrainConfig, Trainer
 from arlm.train.batches import loss_targets, random_chunks
@@ -62,19 +59,24 @@ def peak_flops(threads: int, n: int = 2048, repeats: int = 5) -> float:
 
 def flops_per_token(model, config) -> float:
     n = sum(p.numel() for p in model.parameters())
-    if isinstance(model, TransformerLM):
+    if model.family == "transformer":
         c = model.config
         return 6 * n + 12 * c.n_layer * c.d_model * config.block_size
     return 6 * n
 
 
-def make_model(kind: str, vocab: int, seed: int = 0):
+MODELS = {  # kind: (family, config fields)
+    "gpt-4x128": ("transformer", {"block_size": 64, "n_layer": 4, "n_head": 4, "d_model": 128}),
+    "gpt-6x384": ("transformer", {"block_size": 256, "n_layer": 6, "n_head": 6, "d_model": 384}),
+    "lstm-256": ("rnn", {"cell": "lstm", "d_embed": 128, "d_hidden": 256}),
+}
+
+
+def make_model(kind: str, vocab: int, seed: int = 0, **changes):
+    """A model of the registry's family for ``kind``, its weights drawn from ``seed``."""
+    family, fields = MODELS[kind]
     torch.manual_seed(seed)
-    if kind == "gpt-4x128":
-        return TransformerLM(TransformerConfig(vocab, block_size=64, n_layer=4, n_head=4, d_model=128))
-    if kind == "gpt-6x384":
-        return TransformerLM(TransformerConfig(vocab, block_size=256, n_layer=6, n_head=6, d_model=384))
-    return RNNLM(RNNConfig(vocab, cell="lstm", d_embed=128, d_hidden=256))
+    return FAMILIES[family].model_class(FAMILIES[family].config_class(vocab, **{**fields, **changes}))
 
 
 SHAPES = {  # kind: (block, rows per step)
@@ -109,13 +111,12 @@ def time_plain(kind: str, stream: np.ndarray, vocab: int, steps: int, optimizer:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, **opts)
     fwd = torch.compile(model) if compile_model else model
     gen = torch.Generator().manual_seed(0)
-    is_rnn = isinstance(model, RNNLM)
     times, first = [], 0.0
     for i in range(warmup + steps):
         window = random_chunks(stream, block, rows, gen)
         inputs, targets = loss_targets(window)
         t = time.perf_counter()
-        logits = fwd(inputs)[0] if is_rnn else fwd(inputs)
+        logits, _ = fwd(inputs)  # every family: (logits, state)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
         loss.backward()
         opt.step()
@@ -131,7 +132,7 @@ def time_plain(kind: str, stream: np.ndarray, vocab: int, steps: int, optimizer:
 def val_curve(train: np.ndarray, val: np.ndarray, vocab: int, seconds: float, every: int) -> list[tuple]:
     """(step, wall s, train loss, val loss) of the 4x128 Transformer (block 128, 12 rows)."""
     torch.manual_seed(0)
-    model = TransformerLM(TransformerConfig(vocab, block_size=128, n_layer=4, n_head=4, d_model=128))
+    model = make_model("gpt-4x128", vocab, block_size=128)
     config = TrainConfig(batch_tokens=128 * 12, micro_batch_size=12, block_size=128, lr=2e-3,
                          warmup_steps=50, max_steps=10**6, schedule="constant", eval_interval=0,
                          eval_batch_size=64, show_progress=False, device="cpu")
@@ -154,11 +155,9 @@ def main() -> None:
     args = parser.parse_args()
     steps = 3 if args.quick else 8
     cores = torch.get_num_threads()
-    corpus = load_corpus("shakespeare")
-    tok = pipeline.build_tokenizer(corpus, pipeline.TokenizerSpec("char"))
-    train = encode_corpus(corpus, "train", tok).tokens
-    val = encode_corpus(corpus, "val", tok).tokens
-    vocab = tok.vocab_size
+    data = pipeline.prepare_data("shakespeare", pipeline.TokenizerSpec("char"))
+    train, val = data.train.tokens, data.val.tokens
+    vocab = data.tokenizer.vocab_size
     thread_options = ([int(t) for t in args.threads.split(",")] if args.threads
                       else sorted({1, max(1, cores)}))
     load_before = os.getloadavg()
