@@ -207,3 +207,10 @@ def test_same_seed_same_weights_and_kill_9_resume_is_exact(work):
     step = json.loads(state.read_text())["step"]
     ok(arlm(*_train_cmd("c", 40), "--resume", "c/last", cwd=work))
     assert (work / "c" / "last" / "model.safetensors").read_bytes() == weights, f"killed at step {step}"
+
+
+def test_a_folder_of_an_unknown_family_is_one_line(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"family": "mamba"}))
+    one_line_error(arlm("eval", "m", cwd=tmp_path), "unknown model family 'mamba'")
+    one_line_error(arlm("generate", "m", cwd=tmp_path), "unknown model family")

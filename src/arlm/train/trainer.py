@@ -626,7 +626,7 @@ class Trainer:
         train_loss = val = None
         stopped = False
         t0, tokens0 = time.perf_counter(), self.tokens_seen
-        with progress(cfg.show_progress and self.dist.is_main) as bar:
+        with progress(cfg.show_progress if self.dist.is_main else False) as bar:
             task = bar.add_task("training", total=cfg.max_steps, completed=self.step)
             while self.step < end:
                 try:
