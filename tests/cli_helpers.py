@@ -30,3 +30,14 @@ def ok(r: subprocess.CompletedProcess) -> str:
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
     return r.stdout
+
+
+WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "log", "saw", "and", "met", "was", "."]
+
+
+def word_lines(n: int, seed: int) -> str:
+    """``n`` random lines of 3-9 toy words: a corpus every family learns something from."""
+    import random
+
+    rng = random.Random(seed)
+    return "".join(" ".join(rng.choices(WORDS, k=rng.randint(3, 9))) + "\n" for _ in range(n))

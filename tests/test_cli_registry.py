@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -21,18 +20,15 @@ import pytest
 import torch
 
 from arlm.models.registry import FAMILIES, TRAIN_COMMANDS
-from cli_helpers import arlm, ok, one_line_error
+from cli_helpers import arlm, ok, one_line_error, word_lines
 
-WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "log", "saw", "and", "met", "was", "."]
 ONE_STEP = ["--threads", "1", "--set", "max_steps=2", "--set", "eval_interval=1", "--preset", "tiny"]
 
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("registry")
-    rng = random.Random(1)
-    text = "".join(" ".join(rng.choices(WORDS, k=rng.randint(3, 9))) + "\n" for _ in range(300))
-    (tmp / "text.txt").write_text(text)
+    (tmp / "text.txt").write_text(word_lines(300, seed=1))
     return tmp
 
 

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from cli_helpers import arlm
+from cli_helpers import arlm, word_lines
 
-WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "log", "saw", "and", "met", "was", "."]
 FAST = ["--threads", "1", "--set", "max_steps=4", "--set", "eval_interval=2", "--set", "log_interval=2"]
 
 
@@ -37,9 +35,7 @@ def _digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("train")
-    rng = random.Random(0)
-    text = "".join(" ".join(rng.choices(WORDS, k=rng.randint(3, 9))) + "\n" for _ in range(400))
-    (tmp / "text.txt").write_text(text)
+    (tmp / "text.txt").write_text(word_lines(400, seed=0))
     return tmp
 
 

@@ -384,8 +384,48 @@ def _compile(pattern: str) -> re.Pattern:
     return regex
 
 
+# ------------------------------------------------------------------------------------ HF-backed
+class _HFBacked:
+    """Encoding, decoding and JSON for a tokenizer held by HF ``tokenizers`` (in ``self._hf``)."""
+
+    kind: ClassVar[str]
+    options: dict[str, Any]
+    _hf: Any
+
+    def encode(self, text: str) -> list[int]:
+        return self._hf.encode(text, add_special_tokens=False).ids
+
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        parts: list[list[int]] = []
+        for start in range(0, len(texts), 8192):
+            batch = self._hf.encode_batch_fast(list(texts[start:start + 8192]),
+                                               add_special_tokens=False)
+            parts.extend(e.ids for e in batch)
+        lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
+        ids = np.fromiter((i for p in parts for i in p), dtype=np.int64, count=int(lengths.sum()))
+        return ids, lengths
+
+    def _join(self, ids: list[int]) -> str:
+        return self._hf.decode(ids, skip_special_tokens=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": FORMAT, "version": VERSION, "kind": self.kind, "options": self.options,
+                "hf": json.loads(self._hf.to_str())}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]):
+        from tokenizers import Tokenizer as HFTokenizer
+
+        try:
+            hf = HFTokenizer.from_str(json.dumps(data["hf"]))
+        except Exception as e:  # KeyError, or HF's own parse error
+            raise FormatError(f"the {cls.kind} tokenizer JSON has no valid HF tokenizer under 'hf' ({e}); "
+                              "save it again with Tokenizer.save") from None
+        return cls(hf, data.get("options") or {})
+
+
 # ----------------------------------------------------------------------------------------- bpe
-class BpeTokenizer(Tokenizer):
+class BpeTokenizer(_HFBacked, Tokenizer):
     """Byte-level BPE trained with HF ``tokenizers`` (as GPT-2): lossless on any text.
 
     Options: ``vocab_size`` (specials and the 256 bytes included, ≥ 260) and ``min_frequency`` (of a
@@ -424,40 +464,9 @@ class BpeTokenizer(Tokenizer):
         hf.train_from_iterator(_as_texts(texts), trainer)
         return cls(hf, {"vocab_size": vocab_size, "min_frequency": min_frequency})
 
-    def encode(self, text: str) -> list[int]:
-        return self._hf.encode(text, add_special_tokens=False).ids
-
-    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        parts: list[list[int]] = []
-        for start in range(0, len(texts), 8192):
-            batch = self._hf.encode_batch_fast(list(texts[start:start + 8192]),
-                                               add_special_tokens=False)
-            parts.extend(e.ids for e in batch)
-        lengths = np.fromiter((len(p) for p in parts), dtype=np.int64, count=len(parts))
-        ids = np.fromiter((i for p in parts for i in p), dtype=np.int64, count=int(lengths.sum()))
-        return ids, lengths
-
-    def _join(self, ids: list[int]) -> str:
-        return self._hf.decode(ids, skip_special_tokens=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "kind": self.kind, "options": self.options,
-                "hf": json.loads(self._hf.to_str())}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> BpeTokenizer:
-        from tokenizers import Tokenizer as HFTokenizer
-
-        try:
-            hf = HFTokenizer.from_str(json.dumps(data["hf"]))
-        except Exception as e:  # KeyError, or HF's own parse error
-            raise FormatError(f"the BPE tokenizer JSON has no valid HF tokenizer under 'hf' ({e}); "
-                              "save it again with Tokenizer.save") from None
-        return cls(hf, data.get("options") or {})
-
 
 # ------------------------------------------------------------------------------------- foreign
-class ForeignTokenizer(Tokenizer):
+class ForeignTokenizer(_HFBacked, Tokenizer):
     """Somebody else's vocabulary, read from an HF ``tokenizers`` file (a GPT-2 folder's tokenizer.json).
 
     Its ids are the file's own: no [PAD]/[SOS]/[EOS]/[UNK] are reserved. One token, ``boundary``
@@ -500,27 +509,6 @@ class ForeignTokenizer(Tokenizer):
     def train(cls, texts: Iterable[str], **options: Any) -> Tokenizer:
         raise ConfigError("a foreign tokenizer comes with its model and cannot be trained; "
                           "train a char, byte, word or bpe tokenizer instead")
-
-    def encode(self, text: str) -> list[int]:
-        return self._hf.encode(text, add_special_tokens=False).ids
-
-    def _join(self, ids: list[int]) -> str:
-        return self._hf.decode(ids, skip_special_tokens=False)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "version": VERSION, "kind": self.kind, "options": self.options,
-                "hf": json.loads(self._hf.to_str())}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ForeignTokenizer:
-        from tokenizers import Tokenizer as HFTokenizer
-
-        try:
-            hf = HFTokenizer.from_str(json.dumps(data["hf"]))
-        except Exception as e:  # KeyError, or HF's own parse error
-            raise FormatError(f"the foreign tokenizer JSON has no valid HF tokenizer under 'hf' ({e}); "
-                              "import the model again") from None
-        return cls(hf, data.get("options") or {})
 
 
 # ----------------------------------------------------------------------------------------- API
