@@ -11,7 +11,8 @@ from toy_models import BigramTable
 
 def _transformer() -> TransformerLM:
     torch.manual_seed(1)
-    return TransformerLM(TransformerConfig(vocab_size=7, block_size=16, n_layer=1, n_head=2, d_model=16)).eval()
+    config = TransformerConfig(vocab_size=7, block_size=16, n_layer=1, n_head=2, d_model=16)
+    return TransformerLM(config).eval()
 
 
 def _path(steps: list[BeamStep], t: int, j: int) -> list[int]:

@@ -63,13 +63,13 @@ def test_generate_gives_the_tokens_of_arlm_generate(client, models, folders, mod
     ids = pipeline.encode_prompt(lm.model, lm.tokenizer, "the cat", 12)
     samples = pipeline.decode(lm.model, lm.tokenizer, ids, config)
     assert [t["id"] for t in got["tokens"]] == samples.rows()[0]
-    assert [t["logprob"] for t in got["tokens"]] == pytest.approx(samples.log_probs[0, : got["num_tokens"]].tolist(),
-                                                                 abs=1e-5)
+    expected = samples.log_probs[0, : got["num_tokens"]].tolist()
+    assert [t["logprob"] for t in got["tokens"]] == pytest.approx(expected, abs=1e-5)
     assert got["stop_reason"] == samples.stop_reason[0]
     # the command line prints the same text
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
-    out = arlm_generate(monkeypatch, capsys, str(folders[model]), "--prompt", "the cat", "--max-new-tokens", "12",
-                        *flags)
+    out = arlm_generate(monkeypatch, capsys, str(folders[model]), "--prompt", "the cat",
+                        "--max-new-tokens", "12", *flags)
     assert out.rstrip("\n") == got["text"]
     assert got["text"] == got["prompt"] + got["completion"]
     assert "".join(t["text"] for t in got["tokens"]) == got["completion"]
@@ -131,7 +131,8 @@ def test_next_distribution_before_and_after_processors(client, models):
     assert sum(c["p"] for c in plain["candidates"]) == pytest.approx(1.0, abs=1e-4)
     for c in plain["candidates"]:
         assert c["p"] == pytest.approx(float(ref[c["id"]]), abs=1e-6)
-    assert [c["p"] for c in plain["candidates"]] == sorted((c["p"] for c in plain["candidates"]), reverse=True)
+    probs = [c["p"] for c in plain["candidates"]]
+    assert probs == sorted(probs, reverse=True)
 
     cut = client.post("/v1/next", json={"model": "tf", "prompt": prefix, "top_n": V, "top_k": 3,
                                         "temperature": 0.5}).json()
@@ -152,10 +153,11 @@ def test_next_distribution_before_and_after_processors(client, models):
 
 def test_next_after_generated_tokens(client, models):
     # the distribution at position i of a generation is the one token i was drawn from
-    gen = client.post("/v1/generate", json={"model": "tf", "prompt": "a", "max_new_tokens": 6, "seed": 1}).json()
+    body = {"model": "tf", "prompt": "a"}
+    gen = client.post("/v1/generate", json={**body, "max_new_tokens": 6, "seed": 1}).json()
     toks = [t["id"] for t in gen["tokens"]]
     for i in (0, 3):
-        d = client.post("/v1/next", json={"model": "tf", "prompt": "a", "tokens": toks[:i], "top_n": 50}).json()
+        d = client.post("/v1/next", json={**body, "tokens": toks[:i], "top_n": 50}).json()
         probs = {c["id"]: c["p"] for c in d["candidates"]}
         assert probs[toks[i]] == pytest.approx(gen["tokens"][i]["prob"], abs=1e-5)
 
@@ -214,4 +216,5 @@ def test_playground_and_docs_are_served(client):
     assert "http" not in "".join(line for line in page.text.splitlines() if "src=" in line or "href=" in line)
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
-    assert {"/v1/models", "/v1/generate", "/v1/score", "/v1/next", "/v1/beam", "/v1/attention"} <= set(schema["paths"])
+    paths = {"/v1/models", "/v1/generate", "/v1/score", "/v1/next", "/v1/beam", "/v1/attention"}
+    assert paths <= set(schema["paths"])

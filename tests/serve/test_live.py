@@ -58,7 +58,8 @@ def test_disconnect_stops_the_generation(models):
         assert slow.steps == steps < 200  # stopped long before its 200 tokens
         assert stats["streams_done"] == 0
         # and the server still serves
-        assert client.post("/v1/generate", json={**body, "stream": False, "max_new_tokens": 3}).status_code == 200
+        again = client.post("/v1/generate", json={**body, "stream": False, "max_new_tokens": 3})
+        assert again.status_code == 200
 
 
 def test_concurrent_streams_are_all_served(models):
@@ -116,10 +117,11 @@ def test_shutdown_is_clean_with_a_stream_in_flight(models):
 
     def client_run(url: str) -> None:
         try:
-            with httpx.Client(base_url=url, timeout=30) as c, c.stream("POST", "/v1/generate", json=body) as r:
+            with httpx.Client(base_url=url, timeout=30) as c, \
+                    c.stream("POST", "/v1/generate", json=body) as r:
                 seen.append(str(r.status_code))
-                for name, _ in read_events(r):
-                    seen.append(name)
+                for name, data in read_events(r):
+                    seen.append(name if name != "done" else f"done:{data['stop_reason']}")
         except httpx.HTTPError:
             seen.append("cut")  # the server closed the connection: expected
 
@@ -131,7 +133,8 @@ def test_shutdown_is_clean_with_a_stream_in_flight(models):
     assert app.state.admission.closed
     reader.join(timeout=30)
     assert not reader.is_alive()
-    assert "done" not in seen  # cut short, not run to 250 tokens
+    assert seen[0] == "200" and seen[-1] == "done:shutdown"  # cut short, not run to 250 tokens, and
+    assert seen.count("token") < 250  # ended with a well-formed final event
     steps = slow.steps
     time.sleep(0.2)
     assert slow.steps == steps

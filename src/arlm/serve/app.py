@@ -16,6 +16,7 @@ Streaming (``"stream": true``) answers with server-sent events::
     event: done    data: {"stop_reason", "text", "completion", "num_tokens"}
 
 Between tokens the server checks whether the client is still there; if not, the generation stops.
+When the server shuts down, running streams end after their current token with stop reason "shutdown".
 """
 
 from __future__ import annotations
@@ -161,6 +162,9 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
                 yield _sse("token", event)
                 if await request.is_disconnected():
                     return
+                if admission.stopping:  # shutting down: end this stream cleanly, now
+                    tokens.close("shutdown")
+                    break
                 try:
                     event = await admission.run(tokens.advance)
                 except ArlmError as e:

@@ -62,12 +62,13 @@ class Admission:
     def __init__(self, capacity: int, workers: int) -> None:
         self.capacity = capacity
         self.active = 0
+        self.stopping = False  # the server is shutting down: streams end after their current token
         self.closed = False
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="arlm-serve")
 
     def admit(self) -> None:
         """Take a slot, or raise 503 when all ``capacity`` are taken (or the server is stopping)."""
-        if self.closed:
+        if self.stopping or self.closed:
             raise ServeError(503, "the server is shutting down; retry on another instance")
         if self.active >= self.capacity:
             raise ServeError(503, f"the server is busy ({self.active} requests in progress, queue "

@@ -1,9 +1,9 @@
 """Running the app with uvicorn: :func:`serve` in the foreground (``arlm serve``), or
 :func:`serve_in_thread` on a free localhost port (tests, the load benchmark, the screenshot).
 
-Shutdown is clean either way: uvicorn stops accepting, lets running responses finish (at most
-``graceful_s`` seconds, then cancels them, which stops their generation), and the app's lifespan
-then stops its worker threads.
+Shutdown is clean either way: uvicorn stops accepting, running streams end after their current
+token (stop reason "shutdown"), other responses finish (at most ``graceful_s`` seconds, then they
+are cancelled, which stops their generation), and the app's lifespan then stops its worker threads.
 """
 
 from __future__ import annotations
@@ -19,6 +19,20 @@ from fastapi import FastAPI
 from arlm.errors import ConfigError
 
 
+def _server(config):
+    """A uvicorn Server that, when asked to stop, first tells the app's streams to end."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            admission = getattr(getattr(config.app, "state", None), "admission", None)
+            if admission is not None:
+                admission.stopping = True
+            await super().shutdown(sockets)
+
+    return Server(config)
+
+
 def _config(app: FastAPI, host: str, port: int, graceful_s: float, log_level: str):
     import uvicorn
 
@@ -29,14 +43,12 @@ def _config(app: FastAPI, host: str, port: int, graceful_s: float, log_level: st
 def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, graceful_s: float = 5.0,
           log_level: str = "info") -> None:
     """Serve ``app`` until Ctrl-C / SIGTERM."""
-    import uvicorn
-
     try:
         sock = _bind(host, port)
     except OSError as e:
         raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port "
                           "or --host") from None
-    uvicorn.Server(_config(app, host, port, graceful_s, log_level)).run(sockets=[sock])
+    _server(_config(app, host, port, graceful_s, log_level)).run(sockets=[sock])
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -52,11 +64,9 @@ def _bind(host: str, port: int) -> socket.socket:
 def serve_in_thread(app: FastAPI, host: str = "127.0.0.1", graceful_s: float = 2.0) -> Iterator[str]:
     """Serve ``app`` on a free port of ``host`` in a background thread; yields its base URL
     (``http://127.0.0.1:PORT``) and stops the server (and joins the thread) on exit."""
-    import uvicorn
-
     sock = _bind(host, 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(_config(app, host, port, graceful_s, "warning"))
+    server = _server(_config(app, host, port, graceful_s, "warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True,
                               name="arlm-uvicorn")
     thread.start()
