@@ -151,7 +151,8 @@ def main() -> None:
         finally:
             driver.quit()
     with Image.open(args.out) as image:  # a palette PNG: a fraction of the size, same look
-        image.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(args.out, optimize=True)
+        small = image.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+        small.save(args.out, optimize=True)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)", file=sys.stderr)
 
 
