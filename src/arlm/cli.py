@@ -435,6 +435,43 @@ def quickstart(
                    scale=scale, fast=fast, threads=threads)
 
 
+# ----------------------------------------------------------------------------------------- serve
+@app.command("serve")
+def serve(
+    model_paths: Annotated[list[Path], typer.Argument(
+        metavar="CHECKPOINT...",
+        help="Model folders or .arpa files, loaded once; named after their folder.")],
+    host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the server to the "
+                                           "network (then set --api-key).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="ARLM_API_KEY", help="Require this key (`Authorization: Bearer KEY` or `X-API-Key`).")] = None,
+    max_new_tokens_cap: Annotated[int, typer.Option(help="Largest max_new_tokens a request may ask.")] = 256,
+    max_prompt_chars: Annotated[int, typer.Option(
+        help="Longest prompt or scored text, in characters.")] = 4000,
+    queue: Annotated[int, typer.Option(help="Requests in flight at once; more are answered 503.")] = 64,
+    workers: Annotated[int, typer.Option(help="Threads running model computations.")] = 1,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+) -> None:
+    """Serve models over HTTP: a JSON API under /v1 (streaming with server-sent events), its docs at
+    /docs, and a playground at / that shows the next-token distribution, beam trees and attention."""
+    from arlm.serve import ServeSettings, create_app, load_models
+    from arlm.serve.server import serve as run_server
+
+    settings = ServeSettings(api_key=api_key, max_new_tokens_cap=max_new_tokens_cap,
+                             max_prompt_chars=max_prompt_chars, queue=queue, workers=workers)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    models = load_models(model_paths)
+    app_ = create_app(models, settings)
+    if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        err.print(f"warning: listening on {host} without --api-key: anyone who can reach it can use it")
+    err.print(f"serving {', '.join(models)} on http://{host}:{port} (playground /, API /v1, docs /docs)")
+    run_server(app_, host, port)
+
+
 def _fail(message: str) -> None:
     """One line on stderr (never wrapped), exit code 2."""
     print(f"error: {' '.join(message.split())}", file=sys.stderr)

@@ -375,3 +375,19 @@ def decode(model: ARModel, tokenizer: Tokenizer, prompt_ids: list[int], config: 
         return beam_search(model, [prompt_ids], config, **ids)
     return generate(model, [prompt_ids], config, on_token=on_token,
                     decode=tokenizer.decode if config.stop_strings else None, **ids)
+
+
+def decode_steps(model: ARModel, tokenizer: Tokenizer, prompt_ids: list[int], config: DecodingConfig):
+    """:func:`decode` for the sampling and greedy strategies, one token at a time: a generator of
+    :class:`~arlm.decode.search.Step` whose return value is the :class:`~arlm.decode.search.Samples`.
+    The same tokens as :func:`decode` for the same config (the server streams them)."""
+    from arlm.decode.config import DecodingError
+    from arlm.decode.search import stream
+
+    if config.strategy == "beam":
+        raise DecodingError("strategy", "beam search finishes its hypotheses together and cannot be "
+                                        "streamed token by token; use a sampling or greedy strategy")
+    if hasattr(model, "eval"):
+        model.eval()
+    return stream(model, [prompt_ids], config, eos_id=tokenizer.eos_id, sos_id=tokenizer.sos_id,
+                  pad_id=tokenizer.pad_id, decode=tokenizer.decode if config.stop_strings else None)

@@ -112,6 +112,25 @@ class Beams:
     stop_reason: list[list[str]]  # "eos" or "length"
 
 
+@dataclass
+class BeamStep:
+    """One step of :func:`beam_search`, for a ``trace``: the 2K candidates of each prompt and their fate.
+
+    Candidate j of prompt b extends live beam ``parent[b, j]`` (a slot 0..K-1 of the previous step;
+    at step 0 every candidate extends slot 0, the prompt) by ``tokens[b, j]``, with joint score
+    s(y·w) = ``scores[b, j]`` (-inf: not a real candidate). It either joined the finished list
+    (``finished``), lives on in slot ``slot[b, j]`` ≥ 0, or was pruned (neither). Candidates
+    outside the 2K best are pruned without being listed.
+    """
+
+    step: int  # t: candidates have t + 1 new tokens
+    parent: Tensor  # (B, 2K) int64
+    tokens: Tensor  # (B, 2K) int64
+    scores: Tensor  # (B, 2K) float64
+    finished: Tensor  # (B, 2K) bool
+    slot: Tensor  # (B, 2K) int64: the live slot next step, -1 if not kept
+
+
 # ---------------------------------------------------------------------------------------------
 # Shared helpers
 # ---------------------------------------------------------------------------------------------
@@ -334,6 +353,7 @@ def beam_search(
     eos_id: int | None = EOS_ID,
     sos_id: int = SOS_ID,
     pad_id: int = PAD_ID,
+    trace: Callable[[BeamStep], None] | None = None,
     **settings: Any,
 ) -> Beams:
     """Beam search with n-best output (see the module docstring for the algorithm and stopping rule).
@@ -345,7 +365,8 @@ def beam_search(
     s / |y|^α (0: raw joint log-prob, 1: per-token average); ``early_stopping``; ``num_samples``
     R ≤ K (default K): how many of the n-best to return; ``repetition_penalty``,
     ``no_repeat_ngram_size`` and ``banned`` reshape the log-probs before they are added, as in HF
-    (or pass a ready ``processors`` pipeline).
+    (or pass a ready ``processors`` pipeline). ``trace``, if given, is called with a
+    :class:`BeamStep` after every step (the server draws the search tree from it).
     """
     config = decoding_config(config, settings, strategy="beam")
     num_beams, max_new_tokens = config.num_beams, config.max_new_tokens
@@ -415,6 +436,10 @@ def beam_search(
         parent = beam.gather(1, nxt)  # (B, K)
         run_tok = seqs[rows, nxt]  # (B, K, L)
         new_tok = tok.gather(1, nxt)  # (B, K)
+        if trace is not None:
+            kept = torch.where(torch.isfinite(run_score), torch.arange(K, device=device), -1)  # (B, K)
+            slot = torch.full_like(tok, -1).scatter(1, nxt, kept)  # (B, 2K)
+            trace(BeamStep(t, beam.clone(), tok.clone(), top_s.clone(), add.clone(), slot))
 
         # stopping rule (HF): full finished list (early_stopping=True) or no possible improvement
         full = torch.isfinite(fin_norm).all(1)  # (B,)

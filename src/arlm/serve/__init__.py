@@ -1,0 +1,19 @@
+"""``arlm serve``: an HTTP API with streaming, and a web playground that shows how decoding works.
+
+* :mod:`arlm.serve.models` — the checkpoints, loaded once, with short names;
+* :mod:`arlm.serve.engine` — the model work of each endpoint (generation token by token, scoring,
+  next-token distributions stage by stage, beam trees, attention maps), free of HTTP;
+* :mod:`arlm.serve.limits` — the server's caps and the bounded admission of requests;
+* :mod:`arlm.serve.schemas` — the request bodies (the OpenAPI page at /docs);
+* :mod:`arlm.serve.app` — :func:`create_app`, the FastAPI application;
+* :mod:`arlm.serve.server` — running it with uvicorn, in the foreground or in a thread;
+* ``static/`` — the playground page (hand-written HTML, CSS and JavaScript; nothing from a CDN).
+
+See docs/serving.md.
+"""
+
+from arlm.serve.app import create_app
+from arlm.serve.limits import ServeError, ServeSettings
+from arlm.serve.models import LoadedModel, load_models
+
+__all__ = ["LoadedModel", "ServeError", "ServeSettings", "create_app", "load_models"]

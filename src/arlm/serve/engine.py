@@ -1,0 +1,349 @@
+"""The model work behind each endpoint, as plain functions of a loaded model (no HTTP here).
+
+* :class:`TokenStream` — sampling or greedy decoding one token per call (``POST /v1/generate``),
+  through :func:`arlm.pipeline.decode_steps`, so the same seed gives the tokens of ``arlm generate``;
+* :func:`beam_result` and :func:`beam_tree` — beam search's n-best, and every hypothesis it kept,
+  finished or pruned at each step (``POST /v1/beam``);
+* :func:`score_text` — NLL, perplexity, bits per character and per-token log-probs (``POST /v1/score``);
+* :func:`next_distribution` — the next-token distribution after a prefix, before and after each
+  logits processor (``POST /v1/next``): what temperature reshapes and what top-k / top-p / min-p cut;
+* :func:`attention_view` — a Transformer's causal mask and attention weights (``POST /v1/attention``).
+
+Every function returns JSON-ready values: a non-finite float (log 0, an infinite perplexity) is None.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from arlm import pipeline
+from arlm.data.tokenizers import Tokenizer
+from arlm.decode.config import DecodingConfig
+from arlm.decode.search import BeamStep, beam_search
+from arlm.errors import ConfigError
+from arlm.serve.models import LoadedModel
+
+
+def num(x: float, digits: int | None = None) -> float | None:
+    """A float for JSON: None when infinite or NaN, optionally rounded."""
+    x = float(x)
+    if not math.isfinite(x):
+        return None
+    return round(x, digits) if digits is not None else x
+
+
+def token_text(tokenizer: Tokenizer, token: int) -> str:
+    """How one token reads on its own: its decoded text, or its vocabulary entry for a special."""
+    text = tokenizer.decode([token])
+    return text if text else tokenizer.id_to_token(token)
+
+
+def is_special(tokenizer: Tokenizer, token: int) -> bool:
+    return token in (tokenizer.pad_id, tokenizer.sos_id, tokenizer.eos_id)
+
+
+def token_event(tokenizer: Tokenizer, index: int, token: int, piece: str, logp: float) -> dict[str, Any]:
+    """One token as the API shows it: position, id, its text in context, log p and p under the model."""
+    return {"index": index, "id": token, "text": piece, "logprob": num(logp, 6),
+            "prob": num(math.exp(logp), 6), "special": is_special(tokenizer, token)}
+
+
+class Pieces:
+    """The text each new token adds after a prefix: decode(prefix + new) minus decode(prefix + old).
+
+    Tokenizers join tokens (a word tokenizer puts spaces between words, BPE merges bytes), so a
+    token's text is only known in context. When the joined text is not an extension of the
+    previous one the token's own text is used.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, prefix: Sequence[int]) -> None:
+        self.tokenizer = tokenizer
+        self.ids = list(prefix)
+        self.text = tokenizer.decode(self.ids)
+
+    def add(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids)
+        piece = text[len(self.text):] if text.startswith(self.text) else token_text(self.tokenizer, token)
+        self.text = text
+        return piece
+
+
+def prompt_ids(lm: LoadedModel, prompt: str, tokens: Sequence[int] = (),
+               max_new_tokens: int | None = 1) -> list[int]:
+    """[SOS] + the prompt's ids + ``tokens`` (ids continuing it), checked to fit the model's context
+    with room for ``max_new_tokens`` (:func:`arlm.pipeline.encode_prompt`; None: not checked)."""
+    for t in tokens:
+        if not 0 <= t < lm.model.vocab_size:
+            raise ConfigError(f"tokens: id {t} is outside the vocabulary of {lm.name} "
+                              f"(0..{lm.model.vocab_size - 1})")
+    if max_new_tokens is None:
+        return [lm.tokenizer.sos_id, *lm.tokenizer.encode(prompt), *tokens]
+    ids = [*pipeline.encode_prompt(lm.model, lm.tokenizer, prompt, max_new_tokens), *tokens]
+    if lm.block_size is not None and len(ids) + max_new_tokens - 1 > lm.block_size:
+        raise ConfigError(f"the prompt and tokens are {len(ids)} tokens and max_new_tokens is "
+                          f"{max_new_tokens}, more than the model's context of {lm.block_size}; "
+                          "shorten them")
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation, token by token
+# ---------------------------------------------------------------------------------------------
+
+
+class TokenStream:
+    """One request's sampling or greedy decoding, advanced one token per :meth:`advance` call.
+
+    Calls may come from any worker thread (one at a time: a lock guards the generator), so
+    concurrent requests interleave token by token. :meth:`close` stops the generation early.
+    """
+
+    def __init__(self, lm: LoadedModel, ids: list[int], config: DecodingConfig) -> None:
+        self.lm, self.prompt_ids, self.config = lm, ids, config
+        self._steps = pipeline.decode_steps(lm.model, lm.tokenizer, ids, config)
+        self._lock = threading.Lock()
+        self._pieces = Pieces(lm.tokenizer, ids[1:])
+        self.prompt_text = self._pieces.text
+        self.tokens: list[int] = []
+        self.events: list[dict[str, Any]] = []
+        self.stop_reason: str | None = None
+
+    def advance(self) -> dict[str, Any] | None:
+        """One decoding step -> the new token's event ({index, id, text, logprob, prob, special}),
+        or None once the generation has stopped (``stop_reason`` then says why)."""
+        with self._lock:
+            if self.stop_reason is not None:
+                return None
+            try:
+                step = next(self._steps)
+            except StopIteration as stop:
+                self.stop_reason = stop.value.stop_reason[0]
+                return None
+            token, logp = int(step.tokens[0]), float(step.log_probs[0])
+            self.tokens.append(token)
+            event = token_event(self.lm.tokenizer, len(self.tokens) - 1, token, self._pieces.add(token), logp)
+            self.events.append(event)
+            return event
+
+    def run(self) -> None:
+        """Advance to the end."""
+        while self.advance() is not None:
+            pass
+
+    def close(self, reason: str = "cancelled") -> None:
+        """Stop early (the generator is closed; its model state is freed)."""
+        with self._lock:
+            if self.stop_reason is None:
+                self.stop_reason = reason
+            self._steps.close()
+
+    def result(self) -> dict[str, Any]:
+        """The whole answer: prompt, text (prompt + completion, as ``arlm generate`` prints it),
+        completion, tokens with log-probs, and the stop reason."""
+        text = self._pieces.text
+        completion = text[len(self.prompt_text):] if text.startswith(self.prompt_text) else text
+        return {"model": self.lm.name, "prompt": self.prompt_text, "text": text, "completion": completion,
+                "tokens": self.events, "num_tokens": len(self.tokens), "stop_reason": self.stop_reason,
+                "config": self.config.to_dict()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam search: the n-best and the tree
+# ---------------------------------------------------------------------------------------------
+
+
+def beam_tree(lm: LoadedModel, ids: list[int], config: DecodingConfig) -> dict[str, Any]:
+    """Run beam search from ``ids``, recording each step (:class:`arlm.decode.search.BeamStep`).
+
+    Nodes: the prompt (id 0) and every candidate among the 2K best of each step, with its parent
+    node, token, joint log-prob ``score`` s(y) and ``status``: "kept" (a live beam next step),
+    "finished" (joined the n-best list with ``norm`` = s / |y|^α) or "pruned".
+    """
+    steps: list[BeamStep] = []
+    beams = beam_search(lm.model, [ids], config, eos_id=lm.tokenizer.eos_id, sos_id=lm.tokenizer.sos_id,
+                        pad_id=lm.tokenizer.pad_id, trace=steps.append)
+    tok = lm.tokenizer
+    alpha = float(config.length_penalty)
+    nodes: list[dict[str, Any]] = [{"id": 0, "step": -1, "parent": None, "token": None,
+                                    "text": tok.decode(ids[1:]), "score": 0.0, "status": "kept"}]
+    live = {0: 0}  # live slot -> node id
+    for s in steps:
+        nxt: dict[int, int] = {}
+        for j in range(s.tokens.shape[1]):
+            score = float(s.scores[0, j])
+            if not math.isfinite(score):
+                continue
+            slot, token = int(s.slot[0, j]), int(s.tokens[0, j])
+            status = "finished" if bool(s.finished[0, j]) else ("kept" if slot >= 0 else "pruned")
+            node = {"id": len(nodes), "step": s.step, "parent": live[int(s.parent[0, j])], "token": token,
+                    "text": token_text(tok, token), "score": num(score, 5), "status": status}
+            if status == "finished":
+                node["norm"] = num(score / (s.step + 1) ** alpha, 5)
+            nodes.append(node)
+            if slot >= 0:
+                nxt[slot] = node["id"]
+        live = nxt
+    return {"model": lm.name, "prompt": tok.decode(ids[1:]), "num_beams": config.num_beams,
+            "length_penalty": alpha, "nodes": nodes, "steps": len(steps),
+            "best": _nbest(lm, ids, beams)}
+
+
+def beam_result(lm: LoadedModel, ids: list[int], config: DecodingConfig) -> dict[str, Any]:
+    """``/v1/generate`` with strategy beam: the best hypothesis as a generation result, and the n-best."""
+    beams = pipeline.decode(lm.model, lm.tokenizer, ids, config)
+    best = _nbest(lm, ids, beams)
+    top = best[0] if best else {"text": lm.tokenizer.decode(ids[1:]), "tokens": [], "stop_reason": "length"}
+    prompt = lm.tokenizer.decode(ids[1:])
+    completion = top["text"][len(prompt):] if top["text"].startswith(prompt) else top["text"]
+    return {"model": lm.name, "prompt": prompt, "text": top["text"], "completion": completion,
+            "tokens": top["tokens"], "num_tokens": len(top["tokens"]), "stop_reason": top["stop_reason"],
+            "config": config.to_dict(), "nbest": best}
+
+
+def _nbest(lm: LoadedModel, ids: list[int], beams) -> list[dict[str, Any]]:
+    """The n-best list of prompt 0: text, tokens with the model's log-probs, scores."""
+    out = []
+    for r in range(beams.tokens.shape[1]):
+        n = int(beams.lengths[0, r])
+        if n == 0:
+            continue
+        new = beams.tokens[0, r, :n].tolist()
+        logps = _model_logprobs(lm, ids, new)
+        pieces = Pieces(lm.tokenizer, ids[1:])
+        tokens = [token_event(lm.tokenizer, i, t, pieces.add(t), lp)
+                  for i, (t, lp) in enumerate(zip(new, logps, strict=True))]
+        out.append({"text": pieces.text, "tokens": tokens, "score": num(beams.scores[0, r], 6),
+                    "log_prob": num(beams.log_probs[0, r], 6), "stop_reason": beams.stop_reason[0][r]})
+    return out
+
+
+@torch.inference_mode()
+def _model_logprobs(lm: LoadedModel, ids: list[int], new: list[int]) -> list[float]:
+    """log p(new_i | ids, new_<i) under the model (teacher forcing through ``score``)."""
+    seq = torch.tensor([[*ids, *new]])  # (1, T)
+    return lm.model.score(seq)[0, len(ids) - 1:].double().tolist()
+
+
+# ---------------------------------------------------------------------------------------------
+# Likelihood of a text
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def score_text(lm: LoadedModel, text: str) -> dict[str, Any]:
+    """NLL, perplexity and bits of ``text`` as one sequence [SOS] text [EOS]
+    (:func:`arlm.evaluate.likelihood.evaluate_likelihood`), and each token's log p(x_t | x_<t)."""
+    from arlm.evaluate.likelihood import evaluate_likelihood
+
+    tok = lm.tokenizer
+    ids = [tok.sos_id, *tok.encode(text), tok.eos_id]
+    if lm.block_size is not None and len(ids) > lm.block_size:
+        raise ConfigError(f"text: {len(ids)} tokens ([SOS] and [EOS] included) do not fit the model's "
+                          f"context of {lm.block_size}; shorten the text")
+    report = evaluate_likelihood(lm.model, [np.array(ids, dtype=np.int64)], num_chars=len(text) + 1,
+                                 sos_id=tok.sos_id, eos_id=tok.eos_id, unk_id=tok.unk_id,
+                                 show_progress=False)
+    logps = lm.model.score(torch.tensor([ids]))[0].double().tolist()  # (T-1,)
+    pieces = Pieces(tok, [])
+    tokens = [token_event(tok, i, t, pieces.add(t), lp)
+              for i, (t, lp) in enumerate(zip(ids[1:], logps, strict=True))]
+    return {"model": lm.name, "text": text, "num_tokens": report.num_tokens, "nll": num(report.nll),
+            "nll_per_token": num(report.nll_per_token), "perplexity": num(report.perplexity),
+            "bits_per_token": num(report.bits_per_token), "bits_per_char": num(report.bits_per_char),
+            "num_oov": report.num_oov, "tokens": tokens}
+
+
+# ---------------------------------------------------------------------------------------------
+# The next-token distribution, stage by stage
+# ---------------------------------------------------------------------------------------------
+
+TRUNCATION = ("top_k", "top_p", "min_p")
+
+
+def stage_name(processor: Any) -> str:
+    """A processor's setting name: TopK -> "top_k", NoRepeatNGram -> "no_repeat_ngram"."""
+    name = type(processor).__name__.replace("NGram", "Ngram")
+    return {"BannedTokens": "banned"}.get(name, re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower())
+
+
+@torch.inference_mode()
+def next_distribution(lm: LoadedModel, ids: list[int], config: DecodingConfig, top_n: int) -> dict[str, Any]:
+    """p(· | ids) under the model, then after each processor of ``config`` (its fixed order).
+
+    For the ``top_n`` most probable tokens: ``p`` (the model's), ``p_shaped`` (after penalties, bans
+    and temperature: the distribution truncation looks at), ``p_final`` (what is sampled from;
+    greedy: 1 for the argmax) and ``removed_by``, the first processor that set it to -inf.
+    """
+    model = lm.model
+    logp, _ = model.step(torch.tensor([ids]), model.start(1))  # (1, V)
+    logp = logp.double()
+    history = torch.tensor([ids])  # (1, T)
+    V = logp.shape[1]
+    removed_by: list[str | None] = [None] * V
+    scores, shaped = logp, logp
+    for proc in config.processors():
+        name = stage_name(proc)
+        new = proc(history, scores)
+        gone = (torch.isfinite(scores) & ~torch.isfinite(new))[0].nonzero().squeeze(1).tolist()
+        for i in gone:
+            removed_by[i] = name
+        scores = new
+        if name not in TRUNCATION:
+            shaped = scores
+    if not torch.isfinite(scores).any():
+        raise ConfigError("every token is excluded after this prefix (banned, penalised or cut to "
+                          "-inf); loosen the bans or the truncation settings")
+    p_model = logp.exp()[0]  # (V,)
+    p_shaped = torch.softmax(shaped, -1)[0]  # (V,)
+    p_final = torch.softmax(scores, -1)[0]  # (V,)
+    if config.greedy:
+        best = int(scores.argmax())
+        for i in torch.isfinite(scores)[0].nonzero().squeeze(1).tolist():
+            if i != best:
+                removed_by[i] = "greedy"
+        p_final = torch.zeros_like(p_final)
+        p_final[best] = 1.0
+    top = p_model.topk(min(top_n, int(torch.isfinite(logp).sum())))  # tokens the model can predict
+    tok = lm.tokenizer
+    candidates = [{"id": i, "text": token_text(tok, i), "special": is_special(tok, i),
+                   "p": num(p_model[i], 6), "logprob": num(logp[0, i], 6), "p_shaped": num(p_shaped[i], 6),
+                   "p_final": num(p_final[i], 6), "removed_by": removed_by[i]}
+                  for i in top.indices.tolist()]
+    kept = int(torch.isfinite(scores).sum()) if not config.greedy else 1
+    entropy = -(p_model * logp[0]).nan_to_num(0.0).sum()
+    return {"model": lm.name, "prefix": tok.decode(ids[1:]), "position": len(ids) - 1,
+            "vocab_size": V, "kept": kept, "greedy": config.greedy,
+            "temperature": config.effective_temperature,
+            "stages": [stage_name(p) for p in config.processors()],
+            "entropy_bits": num(entropy / math.log(2), 5), "candidates": candidates,
+            "mass_shown": num(top.values.sum(), 6)}
+
+
+# ---------------------------------------------------------------------------------------------
+# What a Transformer's tokens attend to
+# ---------------------------------------------------------------------------------------------
+
+
+def attention_view(lm: LoadedModel, ids: list[int], max_tokens: int) -> dict[str, Any]:
+    """The causal mask (T, T) and the attention weights (layers, heads, T, T) of the first
+    ``max_tokens`` tokens of ``ids`` (later tokens cannot change them: the mask hides them)."""
+    from arlm.models.attention_maps import attention_weights, causal_grid
+
+    if not lm.has_attention:
+        raise ConfigError(f"model {lm.name!r} is a {lm.family} model; the attention view needs a "
+                          "Transformer (family transformer or gpt2)")
+    shown = ids[:min(max_tokens, lm.block_size or max_tokens)]
+    weights = attention_weights(lm.model, torch.tensor(shown))  # (L, H, T, T)
+    T = len(shown)
+    mask = causal_grid(T) if lm.model.config.causal else torch.ones(T, T, dtype=torch.bool)
+    return {"model": lm.name, "tokens": [token_text(lm.tokenizer, t) for t in shown], "ids": shown,
+            "truncated": len(ids) > len(shown), "n_layer": weights.shape[0], "n_head": weights.shape[1],
+            "mask": mask.int().tolist(), "weights": weights.round(decimals=4).tolist()}

@@ -1,0 +1,78 @@
+"""`arlm serve` as a user runs it: one command starts the server; SIGTERM stops it cleanly; bad
+input is one line and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_starts_answers_and_stops_cleanly(folders, tmp_path):
+    port = free_port()
+    args = ["serve", str(folders["tf"]), str(folders["tri"]), "--port", str(port), "--api-key", "k",
+            "--max-new-tokens-cap", "5"]
+    proc = subprocess.Popen([sys.executable, "-m", "arlm.cli", *args],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "ARLM_CACHE": str(tmp_path / "cache")})
+    try:
+        url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer k"}
+        for _ in range(600):  # liveness bound: up to 60 s for torch to import and the models to load
+            try:
+                if httpx.get(url + "/v1/models", headers=auth).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        models = httpx.get(url + "/v1/models", headers=auth).json()["models"]
+        assert [m["name"] for m in models] == ["tf", "tri"]
+        assert httpx.get(url + "/v1/models").status_code == 401
+        r = httpx.post(url + "/v1/generate", json={"model": "tri", "max_new_tokens": 6}, headers=auth)
+        assert r.status_code == 422 and "--max-new-tokens-cap" in r.json()["detail"]
+        r = httpx.post(url + "/v1/generate", json={"model": "tri", "max_new_tokens": 5}, headers=auth)
+        assert r.status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (0, -signal.SIGTERM), err  # uvicorn re-raises the signal once it has stopped
+    assert "Application shutdown complete" in err and "Traceback" not in err
+    assert f"serving tf, tri on http://127.0.0.1:{port}" in err
+
+
+def run_inproc(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """`arlm ARGS` through cli.main in this process -> (exit code, stderr)."""
+    from arlm import cli
+
+    monkeypatch.setattr(sys, "argv", ["arlm", *args])
+    try:
+        cli.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code or 0
+    return code, capsys.readouterr().err
+
+
+def test_serve_bad_input_is_one_line(folders, tmp_path, monkeypatch, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, word in [((str(tmp_path / "missing"),), "does not exist"),
+                           ((str(folders["tf"]), "--queue", "0"), "queue"),
+                           ((str(folders["tf"]), "--port", str(port)), "cannot listen")]:
+            code, err = run_inproc(monkeypatch, capsys, "serve", *args)
+            lines = [line for line in err.splitlines() if line.startswith("error:")]
+            assert code == 2 and len(lines) == 1 and word in lines[0], err
+            assert "Traceback" not in err
