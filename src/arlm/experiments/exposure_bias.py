@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 from arlm.decode.config import DecodingConfig
@@ -76,7 +77,7 @@ class Setup:
     n_train: int = 10_000  # oracle sequences to train on
     n_test: int = 2_000  # held-out oracle sequences
     n_eval: int = 2_000  # student (and oracle) samples for NLL_oracle and the own-prefix KL
-    steps: int = 2_500  # optimizer steps per student
+    steps: int = 6_000  # optimizer steps per student
     rows: int = 32  # sequences' worth of rows per batch
     lr: float = 1e-2
 
@@ -269,6 +270,8 @@ def plot_kl(results: dict, path: Path) -> Path:
                   label=f"{name}, own prefix")
         right.plot(t, r["eb_m"], color=f"C{i}", marker="o", ms=3, label=name)
     right.axhline(1.0, color="black", lw=0.8, ls=":")
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("position t")
     left.set_ylabel("KL(oracle ‖ student) at t, nats")
     left.set_title("next-token divergence after oracle vs own prefixes", fontsize=9)
