@@ -20,7 +20,9 @@ the real tokens (ids ≥ 4) and renormalised, for the oracle and the students al
 Students of the same family and size (so the oracle is representable) are trained by the
 :class:`~arlm.train.trainer.Trainer` from the same initial weights, data order and number of steps,
 with teacher forcing or with scheduled sampling, each schedule set to reach the same ε at the last
-step. For each student:
+step. (The Trainer reads the corpus as one stream with truncated BPTT, so in training a student's state
+runs on across the ``[EOS] [SOS]`` boundary; every measurement starts from the zero state at [SOS],
+as the oracle generates.) For each student:
 
 * NLL_test = -(1/NL) Σ log p_θ(x) over held-out oracle samples x (the oracle's own value, its
   entropy rate, is the floor);
@@ -324,7 +326,7 @@ def render(results: dict, out_dir: Path) -> str:
         "oracle-prefix KL. Distributions are over the real tokens (specials removed, renormalised).", "",
         "## Results", "",
         "| scheme | ε at the end | NLL_test | NLL_oracle | mean KL, oracle prefixes | mean KL, own prefixes "
-        "| EB-M (mean over t ≥ 2) | EB-M(L) | train seconds |",
+        "| EB-M (mean over t ≥ 2) | EB-M(L) | training, wall seconds |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| oracle (the truth) | – | {o['nll_test']:.4f} | {o['nll_oracle']:.4f} | 0 | 0 | – | – | – |",
     ]
@@ -357,7 +359,10 @@ def _findings(results: dict) -> str:
     better_eb = [k for k, v in ss.items() if v["eb_m_mean"] < tf["eb_m_mean"]]
     better_own = [k for k, v in ss.items() if v["mean_kl_own_prefix"] < tf["mean_kl_own_prefix"]]
     better_test = [k for k, v in ss.items() if v["nll_test"] < tf["nll_test"]]
-    parts.append(f"Scheduled sampling lowers the EB-M ratio for {len(better_eb)} of {len(ss)} schedules"
+    final = results["setup"]["final_teacher_forcing"]
+    parts.append(f"With ε decaying to {final} (at the end, {1 - final:.0%} of the inputs are the student's "
+                 f"own samples), scheduled sampling lowers the EB-M ratio for {len(better_eb)} of {len(ss)} "
+                 "schedules"
                  + (f" ({', '.join(better_eb)})" if better_eb else "")
                  + f", the divergence met in generation (own prefixes) for {len(better_own)} of {len(ss)}, "
                  f"and NLL_test for {len(better_test)} of {len(ss)}.")
