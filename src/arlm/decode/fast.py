@@ -98,7 +98,14 @@ class FastDecoder:
         self.wte, self.wpe = t.wte.weight, t.wpe.weight
         self.ln_f = (t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
         self.layers = [_Layer(block) for block in t.h]
-        self._graphs: dict[int, _GraphStep] = {}  # batch size -> its captured step
+        # the head as lm_head plus a fixed (V,) mask, 0 or -inf: the family's head() (which masks
+        # [PAD] and [SOS], or nothing for GPT-2) without building an index tensor per step — which
+        # a CUDA graph could not capture (a host-to-device copy)
+        self.lm_head = _linear(model.lm_head)
+        with torch.inference_mode():
+            zero = torch.zeros(1, model.config.d_model, device=device, dtype=self.wte.dtype)
+            self.head_mask = (model.head(zero) - model.lm_head(zero))[0].float()  # (V,)
+        self._steps: dict[int, _StaticStep] = {}  # batch size -> its static (captured) step
 
     # ----- the ARModel interface ---------------------------------------------------------------------
 
@@ -118,8 +125,8 @@ class FastDecoder:
 
     def start(self, batch_size: int) -> KVCache:
         """An empty cache (with CUDA graphs: the decoder's own static cache for this batch size)."""
-        if self.cuda_graphs:
-            return self._graph(batch_size).start()
+        if self.static:
+            return self._static(batch_size).start()
         return self.model.start(batch_size)
 
     @torch.inference_mode()
@@ -129,7 +136,7 @@ class FastDecoder:
         tokens = self._check(tokens, state)
         x = self.lean_forward(tokens, state)  # (B, t, C)
         state.advance(tokens.shape[1])
-        return F.log_softmax(self.model.head(x).float(), dim=-1), state  # (B, t, V)
+        return self.log_softmax_head(x), state  # (B, t, V)
 
     def _check(self, tokens: Tensor, state: KVCache) -> Tensor:
         tokens = self.model._tokens(tokens)
@@ -148,18 +155,19 @@ class FastDecoder:
         The lean path for any t (a prefill too); with ``static`` / ``cuda_graphs`` the one-token steps
         take the static (captured) step and a prefill the lean path."""
         tokens = self._check(tokens, state)
-        if tokens.shape[1] == 1 and self.cuda_graphs:
-            logp = self._graph(tokens.shape[0]).step(tokens, state)
-        elif tokens.shape[1] == 1 and self.static:
-            pos = torch.tensor(state.length, device=tokens.device)
-            logp = self.static_step(tokens[:, 0], pos, state.k, state.v)
+        if tokens.shape[1] == 1 and self.static:
+            logp = self._static(tokens.shape[0]).step(tokens, state)
         else:
             x = self.lean_forward(tokens, state)[:, -1]  # (B, C): the head on the last position only
-            logp = F.log_softmax(self.model.head(x).float(), dim=-1)  # (B, V)
+            logp = self.log_softmax_head(x)  # (B, V)
         state.advance(tokens.shape[1])
         return logp, state
 
     # ----- the lean forward pass and the static one-token step -------------------------------------
+
+    def log_softmax_head(self, x: Tensor) -> Tensor:
+        """(..., C) final hidden states -> log-softmax of the family's logits (..., V), in fp32."""
+        return F.log_softmax(self.lm_head(x).float() + self.head_mask, dim=-1)
 
     def lean_forward(self, tokens: Tensor, cache: KVCache) -> Tensor:
         """tokens (B, t) at positions L..L+t-1 (L = cache.length) -> final hidden states LN_f(z) (B, t, C).
@@ -209,43 +217,48 @@ class FastDecoder:
             h = F.layer_norm(x, (C,), *layer.ln_2)
             x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate="tanh"))
         x = F.layer_norm(x, (C,), *self.ln_f)
-        return F.log_softmax(self.model.head(x).float(), dim=-1)  # (B, V)
+        return self.log_softmax_head(x)  # (B, V)
 
-    def _graph(self, batch_size: int) -> _GraphStep:
-        if batch_size not in self._graphs:
-            self._graphs[batch_size] = _GraphStep(self, batch_size)
-        return self._graphs[batch_size]
+    def _static(self, batch_size: int) -> _StaticStep:
+        if batch_size not in self._steps:
+            self._steps[batch_size] = _StaticStep(self, batch_size, capture=self.cuda_graphs)
+        return self._steps[batch_size]
 
 
-class _GraphStep:
-    """The static step for one batch size, captured once as a CUDA graph over fixed buffers.
+class _StaticStep:
+    """The static step for one batch size over fixed buffers (the token, the position, the KV cache),
+    captured once as a CUDA graph when ``capture`` (then each step is one replay), else run eagerly.
 
-    Not runnable without a CUDA device (the test suite runs :meth:`FastDecoder.static_step`, the
-    function it records, eagerly on the CPU).
+    The eager form is what the test suite runs on the CPU; the capture needs a CUDA device and is
+    not exercised by the tests.
     """
 
-    def __init__(self, decoder: FastDecoder, batch_size: int) -> None:
-        model = decoder.model
-        self.cache = model.start(batch_size)  # the static KV buffers the graph reads and writes
+    def __init__(self, decoder: FastDecoder, batch_size: int, capture: bool) -> None:
+        self.cache = decoder.model.start(batch_size)  # the static KV buffers (zeros: finite everywhere)
         device = self.cache.k.device
         self.token = torch.zeros(batch_size, dtype=torch.long, device=device)  # (B,)
         self.pos = torch.zeros((), dtype=torch.long, device=device)
-        step = decoder.static_step
+        self.run = lambda: decoder.static_step(self.token, self.pos, self.cache.k, self.cache.v)
+        self.graph = self._capture(device) if capture else None
+
+    def _capture(self, device: torch.device):
+        step = self.run
         with torch.inference_mode():
             stream = torch.cuda.Stream(device)
             stream.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(stream):  # warm up on a side stream, as torch.cuda.graph requires
                 for _ in range(3):
-                    step(self.token, self.pos, self.cache.k, self.cache.v)
+                    step()
             torch.cuda.current_stream(device).wait_stream(stream)
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.out = step(self.token, self.pos, self.cache.k, self.cache.v)  # (B, V)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                self.out = step()  # (B, V)
         self.cache.k.zero_()
         self.cache.v.zero_()
+        return graph
 
     def start(self) -> KVCache:
-        """The static cache, emptied (its tensors are the graph's; an older state sharing them ends)."""
+        """The static cache, emptied (its tensors are the step's; an older state sharing them ends)."""
         self.cache.length = 0
         return self.cache
 
@@ -257,6 +270,8 @@ class _GraphStep:
             state.k, state.v = self.cache.k, self.cache.v
         self.token.copy_(tokens[:, 0])
         self.pos.fill_(state.length)
+        if self.graph is None:
+            return self.run()
         self.graph.replay()
         return self.out.clone()  # (B, V): the buffer is overwritten by the next replay
 
