@@ -8,11 +8,12 @@ each of those ops is a kernel launch of a few microseconds, and the launches, no
 set the pace. :class:`FastDecoder` removes what it can, in two ways:
 
 * **The lean step** (every device; the default): the same computation as
-  :meth:`~arlm.models.transformer.TransformerLM.step` for t = 1, written as one flat function of
-  (B, C) tensors over weights fetched once — no module calls, no dropout, no mask building (one
-  query attends to every cached key), the head applied to the one new position only. It writes
-  into the same preallocated :class:`~arlm.models.transformer.KVCache`, so prefill (t > 1),
-  ``step_all`` (speculative verification), ``select`` (beam search) and ``crop`` are the model's own.
+  :meth:`~arlm.models.transformer.TransformerLM.step` written as one flat function over weights
+  fetched once — no module calls, no dropout, no mask for one new token (it attends to every cached
+  key), the head applied to the last position only (``step``) or to every new one (``step_all``, a
+  speculative verifier's pass), the head's [PAD]/[SOS] mask added as a fixed (V,) vector. It writes
+  into the same preallocated :class:`~arlm.models.transformer.KVCache`, so ``select`` (beam search,
+  finished rows) and ``crop`` (rejected draft tokens) are the cache's own.
 * **The static step** (``static=True``; captured with CUDA graphs when ``cuda_graphs=True``): the
   lean step with *static shapes*: the position is a tensor, the new key and value are written with
   ``index_copy_`` at that position, and the query attends to the whole preallocated cache,
