@@ -139,3 +139,21 @@ def test_bad_input_is_one_line_and_exit_code_2(run, models, monkeypatch, args, w
 def test_quantizing_a_count_model_is_refused_in_a_subprocess(models):
     r = arlm("generate", "char_ngram", "--quantize", "int8", cwd=models["root"])
     one_line_error(r, "neural")
+
+
+def test_the_python_api_refuses_bad_drafts(models):
+    from arlm.decode.config import DecodingConfig
+    from arlm.errors import ConfigError, MismatchError
+
+    model, tok = pipeline.load_model(models["tf"])
+    ids = [tok.sos_id, *tok.encode("to be")]
+    greedy = DecodingConfig(strategy="greedy", max_new_tokens=5)
+    with pytest.raises(ConfigError, match="ARModel"):
+        pipeline.decode(model, tok, ids, greedy, draft=object())
+    with pytest.raises(ConfigError, match="≥ 1"):
+        pipeline.decode(model, tok, ids, greedy, draft=pipeline.load_draft("prompt-lookup", tok),
+                        draft_tokens=0)
+    with pytest.raises(MismatchError, match="tokenizer"):
+        pipeline.load_draft(models["word_ngram"], tok)
+    out = pipeline.decode(model, tok, ids, greedy, draft=pipeline.load_draft(models["char_ngram"], tok))
+    assert out.tokens.tolist() == pipeline.decode(model, tok, ids, greedy).tokens[0].tolist()
