@@ -76,7 +76,7 @@ class NanoGPTLoop:
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         self.it += 1
-        return float(loss)
+        return float(loss.detach())
 
 
 class ArlmTrainer:
