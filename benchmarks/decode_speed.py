@@ -43,6 +43,7 @@ from report import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Decoding (Transformer)"
+FAST_SECTION = "## Fast decoding (char Transformer on Shakespeare)"
 SHAPE = dict(n_layer=6, n_embd=384, n_head=6, vocab_size=8192, n_positions=512)
 PROMPT_LEN = 16
 
@@ -206,11 +207,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for both systems (1: robust on a shared machine)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--only", choices=("all", "gpt2", "fast"), default="all",
+                        help="gpt2: the GPT-2-shape comparison; fast: the trained char Transformer with the "
+                             "lean step, speculative decoding, int8 and HF's assisted decoding")
+    parser.add_argument("--target-steps", type=int, default=300,
+                        help="training steps of the fast case's target")
+    parser.add_argument("--fast-new", type=int, default=128, help="new tokens in the fast case")
     args = parser.parse_args()
     if args.quick:
         args.new, args.repeats = 32, 1
     torch.set_num_threads(args.threads)
     args.load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    if args.only in ("all", "fast"):
+        fast_case(args)
+    if args.only == "fast":
+        return
     hf, ours = build()
     n_all = sum(p.numel() for p in ours.parameters())
     n_non_emb = n_all - ours.transformer.wte.weight.numel() - ours.transformer.wpe.weight.numel()
@@ -220,6 +231,31 @@ def main() -> None:
     print(section)
     if not args.quick:
         write_section(args.out, SECTION, section)
+        print(f"updated {args.out}", file=sys.stderr)
+
+
+def fast_case(args) -> None:
+    """The trained char Transformer: lean step, speculative decoding, int8, HF assisted (its own section)."""
+    import transformers
+
+    from fast_decode_bench import report as fast_report
+    from fast_decode_bench import run as fast_run
+
+    steps = 30 if args.quick else args.target_steps
+    res = fast_run(args.fast_new if not args.quick else 32, 1 if args.quick else max(args.repeats, 5),
+                   steps, max(20, steps // 2))
+    cmd = "python benchmarks/decode_speed.py" + (" --only fast" if args.only == "fast" else "")
+    lines = [FAST_SECTION, "",
+             f"Command: `nice {cmd}` — {datetime.date.today().isoformat()}, {platform.platform()}, "
+             f"Python {platform.python_version()}, torch {torch.__version__}, transformers "
+             f"{transformers.__version__}; load average at the start {args.load}, at the end "
+             f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores shared with other engineers' jobs: "
+             f"absolute tokens/s move with the load, the ratios come from alternating runs).", "",
+             *fast_report(res)]
+    section = "\n".join(lines) + "\n"
+    print(section)
+    if not args.quick:
+        write_section(args.out, FAST_SECTION, section)
         print(f"updated {args.out}", file=sys.stderr)
 
 

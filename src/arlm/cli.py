@@ -42,6 +42,9 @@ ArpaSplitOpt = Annotated[str, typer.Option(
     help="For an .arpa model: split text on whitespace (KenLM's convention, for pre-tokenized text) "
          "or with arlm's word regex (for ARPA files that `arlm train ngram` wrote).")]
 ArpaLowerOpt = Annotated[bool, typer.Option(help="For an .arpa model: lowercase the text first.")]
+QuantizeOpt = Annotated[str | None, typer.Option(
+    help="int8: int8 weights in every Linear layer (dynamic quantization; CPU only): faster on a CPU, "
+         "slightly different numbers.")]
 UnitOpt = Annotated[str, typer.Option(
     help="lines: each line is a sentence [SOS] … [EOS]; documents: each document is one sequence.")]
 
@@ -202,14 +205,34 @@ def evaluate(
     arpa_split: ArpaSplitOpt = "whitespace",
     arpa_lowercase: ArpaLowerOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")] = False,
+    quantize: QuantizeOpt = None,
 ) -> None:
-    """Likelihood of a corpus split: NLL, perplexity (with and without OOVs), bits per char."""
+    """Likelihood of a corpus split: NLL, perplexity (with and without OOVs), bits per char.
+
+    With --quantize int8 the split is scored twice, by the fp32 and the int8 model, and the
+    perplexity change is printed next to the speed of each."""
     from arlm import pipeline
-    from arlm.evaluate.likelihood import evaluate_likelihood
 
     model, tok = pipeline.load_model(model_path, arpa_split, arpa_lowercase)
     data = pipeline.prepare_data(corpus, tok, split, None, unit, encoding)
     corp, test = data.corpus, data.train
+    if quantize is not None:
+        comparison = pipeline.evaluate_quantized(model, tok, test, quantize)
+        result = {"model": str(model_path), "corpus": corp.name, "split": split, "unit": unit,
+                  **comparison}
+        if as_json:
+            print(json.dumps(result))
+            return
+        table = Table("", "fp32", quantize, "change", title=f"{model_path} on {corp.name} ({split})")
+        for name, key, digits in (("perplexity", "perplexity", 2), ("bits per character", "bits_per_char", 4),
+                                  ("scored tokens / s", "tokens_per_s", 0)):
+            a, b = comparison["fp32"][key], comparison[quantize][key]
+            change = f"{(b / a - 1) * 100:+.2f}%" if a and b is not None else "-"
+            table.add_row(name, _fmt(a, digits), _fmt(b, digits), change)
+        out.print(table)
+        return
+    from arlm.evaluate.likelihood import evaluate_likelihood
+
     report = evaluate_likelihood(model, test.tokens, num_chars=test.num_chars, sos_id=tok.sos_id,
                                  eos_id=tok.eos_id, unk_id=tok.unk_id)
     result = {"model": str(model_path), "corpus": corp.name, "split": split, "unit": unit,
@@ -297,6 +320,18 @@ def generate_text(
     max_new_tokens: Annotated[int, typer.Option(help="At most this many new tokens per sample.")] = 60,
     stop: Annotated[list[str] | None, typer.Option(
         help="Stop a sample once its text contains this string (repeatable; kept in the output).")] = None,
+    draft: Annotated[str | None, typer.Option(
+        help="Speculative decoding: a draft model folder with the same tokenizer (an n-gram, a small "
+             "Transformer, …) or prompt-lookup (copy what followed the last n-gram earlier on). "
+             "Greedy gives the same tokens, sampling the same distribution, usually faster.")] = None,
+    draft_tokens: Annotated[int, typer.Option(help="Tokens the draft proposes per round (≥ 1).")] = 4,
+    quantize: QuantizeOpt = None,
+    fast: Annotated[bool, typer.Option(
+        help="Decode a Transformer with the lean one-token step (same tokens; --no-fast: the "
+             "model's own modules).")] = True,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object: text, tokens, decode tokens/s (loading excluded) and, with "
+                       "a draft, the acceptance rate and tokens per target forward.")] = False,
 ) -> None:
     """Continue a prompt: stream sampled or greedy text as it is generated, or beam search's n-best.
 
@@ -310,7 +345,11 @@ def generate_text(
         repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
         num_beams=num_beams, length_penalty=length_penalty, num_samples=num_samples, seed=seed,
         max_new_tokens=max_new_tokens, stop_strings=tuple(stop or ()))
+    if draft is not None:
+        pipeline.check_draft(config, draft_tokens)
     model, tok = pipeline.load_model(model_path)
+    model = pipeline.quantize(model, quantize)
+    draft_model = None if draft is None else pipeline.load_draft(draft, tok, quantize)
     unknown = pipeline.unknown_pieces(tok, prompt)
     if unknown:
         shown = ", ".join(repr(p) for p in unknown[:10]) + (" …" if len(unknown) > 10 else "")
@@ -321,8 +360,18 @@ def generate_text(
     except ConfigError as e:
         raise ConfigError(str(e).replace("max_new_tokens", "--max-new-tokens")) from None
 
+    if as_json or draft is not None:  # the whole text at the end
+        run = pipeline.run_generation(model, tok, prompt, ids, config, draft=draft_model, draft_name=draft,
+                                      draft_tokens=draft_tokens, fast=fast, quantize=quantize)
+        if as_json:
+            print(json.dumps(run.to_dict()))
+            return
+        print(run.sequences[0]["text"], flush=True)
+        err.print(f"({run.summary()})", markup=False, highlight=False)
+        return
+
     if config.strategy == "beam":
-        beams = pipeline.decode(model, tok, ids, config)
+        beams = pipeline.decode(model, tok, ids, config, fast=fast)
         for r in range(beams.tokens.shape[1]):
             n = int(beams.lengths[0, r])
             if n == 0:
@@ -354,7 +403,7 @@ def generate_text(
     if n_samples == 1:
         sys.stdout.write(shown_text[0])
         sys.stdout.flush()
-    result = pipeline.decode(model, tok, ids, config, on_token=on_token)
+    result = pipeline.decode(model, tok, ids, config, on_token=on_token, fast=fast)
     if n_samples == 1:
         sys.stdout.write("\n")
         sys.stdout.flush()

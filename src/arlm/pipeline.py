@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -363,17 +364,34 @@ def encode_prompt(model: ARModel, tokenizer: Tokenizer, prompt: str, max_new_tok
 
 
 def decode(model: ARModel, tokenizer: Tokenizer, prompt_ids: list[int], config: DecodingConfig,
-           on_token: Callable | None = None):
+           on_token: Callable | None = None, *, draft: Any = None, draft_tokens: int = 4,
+           fast: bool = True):
     """Continue one prompt with ``config``'s strategy: :class:`~arlm.decode.search.Samples` (sampling,
-    greedy; ``on_token`` streams them) or :class:`~arlm.decode.search.Beams` (beam search)."""
+    greedy; ``on_token`` streams them) or :class:`~arlm.decode.search.Beams` (beam search).
+
+    ``draft`` (a model on the same tokenizer, or a :class:`~arlm.decode.speculative.Draft` such as
+    prompt lookup; see :func:`load_draft`) turns on speculative decoding with ``draft_tokens``
+    proposals a round: a :class:`~arlm.decode.speculative.SpeculativeResult` (the same tokens as
+    plain greedy decoding; sampling keeps the model's distribution). ``fast`` decodes a Transformer
+    with the lean one-token step of :class:`~arlm.decode.fast.FastDecoder` (the same tokens).
+    """
+    from arlm.decode.fast import fast_decoder
     from arlm.decode.search import beam_search, generate
 
-    if hasattr(model, "eval"):
-        model.eval()
+    for m in (model, draft):
+        if hasattr(m, "eval"):
+            m.eval()
     ids = {"eos_id": tokenizer.eos_id, "sos_id": tokenizer.sos_id, "pad_id": tokenizer.pad_id}
+    target = fast_decoder(model, fast)
+    if draft is not None:
+        from arlm.decode.speculative import speculative_generate
+
+        check_draft(config, draft_tokens)
+        return speculative_generate(target, fast_decoder(draft, fast), [prompt_ids], config,
+                                    k=draft_tokens, eos_id=ids["eos_id"], sos_id=ids["sos_id"])
     if config.strategy == "beam":
-        return beam_search(model, [prompt_ids], config, **ids)
-    return generate(model, [prompt_ids], config, on_token=on_token,
+        return beam_search(target, [prompt_ids], config, **ids)
+    return generate(target, [prompt_ids], config, on_token=on_token,
                     decode=tokenizer.decode if config.stop_strings else None, **ids)
 
 
@@ -387,7 +405,159 @@ def decode_steps(model: ARModel, tokenizer: Tokenizer, prompt_ids: list[int], co
     if config.strategy == "beam":
         raise DecodingError("strategy", "beam search finishes its hypotheses together and cannot be "
                                         "streamed token by token; use a sampling or greedy strategy")
+    from arlm.decode.fast import fast_decoder
+
     if hasattr(model, "eval"):
         model.eval()
-    return stream(model, [prompt_ids], config, eos_id=tokenizer.eos_id, sos_id=tokenizer.sos_id,
+    return stream(fast_decoder(model, True), [prompt_ids], config, eos_id=tokenizer.eos_id, sos_id=tokenizer.sos_id,
                   pad_id=tokenizer.pad_id, decode=tokenizer.decode if config.stop_strings else None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Faster decoding: drafts for speculative decoding, int8 weights, timed runs
+# ---------------------------------------------------------------------------------------------
+
+PROMPT_LOOKUP = "prompt-lookup"
+
+
+def load_draft(spec: str | Path, tokenizer: Tokenizer, quantize_mode: str | None = None):
+    """A speculative-decoding draft: ``"prompt-lookup"`` (:class:`~arlm.decode.speculative.PromptLookupDraft`)
+    or a model folder (any family: an n-gram, a small Transformer, …) whose tokenizer is the same
+    as ``tokenizer`` (the target model's), optionally int8-quantized."""
+    from arlm.decode.speculative import PromptLookupDraft
+
+    if str(spec) == PROMPT_LOOKUP:
+        return PromptLookupDraft()
+    draft, draft_tok = load_model(spec)
+    if not isinstance(draft, ARModel):
+        raise ConfigError(f"the draft {spec} is not a language model (ARModel); pass a model folder "
+                          f"or {PROMPT_LOOKUP}")
+    if (draft_tok.kind != tokenizer.kind or draft_tok.vocab_size != tokenizer.vocab_size
+            or list(draft_tok.vocab) != list(tokenizer.vocab)):
+        raise MismatchError(f"the draft {spec} uses another tokenizer ({draft_tok.kind}, "
+                            f"{draft_tok.vocab_size} tokens) than the model ({tokenizer.kind}, "
+                            f"{tokenizer.vocab_size} tokens); train the draft on the same corpus with the "
+                            f"same --tokenizer, or use --draft {PROMPT_LOOKUP}")
+    return quantize(draft, quantize_mode) if hasattr(draft, "parameters") else draft
+
+
+def quantize(model: ARModel, mode: str | None) -> ARModel:
+    """``model`` with int8 weights (``mode="int8"``, CPU only; :mod:`arlm.models.quantize`), or as it is
+    (None). A model without weights to quantize (an n-gram) is a one-line error."""
+    from arlm.models.quantize import quantize_model
+
+    return quantize_model(model, mode)
+
+
+def evaluate_quantized(model: ARModel, tokenizer: Tokenizer, split: EncodedSplit,
+                       mode: str) -> dict[str, Any]:
+    """Score ``split`` with the fp32 model and with its ``mode`` (int8) copy: each one's likelihood
+    report plus scored tokens/s, the two side by side (``{"fp32": {…}, mode: {…}}``) with the
+    perplexity change in percent."""
+    import time
+
+    from arlm.evaluate.likelihood import evaluate_likelihood
+
+    reports = {}
+    for name, m in (("fp32", model), (mode, quantize(model, mode))):
+        t0 = time.perf_counter()
+        report = evaluate_likelihood(m, split.tokens, num_chars=split.num_chars, sos_id=tokenizer.sos_id,
+                                     eos_id=tokenizer.eos_id, unk_id=tokenizer.unk_id).to_dict()
+        seconds = time.perf_counter() - t0
+        reports[name] = {**report, "seconds": round(seconds, 4),
+                         "tokens_per_s": report["num_tokens"] / seconds if seconds > 0 else None}
+    a, b = reports["fp32"]["perplexity"], reports[mode]["perplexity"]
+    change = (b / a - 1) * 100 if a and b is not None and math.isfinite(a) else None
+    return {**reports, "quantize": mode, "perplexity_change_percent": change}
+
+
+def check_draft(config: DecodingConfig, draft_tokens: int) -> None:
+    """What speculative decoding accepts: one sequence (no beam, no num_samples, no stop strings) and
+    at least one draft token per round."""
+    if isinstance(draft_tokens, bool) or not isinstance(draft_tokens, int) or draft_tokens < 1:
+        raise ConfigError(f"draft_tokens (--draft-tokens) must be an integer ≥ 1, got {draft_tokens!r}; "
+                          "propose e.g. 4 tokens a round")
+    if config.strategy == "beam":
+        raise ConfigError("a draft (speculative decoding) works with the greedy and sampling strategies, "
+                          "not beam search; drop the draft or choose --strategy greedy")
+    if config.sequences_per_prompt != 1 or config.stop_strings:
+        raise ConfigError("a draft (speculative decoding) produces one sequence with no stop strings; "
+                          "drop num_samples (--num-samples) and stop strings (--stop), or the draft")
+
+
+@dataclass
+class Generation:
+    """A timed :func:`decode` run, ready to print or to serialise (``arlm generate --json``)."""
+
+    prompt: str
+    sequences: list[dict[str, Any]]  # each: text (prompt + continuation), tokens (new ids), stop_reason
+    seconds: float  # wall clock of decoding (prefill included; loading excluded)
+    new_tokens: int  # over all sequences
+    draft: str | None = None
+    draft_tokens: int | None = None
+    stats: dict[str, Any] | None = None  # speculative decoding: acceptance rate, tokens per forward, …
+    quantize: str | None = None
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else float("inf")
+
+    def summary(self) -> str:
+        """One line: tokens, why the first sequence stopped, speed, the draft's acceptance."""
+        line = (f"{self.new_tokens} tokens, {self.sequences[0]['stop_reason'] if self.sequences else '-'}; "
+                f"{self.tokens_per_second:,.1f} tokens/s")
+        if self.stats:
+            line += (f"; draft acceptance {self.stats['acceptance_rate']:.1%}, "
+                     f"{self.stats['tokens_per_target_forward']:.2f} tokens per target forward")
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        first = self.sequences[0] if self.sequences else {"text": self.prompt, "tokens": []}
+        out = {"prompt": self.prompt, "text": first["text"], "tokens": first["tokens"],
+               "sequences": self.sequences, "new_tokens": self.new_tokens,
+               "decode_seconds": round(self.seconds, 6), "tokens_per_s": round(self.tokens_per_second, 3),
+               "quantize": self.quantize, "draft": self.draft}
+        if self.draft is not None:
+            out.update({"draft_tokens": self.draft_tokens, **(self.stats or {})})
+        return out
+
+
+def run_generation(model: ARModel, tokenizer: Tokenizer, prompt: str, prompt_ids: list[int],
+                   config: DecodingConfig, *, on_token: Callable | None = None, draft: Any = None,
+                   draft_name: str | None = None, draft_tokens: int = 4, fast: bool = True,
+                   quantize: str | None = None) -> Generation:
+    """:func:`decode`, timed (loading excluded), its output as text: a :class:`Generation`."""
+    import time
+
+    from arlm.decode.search import Beams, Samples
+
+    t0 = time.perf_counter()
+    result = decode(model, tokenizer, prompt_ids, config, on_token, draft=draft, draft_tokens=draft_tokens,
+                    fast=fast)
+    seconds = time.perf_counter() - t0
+    head = prompt_ids[1:]
+    stats = None
+    if isinstance(result, Samples):
+        rows = [result.tokens[i, : int(n)].tolist() for i, n in enumerate(result.lengths.tolist())]
+        seqs = [{"text": tokenizer.decode(head + r), "tokens": r, "stop_reason": why}
+                for r, why in zip(rows, result.stop_reason, strict=True)]
+    elif isinstance(result, Beams):
+        seqs = []
+        for r in range(result.tokens.shape[1]):
+            n = int(result.lengths[0, r])
+            if n:
+                row = result.tokens[0, r, :n].tolist()
+                seqs.append({"text": tokenizer.decode(head + row), "tokens": row,
+                             "stop_reason": result.stop_reason[0][r], "score": float(result.scores[0, r]),
+                             "log_prob": float(result.log_probs[0, r])})
+    else:  # a SpeculativeResult
+        row = result.tokens.tolist()
+        seqs = [{"text": tokenizer.decode(head + row), "tokens": row, "stop_reason": result.stop_reason}]
+        s = result.stats
+        stats = {"acceptance_rate": round(s.acceptance_rate, 6),
+                 "tokens_per_target_forward": round(s.tokens_per_target_forward, 6),
+                 "target_forwards": s.target_forwards, "draft_forwards": s.draft_forwards,
+                 "proposed": s.proposed, "accepted": s.accepted}
+    return Generation(prompt, seqs, seconds, sum(len(s["tokens"]) for s in seqs),
+                      draft_name if draft is not None else None, draft_tokens if draft is not None else None,
+                      stats, quantize)

@@ -1,0 +1,159 @@
+"""`arlm generate --draft/--draft-tokens/--quantize/--json/--no-fast` and `arlm eval --quantize`:
+the same tokens on every path, the reported numbers, and bad input as one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from arlm import pipeline
+from arlm.data.tokenizers import train_tokenizer
+from arlm.models.ngram import NGramModel
+from arlm.models.transformer import TransformerConfig, TransformerLM
+from cli_helpers import arlm, one_line_error
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LINES = ["to be or not to be , that is the question .", "the rest is silence .",
+         "to sleep , perchance to dream .", "all the world is a stage ."] * 5
+
+
+def _transformer(vocab_size: int, seed: int) -> TransformerLM:
+    torch.manual_seed(seed)
+    model = TransformerLM(TransformerConfig(vocab_size=vocab_size, block_size=96, n_layer=2, n_head=2,
+                                            d_model=32)).eval()
+    with torch.no_grad():  # peaked distributions: varied greedy text
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("fast")
+    (root / "text.txt").write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    chars = train_tokenizer("char", LINES)
+    stream = np.array([i for line in chars.encode_lines(LINES) for i in [1, *line.tolist(), 2]])
+    pipeline.save_model(root / "tf", _transformer(chars.vocab_size, 0), chars)
+    pipeline.save_model(root / "tf_draft", _transformer(chars.vocab_size, 1), chars)
+    ngram = NGramModel.fit(stream, order=4, vocab=chars.vocab, smoothing="kn", discount_fallback=True)
+    pipeline.save_model(root / "char_ngram", ngram, chars)
+    words = train_tokenizer("word", LINES)
+    wstream = np.array([i for line in words.encode_lines(LINES) for i in [1, *line.tolist(), 2]])
+    wngram = NGramModel.fit(wstream, order=2, vocab=words.vocab, smoothing="kn", discount_fallback=True)
+    pipeline.save_model(root / "word_ngram", wngram, words)
+    other_chars = train_tokenizer("char", ["xyz qwv"])  # another character vocabulary
+    pipeline.save_model(root / "other_tf", _transformer(other_chars.vocab_size, 2), other_chars)
+    return {name: root / name for name in ("tf", "tf_draft", "char_ngram", "word_ngram", "other_tf")} | {
+        "root": root, "text": root / "text.txt"}
+
+
+@pytest.fixture()
+def run(monkeypatch, capsys):
+    """`arlm …` in this process through cli.main: (exit code, stdout, stderr)."""
+    from arlm import cli
+
+    def call(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["arlm", *map(str, args)])
+        code = 0
+        try:
+            cli.main()
+        except SystemExit as e:
+            code = e.code or 0
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call
+
+
+GREEDY = ("--prompt", "to be", "--strategy", "greedy", "--max-new-tokens", "40")
+
+
+def _json(result) -> dict:
+    code, out, err = result
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_every_draft_and_path_gives_the_plain_greedy_tokens(run, models):
+    plain = _json(run("generate", models["tf"], *GREEDY, "--json", "--no-fast"))
+    assert plain["text"].startswith("to be") and len(plain["tokens"]) == plain["new_tokens"] == 40
+    assert plain["tokens_per_s"] > 0 and plain["draft"] is None
+    assert _json(run("generate", models["tf"], *GREEDY, "--json"))["tokens"] == plain["tokens"]
+    for draft in ("prompt-lookup", models["char_ngram"], models["tf_draft"]):
+        out = _json(run("generate", models["tf"], *GREEDY, "--json", "--draft", draft, "--draft-tokens", "3"))
+        assert out["tokens"] == plain["tokens"] and out["text"] == plain["text"]
+        assert 0.0 <= out["acceptance_rate"] <= 1.0 and out["draft_tokens"] == 3
+        assert out["tokens_per_target_forward"] == pytest.approx(40 / out["target_forwards"])
+        assert out["accepted"] == round(out["acceptance_rate"] * out["proposed"])
+    code, text, err = run("generate", models["tf"], *GREEDY, "--draft", "prompt-lookup")
+    assert code == 0 and text.strip() == plain["text"].strip() and "acceptance" in err
+
+
+def test_sampling_with_a_draft_is_seeded(run, models):
+    args = ("generate", models["tf"], "--prompt", "to", "--max-new-tokens", "30", "--seed", "4", "--json",
+            "--draft", models["tf_draft"])
+    a, b = _json(run(*args)), _json(run(*args))
+    assert a["tokens"] == b["tokens"] and len(a["tokens"]) <= 30
+
+
+def test_int8_generation_and_the_perplexity_change(run, models):
+    out = _json(run("generate", models["tf"], *GREEDY, "--json", "--quantize", "int8"))
+    assert out["quantize"] == "int8" and len(out["tokens"]) == 40
+    ev = _json(run("eval", models["tf"], "--corpus", models["text"], "--split", "all", "--quantize", "int8",
+                   "--json"))
+    fp32, int8 = ev["fp32"]["perplexity"], ev["int8"]["perplexity"]
+    assert fp32 > 1 and int8 > 1 and fp32 != int8 and abs(int8 / fp32 - 1) < 0.05
+    assert ev["perplexity_change_percent"] == pytest.approx((int8 / fp32 - 1) * 100)
+    assert ev["fp32"]["num_tokens"] == ev["int8"]["num_tokens"] and ev["int8"]["tokens_per_s"] > 0
+    plain = _json(run("eval", models["tf"], "--corpus", models["text"], "--split", "all", "--json"))
+    assert plain["perplexity"] == pytest.approx(fp32)
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--draft", "word_ngram"), ("tokenizer", "word")),  # another tokenizer
+    (("--draft", "other_tf"), ("tokenizer",)),  # the same kind, another vocabulary
+    (("--draft", "char_ngram", "--draft-tokens", "0"), ("--draft-tokens", "≥ 1")),
+    (("--draft", "prompt-lookup", "--strategy", "beam"), ("beam",)),
+    (("--draft", "prompt-lookup", "--num-samples", "2"), ("--num-samples",)),
+    (("--draft", "text.txt"), ()),  # not a model: a text file read as ARPA fails
+    (("--draft", "missing"), ("missing",)),
+    (("--quantize", "int4"), ("int8",)),
+])
+def test_bad_input_is_one_line_and_exit_code_2(run, models, monkeypatch, args, words):
+    monkeypatch.chdir(models["root"])
+    code, _, err = run("generate", "tf", "--prompt", "to", *args)
+    assert code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_quantizing_a_count_model_is_refused_in_a_subprocess(models):
+    r = arlm("generate", "char_ngram", "--quantize", "int8", cwd=models["root"])
+    one_line_error(r, "neural")
+
+
+def test_the_python_api_refuses_bad_drafts(models):
+    from arlm.decode.config import DecodingConfig
+    from arlm.errors import ConfigError, MismatchError
+
+    model, tok = pipeline.load_model(models["tf"])
+    ids = [tok.sos_id, *tok.encode("to be")]
+    greedy = DecodingConfig(strategy="greedy", max_new_tokens=5)
+    with pytest.raises(ConfigError, match="ARModel"):
+        pipeline.decode(model, tok, ids, greedy, draft=object())
+    with pytest.raises(ConfigError, match="≥ 1"):
+        pipeline.decode(model, tok, ids, greedy, draft=pipeline.load_draft("prompt-lookup", tok),
+                        draft_tokens=0)
+    with pytest.raises(MismatchError, match="tokenizer"):
+        pipeline.load_draft(models["word_ngram"], tok)
+    out = pipeline.decode(model, tok, ids, greedy, draft=pipeline.load_draft(models["char_ngram"], tok))
+    assert out.tokens.tolist() == pipeline.decode(model, tok, ids, greedy).tokens[0].tolist()

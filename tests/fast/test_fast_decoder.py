@@ -1,0 +1,130 @@
+"""FastDecoder: the lean and the static (CUDA-graph-shaped) steps give the model's own log-probs and
+tokens — greedy, sampling, beam search, speculative verification, GPT-2's unmasked head, int8."""
+
+import pytest
+import torch
+
+from arlm.decode.fast import FastDecoder, fast_decoder
+from arlm.decode.search import beam_search, generate
+from arlm.decode.speculative import PromptLookupDraft, speculative_generate
+from arlm.errors import ConfigError
+from arlm.models.gpt2 import GPT2LM
+from arlm.models.quantize import quantize_int8
+from arlm.models.rnn import RNNLM, RNNConfig
+from arlm.models.transformer import TransformerConfig, TransformerLM
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+V = 20
+
+
+def _model(cls=TransformerLM, seed=0, **kw):
+    torch.manual_seed(seed)
+    cfg = TransformerConfig(vocab_size=V, block_size=48, n_layer=2, n_head=2, d_model=32, **kw)
+    model = cls(cfg).eval()
+    with torch.no_grad():  # large weights: peaked distributions, varied greedy text
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    return model
+
+
+PROMPTS = torch.tensor([[1, 5, 6, 7, 5, 6], [1, 9, 4, 4, 3, 8]])
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_steps_give_the_models_log_probs(static):
+    model = _model()
+    fast = FastDecoder(model, static=static)
+    ref_state, state = model.start(2), fast.start(2)
+    ref, _ = model.step(PROMPTS, ref_state)
+    out, _ = fast.step(PROMPTS, state)  # a prefill (lean path)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    tok = ref.argmax(-1, keepdim=True)
+    for _ in range(10):  # one-token steps
+        ref, _ = model.step(tok, ref_state)
+        out, _ = fast.step(tok, state)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+        assert state.length == ref_state.length
+        tok = ref.argmax(-1, keepdim=True)
+    # the caches hold the same keys and values
+    L = state.length
+    torch.testing.assert_close(state.k[:, :, :, :L], ref_state.k[:, :, :, :L], rtol=0, atol=1e-5)
+
+
+def test_step_all_gives_every_positions_log_probs():
+    model = _model()
+    fast = FastDecoder(model)
+    a, b = model.start(1), fast.start(1)
+    model.step(PROMPTS[:1], a)
+    fast.step(PROMPTS[:1], b)
+    ref, _ = model.step_all(torch.tensor([[3, 4, 5, 6]]), a)
+    out, _ = fast.step_all(torch.tensor([[3, 4, 5, 6]]), b)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(out[0], model.log_probs(torch.cat([PROMPTS[:1], torch.tensor([[3, 4, 5, 6]])],
+                                                                 1))[0, -4:], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("static", [False, True])
+@pytest.mark.parametrize("cls", [TransformerLM, GPT2LM])
+def test_greedy_and_sampling_give_the_same_tokens(static, cls):
+    model = _model(cls)
+    fast = FastDecoder(model, static=static)
+    for settings in (dict(temperature=0), dict(temperature=1.0, seed=3, num_samples=3)):
+        ref = generate(model, PROMPTS, max_new_tokens=30, eos_id=None, **settings)
+        out = generate(fast, PROMPTS, max_new_tokens=30, eos_id=None, **settings)
+        assert torch.equal(out.tokens, ref.tokens)
+        torch.testing.assert_close(out.log_probs, ref.log_probs, rtol=0, atol=1e-5)
+
+
+def test_rows_finishing_early_and_beam_search_follow_the_model():
+    model = _model(seed=1)
+    fast = FastDecoder(model)
+    ref = generate(model, PROMPTS, temperature=1.0, seed=0, num_samples=4, max_new_tokens=25, eos_id=2)
+    out = generate(fast, PROMPTS, temperature=1.0, seed=0, num_samples=4, max_new_tokens=25, eos_id=2)
+    assert torch.equal(out.tokens, ref.tokens) and out.stop_reason == ref.stop_reason
+    assert "eos" in ref.stop_reason  # some rows stopped early: the cache rows were selected
+    ref_b = beam_search(model, PROMPTS, num_beams=3, max_new_tokens=12)
+    out_b = beam_search(fast, PROMPTS, num_beams=3, max_new_tokens=12)
+    assert torch.equal(out_b.tokens, ref_b.tokens)
+    torch.testing.assert_close(out_b.scores, ref_b.scores, rtol=0, atol=1e-5)
+
+
+def test_speculative_with_the_fast_target_and_draft_equals_plain_greedy():
+    target, draft = _model(seed=2), _model(seed=3)
+    prompt = [[1, 5, 6, 7, 5, 6, 7, 5]]
+    plain = generate(target, prompt, temperature=0, max_new_tokens=30, eos_id=None).rows()[0]
+    for d in (FastDecoder(draft), PromptLookupDraft()):
+        spec = speculative_generate(FastDecoder(target), d, prompt, temperature=0, max_new_tokens=30, k=3,
+                                    eos_id=None)
+        assert spec.tokens.tolist() == plain
+        assert spec.stats.target_forwards < 30 or spec.stats.acceptance_rate == 0
+
+
+def test_int8_weights_run_in_the_lean_step():
+    model = _model()
+    q = quantize_int8(model)
+    ref = generate(q, PROMPTS, temperature=0, max_new_tokens=20, eos_id=None)
+    out = generate(FastDecoder(q), PROMPTS, temperature=0, max_new_tokens=20, eos_id=None)
+    assert torch.equal(out.tokens, ref.tokens)
+    torch.testing.assert_close(out.log_probs, ref.log_probs, rtol=0, atol=1e-5)
+
+
+def test_bad_input():
+    with pytest.raises(ConfigError, match="Transformer"):
+        FastDecoder(RNNLM(RNNConfig(vocab_size=V)))
+    with pytest.raises(ConfigError, match="explicit"):
+        FastDecoder(_model(attention="explicit"))
+    with pytest.raises(ConfigError, match="CUDA"):
+        FastDecoder(_model(), cuda_graphs=True)  # the model is on the CPU
+    fast = FastDecoder(_model())
+    state = fast.start(1)
+    with pytest.raises(ConfigError, match="block_size"):
+        fast.step(torch.ones(1, 49, dtype=torch.long), state)
+    with pytest.raises(ConfigError, match="rows"):
+        fast.step(torch.ones(2, 1, dtype=torch.long), state)
+    # fast_decoder wraps only what the lean step supports
+    rnn = RNNLM(RNNConfig(vocab_size=V)).eval()
+    assert fast_decoder(rnn) is rnn and isinstance(fast_decoder(_model()), FastDecoder)
+    assert not isinstance(fast_decoder(_model(), enabled=False), FastDecoder)
+    assert not isinstance(fast_decoder(_model().train()), FastDecoder)
