@@ -409,8 +409,9 @@ def decode_steps(model: ARModel, tokenizer: Tokenizer, prompt_ids: list[int], co
 
     if hasattr(model, "eval"):
         model.eval()
-    return stream(fast_decoder(model, True), [prompt_ids], config, eos_id=tokenizer.eos_id, sos_id=tokenizer.sos_id,
-                  pad_id=tokenizer.pad_id, decode=tokenizer.decode if config.stop_strings else None)
+    return stream(fast_decoder(model, True), [prompt_ids], config, eos_id=tokenizer.eos_id,
+                  sos_id=tokenizer.sos_id, pad_id=tokenizer.pad_id,
+                  decode=tokenizer.decode if config.stop_strings else None)
 
 
 # ---------------------------------------------------------------------------------------------
