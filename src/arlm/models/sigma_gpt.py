@@ -43,7 +43,8 @@ cache, as in the Transformer).
 **Training.** :func:`random_order_batch` draws a fresh σ per sequence and returns the shuffled
 inputs with both position streams and the shuffled targets ([EOS] stays the last target, so the
 model also learns the left-to-right end of a sequence); :func:`random_order_loss` is the
-cross-entropy a plain training loop minimises.
+cross-entropy a plain training loop minimises. The :class:`~arlm.train.trainer.Trainer` trains it
+through :meth:`SigmaGPT.training_inputs` (``arlm train sigma_gpt``), one sequence per row.
 
 **Sampling and infilling** generate slot by slot with the KV cache, in any order: ``sample`` in a
 random order by default, ``infill`` with the known positions first in the order (a prefill) and
@@ -145,6 +146,7 @@ def _content_only(logits: Tensor) -> Tensor:
 class SigmaGPT(NeuralLM):
     family = "sigma_gpt"
     config_class = SigmaGPTConfig
+    batch_kind = "sequences"  # the Trainer gives it one whole [SOS] … [EOS] sequence per row
 
     def __init__(self, config: SigmaGPTConfig) -> None:
         super().__init__(config)
@@ -340,6 +342,26 @@ class SigmaGPT(NeuralLM):
         later = slots if order == "l2r" else torch.rand(B, T - 2, generator=g, device=self.device)
         keys = torch.where(known, slots - T, later)  # known first, left to right
         return self._generate(checked, known, keys.argsort(dim=1), g, temperature)
+
+    # ----- training: what the Trainer calls --------------------------------------------------------
+
+    @staticmethod
+    def training_inputs(window: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """A training batch, each row in a fresh random order: window (B, T+1), one sequence per
+        row (``batch_kind = "sequences"``) -> (inputs (B, T, 3) = [x_π(i), π(i), π(i+1)] per step,
+        targets (B, T) = x_π(i+1), [PAD] not scored). ``forward`` reads such inputs."""
+        inputs, positions, next_positions, targets = random_order_batch(window, generator)
+        return torch.stack([inputs, positions, next_positions], dim=-1), targets
+
+    def forward(self, tokens: Tensor, state=None) -> tuple[Tensor, None]:
+        """tokens (B, T) read left to right, or (B, T, 3) steps [token, its position, the position to
+        predict] in any order (:meth:`training_inputs`) -> (logits (B, T, V), None)."""
+        tokens = self._tokens(tokens)
+        if tokens.dim() == 3:
+            if state is not None:
+                raise ConfigError("the σ-GPT model carries no state between calls; pass state=None")
+            return self.forward_positions(tokens[..., 0], tokens[..., 1], tokens[..., 2]), None
+        return super().forward(tokens, state)
 
     # ----- the ARModel interface: the left-to-right order ---------------------------------------
 
