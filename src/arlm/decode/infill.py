@@ -65,10 +65,12 @@ def check_infill_model(model) -> None:
 
 
 def infill_tokens(model, tokens, known_mask, num_samples: int = 1, seed: int = 0,
-                  temperature: float = 1.0, order: str = "random") -> torch.Tensor:
+                  temperature: float = 1.0, order: str = "random", banned: tuple[int, ...] = ()
+                  ) -> torch.Tensor:
     """Fill the unknown positions of rows ``[SOS] x_1 … x_n [EOS]`` (B, T) or (T,), ``known_mask``
     of the same shape, ``num_samples`` times each -> (B·num_samples, T); known positions unchanged.
-    ``order``: the unknown positions in a random or left-to-right (``"l2r"``) order."""
+    ``order``: the unknown positions in a random or left-to-right (``"l2r"``) order; ``banned``: ids
+    never drawn (e.g. ``(UNK_ID,)`` for images)."""
     check_infill_model(model)
     if num_samples < 1:
         raise ConfigError(f"num_samples must be at least 1, not {num_samples}")
@@ -82,7 +84,8 @@ def infill_tokens(model, tokens, known_mask, num_samples: int = 1, seed: int = 0
     tokens = tokens.repeat_interleave(num_samples, dim=0)
     known_mask = known_mask.repeat_interleave(num_samples, dim=0)
     model.eval()
-    return model.infill(tokens, known_mask, seed=seed, temperature=temperature, order=order).cpu()
+    return model.infill(tokens, known_mask, seed=seed, temperature=temperature, order=order,
+                        banned=banned).cpu()
 
 
 def infill_text(model, tokenizer, template: str, num_samples: int = 1, seed: int = 0,

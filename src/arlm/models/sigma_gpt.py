@@ -270,7 +270,7 @@ class SigmaGPT(NeuralLM):
 
     @torch.no_grad()
     def _generate(self, tokens: Tensor, known: Tensor, order: Tensor, generator: torch.Generator,
-                  temperature: float) -> Tensor:
+                  temperature: float, banned: tuple[int, ...] = ()) -> Tensor:
         """Fill the unknown content slots of ``tokens`` (B, n+2) in ``order`` (B, n), whose known
         steps ``known`` (B, n), in slot terms, come first. One cached step per generated slot."""
         if not temperature >= 0:
@@ -289,6 +289,8 @@ class SigmaGPT(NeuralLM):
             cur, nxt = pi[:, i : i + 1], pi[:, i + 1 : i + 2]  # (B, 1)
             h = self._run(out.gather(1, cur), cur, nxt, cache)  # (B, 1, C)
             logits = _content_only(_at_least_float32(self.head(h[:, 0])))  # (B, V)
+            if banned:  # ids that may not fill a slot (e.g. [UNK] in an image)
+                logits = logits.index_fill(-1, torch.tensor(banned, device=logits.device), float("-inf"))
             if temperature == 0:
                 drawn = logits.argmax(dim=-1)  # (B,)
             else:
@@ -299,10 +301,11 @@ class SigmaGPT(NeuralLM):
         return out
 
     def sample(self, n: int, batch_size: int = 1, order: Tensor | None = None, seed: int = 0,
-               temperature: float = 1.0) -> Tensor:
+               temperature: float = 1.0, banned: tuple[int, ...] = ()) -> Tensor:
         """``batch_size`` sequences of known length ``n`` -> (B, n+2) ``[SOS] x_1 … x_n [EOS]``,
         drawn slot by slot in ``order`` ((B, n) or (n,); None: a random order per row).
-        ``temperature`` 0 is greedy; the same seed gives the same output."""
+        ``temperature`` 0 is greedy; the same seed gives the same output; ``banned`` ids are never
+        drawn (besides [EOS], [PAD] and [SOS]: e.g. [UNK] for images)."""
         if n < 0 or batch_size < 1 or n + 2 > self.config.block_size:
             raise ConfigError(f"cannot sample {batch_size} sequences of length {n}: need "
                               f"batch_size ≥ 1 and 0 ≤ n ≤ block_size - 2 = {self.config.block_size - 2}")
@@ -312,16 +315,17 @@ class SigmaGPT(NeuralLM):
         tokens = torch.full((batch_size, n + 2), PAD_ID, dtype=torch.long, device=self.device)
         tokens[:, 0], tokens[:, -1] = SOS_ID, EOS_ID
         known = torch.zeros(batch_size, n, dtype=torch.bool, device=self.device)
-        return self._generate(tokens, known, order, g, temperature)
+        return self._generate(tokens, known, order, g, temperature, tuple(banned))
 
     def infill(self, tokens: Tensor, known_mask: Tensor, seed: int = 0, temperature: float = 1.0,
-               order: str = "random") -> Tensor:
+               order: str = "random", banned: tuple[int, ...] = ()) -> Tensor:
         """Fill the unknown slots of rows ``[SOS] x_1 … x_n [EOS]`` (B, T), conditioned on all known ones.
 
         ``known_mask`` (B, T) bool marks the known slots ([SOS] and [EOS] always are; unknown slots
         may hold any id, e.g. [PAD]). The known content slots come first in the order (left to
         right), then the unknown ones in a random (``order="random"``) or left-to-right
-        (``"l2r"``) order. Returns a new (B, T) tensor; known slots are never changed.
+        (``"l2r"``) order. Returns a new (B, T) tensor; known slots are never changed. ``banned`` ids
+        are never drawn.
         """
         if order not in INFILL_ORDERS:
             raise ConfigError(f"unknown infill order {order!r}; choose one of {', '.join(INFILL_ORDERS)}")
@@ -341,7 +345,7 @@ class SigmaGPT(NeuralLM):
         slots = torch.arange(T - 2, device=self.device).expand(B, T - 2).float()
         later = slots if order == "l2r" else torch.rand(B, T - 2, generator=g, device=self.device)
         keys = torch.where(known, slots - T, later)  # known first, left to right
-        return self._generate(checked, known, keys.argsort(dim=1), g, temperature)
+        return self._generate(checked, known, keys.argsort(dim=1), g, temperature, tuple(banned))
 
     # ----- training: what the Trainer calls --------------------------------------------------------
 
