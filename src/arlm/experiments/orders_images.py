@@ -32,7 +32,7 @@ SUMMARY = ("Transformer and LSTM per pixel order on 8×8 digits: bits/dim, the o
 
 PIXEL_ORDERS = ("raster", "snake", "zorder", "hilbert", "fixed-random")
 FAMILIES = ("transformer", "lstm")
-FULL = {"steps": 400, "samples": 10, "infill_images": 8, "infill_samples": 3, "random_orders": 4,
+FULL = {"steps": 300, "samples": 10, "infill_images": 8, "infill_samples": 3, "random_orders": 4,
         "models": {"transformer": ["n_layer=2", "n_head=4", "d_model=64", "dropout=0.0"],
                    "lstm": ["d_embed=32", "d_hidden=128"], "sigma_gpt": ["n_layer=2", "n_head=4",
                                                                           "d_model=64", "dropout=0.0"]},

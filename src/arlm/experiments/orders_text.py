@@ -26,8 +26,8 @@ NAME = "orders-text"
 SUMMARY = "L2R vs R2L vs random order (and σ-GPT) on Shakespeare characters at equal steps, bits/char"
 
 TEXT_ORDERS = ("l2r", "r2l", "random")
-FULL = {"steps": 600, "test_lines": 2000, "exact_lines": 300, "random_orders": 4,
-        "model": ["n_layer=2", "n_head=4", "d_model=96", "dropout=0.0"],
+FULL = {"steps": 500, "test_lines": 2000, "exact_lines": 300, "random_orders": 4,
+        "model": ["n_layer=2", "n_head=4", "d_model=64", "dropout=0.0"],
         "train": ["block_size=128", "batch_tokens=4096", "micro_batch_size=32", "lr=3e-3",
                   "warmup_steps=50", "eval_interval=0", "log_interval=50"]}
 QUICK = {"steps": 15, "test_lines": 150, "exact_lines": 60, "random_orders": 2,
