@@ -164,3 +164,19 @@ def test_trainer_trains_sigma_gpt_on_random_orders_and_resumes_exactly(tmp_path)
         assert torch.equal(a, b)
     with pytest.raises(ConfigError, match="scheduled sampling"):
         Trainer(_sigma(), TrainConfig(**config, scheduled_sampling="linear", ss_c=0.1), stream)
+
+
+def test_l2r_fraction_reads_some_training_rows_left_to_right():
+    window = torch.tensor([[SOS_ID, 4, 5, 6, 7, EOS_ID, PAD_ID],
+                           [SOS_ID, 8, 9, EOS_ID, PAD_ID, PAD_ID, PAD_ID]])
+    torch.manual_seed(0)
+    model = SigmaGPT(SigmaGPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, d_model=16,
+                                    l2r_fraction=1.0))
+    inputs, targets = model.training_inputs(window, torch.Generator().manual_seed(0))
+    assert torch.equal(inputs[..., 0], window[:, :-1]) and torch.equal(targets, window[:, 1:])
+    assert torch.equal(inputs[..., 2], inputs[..., 1] + 1)
+    model.config.l2r_fraction = 0.0
+    inputs, targets = model.training_inputs(window, torch.Generator().manual_seed(0))
+    assert sorted(targets[0].tolist()) == sorted(window[0, 1:].tolist())  # the same targets, reordered
+    with pytest.raises(ConfigError, match="l2r_fraction"):
+        SigmaGPTConfig(vocab_size=11, l2r_fraction=1.5)

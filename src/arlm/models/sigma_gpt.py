@@ -72,7 +72,22 @@ INFILL_ORDERS = ("random", "l2r")
 @dataclass
 class SigmaGPTConfig(TransformerConfig):
     """The Transformer's settings (vocab_size, block_size, n_layer, n_head, d_model, dropout, bias,
-    tie_weights, attention, causal); σ-GPT adds only the second position table, which needs none."""
+    tie_weights, attention, causal); the second position table needs none.
+
+    ``l2r_fraction``: the fraction of training rows read left to right instead of in a random order
+    (the rest: a fresh random order each). With [EOS] always generated last, pure random-order
+    training sees "every slot before the next one is filled" almost only when the next slot is the
+    [EOS] slot, so it learns to end there — exactly the configuration of every left-to-right step,
+    whose [EOS] probability it then overestimates on text of varying length. Some left-to-right rows
+    teach it that configuration (images of one fixed length do not need them)."""
+
+    l2r_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.l2r_fraction <= 1.0:
+            raise ConfigError(f"l2r_fraction is a fraction of training rows, in [0, 1], "
+                              f"not {self.l2r_fraction}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,12 +364,22 @@ class SigmaGPT(NeuralLM):
 
     # ----- training: what the Trainer calls --------------------------------------------------------
 
-    @staticmethod
-    def training_inputs(window: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """A training batch, each row in a fresh random order: window (B, T+1), one sequence per
-        row (``batch_kind = "sequences"``) -> (inputs (B, T, 3) = [x_π(i), π(i), π(i+1)] per step,
+    def training_inputs(self, window: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """A training batch, each row in a fresh random order (or, with probability
+        ``config.l2r_fraction``, left to right): window (B, T+1), one sequence per row
+        (``batch_kind = "sequences"``) -> (inputs (B, T, 3) = [x_π(i), π(i), π(i+1)] per step,
         targets (B, T) = x_π(i+1), [PAD] not scored). ``forward`` reads such inputs."""
         inputs, positions, next_positions, targets = random_order_batch(window, generator)
+        if self.config.l2r_fraction > 0:
+            window = torch.as_tensor(window).long()
+            B, T = inputs.shape
+            rows = torch.rand(B, generator=generator) < self.config.l2r_fraction  # (B,)
+            slots = torch.arange(T).expand(B, T)
+            l2r_targets = window[:, 1:].masked_fill(window[:, 1:] == SOS_ID, PAD_ID)
+            inputs = torch.where(rows[:, None], window[:, :-1], inputs)
+            positions = torch.where(rows[:, None], slots, positions)
+            next_positions = torch.where(rows[:, None], slots + 1, next_positions)
+            targets = torch.where(rows[:, None], l2r_targets, targets)
         return torch.stack([inputs, positions, next_positions], dim=-1), targets
 
     def forward(self, tokens: Tensor, state=None) -> tuple[Tensor, None]:
