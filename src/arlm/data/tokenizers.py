@@ -511,10 +511,62 @@ class ForeignTokenizer(_HFBacked, Tokenizer):
                           "train a char, byte, word or bpe tokenizer instead")
 
 
+# --------------------------------------------------------------------------------------- pixel
+PIXEL_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"  # grey level g is written PIXEL_CHARS[g]
+
+
+class PixelTokenizer(Tokenizer):
+    """Grey-level images as text: one character per pixel, grey level g <-> id 4 + g (the digits'
+    ``VOCAB`` of :mod:`arlm.data.images`). An image is a line of H·W characters ``PIXEL_CHARS[g]``
+    in raster order (the ``digits`` corpus), so every tokenizer-based tool reads images. Its
+    vocabulary is fixed by ``levels``: nothing is learned from data.
+    """
+
+    kind = "pixel"
+    lossless = True
+    OPTIONS: ClassVar[dict[str, Any]] = {"height": 8, "width": 8, "levels": 17}
+
+    def __init__(self, tokens: Sequence[str] | None = None, options: dict[str, Any] | None = None):
+        options = {**self.OPTIONS, **(options or {})}
+        levels = int(options["levels"])
+        if not 2 <= levels <= len(PIXEL_CHARS):
+            raise ConfigError(f"a pixel tokenizer has 2..{len(PIXEL_CHARS)} grey levels, not {levels}")
+        expected = list(PIXEL_CHARS[:levels])
+        if tokens is not None and [t for t in tokens if t not in SPECIAL_TOKENS] != expected:
+            raise FormatError("a pixel tokenizer's tokens must be its grey-level characters in order; "
+                              "save it again with Tokenizer.save")
+        super().__init__(expected, options)
+        self._table = np.full(128, UNK_ID, dtype=np.int64)
+        self._table[[ord(c) for c in expected]] = np.arange(NUM_SPECIAL, NUM_SPECIAL + levels)
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) of the images."""
+        return int(self.options["height"]), int(self.options["width"])
+
+    @classmethod
+    def train(cls, texts: Iterable[str] = (), **options: Any) -> PixelTokenizer:
+        return cls(None, options)
+
+    def _lookup(self, text: str) -> np.ndarray:
+        points = _code_points(text)
+        return self._table[np.minimum(points, len(self._table) - 1)]
+
+    def encode(self, text: str) -> list[int]:
+        return self._lookup(text).tolist()
+
+    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        return self._lookup("".join(texts)), lengths
+
+    def _join(self, ids: list[int]) -> str:
+        return "".join(self._vocab[i] for i in ids)
+
+
 # ----------------------------------------------------------------------------------------- API
 TOKENIZERS: dict[str, type[Tokenizer]] = {
     "char": CharTokenizer, "byte": ByteTokenizer, "word": WordTokenizer, "bpe": BpeTokenizer,
-    "foreign": ForeignTokenizer}
+    "foreign": ForeignTokenizer, "pixel": PixelTokenizer}
 TRAINABLE = ("char", "byte", "word", "bpe")
 
 

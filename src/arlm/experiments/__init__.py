@@ -23,7 +23,10 @@ from types import ModuleType
 from arlm.errors import ConfigError
 
 # name -> module (one line per experiment)
-EXPERIMENTS: dict[str, str] = {}
+EXPERIMENTS: dict[str, str] = {
+    "orders-text": "arlm.experiments.orders_text",
+    "orders-images": "arlm.experiments.orders_images",
+}
 
 
 @dataclass(frozen=True)

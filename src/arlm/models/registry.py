@@ -48,7 +48,9 @@ FAMILIES: dict[str, Family] = {
     "rnn": Family(RNNLM, RNNConfig, "rnn", "recurrent LM: Elman, LSTM or GRU cells"),
     "transformer": Family(TransformerLM, TransformerConfig, "transformer", "decoder-only Transformer"),
     "gpt2": Family(GPT2LM, TransformerConfig, None, "GPT-2 weights imported from HF (arlm import-gpt2)"),
-    "sigma_gpt": Family(SigmaGPT, SigmaGPTConfig, None, "σ-GPT, any-order Transformer (Pannatier 2024)"),
+    # σ-GPT has the Transformer's settings: it reads the presets' [model.transformer] table
+    "sigma_gpt": Family(SigmaGPT, SigmaGPTConfig, "transformer",
+                        "σ-GPT, any-order Transformer trained on random orders (Pannatier 2024)"),
 }
 
 # `arlm train COMMAND` -> (family, the model settings the command fixes)
@@ -58,6 +60,7 @@ TRAIN_COMMANDS: dict[str, tuple[str, dict[str, Any]]] = {
     "lstm": ("rnn", {"cell": "lstm"}),
     "gru": ("rnn", {"cell": "gru"}),
     "transformer": ("transformer", {}),
+    "sigma_gpt": ("sigma_gpt", {}),
 }
 
 

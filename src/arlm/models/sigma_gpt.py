@@ -43,7 +43,8 @@ cache, as in the Transformer).
 **Training.** :func:`random_order_batch` draws a fresh σ per sequence and returns the shuffled
 inputs with both position streams and the shuffled targets ([EOS] stays the last target, so the
 model also learns the left-to-right end of a sequence); :func:`random_order_loss` is the
-cross-entropy a plain training loop minimises.
+cross-entropy a plain training loop minimises. The :class:`~arlm.train.trainer.Trainer` trains it
+through :meth:`SigmaGPT.training_inputs` (``arlm train sigma_gpt``), one sequence per row.
 
 **Sampling and infilling** generate slot by slot with the KV cache, in any order: ``sample`` in a
 random order by default, ``infill`` with the known positions first in the order (a prefill) and
@@ -71,7 +72,22 @@ INFILL_ORDERS = ("random", "l2r")
 @dataclass
 class SigmaGPTConfig(TransformerConfig):
     """The Transformer's settings (vocab_size, block_size, n_layer, n_head, d_model, dropout, bias,
-    tie_weights, attention, causal); σ-GPT adds only the second position table, which needs none."""
+    tie_weights, attention, causal); the second position table needs none.
+
+    ``l2r_fraction``: the fraction of training rows read left to right instead of in a random order
+    (the rest: a fresh random order each). With [EOS] always generated last, pure random-order
+    training sees "every slot before the next one is filled" almost only when the next slot is the
+    [EOS] slot, so it learns to end there — exactly the configuration of every left-to-right step,
+    whose [EOS] probability it then overestimates on text of varying length. Some left-to-right rows
+    teach it that configuration (images of one fixed length do not need them)."""
+
+    l2r_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.l2r_fraction <= 1.0:
+            raise ConfigError(f"l2r_fraction is a fraction of training rows, in [0, 1], "
+                              f"not {self.l2r_fraction}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,6 +161,7 @@ def _content_only(logits: Tensor) -> Tensor:
 class SigmaGPT(NeuralLM):
     family = "sigma_gpt"
     config_class = SigmaGPTConfig
+    batch_kind = "sequences"  # the Trainer gives it one whole [SOS] … [EOS] sequence per row
 
     def __init__(self, config: SigmaGPTConfig) -> None:
         super().__init__(config)
@@ -268,7 +285,7 @@ class SigmaGPT(NeuralLM):
 
     @torch.no_grad()
     def _generate(self, tokens: Tensor, known: Tensor, order: Tensor, generator: torch.Generator,
-                  temperature: float) -> Tensor:
+                  temperature: float, banned: tuple[int, ...] = ()) -> Tensor:
         """Fill the unknown content slots of ``tokens`` (B, n+2) in ``order`` (B, n), whose known
         steps ``known`` (B, n), in slot terms, come first. One cached step per generated slot."""
         if not temperature >= 0:
@@ -287,6 +304,8 @@ class SigmaGPT(NeuralLM):
             cur, nxt = pi[:, i : i + 1], pi[:, i + 1 : i + 2]  # (B, 1)
             h = self._run(out.gather(1, cur), cur, nxt, cache)  # (B, 1, C)
             logits = _content_only(_at_least_float32(self.head(h[:, 0])))  # (B, V)
+            if banned:  # ids that may not fill a slot (e.g. [UNK] in an image)
+                logits = logits.index_fill(-1, torch.tensor(banned, device=logits.device), float("-inf"))
             if temperature == 0:
                 drawn = logits.argmax(dim=-1)  # (B,)
             else:
@@ -297,10 +316,11 @@ class SigmaGPT(NeuralLM):
         return out
 
     def sample(self, n: int, batch_size: int = 1, order: Tensor | None = None, seed: int = 0,
-               temperature: float = 1.0) -> Tensor:
+               temperature: float = 1.0, banned: tuple[int, ...] = ()) -> Tensor:
         """``batch_size`` sequences of known length ``n`` -> (B, n+2) ``[SOS] x_1 … x_n [EOS]``,
         drawn slot by slot in ``order`` ((B, n) or (n,); None: a random order per row).
-        ``temperature`` 0 is greedy; the same seed gives the same output."""
+        ``temperature`` 0 is greedy; the same seed gives the same output; ``banned`` ids are never
+        drawn (besides [EOS], [PAD] and [SOS]: e.g. [UNK] for images)."""
         if n < 0 or batch_size < 1 or n + 2 > self.config.block_size:
             raise ConfigError(f"cannot sample {batch_size} sequences of length {n}: need "
                               f"batch_size ≥ 1 and 0 ≤ n ≤ block_size - 2 = {self.config.block_size - 2}")
@@ -310,16 +330,17 @@ class SigmaGPT(NeuralLM):
         tokens = torch.full((batch_size, n + 2), PAD_ID, dtype=torch.long, device=self.device)
         tokens[:, 0], tokens[:, -1] = SOS_ID, EOS_ID
         known = torch.zeros(batch_size, n, dtype=torch.bool, device=self.device)
-        return self._generate(tokens, known, order, g, temperature)
+        return self._generate(tokens, known, order, g, temperature, tuple(banned))
 
     def infill(self, tokens: Tensor, known_mask: Tensor, seed: int = 0, temperature: float = 1.0,
-               order: str = "random") -> Tensor:
+               order: str = "random", banned: tuple[int, ...] = ()) -> Tensor:
         """Fill the unknown slots of rows ``[SOS] x_1 … x_n [EOS]`` (B, T), conditioned on all known ones.
 
         ``known_mask`` (B, T) bool marks the known slots ([SOS] and [EOS] always are; unknown slots
         may hold any id, e.g. [PAD]). The known content slots come first in the order (left to
         right), then the unknown ones in a random (``order="random"``) or left-to-right
-        (``"l2r"``) order. Returns a new (B, T) tensor; known slots are never changed.
+        (``"l2r"``) order. Returns a new (B, T) tensor; known slots are never changed. ``banned`` ids
+        are never drawn.
         """
         if order not in INFILL_ORDERS:
             raise ConfigError(f"unknown infill order {order!r}; choose one of {', '.join(INFILL_ORDERS)}")
@@ -339,7 +360,37 @@ class SigmaGPT(NeuralLM):
         slots = torch.arange(T - 2, device=self.device).expand(B, T - 2).float()
         later = slots if order == "l2r" else torch.rand(B, T - 2, generator=g, device=self.device)
         keys = torch.where(known, slots - T, later)  # known first, left to right
-        return self._generate(checked, known, keys.argsort(dim=1), g, temperature)
+        return self._generate(checked, known, keys.argsort(dim=1), g, temperature, tuple(banned))
+
+    # ----- training: what the Trainer calls --------------------------------------------------------
+
+    def training_inputs(self, window: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """A training batch, each row in a fresh random order (or, with probability
+        ``config.l2r_fraction``, left to right): window (B, T+1), one sequence per row
+        (``batch_kind = "sequences"``) -> (inputs (B, T, 3) = [x_π(i), π(i), π(i+1)] per step,
+        targets (B, T) = x_π(i+1), [PAD] not scored). ``forward`` reads such inputs."""
+        inputs, positions, next_positions, targets = random_order_batch(window, generator)
+        if self.config.l2r_fraction > 0:
+            window = torch.as_tensor(window).long()
+            B, T = inputs.shape
+            rows = torch.rand(B, generator=generator) < self.config.l2r_fraction  # (B,)
+            slots = torch.arange(T).expand(B, T)
+            l2r_targets = window[:, 1:].masked_fill(window[:, 1:] == SOS_ID, PAD_ID)
+            inputs = torch.where(rows[:, None], window[:, :-1], inputs)
+            positions = torch.where(rows[:, None], slots, positions)
+            next_positions = torch.where(rows[:, None], slots + 1, next_positions)
+            targets = torch.where(rows[:, None], l2r_targets, targets)
+        return torch.stack([inputs, positions, next_positions], dim=-1), targets
+
+    def forward(self, tokens: Tensor, state=None) -> tuple[Tensor, None]:
+        """tokens (B, T) read left to right, or (B, T, 3) steps [token, its position, the position to
+        predict] in any order (:meth:`training_inputs`) -> (logits (B, T, V), None)."""
+        tokens = self._tokens(tokens)
+        if tokens.dim() == 3:
+            if state is not None:
+                raise ConfigError("the σ-GPT model carries no state between calls; pass state=None")
+            return self.forward_positions(tokens[..., 0], tokens[..., 1], tokens[..., 2]), None
+        return super().forward(tokens, state)
 
     # ----- the ARModel interface: the left-to-right order ---------------------------------------
 

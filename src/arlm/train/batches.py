@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from arlm.errors import ConfigError
-from arlm.streams import PAD_ID, SOS_ID, as_stream
+from arlm.streams import PAD_ID, SOS_ID, as_stream, sequence_spans
 
 if TYPE_CHECKING:
     pass
@@ -97,6 +97,43 @@ def validation_chunks(stream: np.ndarray | Tensor, block_size: int, batch_size: 
     for i in range(0, num, batch_size):
         starts = np.arange(i, min(i + batch_size, num)) * block_size  # (b,)
         yield gather(stream, starts[:, None] + columns)  # (b, T+1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole sequences, one per row (σ-GPT)
+# ---------------------------------------------------------------------------------------------
+
+
+def _sequence_rows(stream: np.ndarray, starts: np.ndarray, lengths: np.ndarray, block_size: int) -> Tensor:
+    """The sequences at ``starts`` (of ``lengths``) as rows (B, block_size+1), each cut to the row
+    and right-padded with [PAD]."""
+    width = block_size + 1
+    columns = np.arange(width)[None, :]  # (1, T+1)
+    index = starts[:, None] + np.minimum(columns, lengths[:, None] - 1)  # (B, T+1)
+    out = stream[index].astype(np.int64)
+    out[columns >= lengths[:, None]] = PAD_ID
+    return torch.from_numpy(out)
+
+
+def random_sequences(stream: np.ndarray | Tensor, block_size: int, batch_size: int,
+                     generator: torch.Generator) -> Tensor:
+    """``batch_size`` sequences drawn uniformly (with replacement), one ``[SOS] … [EOS]`` per row:
+    (B, block_size+1), right-padded with [PAD]; a longer sequence keeps its first block_size+1 tokens."""
+    stream = as_stream(stream)
+    starts, lengths = sequence_spans(stream)
+    if not len(starts):
+        raise ConfigError("the training stream holds no [SOS] … [EOS] sequence; give some text")
+    pick = torch.randint(0, len(starts), (batch_size,), generator=generator).numpy()  # (B,)
+    return _sequence_rows(stream, starts[pick], lengths[pick], block_size)
+
+
+def validation_sequences(stream: np.ndarray | Tensor, block_size: int, batch_size: int) -> Iterator[Tensor]:
+    """Every sequence once, one per row, in batches (b, block_size+1) right-padded with [PAD]
+    (a sequence longer than a row is cut: its later targets are not scored)."""
+    stream = as_stream(stream)
+    starts, lengths = sequence_spans(stream)
+    for i in range(0, len(starts), batch_size):
+        yield _sequence_rows(stream, starts[i : i + batch_size], lengths[i : i + batch_size], block_size)
 
 
 # ---------------------------------------------------------------------------------------------

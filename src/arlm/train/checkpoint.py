@@ -95,10 +95,12 @@ def _sha256(path: Path) -> str:
 
 def save_checkpoint(folder: str | Path, model: NeuralLM, optimizer: torch.optim.Optimizer,
                     state: dict[str, Any], scaler: torch.amp.GradScaler | None = None,
-                    hidden: dict[str, torch.Tensor] | None = None, tokenizer: Any = None) -> Path:
+                    hidden: dict[str, torch.Tensor] | None = None, tokenizer: Any = None,
+                    json_files: dict[str, Any] | None = None) -> Path:
     """Write a checkpoint folder atomically. ``state`` is JSON-ready (step, data position, …);
     the RNG states and file checksums are added here. With a ``tokenizer`` the folder also holds
-    ``tokenizer.json``, which makes it a model folder that ``arlm eval``/``generate`` read."""
+    ``tokenizer.json``, which makes it a model folder that ``arlm eval``/``generate`` read;
+    ``json_files`` maps more file names to JSON values the folder holds (e.g. ``order.json``)."""
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -113,6 +115,9 @@ def save_checkpoint(folder: str | Path, model: NeuralLM, optimizer: torch.optim.
             save_file({k: v.detach().contiguous().cpu() for k, v in hidden.items()}, str(tmp / HIDDEN_FILE))
         if tokenizer is not None:
             tokenizer.save(tmp / "tokenizer.json")
+        for name, value in (json_files or {}).items():
+            with atomic_write(tmp / name) as f:
+                json.dump(value, f)
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         meta = {"format_version": FORMAT_VERSION, **state, "rng": capture_rng(), "files": files}
         with atomic_write(tmp / STATE_FILE) as f:  # last: it vouches for the others

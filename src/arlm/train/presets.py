@@ -26,7 +26,7 @@ from arlm.errors import ConfigError
 from arlm.models.registry import FAMILIES, TRAIN_COMMANDS
 
 # the [model.SECTION] tables a preset may hold
-SECTIONS = {f.preset_section: name for name, f in FAMILIES.items() if f.trainable}
+SECTIONS = tuple(dict.fromkeys(f.preset_section for f in FAMILIES.values() if f.trainable))
 
 
 def list_presets() -> list[str]:

@@ -44,6 +44,13 @@ is the one that reads it. Transformers and window models cannot, since all posit
 once, so they do two passes (Mihaylova & Martins 2019): pass 1 on the true inputs without gradient gives the
 predictions, pass 2 (with gradient) reads the mixed inputs. [SOS] and [PAD] inputs are never replaced.
 
+**Models that make their own training inputs** (σ-GPT, a fresh random order per sequence): a model
+with ``batch_kind = "sequences"`` gets rows that each hold one whole ``[SOS] … [EOS]`` sequence,
+right-padded (:func:`~arlm.train.batches.random_sequences`; validation likewise), and a model with a
+``training_inputs(window, generator) -> (inputs, targets)`` method turns each batch into its own
+inputs and targets, drawing any randomness from the trainer's data generator (so a resumed run draws
+the same); the loss is then the same cross-entropy over the targets it returns.
+
 **Safety.** A non-finite loss stops training with :class:`TrainingError` before the update, so the
 last checkpoint on disk (written atomically) stays the last good one. The validation loss is measured on
 the *whole* validation split every ``eval_interval`` steps; ``last/`` and ``best/`` checkpoints are kept,
@@ -99,7 +106,9 @@ from arlm.train.batches import (
     TBPTTStreams,
     loss_targets,
     random_chunks,
+    random_sequences,
     validation_chunks,
+    validation_sequences,
     validation_streams,
 )
 from arlm.train.schedules import LR_SCHEDULES, RATIO_SCHEDULES, learning_rate, teacher_forcing_ratio
@@ -346,9 +355,11 @@ class Trainer:
     """
 
     def __init__(self, model: NeuralLM, config: TrainConfig, train_stream: np.ndarray | Tensor | EncodedSplit,
-                 val_stream: np.ndarray | Tensor | EncodedSplit | None = None, tokenizer: Any = None) -> None:
+                 val_stream: np.ndarray | Tensor | EncodedSplit | None = None, tokenizer: Any = None,
+                 json_files: dict[str, Any] | None = None) -> None:
         self.config = config
         self.tokenizer = tokenizer  # saved into every checkpoint (then a model folder) when given
+        self.json_files = dict(json_files or {})  # more files every checkpoint holds (order.json)
         self.dist = init_distributed(config)
         if config.batch_rows % self.dist.world_size:
             raise ConfigError(f"the batch of {config.batch_rows} rows does not split evenly over "
@@ -366,8 +377,15 @@ class Trainer:
         self.train_stream = as_stream(train_stream)
         self.val_stream = None if val_stream is None else as_stream(val_stream)
         self.val_chars: int | None = getattr(val_stream, "num_chars", None)  # an EncodedSplit has them
+        self.sequence_rows = getattr(model, "batch_kind", "chunks") == "sequences"
+        self.training_inputs = getattr(model, "training_inputs", None)
+        if self.training_inputs is not None and config.scheduled_sampling is not None:
+            raise ConfigError(f"the {model.family} model makes its own training inputs; scheduled "
+                              "sampling does not apply to it, so leave scheduled_sampling off")
         if self.tbptt:
             self.streams = TBPTTStreams(self.train_stream, config.batch_rows, config.block_size)
+        elif self.sequence_rows:  # checks that the stream holds sequences
+            random_sequences(self.train_stream, config.block_size, 1, torch.Generator().manual_seed(0))
         else:  # checks that the stream is long enough
             random_chunks(self.train_stream, config.block_size, 1, torch.Generator().manual_seed(0))
         forward = compile_model(self.model) if config.compile else self.model
@@ -406,6 +424,8 @@ class Trainer:
     def next_batch(self) -> Tensor:
         """The global batch (B, T+1) of this step, the same on every process; advances the data position."""
         cfg = self.config
+        if self.sequence_rows:
+            return random_sequences(self.train_stream, cfg.block_size, cfg.batch_rows, self.generator)
         if not self.tbptt:
             return random_chunks(self.train_stream, cfg.block_size, cfg.batch_rows, self.generator)
         if self.window_index >= len(self.streams):  # a new epoch: back to the start, fresh state
@@ -426,10 +446,13 @@ class Trainer:
         finite (nothing has been updated yet).
         """
         cfg = self.config
-        _, all_targets = loss_targets(window)
+        if self.training_inputs is None:
+            all_inputs, all_targets = loss_targets(window)
+        else:  # the model's own inputs (σ-GPT: a fresh order per row, from the data generator)
+            all_inputs, all_targets = self.training_inputs(window, self.generator)
         n_targets = max(1, int((all_targets != PAD_ID).sum()))  # N of the whole global batch
-        window = self._local_rows(window).to(self.device, non_blocking=True)
-        inputs, targets = loss_targets(window)
+        inputs = self._local_rows(all_inputs).to(self.device, non_blocking=True)
+        targets = self._local_rows(all_targets).to(self.device, non_blocking=True)
         micro = list(range(0, inputs.shape[0], cfg.micro_batch_size))
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         new_hidden = []
@@ -494,6 +517,8 @@ class Trainer:
         cfg = self.config
         if self.tbptt:
             return validation_streams(self.val_stream, cfg.eval_batch_size, cfg.block_size)
+        if self.sequence_rows:
+            return validation_sequences(self.val_stream, cfg.block_size, cfg.eval_batch_size)
         return validation_chunks(self.val_stream, cfg.block_size, cfg.eval_batch_size)
 
     @torch.no_grad()
@@ -548,7 +573,7 @@ class Trainer:
             hidden = full
         if self.dist.is_main:
             ckpt.save_checkpoint(folder, self.model, self.optimizer, self.state(), self.scaler, hidden,
-                                 self.tokenizer)
+                                 self.tokenizer, self.json_files)
         if self.config.distributed:
             import torch.distributed as dist
 

@@ -1,0 +1,33 @@
+"""What the two orders experiments share: train a model in an order at a fixed step budget, cut a
+split to its first sequences, and time nothing (the budget is steps, so the numbers repeat)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from arlm.data.cache import EncodedSplit
+from arlm.streams import sequence_spans
+
+
+def train_in_order(command: str, corpus: str, order: str, overrides: list[str], seed: int, threads: int):
+    """Train ``arlm train COMMAND`` in ``order`` without writing anything -> (model in eval mode,
+    tokenizer, order spec). The budget is ``max_steps`` in ``overrides`` (equal for every order)."""
+    from arlm import pipeline
+
+    trainer, _ = pipeline.train_neural(command, corpus=corpus, val_split="", preset="tiny",
+                                       overrides=[*overrides, f"seed={seed}", "show_progress=false"],
+                                       out_dir=None, threads=threads, order=order, log=lambda *_: None)
+    spec = pipeline.check_family_order(trainer.model.family, pipeline.order_spec(order, trainer.tokenizer,
+                                                                                 seed))
+    return trainer.model.eval(), trainer.tokenizer, spec
+
+
+def first_sequences(split: EncodedSplit, count: int | None) -> EncodedSplit:
+    """The split's first ``count`` sequences (all when None); characters counted as a char tokenizer
+    does: one per content token and one per [EOS] (the newline)."""
+    starts, lengths = sequence_spans(split.tokens)
+    if count is None or count >= len(starts):
+        return split
+    end = int(starts[count])
+    tokens = np.asarray(split.tokens[:end])
+    return EncodedSplit(tokens, int((lengths[:count] - 1).sum()), count)

@@ -1,0 +1,75 @@
+"""The orders experiments in quick mode, called as the runner will (run, then render from the results
+alone): JSON-ready numbers in range, an exact model equal in every order, PNGs that decode and are
+not blank, and the same seed giving the same numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from arlm.experiments import EXPERIMENTS, ExperimentConfig, experiment_module
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _png_ok(path) -> None:
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("L"), dtype=np.float64)
+    assert pixels.shape[0] > 50 and pixels.shape[1] > 50 and pixels.std() > 5
+
+
+def _run(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARLM_CACHE", str(tmp_path / "cache"))
+    module = experiment_module(name)
+    results = module.run(ExperimentConfig(out=tmp_path, quick=True, seed=0, show_progress=False))
+    results = json.loads(json.dumps(results))  # JSON-ready, and render reads only what JSON keeps
+    report = module.render(results, tmp_path)
+    return module, results, report
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_orders_text_quick(tmp_path, monkeypatch):
+    assert "orders-text" in EXPERIMENTS
+    module, results, report = _run("orders-text", tmp_path, monkeypatch)
+    exact = results["exact"]["bits_per_char"]
+    assert set(exact) == {"l2r", "r2l", "fixed-random"}
+    assert max(exact.values()) - min(exact.values()) < 1e-9
+    for order in ("l2r", "r2l", "random"):
+        assert 0 < results["transformer"][order] < math.log2(200)
+    s = results["sigma_gpt"]
+    assert len(s["random_orders"]) == 2 and s["random_std"] >= 0
+    assert s["ratio_to_l2r_transformer"] == pytest.approx(s["l2r"] / results["transformer"]["l2r"])
+    assert "orders_text.png" in report and module.NAME == "orders-text"
+    _png_ok(tmp_path / "orders_text.png")
+    # the same seed, the same numbers
+    again = json.loads(json.dumps(module.run(ExperimentConfig(out=tmp_path, quick=True, seed=0))))
+    assert again == results
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_orders_images_quick(tmp_path, monkeypatch):
+    _, results, report = _run("orders-images", tmp_path, monkeypatch)
+    for family, per_order in results["bits_per_dim"].items():
+        assert set(per_order) == {"raster", "snake", "zorder", "hilbert", "fixed-random"}
+        assert all(0 < v < 6 for v in per_order.values())
+        mix = results["mixture"][family]
+        assert mix["bits_per_dim"] <= mix["mean_bits_per_dim"] + 1e-9  # Jensen
+        assert mix["bits_per_dim"] >= min(per_order.values()) - math.log2(len(per_order)) / 64 - 1e-9
+    originals = np.asarray(results["infill"]["originals"])
+    for name in ("raster transformer", "σ-GPT"):
+        filled = np.asarray(results["infill"][name]).reshape(len(originals), -1, 8, 8)
+        assert (filled[:, :, :4] == originals[:, None, :4]).all()  # the top half is kept
+    for png in ("bits_per_dim.png", "samples.png", "infill.png"):
+        assert png in report
+        _png_ok(tmp_path / png)
