@@ -16,7 +16,9 @@ so step t only attends from one new query to t keys, O(t), and Σ_t t = O(L²).
 batch of rows of L tokens) of an LSTM and of a Transformer; generating L tokens greedily, one at a time,
 with the LSTM (its state carried), the Transformer with its KV cache, and the Transformer without a
 cache (each step re-feeds the whole prefix). Each time is the median of ``repeats`` runs after one
-warm-up run. The KV cache's bytes are those of tensors actually allocated for L positions.
+warm-up run; on a CPU it is the process's CPU time, which other work on a shared machine does not
+inflate (with one torch thread it is the work's wall time on an idle machine), on a GPU wall time.
+The KV cache's bytes are those of tensors actually allocated for L positions.
 
 **The fit.** T ≈ a · L^b by least squares on log T = log a + b log L, with a 95 % confidence interval
 for b from the residuals (Student's t with n - 2 degrees of freedom), and the local slope over the
@@ -114,6 +116,7 @@ def run(config: ExperimentConfig) -> dict:
                           "kind": kind}
                    for name, kind, exp, label in SERIES if name in measured},
         "memory": _memory(plan, rnn, transformer),
+        "clock": "wall time" if device.type == "cuda" else "CPU time of the process",
     }
 
 
@@ -192,21 +195,23 @@ def _generate_no_cache(model, L: int, device) -> Callable[[], None]:
 
 
 def _time(job: Callable[[], None], repeats: int, device) -> list[float]:
-    """Seconds of ``repeats`` runs of ``job`` after one warm-up run."""
+    """Seconds of ``repeats`` runs of ``job`` after one warm-up run: the process's CPU time on a CPU
+    (what the work costs, whatever else runs on the machine), wall time on a GPU."""
     import torch
 
     def sync() -> None:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    clock = time.perf_counter if device.type == "cuda" else time.process_time
     job()
     sync()
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = clock()
         job()
         sync()
-        times.append(time.perf_counter() - started)
+        times.append(clock() - started)
     return times
 
 
@@ -355,7 +360,7 @@ def render(results: dict, out_dir: Path) -> str:
         f"{models['transformer_params']:,} parameters), random weights (time does not depend on them), "
         f"vocabulary {VOCAB}. Training: forward + backward of {plan['train_rows']} rows of L tokens. "
         "Generation: L greedy steps from [SOS], batch 1. Each time is the median of "
-        f"{plan['repeats']} runs after a warm-up run.",
+        f"{plan['repeats']} runs after a warm-up run ({results.get('clock', 'CPU time of the process')}).",
         "",
         "| series | chapter | fitted b [95 % CI] | local b (3 longest) | R² | L range |",
         "|---|---:|---:|---:|---:|---|",
@@ -417,6 +422,14 @@ COLORS = {"train_rnn": "tab:orange", "train_transformer": "tab:blue", "generate_
           "generate_kv_cache": "tab:blue", "generate_no_cache": "tab:red"}
 
 
+def _length_ticks(ax, lengths: list[int]) -> None:
+    """Label the log x-axis at the measured lengths (64, 128, …) instead of powers of ten."""
+    from matplotlib.ticker import NullLocator
+
+    ax.set_xticks(lengths, [str(L) for L in lengths])
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def _plot_times(results: dict, path: Path) -> None:
     from arlm.experiments.plots import new_figure, save_png
 
@@ -438,8 +451,9 @@ def _plot_times(results: dict, path: Path) -> None:
         low = min(min(s["seconds"]) for s in rows)
         high = max(max(s["seconds"]) for s in rows)
         ax.set_ylim(low / 2, high * 2)
+        _length_ticks(ax, sorted({L for s in rows for L in s["lengths"]}))
         ax.set_xlabel("L (tokens)")
-        ax.set_ylabel("seconds (median)")
+        ax.set_ylabel("seconds (median; " + results.get("clock", "CPU time") + ")", fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     axes["train"].set_title("one training step (forward + backward)", fontsize=10)
@@ -459,6 +473,7 @@ def _plot_memory(results: dict, path: Path) -> None:
               label=f"KV cache, GPT-2 small shape ({layers}×{width})")
     ax.loglog(mem["lengths"], [mem["rnn_state_bytes"]] * len(mem["lengths"]), marker="o", ms=3,
               label="LSTM state")
+    _length_ticks(ax, mem["lengths"])
     ax.set_xlabel("L (tokens)")
     ax.set_ylabel("bytes (fp32)")
     ax.grid(True, which="both", alpha=0.3)
