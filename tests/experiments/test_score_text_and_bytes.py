@@ -11,6 +11,7 @@ import pytest
 from arlm.data.cache import FORMAT_VERSION, encode_corpus
 from arlm.data.corpora import load_corpus
 from arlm.data.tokenizers import train_tokenizer
+from arlm.errors import ConfigError, DataError
 from arlm.evaluate.likelihood import LikelihoodReport
 from arlm.evaluate.metrics import score_text_files, text_metrics
 from cli_helpers import arlm, ok, one_line_error
@@ -43,11 +44,10 @@ def test_score_text_bad_input_is_one_line(tmp_path):
     (tmp_path / "empty.txt").write_text("")
     one_line_error(arlm("score-text", "--hyp", "hyp.txt", "--ref", "ref.txt", cwd=tmp_path), "2 lines", "1")
     one_line_error(arlm("score-text", "--hyp", "nope.txt", cwd=tmp_path), "does not exist")
-    one_line_error(arlm("score-text", "--hyp", "empty.txt", cwd=tmp_path), "empty")
-    one_line_error(arlm("score-text", "--hyp", "hyp.txt", "--tokenize", "bpe", cwd=tmp_path),
-                   "whitespace, char")
-    with pytest.raises(Exception, match="one reference line per hypothesis"):
-        score_text_files(tmp_path / "hyp.txt", tmp_path / "ref.txt")
+    with pytest.raises(DataError, match="is empty"):
+        score_text_files(tmp_path / "empty.txt")
+    with pytest.raises(ConfigError, match="whitespace, char"):
+        score_text_files(tmp_path / "hyp.txt", tokenize="bpe")
 
 
 def test_encoded_split_counts_utf8_bytes_like_chars(tmp_path):

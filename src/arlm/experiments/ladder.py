@@ -531,6 +531,21 @@ def render(results: dict, out_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def _why_lstm_leads(lstm: dict, tr: dict) -> str:
+    """Why an LSTM can lead a Transformer at an equal CPU budget, in the run's own numbers."""
+    us_lstm = 1e6 * lstm["seconds"] / lstm["tokens"]
+    us_tr = 1e6 * tr["seconds"] / tr["tokens"]
+    return (f"Both have about the same parameters ({lstm['params']:,} and {tr['params']:,}) and so about "
+            f"the same multiply-adds per token, but on one CPU thread a training token costs the LSTM "
+            f"{us_lstm:.1f} µs and the Transformer {us_tr:.1f} µs (the LSTM runs as one fused kernel, "
+            "the Transformer as many small operations: layer norms, attention, GELU), so in about equal "
+            f"time the LSTM reads {lstm['tokens'] / tr['tokens']:.1f}× the text. Per token read the two "
+            f"are close, and at the end the Transformer is {_trend(tr['curve'])} while the LSTM is "
+            f"{_trend(lstm['curve'])}: the gap closes with more compute. The Transformer's advantage, "
+            "computing all positions at once, is what a GPU exploits (`--device cuda`); on one CPU thread "
+            "it buys nothing.")
+
+
 def _trend(curve: list[dict]) -> str:
     """'still falling (… bits/char over the last …)' or 'flat' from the last two checkpoints."""
     if len(curve) < 2:
@@ -569,10 +584,12 @@ def _verdict(results: dict) -> list[str]:
         lines.append(f"The Transformer is the best neural rung ({_f(best_neural['bits_per_char'])} "
                      "bits/char), as the chapter says.")
     else:
-        lines.append(f"The best neural rung is the {best_neural['name']} "
+        lines.append(f"**The best neural rung is the {best_neural['name']}** "
                      f"({_f(best_neural['bits_per_char'])} bits/char), not the Transformer "
                      f"({_f(neural.get('Transformer', {}).get('bits_per_char'))}): at this budget the "
                      "Transformer has not yet caught up.")
+        if best_neural["name"] == "LSTM" and "Transformer" in neural:
+            lines.append(_why_lstm_leads(best_neural, neural["Transformer"]))
     if "LSTM" in neural and "Transformer" in neural:
         lstm, tr = neural["LSTM"], neural["Transformer"]
         lines.append(f"LSTM and Transformer trained for {_f(lstm['seconds'], 1)} s and "
