@@ -225,7 +225,8 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the random orders (random-order models, σ-GPT).")] = 0,
 ) -> None:
     """Likelihood of a corpus split, scored in the order the model was trained in (text in reading
-    order, the same tokens, so orders compare): NLL, perplexity (with and without OOVs), bits per char;
+    order, the same tokens, so orders compare): NLL, perplexity (with and without OOVs), bits per
+    token, per character and per UTF-8 byte (the last two compare models with different tokenizers);
     bits per dimension for images; a σ-GPT also in random orders.
 
     With --quantize int8 the split is scored twice, by the fp32 and the int8 model (left-to-right
@@ -286,6 +287,7 @@ def evaluate(
     table.add_row("mean per-sentence perplexity", _fmt(report.mean_sentence_ppl))
     table.add_row("bits per token", _fmt(report.bits_per_token, 4))
     table.add_row("bits per character", _fmt(report.bits_per_char, 4))
+    table.add_row("bits per byte (UTF-8)", _fmt(report.bits_per_byte, 4))
     if image:
         table.add_row("bits per dimension (pixel)", _fmt(result["bits_per_dim"], 4))
     if "random_orders" in result:
@@ -293,6 +295,40 @@ def evaluate(
         key = "bits_per_dim" if image else "bits_per_char"
         table.add_row(f"{key.replace('_', ' ')}, {r['num_orders']} random orders",
                       f"{r[key + '_mean']:.4f} ± {r[key + '_std']:.4f}")
+    out.print(table)
+
+
+# ------------------------------------------------------------------------------------ score-text
+METRIC_NAMES = {"bleu": "BLEU (sacrebleu, 0-100)", "chrf": "chrF (sacrebleu, 0-100)",
+                "rouge1": "ROUGE-1 F (rouge-score, 0-100)", "rouge2": "ROUGE-2 F (rouge-score, 0-100)",
+                "rougeL": "ROUGE-L F (rouge-score, 0-100)", "distinct_1": "distinct-1",
+                "distinct_2": "distinct-2", "distinct_3": "distinct-3",
+                "self_bleu": "self-BLEU-4 (Texygen, 0-100)", "repeat_4gram": "repeated 4-grams (share)",
+                "zipf": "Zipf coefficient"}
+
+
+@app.command("score-text")
+def score_text(
+    hyp: Annotated[Path, typer.Option(help="Generated texts, one per line.")],
+    ref: Annotated[Path | None, typer.Option(
+        help="Reference texts, one per line, line i for hypothesis i (without: diversity only).")] = None,
+    tokenize: Annotated[str, typer.Option(
+        help="Tokens of the diversity metrics (distinct-n, self-BLEU, repetition, Zipf): whitespace or "
+             "char. BLEU, chrF and ROUGE use their libraries' own tokenizers.")] = "whitespace",
+    encoding: EncodingOpt = "utf-8",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts).")] = False,
+) -> None:
+    """Text metrics of generations: BLEU, chrF, ROUGE-1/2/L against references; distinct-1/2/3,
+    self-BLEU, repeated 4-grams and the Zipf coefficient of the generations themselves."""
+    from arlm.evaluate.metrics import score_text_files
+
+    scores = score_text_files(hyp, ref, tokenize=tokenize, encoding=encoding)
+    if as_json:
+        print(json.dumps({k: (None if math.isnan(v) else v) for k, v in scores.items()}))
+        return
+    table = Table(title=f"{hyp}" + (f" against {ref}" if ref is not None else ""), show_header=False)
+    for key, value in scores.items():
+        table.add_row(METRIC_NAMES.get(key, key), "-" if math.isnan(value) else _fmt(value, 4))
     out.print(table)
 
 
@@ -600,16 +636,19 @@ def quickstart(
     neural: Annotated[bool, typer.Option(
         help="Also train the char-level rungs: window MLP, LSTM, Transformer.")] = True,
     scale: Annotated[float, typer.Option(
-        help="Multiply every neural rung's training steps (1: the calibrated default, about 8 minutes "
+        help="Multiply every neural rung's training steps (1: the calibrated default, about 10 minutes "
              "on 2 cores; 0.25 for a quick look).")] = 1.0,
     fast: Annotated[bool, typer.Option(
-        help="Tiny models, a few steps, the first 200 test lines (a smoke test).")] = False,
+        help="Tiny models, a few steps, the first 200 test lines (a smoke test; the ladder's --quick).")
+    ] = False,
     threads: Annotated[int, typer.Option(
         help="torch CPU threads (0: torch's default). 1 by default: these small models gain little "
              "from more, and lose badly when other processes share the cores.")] = 1,
 ) -> None:
     """The model ladder on Shakespeare: n-gram perplexities (orders × smoothings), then char-level
-    n-gram, window MLP, LSTM and Transformer for fixed step counts, compared in bits per character."""
+    n-grams, window MLP, LSTM and Transformer for fixed step counts, compared in bits per character.
+
+    The default run of `arlm experiment ladder`, printed (the experiment also writes a report with plots)."""
     from arlm.quickstart import run_quickstart
 
     if not scale > 0:
@@ -653,6 +692,58 @@ def serve(
         err.print(f"warning: listening on {host} without --api-key: anyone who can reach it can use it")
     err.print(f"serving {', '.join(models)} on http://{host}:{port} (playground /, API /v1, docs /docs)")
     run_server(app_, host, port)
+
+
+# ------------------------------------------------------------------------------------ experiments
+def _experiment_help() -> str:
+    from arlm.experiments import EXPERIMENTS
+
+    return ("Run an experiment that measures one of the chapter's claims; write results.json, report.md "
+            "and PNG plots into --out (default runs/experiments/NAME). Experiments: "
+            + ", ".join(EXPERIMENTS) + " (`arlm experiment --list` describes them).")
+
+
+@app.command("experiment", help=_experiment_help())
+def experiment(
+    name: Annotated[str | None, typer.Argument(help="The experiment to run (see --list).")] = None,
+    quick: Annotated[bool, typer.Option(
+        help="A small run that finishes in well under a minute (tests, a first look).")] = False,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="The experiment's folder (default runs/experiments/NAME); a folder holding "
+                            "another experiment's results is refused.")] = None,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    threads: Annotated[int, typer.Option(help="torch CPU threads (the same seed and threads give the "
+                                              "same numbers).")] = 1,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same numbers.")] = 0,
+    checkpoint: Annotated[Path | None, typer.Option(
+        help="A trained model folder, for experiments that take one instead of training their own.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the experiments and exit.")] = False,
+) -> None:
+    from arlm.experiments import runner
+
+    if list_ or name is None:
+        table = Table("experiment", "what it measures")
+        for exp_name, summary in runner.list_experiments():
+            table.add_row(exp_name, summary)
+        out.print(table)
+        if name is None and not list_:
+            err.print("run one with `arlm experiment NAME [--quick]`")
+        return
+    config = runner.experiment_config(name, quick=quick, out=out_dir, device=device, threads=threads,
+                                      seed=seed, checkpoint=checkpoint)
+    folder = runner.run_experiment(name, config, log=err.print)
+    out.print(f"report: {folder / runner.REPORT}")
+
+
+@app.command("report")
+def report(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="A folder that `arlm experiment` wrote.")],
+) -> None:
+    """Re-render an experiment's report.md and plots from its results.json alone."""
+    from arlm.experiments import runner
+
+    path = runner.render_report(folder)
+    out.print(f"report: {path}")
 
 
 def _fail(message: str) -> None:

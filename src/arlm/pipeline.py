@@ -153,7 +153,7 @@ def reorder_split(split: EncodedSplit, spec: OrderSpec, seed: int | None = None)
         return split
     tokens = to_model_order(split.tokens, spec, seed)
     tokens.setflags(write=False)
-    return EncodedSplit(tokens, split.num_chars, split.num_sequences)
+    return EncodedSplit(tokens, split.num_chars, split.num_sequences, split.num_bytes)
 
 
 def load_order(path: str | Path) -> OrderSpec:

@@ -1,20 +1,18 @@
-"""The quickstart: the model ladder on Shakespeare, from counting n-grams to a Transformer.
+"""The quickstart: the model ladder on Shakespeare, from counting n-grams to a Transformer, printed.
 
-Builds word-level n-gram models of orders 1..5 with each smoothing on the training plays, and prints
-the test perplexity of each (corpus perplexity, [EOS] scored, OOV words counted as [UNK]) and a few
-sentences sampled from the best model. It shows the chapter's points on real text: without smoothing
-(MLE) one unseen event makes perplexity infinite (already at order 1, where the test's OOV words get
-p(<unk>) = 0, and ever more so as unseen n-grams multiply); add-k fixes that badly; Kneser–Ney fixes it
-well, and modified Kneser–Ney best.
+``arlm quickstart`` runs the default configuration of the ``ladder`` experiment
+(:mod:`arlm.experiments.ladder`; ``arlm experiment ladder`` runs the same and writes a report with
+plots) and prints its tables: the test perplexity of word n-gram models of orders 1..5 with each
+smoothing (corpus perplexity, [EOS] scored, OOV words counted as [UNK]) and samples from the best one;
+then the character n-grams, the fixed-window MLP, the LSTM and the Transformer, each network trained
+for a fixed number of steps, and a table of test **bits per character** for every rung on the same
+characters, with samples from each network. It shows the chapter's points on real text: without
+smoothing (MLE) one unseen event makes perplexity infinite; add-k fixes that badly; Kneser–Ney well,
+modified Kneser–Ney best; and the networks, each at its step budget.
 
-Then (unless ``neural=False``) the neural rungs on characters: a char-level n-gram (modified
-Kneser–Ney), a fixed-window MLP, an LSTM and a Transformer, each neural model trained for a fixed
-number of steps (:data:`NEURAL`, the ``cpu-small`` preset; ``tiny`` and a few steps with
-``fast=True``), and a table of test **bits per character** for every model on the same unit (the word
-n-gram's NLL over the same characters: each line's characters plus its newline), with a few samples
-from each neural model. The step counts are calibrated so that the default run takes about
-:data:`EXPECTED_MINUTES` minutes on 2 cores; the run prints the time it took. Nothing depends on the
-clock, so the same seed and thread count print the same numbers.
+The step counts are calibrated so that the default run takes about :data:`EXPECTED_MINUTES` minutes
+on 2 cores; the run prints the time it took. Nothing depends on the clock, so the same seed and thread
+count print the same numbers.
 """
 
 from __future__ import annotations
@@ -25,23 +23,10 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from arlm import pipeline
-from arlm.data.cache import encode_corpus
-from arlm.data.corpora import load_corpus
-from arlm.decode.search import ancestral_sample
-from arlm.evaluate.likelihood import evaluate_likelihood
-from arlm.models.ngram import NGramModel
-from arlm.progress import progress
-from arlm.streams import sequence_spans
+from arlm.experiments.ladder import DEFAULT, QUICK, WORD_SMOOTHINGS, run_ladder
 
-# (label, smoothing, options) in the order the table shows them
-SMOOTHINGS = [
-    ("MLE (no smoothing)", "mle", {}),
-    ("Laplace (add-1)", "add-k", {"k": 1.0}),
-    ("add-k, k=0.01", "add-k", {"k": 0.01}),
-    ("Kneser-Ney", "kn", {}),
-    ("modified Kneser-Ney", "mkn", {}),
-]
+EXPECTED_MINUTES = 10
+SMOOTHINGS = WORD_SMOOTHINGS  # (label, smoothing, options), as the table shows them
 
 
 def run_quickstart(max_order: int = 5, num_samples: int = 3, seed: int = 0,
@@ -51,129 +36,71 @@ def run_quickstart(max_order: int = 5, num_samples: int = 3, seed: int = 0,
     """Run the ladder; print the tables and samples; return {(label, order): test perplexity} plus,
     with ``neural``, ``"bits_per_char"``: {model name: test bits per character}.
 
+    ``fast`` runs the ``--quick`` plan (tiny models, a few steps, the first 200 test lines);
     ``scale`` multiplies the neural rungs' training steps (1.0: the calibrated default)."""
-    console = console or Console()
-    t0 = time.perf_counter()
-    corpus = load_corpus("shakespeare")
-    tokenizer = pipeline.build_tokenizer(corpus, pipeline.TokenizerSpec("word"))
-    train = encode_corpus(corpus, "train", tokenizer)
-    test = encode_corpus(corpus, "test", tokenizer)
-    console.print(f"Shakespeare, word tokens: train {len(train.tokens):,} tokens in "
-                  f"{train.num_sequences:,} lines, test {len(test.tokens):,} tokens; "
-                  f"vocabulary {tokenizer.vocab_size:,}")
+    import dataclasses
 
-    results: dict = {}
-    best: tuple[float, NGramModel | None] = (math.inf, None)
-    with progress(show_progress) as bar:
-        task = bar.add_task("n-gram ladder", total=len(SMOOTHINGS) * max_order)
-        for label, smoothing, options in SMOOTHINGS:
-            for order in range(1, max_order + 1):
-                bar.update(task, description=f"{label}, order {order}")
-                model = NGramModel.fit(train.tokens, order=order, vocab=tokenizer.vocab,
-                                       smoothing=smoothing, **options)
-                report = evaluate_likelihood(model, test.tokens, show_progress=False)
-                results[label, order] = report.perplexity
-                if report.perplexity < best[0]:
-                    best = (report.perplexity, model)
-                bar.advance(task)
-
-    table = Table(title="Test perplexity of word n-gram models on Shakespeare (lower is better)")
-    table.add_column("smoothing")
-    for order in range(1, max_order + 1):
-        table.add_column(f"{order}-gram", justify="right")
-    for label, _, _ in SMOOTHINGS:
-        row = [results[label, n] for n in range(1, max_order + 1)]
-        table.add_row(label, *("inf" if math.isinf(p) else f"{p:,.1f}" for p in row))
-    console.print(table)
-
-    model = best[1]
-    console.print(f"Samples from the best model ({model.order}-gram, {model.smoothing}):")
-    samples = ancestral_sample(model, num_samples=num_samples, max_new_tokens=40, seed=seed)
-    for row in samples.tokens.tolist():
-        console.print("  " + tokenizer.decode(row), markup=False, highlight=False)
-    if neural:
-        word_bpc = evaluate_likelihood(model, test.tokens, num_chars=test.num_chars,
-                                       show_progress=False).bits_per_char
-        label = f"word {model.order}-gram ({model.smoothing})"
-        results["bits_per_char"] = run_char_ladder(
-            corpus, {label: word_bpc}, num_samples=num_samples, seed=seed, console=console, fast=fast,
-            threads=threads, scale=scale)
-    console.print(f"done in {time.perf_counter() - t0:.1f} s")
-    return results
-
-
-# (name, `arlm train` command, training steps): calibrated on 2 cores, one torch thread, for about
-# EXPECTED_MINUTES minutes in all (cpu-small: window ≈ 12 ms, LSTM ≈ 33 ms, Transformer ≈ 100 ms a step)
-NEURAL = [("window MLP", "window", 4000), ("LSTM", "lstm", 4000), ("Transformer", "transformer", 2000)]
-FAST_STEPS = 40  # each rung with fast=True (the tiny preset)
-EXPECTED_MINUTES = 8
-
-
-def run_char_ladder(corpus, bpc: dict[str, float], num_samples: int = 3, seed: int = 0,
-                    console: Console | None = None, fast: bool = False, threads: int = 0,
-                    scale: float = 1.0) -> dict:
-    """Char-level n-gram, window MLP, LSTM and Transformer on Shakespeare characters, each neural
-    model trained for its fixed steps (× ``scale``); prints a bits-per-character table (``bpc`` holds
-    rows already measured)."""
     import torch
-
-    from arlm.train.presets import resolve
-    from arlm.train.trainer import Trainer
 
     console = console or Console()
     t0 = time.perf_counter()
     if threads:
         torch.set_num_threads(threads)
-    data = pipeline.prepare_data(corpus, pipeline.TokenizerSpec("char"), "train", "test")
-    tokenizer, train, test = data.tokenizer, data.train, data.val
-    if fast:  # score the first test lines only (every model on the same ones)
-        starts, lengths = sequence_spans(test.tokens)
-        n = min(200, len(starts))
-        test_tokens = test.tokens[: starts[n - 1] + lengths[n - 1]]
-        test_chars = sum(len(x) + 1 for x in corpus.lines("test")[:n])
-    else:
-        test_tokens, test_chars = test.tokens, test.num_chars
-    preset = "tiny" if fast else "cpu-small"
-    order = 5 if fast else 7
-    bpc = dict(bpc)
-    ngram = NGramModel.fit(train.tokens, order=order, vocab=tokenizer.vocab, smoothing="mkn",
-                          discount_fallback=True)  # few characters: some counts-of-counts are 0
-    bpc[f"char {order}-gram (mkn)"] = evaluate_likelihood(ngram, test_tokens, num_chars=test_chars,
-                                                          show_progress=False).bits_per_char
-    plan = [(name, command, max(1, round((FAST_STEPS if fast else steps) * scale)))
-            for name, command, steps in NEURAL]
-    console.print(f"Neural models on characters (vocabulary {tokenizer.vocab_size}), preset {preset!r}, "
-                  f"{torch.get_num_threads()} torch threads, seed {seed}: "
-                  + ", ".join(f"{name} {steps:,} steps" for name, _, steps in plan)
-                  + ("" if fast or scale != 1 else f" (about {EXPECTED_MINUTES} min on 2 cores)"))
-    samples: dict[str, list[str]] = {}
-    info: dict[str, str] = {}
-    for name, command, steps in plan:
-        settings = resolve(command, preset, [f"seed={seed}", f"max_steps={steps}"])
-        config = pipeline.make_train_config(settings, eval_interval=0, show_progress=False, out_dir=None)
-        model = pipeline.build_model(settings, tokenizer.vocab_size)
-        started = time.perf_counter()
-        Trainer(model, config, train, None).train()
-        took = time.perf_counter() - started
-        model.eval()
-        label = f"{name} ({model.num_parameters():,} params)"
-        bpc[label] = evaluate_likelihood(model, test_tokens, num_chars=test_chars,
-                                         show_progress=False).bits_per_char
-        info[label] = f"{steps:,} steps, {took:.0f} s, {steps * config.batch_tokens:,} tokens"
-        rows = ancestral_sample(model, num_samples=num_samples, max_new_tokens=60, seed=seed).tokens
-        samples[label] = [tokenizer.decode(r) for r in rows.tolist()]
+    plan = dataclasses.replace((QUICK if fast else DEFAULT).scaled(scale), max_order=max_order,
+                               num_samples=num_samples)
+    results = run_ladder(plan, seed=seed, show_progress=show_progress, neural=neural)
+    print_ladder(results, console, fast=fast)
+    console.print(f"done in {time.perf_counter() - t0:.1f} s")
 
+    word = results["word_ngrams"]
+    out: dict = {(row["label"], order): ppl for row in word["rows"]
+                 for order, ppl in zip(word["orders"], row["perplexity"], strict=True)}
+    if neural:
+        out["bits_per_char"] = results["bits_per_char"]
+    return out
+
+
+def print_ladder(results: dict, console: Console, fast: bool = False) -> None:
+    """The ladder's tables and samples, as the quickstart prints them."""
+    d, word = results["data"], results["word_ngrams"]
+    console.print(f"Shakespeare, word tokens: train {d['word_train_tokens']:,} tokens, test "
+                  f"{d['word_test_tokens']:,} tokens; vocabulary {d['word_vocab']:,}")
+    table = Table(title="Test perplexity of word n-gram models on Shakespeare (lower is better)")
+    table.add_column("smoothing")
+    for order in word["orders"]:
+        table.add_column(f"{order}-gram", justify="right")
+    for row in word["rows"]:
+        table.add_row(row["label"], *("inf" if math.isinf(p) else f"{p:,.1f}" for p in row["perplexity"]))
+    console.print(table)
+    best = word["best"]
+    console.print(f"Samples from the best model ({best['label']}):")
+    for text in best["samples"]:
+        console.print("  " + text, markup=False, highlight=False)
+    if "neural" not in results:
+        return
+
+    char = results["char_ngrams"]
+    table = Table(title="Test bits per character of character n-gram models")
+    table.add_column("smoothing")
+    for order in char["orders"]:
+        table.add_column(f"{order}-gram", justify="right")
+    for row in char["rows"]:
+        table.add_row(row["label"], *(f"{b:.3f}" for b in row["bits_per_char"]))
+    console.print(table)
+
+    info = {best["label"]: "counting (OOV words as [UNK])", char["best"]["label"]: "counting"}
+    for row in results["neural"]:
+        info[row["name"]] = (f"{row['params']:,} params, {row['steps']:,} steps, {row['seconds']:.0f} s, "
+                             f"{row['tokens']:,} tokens")
     table = Table(title="Test bits per character on Shakespeare (lower is better; same characters "
-                        "for every model)" + (" — first 200 test lines" if fast else ""))
+                        "for every model)" + (f" — first {d['test_lines']} test lines" if fast else ""))
     table.add_column("model")
     table.add_column("bits/char", justify="right")
     table.add_column("training", justify="right")
-    for label, value in bpc.items():
-        table.add_row(label, f"{value:.3f}", info.get(label, "counting"))
+    for label, value in results["bits_per_char"].items():
+        table.add_row(label, f"{value:.3f}", info.get(label, ""))
     console.print(table)
-    for label, rows in samples.items():
-        console.print(f"Samples from the {label}:")
-        for text in rows:
+    for row in results["neural"]:
+        console.print(f"Samples from the {row['name']}:")
+        for text in row["samples"]:
             console.print("  " + text, markup=False, highlight=False)
-    console.print(f"neural ladder done in {time.perf_counter() - t0:.1f} s")
-    return bpc

@@ -30,7 +30,7 @@ from arlm.errors import ConfigError, UnwritableError
 from arlm.io import atomic_write
 from arlm.streams import frame_sequences
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the sidecar records num_bytes
 UNITS = ("lines", "documents")
 
 
@@ -43,11 +43,15 @@ class EncodedSplit:
     num_chars: characters the stream stands for, for bits per character: each line's (or
         document's) characters plus one for the newline that its [EOS] stands for.
     num_sequences: number of ``[SOS] … [EOS]`` sequences (lines or documents).
+    num_bytes: UTF-8 bytes the stream stands for, for bits per byte, counted like ``num_chars``
+        (each text's bytes plus one for its newline): the unit that compares any two tokenizers.
+        None where unknown (a stream cut or reordered by hand).
     """
 
     tokens: np.ndarray
     num_chars: int
     num_sequences: int
+    num_bytes: int | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -77,9 +81,10 @@ def _encode(corpus: Corpus, split: str, tokenizer: Tokenizer, unit: str) -> Enco
     texts = corpus.lines(split) if by_line else [d.text for d in corpus.documents(split)]
     ids, lengths = tokenizer.encode_flat(texts)
     num_chars = sum(len(t) for t in texts) + len(texts)
+    num_bytes = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) + len(texts)
     tokens = frame_sequences(ids, lengths, tokenizer.vocab_size, tokenizer.sos_id, tokenizer.eos_id)
     tokens.setflags(write=False)  # the same as a cached (memmap) split: read-only
-    return EncodedSplit(tokens, num_chars, len(texts))
+    return EncodedSplit(tokens, num_chars, len(texts), num_bytes)
 
 
 def _read(npy: Path, sidecar: Path) -> EncodedSplit | None:
@@ -89,16 +94,17 @@ def _read(npy: Path, sidecar: Path) -> EncodedSplit | None:
         tokens = np.load(npy, mmap_mode="r")
     except (OSError, ValueError):
         return None
-    if meta.get("format") != FORMAT_VERSION or meta.get("num_tokens") != len(tokens):
+    if (meta.get("format") != FORMAT_VERSION or meta.get("num_tokens") != len(tokens)
+            or "num_bytes" not in meta):
         return None
-    return EncodedSplit(tokens, int(meta["num_chars"]), int(meta["num_sequences"]))
+    return EncodedSplit(tokens, int(meta["num_chars"]), int(meta["num_sequences"]), int(meta["num_bytes"]))
 
 
 def _write(npy: Path, sidecar: Path, data: EncodedSplit, description: dict) -> None:
     with atomic_write(npy, "wb") as f:
         np.save(f, data.tokens)
     meta = {"format": FORMAT_VERSION, "num_tokens": data.num_tokens, "num_chars": data.num_chars,
-            "num_sequences": data.num_sequences, **description}
+            "num_bytes": data.num_bytes, "num_sequences": data.num_sequences, **description}
     with atomic_write(sidecar) as f:  # written last: its presence says the .npy is complete
         json.dump(meta, f, indent=1)
 

@@ -11,7 +11,9 @@ corpus perplexity (what KenLM, SRILM and papers report) pools the tokens, exp(Σ
 Both are reported. OOV targets (those equal to [UNK]) are counted apart, so that perplexity is given
 both including and excluding them, as KenLM's ``query`` does. Bits per character divide the total NLL
 (in bits) by the characters of the text, counting one newline per sequence for its [EOS]: the unit that
-compares models with different tokenizers.
+compares models with different tokenizers. Bits per byte divide by the UTF-8 bytes of the same text
+(one per newline likewise): equal to bits per character on ASCII text, and the unit of byte-level
+models and of papers that compare tokenizers across scripts.
 
 One function, :func:`evaluate_likelihood`, serves every :class:`~arlm.models.base.ARModel`: it only calls
 ``model.score`` on padded batches.
@@ -45,6 +47,7 @@ class LikelihoodReport:
     oov_nll: float  # the part of ``nll`` spent on [UNK] targets
     mean_sentence_ppl: float  # (1/N) Σ_i ppl(s_i), the chapter's average
     num_chars: int | None = None  # characters of the text, for bits per character
+    num_bytes: int | None = None  # UTF-8 bytes of the text, for bits per byte
 
     @property
     def nll_per_token(self) -> float:
@@ -70,11 +73,17 @@ class LikelihoodReport:
     def bits_per_char(self) -> float | None:
         return bits_per_unit(self.nll, self.num_chars) if self.num_chars else None
 
+    @property
+    def bits_per_byte(self) -> float | None:
+        """Σ NLL / (ln 2 · UTF-8 bytes): the same text costs the same bytes under any tokenizer, so this
+        compares word, char, byte and BPE models (and is bits per char on ASCII text)."""
+        return bits_per_unit(self.nll, self.num_bytes) if self.num_bytes else None
+
     def to_dict(self) -> dict:
         """All totals and derived numbers, JSON-ready (inf stays a float; json writes Infinity)."""
         out = asdict(self)
         for name in ("nll_per_token", "perplexity", "perplexity_excluding_oov", "bits_per_token",
-                     "bits_per_char"):
+                     "bits_per_char", "bits_per_byte"):
             out[name] = getattr(self, name)
         return out
 
@@ -105,6 +114,7 @@ def evaluate_likelihood(
     sequences: np.ndarray | Sequence[np.ndarray],
     *,
     num_chars: int | None = None,
+    num_bytes: int | None = None,
     sos_id: int = SOS_ID,
     eos_id: int = EOS_ID,
     unk_id: int | None = UNK_ID,
@@ -167,4 +177,5 @@ def evaluate_likelihood(
         oov_nll=oov_nll,
         mean_sentence_ppl=float(sentence_ppl.mean()),
         num_chars=num_chars,
+        num_bytes=num_bytes,
     )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from rouge_score import rouge_scorer
@@ -249,5 +250,48 @@ def text_metrics(hyps: Sequence[str], refs: Sequence[str] | None = None, tokeniz
     return out
 
 
-__all__ = ["bleu", "chrf", "distinct_n", "repeat_ngram_share", "rouge", "self_bleu", "text_metrics",
-           "zipf_coefficient"]
+# ---------------------------------------------------------------------------------------------------
+# Files of texts (`arlm score-text`)
+# ---------------------------------------------------------------------------------------------------
+
+TOKENIZERS: dict[str, Tokenize] = {"whitespace": _whitespace, "char": list}
+
+
+def read_lines(path: str | Path, what: str, encoding: str = "utf-8") -> list[str]:
+    """The lines of a text file, one text per line (no trailing newline kept); DataError when the file
+    is missing, unreadable or empty."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise DataError(f"{what} file {path} does not exist; pass a text file with one text per "
+                        "line") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {what} file {path} ({getattr(e, 'strerror', None) or e}); pass a "
+                        f"readable {encoding} text file") from None
+    lines = text.splitlines()
+    if not lines:
+        raise DataError(f"{what} file {path} is empty; pass one text per line")
+    return lines
+
+
+def score_text_files(hyp: str | Path, ref: str | Path | None = None, tokenize: str = "whitespace",
+                     encoding: str = "utf-8", max_texts: int | None = SELF_BLEU_MAX_TEXTS,
+                     seed: int = 0) -> dict[str, float]:
+    """:func:`text_metrics` of the lines of ``hyp`` against the lines of ``ref`` (line i against line
+    i; without ``ref``, the diversity metrics only). ``tokenize`` is ``whitespace`` or ``char`` (for
+    character-level generations). Different line counts are a DataError naming both files."""
+    if tokenize not in TOKENIZERS:
+        raise ConfigError(f"unknown tokenization {tokenize!r}; choose one of {', '.join(TOKENIZERS)}")
+    hyps = read_lines(hyp, "hypothesis", encoding)
+    refs = None
+    if ref is not None:
+        refs = read_lines(ref, "reference", encoding)
+        if len(refs) != len(hyps):
+            raise DataError(f"{hyp} has {len(hyps):,} lines but {ref} has {len(refs):,}; pass one reference "
+                            "line per hypothesis line")
+    return text_metrics(hyps, refs, tokenize=TOKENIZERS[tokenize], max_texts=max_texts, seed=seed)
+
+
+__all__ = ["bleu", "chrf", "distinct_n", "repeat_ngram_share", "rouge", "score_text_files", "self_bleu",
+           "text_metrics", "zipf_coefficient"]

@@ -37,7 +37,8 @@ def evaluate_in_order(model, split: EncodedSplit, spec: OrderSpec, *, sos_id: in
     from arlm.pipeline import reorder_split
 
     ordered = reorder_split(split, spec, seed)
-    return evaluate_likelihood(model, ordered.tokens, num_chars=split.num_chars, sos_id=sos_id,
+    return evaluate_likelihood(model, ordered.tokens, num_chars=split.num_chars,
+                               num_bytes=split.num_bytes, sos_id=sos_id,
                                eos_id=eos_id, unk_id=unk_id, show_progress=show_progress)
 
 

@@ -24,6 +24,10 @@ from arlm.errors import ConfigError
 
 # name -> module (one line per experiment)
 EXPERIMENTS: dict[str, str] = {
+    "ladder": "arlm.experiments.ladder",
+    "decoding": "arlm.experiments.decoding",
+    "exposure-bias": "arlm.experiments.exposure_bias",
+    "complexity": "arlm.experiments.complexity",
     "orders-text": "arlm.experiments.orders_text",
     "orders-images": "arlm.experiments.orders_images",
 }
@@ -47,4 +51,9 @@ def experiment_module(name: str) -> ModuleType:
     if name not in EXPERIMENTS:
         known = ", ".join(sorted(EXPERIMENTS)) or "none yet"
         raise ConfigError(f"unknown experiment {name!r}; choose one of {known}")
-    return importlib.import_module(EXPERIMENTS[name])
+    try:
+        return importlib.import_module(EXPERIMENTS[name])
+    except ModuleNotFoundError as e:
+        if e.name != EXPERIMENTS[name]:
+            raise
+        raise ConfigError(f"experiment {name!r} is not in this build of arlm; choose another") from None

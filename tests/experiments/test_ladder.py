@@ -1,0 +1,72 @@
+"""`arlm experiment ladder --quick`: every rung in bits per character on the same test lines, the tables
+in report.md, plots that decode, and `arlm report` re-rendering the same files from results.json."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from arlm.experiments.ladder import QUICK, curve_steps
+from cli_helpers import arlm, ok
+
+PLOTS = {"ladder.png": (320, 640), "learning_curves.png": (400, 640), "ngram_orders.png": (340, 800)}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("ladder")
+    ok(arlm("experiment", "ladder", "--quick", "--out", "out", "--seed", "1", cwd=work))
+    return work / "out"
+
+
+def test_results_hold_a_bits_per_char_table_keyed_by_model(run):
+    data = json.loads((run / "results.json").read_text())
+    assert data["experiment"] == "ladder" and data["config"]["quick"] and data["config"]["seed"] == 1
+    assert set(data["provenance"]["versions"]) == {"arlm", "torch", "numpy", "python"}
+    results = data["results"]
+    bpc = results["bits_per_char"]
+    assert list(bpc) == ["word 2-gram (mkn)", "char 5-gram (mkn)", "window MLP", "LSTM", "Transformer"]
+    for name, value in bpc.items():
+        assert 0.5 < value < math.log2(results["data"]["char_vocab"]), (name, value)
+    assert results["data"]["test_lines"] == QUICK.test_lines
+    # the word table: MLE is infinite, every smoothed row finite; orders 1..2
+    rows = {row["label"]: row for row in results["word_ngrams"]["rows"]}
+    assert all(math.isinf(p) for p in rows["MLE (no smoothing)"]["perplexity"])
+    assert all(math.isfinite(p) for r in rows.values() if r["smoothing"] != "mle" for p in r["perplexity"])
+    # the char n-gram table covers the plan's orders × smoothings; the best one is the summary row
+    char = results["char_ngrams"]
+    assert char["orders"] == list(QUICK.char_orders)
+    assert min(min(r["bits_per_char"]) for r in char["rows"]) == bpc["char 5-gram (mkn)"]
+    # learning curves: scored at the planned steps (never chosen by the clock), seconds increasing
+    for row, rung in zip(results["neural"], QUICK.rungs, strict=True):
+        steps = [p["step"] for p in row["curve"]]
+        assert steps == curve_steps(rung.steps, QUICK.curve_fractions)
+        seconds = [p["seconds"] for p in row["curve"]]
+        assert seconds == sorted(seconds) and all(math.isfinite(p["bits_per_char"]) for p in row["curve"])
+    assert results["crossings"], "each neural curve is compared with the char n-gram line"
+
+
+def test_report_holds_the_tables_and_each_plot_decodes(run):
+    report = (run / "report.md").read_text()
+    for text in ("## Word n-grams: test perplexity", "| modified Kneser-Ney |", "## The ladder",
+                 "| Transformer |", "| LSTM |", "| window MLP |", "learning_curves.png", "Reproduce:"):
+        assert text in report, text
+    for name, (height, width) in PLOTS.items():
+        image = matplotlib.image.imread(run / name)
+        assert image.shape[:2] == (height, width), name
+        assert np.ptp(image[..., :3]) > 0.5, name  # not blank
+        assert (run / name).stat().st_size < 200_000
+
+
+def test_arlm_report_rerenders_the_same_files(run, tmp_path):
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "results.json").write_bytes(before["results.json"])
+    ok(arlm("report", "copy", cwd=tmp_path))
+    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
