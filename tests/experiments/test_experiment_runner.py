@@ -134,6 +134,12 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "results.json").write_text("{not json")
     one_line_error(arlm("report", "broken", cwd=tmp_path), "not readable JSON")
+    (tmp_path / "broken" / "results.json").write_text(json.dumps(
+        {"experiment": "complexity", "results": {}, "provenance": "x"}))
+    one_line_error(arlm("report", "broken", cwd=tmp_path), "'provenance' field is not an object")
+    (tmp_path / "broken" / "results.json").write_text(json.dumps({"experiment": "complexity", "results": {}}))
+    one_line_error(arlm("report", "broken", cwd=tmp_path), "lacks what the complexity report needs")
+    assert not (tmp_path / "broken" / "report.md").exists()  # nothing half-written
     assert not (tmp_path / "runs").exists()
 
 

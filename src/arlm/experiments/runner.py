@@ -85,6 +85,10 @@ def read_results(folder: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("experiment"), str) or "results" not in data:
         raise FormatError(f"{path} is not an arlm experiment's results (no 'experiment' and 'results' "
                           "fields); choose the folder that `arlm experiment` wrote")
+    for key in ("results", "config", "provenance"):
+        if not isinstance(data.get(key, {}), dict):
+            raise FormatError(f"{path}: its {key!r} field is not an object; the file is damaged, run the "
+                              "experiment again")
     return data
 
 
@@ -221,7 +225,11 @@ def render_report(folder: str | Path) -> Path:
     folder = Path(folder)
     data = read_results(folder)
     module = experiment_module(data["experiment"])
-    body = module.render(data["results"], folder)
+    try:
+        body = module.render(data["results"], folder)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise FormatError(f"{folder / RESULTS} lacks what the {data['experiment']} report needs "
+                          f"({type(e).__name__}: {e}); run the experiment again") from e
     with atomic_write(folder / REPORT) as f:
         f.write(_header(data) + "\n" + body.rstrip() + "\n")
     return folder / REPORT
