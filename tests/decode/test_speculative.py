@@ -27,13 +27,7 @@ from toy_models import BigramTable
 V = 12
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared small CPU: one thread avoids oversubscription (many times slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on a shared small CPU
 
 
 PROMPT = [SOS_ID, 5, 6, 7, 5, 6, 9, 4]

@@ -16,14 +16,7 @@ from arlm.errors import DataError, MismatchError
 from arlm.experiments import ExperimentConfig, decoding
 from arlm.models.ngram import NGramModel
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared small CPU: one torch thread (many threads are far slower there)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on a shared small CPU
 
 
 @pytest.fixture(scope="module")

@@ -30,14 +30,6 @@ from arlm.train.batches import random_sequences, validation_sequences
 from arlm.train.trainer import TrainConfig, Trainer
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name", ["l2r", "r2l", "fixed-random", "raster", "snake", "zorder", "hilbert"])
 def test_reading_order_undoes_the_model_order(name, tmp_path):
     spec = OrderSpec(name, 3, (8, 8))

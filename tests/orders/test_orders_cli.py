@@ -28,12 +28,6 @@ from cli_helpers import ok, one_line_error
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def arlm(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -9,18 +9,9 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from arlm.experiments import EXPERIMENTS, ExperimentConfig, experiment_module
-
-
-@pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _png_ok(path) -> None:

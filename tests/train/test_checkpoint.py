@@ -11,7 +11,7 @@ from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer, read_state
 from train_helpers import counting_corpus
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/train/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 TRAIN, VAL = counting_corpus(2000, 0), counting_corpus(300, 1)

@@ -13,7 +13,7 @@ from arlm.models.registry import load_family_model
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/train/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def test_train_on_an_encoded_corpus_and_load_the_best_model(tmp_path):

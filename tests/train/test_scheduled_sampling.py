@@ -11,7 +11,7 @@ from arlm.train import TrainConfig, Trainer
 from arlm.train.trainer import TrainingForward
 from train_helpers import counting_corpus
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/train/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 TRAIN, VAL = counting_corpus(3000, 0), counting_corpus(400, 1)

@@ -21,7 +21,7 @@ from arlm.train.batches import loss_targets
 from arlm.train.trainer import param_groups
 from train_helpers import counting_corpus
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/train/conftest.py
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 TRAIN, VAL = counting_corpus(3000, 0), counting_corpus(400, 1)

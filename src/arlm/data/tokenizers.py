@@ -515,7 +515,7 @@ class ForeignTokenizer(_HFBacked, Tokenizer):
 PIXEL_CHARS = "0123456789abcdefghijklmnopqrstuvwxyz"  # grey level g is written PIXEL_CHARS[g]
 
 
-class PixelTokenizer(Tokenizer):
+class PixelTokenizer(CharTokenizer):
     """Grey-level images as text: one character per pixel, grey level g <-> id 4 + g (the digits'
     ``VOCAB`` of :mod:`arlm.data.images`). An image is a line of H·W characters ``PIXEL_CHARS[g]``
     in raster order (the ``digits`` corpus), so every tokenizer-based tool reads images. Its
@@ -535,9 +535,7 @@ class PixelTokenizer(Tokenizer):
         if tokens is not None and [t for t in tokens if t not in SPECIAL_TOKENS] != expected:
             raise FormatError("a pixel tokenizer's tokens must be its grey-level characters in order; "
                               "save it again with Tokenizer.save")
-        super().__init__(expected, options)
-        self._table = np.full(128, UNK_ID, dtype=np.int64)
-        self._table[[ord(c) for c in expected]] = np.arange(NUM_SPECIAL, NUM_SPECIAL + levels)
+        super().__init__(expected, options)  # a char tokenizer over the grey-level characters
 
     @property
     def image_shape(self) -> tuple[int, int]:
@@ -547,20 +545,6 @@ class PixelTokenizer(Tokenizer):
     @classmethod
     def train(cls, texts: Iterable[str] = (), **options: Any) -> PixelTokenizer:
         return cls(None, options)
-
-    def _lookup(self, text: str) -> np.ndarray:
-        points = _code_points(text)
-        return self._table[np.minimum(points, len(self._table) - 1)]
-
-    def encode(self, text: str) -> list[int]:
-        return self._lookup(text).tolist()
-
-    def encode_flat(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-        return self._lookup("".join(texts)), lengths
-
-    def _join(self, ids: list[int]) -> str:
-        return "".join(self._vocab[i] for i in ids)
 
 
 # ----------------------------------------------------------------------------------------- API
