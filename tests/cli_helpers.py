@@ -41,3 +41,29 @@ def word_lines(n: int, seed: int) -> str:
 
     rng = random.Random(seed)
     return "".join(" ".join(rng.choices(WORDS, k=rng.randint(3, 9))) + "\n" for _ in range(n))
+
+
+TOY_LINES = ["the cat sat on the mat .", "the dog sat on the log .", "a cat saw a dog .",
+             "the dog saw the cat and the cat ran .", "a dog ran on the mat ."] * 4
+
+
+def save_toy_word_models(root: Path, block_size: int, n_layer: int):
+    """A word tokenizer on TOY_LINES, a KN trigram and a seeded tiny Transformer saved as model folders
+    ``root/ngram`` and ``root/tf``; returns (tokenizer, the trigram model)."""
+    import torch
+
+    from arlm import pipeline
+    from arlm.data.tokenizers import train_tokenizer
+    from arlm.models.ngram import NGramModel
+    from arlm.models.transformer import TransformerConfig, TransformerLM
+
+    tok = train_tokenizer("word", TOY_LINES)
+    data = [i for line in tok.encode_lines(TOY_LINES) for i in [1, *line.tolist(), 2]]
+    ngram = NGramModel.fit(torch.tensor(data).numpy(), order=3, vocab=tok.vocab, smoothing="kn",
+                           discount_fallback=True)
+    pipeline.save_model(root / "ngram", ngram, tok)
+    torch.manual_seed(0)
+    tf = TransformerLM(TransformerConfig(vocab_size=tok.vocab_size, block_size=block_size, n_layer=n_layer,
+                                         n_head=2, d_model=16))
+    pipeline.save_model(root / "tf", tf, tok)
+    return tok, ngram

@@ -4,63 +4,21 @@ and bad input (one line on stderr, exit code 2, no traceback)."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from arlm import pipeline
-from arlm.data.tokenizers import train_tokenizer
 from arlm.interop.arpa import write_arpa
-from arlm.models.ngram import NGramModel
-from arlm.models.transformer import TransformerConfig, TransformerLM
-from cli_helpers import arlm
-
-LINES = ["the cat sat on the mat .", "the dog sat on the log .", "a cat saw a dog .",
-         "the dog saw the cat and the cat ran .", "a dog ran on the mat ."] * 4
-
-
+from cli_helpers import arlm, save_toy_word_models
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("gen")
-    tok = train_tokenizer("word", LINES)
-    data = [i for line in tok.encode_lines(LINES) for i in [1, *line.tolist(), 2]]
-    ngram = NGramModel.fit(torch.tensor(data).numpy(), order=3, vocab=tok.vocab, smoothing="kn",
-                           discount_fallback=True)
-    pipeline.save_model(root / "ngram", ngram, tok)
+    _, ngram = save_toy_word_models(root, block_size=16, n_layer=1)
     write_arpa(ngram, root / "lm.arpa")
-    torch.manual_seed(0)
-    tf = TransformerLM(TransformerConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1,
-                                         n_head=2, d_model=16))
-    pipeline.save_model(root / "tf", tf, tok)
     return {"root": root, "ngram": root / "ngram", "arpa": root / "lm.arpa", "tf": root / "tf"}
-
-
-class Result:
-    def __init__(self, returncode: int, stdout: str, stderr: str) -> None:
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-@pytest.fixture()
-def inproc(monkeypatch, capsys):
-    """Run `arlm …` in this process through cli.main (fast: no interpreter start, no torch import)."""
-    from arlm import cli
-
-    def run(*args: str, cwd: Path) -> Result:
-        monkeypatch.setattr(sys, "argv", ["arlm", *args])
-        monkeypatch.chdir(cwd)
-        code = 0
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = e.code or 0
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run
 
 
 def _ok(r: subprocess.CompletedProcess) -> str:

@@ -4,7 +4,6 @@ the same tokens on every path, the reported numbers, and bad input as one line w
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,19 +54,12 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture()
-def run(monkeypatch, capsys):
+def run(inproc):
     """`arlm …` in this process through cli.main: (exit code, stdout, stderr)."""
-    from arlm import cli
 
     def call(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["arlm", *map(str, args)])
-        code = 0
-        try:
-            cli.main()
-        except SystemExit as e:
-            code = e.code or 0
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        r = inproc(*args)
+        return r.returncode, r.stdout, r.stderr
 
     return call
 

@@ -7,31 +7,17 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
-from arlm import pipeline
-from arlm.data.tokenizers import train_tokenizer
-from arlm.models.ngram import NGramModel
-from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.serve import LoadedModel, ServeSettings, create_app, load_models
-
-LINES = ["the cat sat on the mat .", "the dog sat on the log .", "a cat saw a dog .",
-         "the dog saw the cat and the cat ran .", "a dog ran on the mat ."] * 4
+from cli_helpers import save_toy_word_models
 
 
 @pytest.fixture(scope="session")
 def folders(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("serve_models")
-    tok = train_tokenizer("word", LINES)
-    data = [i for line in tok.encode_lines(LINES) for i in [1, *line.tolist(), 2]]
-    ngram = NGramModel.fit(torch.tensor(data).numpy(), order=3, vocab=tok.vocab, smoothing="kn",
-                           discount_fallback=True)
-    pipeline.save_model(root / "tri", ngram, tok)
-    torch.manual_seed(0)
-    tf = TransformerLM(TransformerConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2,
-                                         d_model=16))
-    pipeline.save_model(root / "tf", tf, tok)
+    save_toy_word_models(root, block_size=32, n_layer=2)
+    (root / "ngram").rename(root / "tri")
     return {"root": root, "tf": root / "tf", "tri": root / "tri"}
 
 
