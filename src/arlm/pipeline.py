@@ -314,8 +314,9 @@ def train_neural(command: str, *, corpus: str = "shakespeare", split: str = "tra
     check_stream_lengths(config, data)
     if resume is not None:
         check_resume(resume, tok, settings.family)
-        if load_order(resume) != spec:
-            raise MismatchError(f"checkpoint {resume} was trained in order {load_order(resume).name}, not "
+        saved_order = load_order(resume)
+        if saved_order != spec:
+            raise MismatchError(f"checkpoint {resume} was trained in order {saved_order.name}, not "
                                 f"{spec.name}; resume with the same --order")
     model = build_model(settings, tok.vocab_size)
     if resume is not None:

@@ -31,7 +31,7 @@ def test_every_series_is_timed_and_fitted(run):
         assert all(len(r) == QUICK.repeats for r in series["repeats"])
         assert series["seconds"] == [float(np.median(r)) for r in series["repeats"]]
         fit = series["fit"]
-        assert np.isfinite(fit["b"]) and fit["ci"][0] <= fit["b"] <= fit["ci"][1]
+        assert np.isfinite(fit["b"]) and 0 < fit["ci"][1] - fit["ci"][0] < np.inf
 
 
 def test_kv_cache_bytes_grow_exactly_linearly_and_the_rnn_state_does_not(run):

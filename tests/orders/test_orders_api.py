@@ -56,6 +56,10 @@ def test_orders_that_do_not_fit_the_data_are_refused(tmp_path):
         OrderSpec("spiral", 0, (8, 8))
     with pytest.raises(ConfigError, match="random order"):
         to_reading_order(np.arange(4), OrderSpec("random"))
+    with pytest.raises(ConfigError, match="seed must be an integer ≥ 0"):
+        OrderSpec("fixed-random", -1, (8, 8))
+    with pytest.raises(ConfigError, match="seed must be an integer ≥ 0"):
+        to_model_order(np.array([1, 5, 6, 2]), OrderSpec("random"), seed=-1)
     (tmp_path / "order.json").write_text('{"order": 3}')
     with pytest.raises(FormatError):
         read_order_file(tmp_path)

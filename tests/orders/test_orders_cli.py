@@ -164,7 +164,7 @@ def test_sigma_gpt_evaluates_in_random_orders_and_infills(work):
                                 "--orders", "3", cwd=work)))
     orders = report["random_orders"]
     assert len(orders["bits_per_char"]) == 3 and 0 < orders["bits_per_char_mean"] < 10
-    assert orders["bits_per_char_std"] >= 0 and 0 < report["bits_per_char"] < 10
+    assert orders["bits_per_char_std"] > 0 and 0 < report["bits_per_char"] < 10  # orders differ
     template = "the cat ___ on the mat"
     lines = ok(arlm("infill", "sigma/last", "--template", template, "-n", "3", cwd=work)).splitlines()
     assert len(lines) == 3

@@ -257,6 +257,11 @@ def order_for(name: str, image_shape: tuple[int, int] | None = None, seed: int =
 ORDER_FILE = "order.json"
 
 
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ConfigError(f"an order's seed must be an integer ≥ 0, got {seed!r}; e.g. --set seed=0")
+
+
 @dataclass(frozen=True)
 class OrderSpec:
     """The order a model reads its sequences in, as saved in ``order.json`` next to its weights.
@@ -270,6 +275,7 @@ class OrderSpec:
     image: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
+        _check_seed(self.seed)
         self.order()  # checks the name against the data (a pixel order on text, Hilbert on 8×6, …)
 
     def order(self) -> Order:
@@ -330,7 +336,9 @@ def to_model_order(stream: np.ndarray, spec: OrderSpec, seed: int | None = None)
     stream = np.asarray(stream)
     if spec.identity:
         return stream
-    rng = np.random.default_rng(spec.seed if seed is None else seed)
+    seed = spec.seed if seed is None else seed
+    _check_seed(seed)
+    rng = np.random.default_rng(seed) if spec.name == "random" else None
     return apply_to_stream(stream, spec.order(), rng)
 
 

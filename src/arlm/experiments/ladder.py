@@ -23,7 +23,10 @@ its OOV words (the report counts them) and is not a character model's number.
 calibrated so that the whole default run takes about ten minutes on two cores with one torch thread,
 the LSTM and the Transformer at about equal training time. No wall clock decides anything: the same seed
 and thread count give the same numbers. Training seconds are measured and reported (the learning
-curves' x-axis), but which steps are evaluated is fixed in advance.
+curves' x-axis), but which steps are evaluated is fixed in advance. The crossings are read off the
+curves: a neural curve's first step below an n-gram line is fixed by the seed, while the *seconds* of
+any crossing, and where one neural curve overtakes another in time, are timing measurements that move
+with the machine's load (reported, like tokens/s; no bits/char number depends on them).
 
 **Learning curves.** At fixed fractions of its steps each neural rung is scored on the first
 ``curve_lines`` test lines; the n-grams are horizontal lines on the same lines. Where a neural curve
@@ -198,8 +201,9 @@ def run_ladder(plan: LadderPlan, seed: int = 0, device: str = "cpu", show_progre
         word_tok = pipeline.build_tokenizer(corpus, pipeline.TokenizerSpec("word"))
         word_train = _first_lines(encode_corpus(corpus, "train", word_tok), corpus.lines("train"),
                                   plan.train_lines)
-        word_test = _first_lines(encode_corpus(corpus, "test", word_tok), test_texts, plan.test_lines)
-        word_curve = _first_lines(encode_corpus(corpus, "test", word_tok), test_texts, plan.curve_lines)
+        word_test_split = encode_corpus(corpus, "test", word_tok)
+        word_test = _first_lines(word_test_split, test_texts, plan.test_lines)
+        word_curve = _first_lines(word_test_split, test_texts, plan.curve_lines)
         word = _word_table(plan, word_tok, word_train, word_test, word_curve, seed, ticker)
         log(f"word n-grams: best {word['best']['label']} {word['best']['perplexity']:.1f} perplexity")
         results: dict[str, Any] = {
@@ -384,7 +388,8 @@ def _interp(points: list[dict], x: float) -> float:
 
 def crossings(results: dict) -> list[dict]:
     """Where each neural curve first goes below each n-gram line, and where one neural curve overtakes
-    another (linear interpolation between the evaluated checkpoints, in training seconds)."""
+    another (linear interpolation between the evaluated checkpoints, in training seconds: a timing
+    measurement that moves with the machine's load, not a seeded result)."""
     lines = [("char", results["char_ngrams"]["best"])]
     out = []
     for row in results["neural"]:

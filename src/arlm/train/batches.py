@@ -34,7 +34,6 @@ index.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,9 +41,6 @@ from torch import Tensor
 
 from arlm.errors import ConfigError
 from arlm.streams import PAD_ID, SOS_ID, as_stream, sequence_spans
-
-if TYPE_CHECKING:
-    pass
 
 
 def gather(stream: np.ndarray, index: np.ndarray) -> Tensor:
