@@ -30,6 +30,8 @@ from toy_models import BigramTable
     ({"num_samples": 0}, "num_samples"),
     ({"stop_strings": [""]}, "stop_strings"),
     ({"seed": "x"}, "seed"),
+    ({"seed": 2**64}, "seed"),
+    ({"strategy": "beam", "length_penalty": 2000.0}, "length_penalty"),
     ({"strategy": "top-k", "top_k": 0}, "top_k"),
     ({"strategy": "beam", "num_beams": 2, "num_samples": 3}, "num_samples"),
     ({"strategy": "beam", "stop_strings": ["."]}, "stop_strings"),

@@ -45,6 +45,10 @@ def check(r, status: int, *words: str) -> str:
     ("/v1/next", {"top_n": 10_000}, 422, ["top_n"]),
     ("/v1/next", {"banned": list(range(16))}, 422, ["every token"]),
     ("/v1/attention", {"model": "tri"}, 422, ["transformer"]),
+    ("/v1/generate", {"seed": 2**64}, 422, ["seed"]),
+    ("/v1/beam", {"length_penalty": 2000}, 422, ["length_penalty"]),
+    ("/v1/beam", {"length_penalty": -1e308}, 422, ["length_penalty"]),
+    ("/v1/next", {"tokens": [5] * 5000}, 422, ["tokens"]),
 ])
 def test_bad_request_is_a_4xx_and_the_server_keeps_serving(client, path, body, status, words):
     full = {**GOOD, **body} if path == "/v1/generate" else {"model": "tf", **body}

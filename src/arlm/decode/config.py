@@ -29,6 +29,7 @@ from arlm.errors import ConfigError
 STRATEGIES = ("sample", "greedy", "top-k", "top-p", "beam")
 EARLY_STOPPING = (True, False, "never")
 DEFAULT_TOP_K, DEFAULT_TOP_P = 50, 0.9  # what the top-k and top-p strategies use unless told
+MAX_LENGTH_PENALTY = 10.0  # |α| beyond this overflows |y|^α (and no one ranks hypotheses that way)
 
 
 class DecodingError(ConfigError):
@@ -113,9 +114,10 @@ class DecodingConfig:
             raise bad("banned", f"banned must be token ids (integers ≥ 0), got {list(self.banned)!r}")
         if not _is_int(self.num_beams) or self.num_beams < 1:
             raise bad("num_beams", f"num_beams must be an integer ≥ 1, got {self.num_beams!r}; e.g. 4")
-        if not _is_number(self.length_penalty):
-            raise bad("length_penalty", f"length_penalty must be a finite number, got "
-                                        f"{self.length_penalty!r}; 1.0 averages per token, 0 is raw log p")
+        if not (_is_number(self.length_penalty) and abs(self.length_penalty) <= MAX_LENGTH_PENALTY):
+            raise bad("length_penalty", f"length_penalty must be a number in [-{MAX_LENGTH_PENALTY:g}, "
+                                        f"{MAX_LENGTH_PENALTY:g}], got {self.length_penalty!r}; 1.0 averages "
+                                        "per token, 0 is raw log p")
         if self.early_stopping not in EARLY_STOPPING or not isinstance(self.early_stopping, bool | str):
             raise bad("early_stopping", f"early_stopping must be True, False or 'never', got "
                                         f"{self.early_stopping!r}")
@@ -124,8 +126,8 @@ class DecodingConfig:
         if any(not isinstance(s, str) or not s for s in self.stop_strings):
             raise bad("stop_strings", "stop_strings holds an empty string or a non-text value; remove it "
                                       "(an empty string would stop every row at once)")
-        if self.seed is not None and not _is_int(self.seed):
-            raise bad("seed", f"seed must be an integer or none, got {self.seed!r}")
+        if self.seed is not None and not (_is_int(self.seed) and -(2**63) <= self.seed < 2**64):
+            raise bad("seed", f"seed must be a 64-bit integer or none, got {self.seed!r}")
         if self.strategy == "top-k" and self.top_k == 0:
             raise bad("top_k", "the top-k strategy needs top_k ≥ 1 (e.g. 50); 0 would disable it")
         if self.strategy == "beam":

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from arlm.decode.config import DecodingConfig
 
+MAX_TOKENS = 4096  # token ids a request may add after its prompt
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -56,7 +57,8 @@ class GenerateRequest(DecodingFields):
 
 class NextRequest(DecodingFields):
     prompt: str = Field("", description="The prefix (after [SOS]).")
-    tokens: list[int] = Field(default_factory=list, description="Token ids that continue the prompt.")
+    tokens: list[int] = Field(default_factory=list, max_length=MAX_TOKENS,
+                              description="Token ids that continue the prompt.")
     top_n: int = Field(20, ge=1, description="How many candidates to return (the most probable).")
 
 
@@ -70,4 +72,5 @@ class ScoreRequest(Body):
 
 class AttentionRequest(Body):
     prompt: str = Field("", description="The text (after [SOS]).")
-    tokens: list[int] = Field(default_factory=list, description="Token ids that continue the prompt.")
+    tokens: list[int] = Field(default_factory=list, max_length=MAX_TOKENS,
+                              description="Token ids that continue the prompt.")
