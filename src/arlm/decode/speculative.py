@@ -141,7 +141,7 @@ def accept_or_resample(p: Tensor, q: Tensor, x: int,
     p, q (V,) float64 probabilities; x was drawn from q. The token returned is ~ p (module docstring).
     """
     u = float(torch.rand((), dtype=torch.float64, generator=generator, device=p.device))
-    if u * float(q[x]) < float(p[x]):  # u < p(x)/q(x), without dividing
+    if u < acceptance_probability(p, q, x):  # x ~ q, so q(x) > 0
         return x, True
     r = residual_distribution(p, q)
     return int(torch.multinomial(r, 1, generator=generator)), False
@@ -330,7 +330,8 @@ class ModelDraft:
             scores = sampler.scores([*context, *tokens], logp)  # (V,)
             x = sampler.choose(scores)
             tokens.append(x)
-            qs.append(sampler.probs(scores))
+            if not sampler.greedy:  # a greedy draft is a point mass: no q to keep
+                qs.append(sampler.probs(scores))
             if i == k - 1 or x == sampler.eos_id:  # the last proposal is never fed
                 break
             logp = self.fed.step([x])
