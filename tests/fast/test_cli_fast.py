@@ -81,7 +81,7 @@ def test_every_draft_and_path_gives_the_plain_greedy_tokens(run, models):
     for draft in ("prompt-lookup", models["char_ngram"], models["tf_draft"]):
         out = _json(run("generate", models["tf"], *GREEDY, "--json", "--draft", draft, "--draft-tokens", "3"))
         assert out["tokens"] == plain["tokens"] and out["text"] == plain["text"]
-        assert 0.0 <= out["acceptance_rate"] <= 1.0 and out["draft_tokens"] == 3
+        assert out["proposed"] > 0 and out["draft_tokens"] == 3  # the draft really took part
         assert out["tokens_per_target_forward"] == pytest.approx(40 / out["target_forwards"])
         assert out["accepted"] == round(out["acceptance_rate"] * out["proposed"])
     code, text, err = run("generate", models["tf"], *GREEDY, "--draft", "prompt-lookup")
@@ -114,7 +114,7 @@ def test_int8_generation_and_the_perplexity_change(run, models):
     (("--draft", "char_ngram", "--draft-tokens", "0"), ("--draft-tokens", "≥ 1")),
     (("--draft", "prompt-lookup", "--strategy", "beam"), ("beam",)),
     (("--draft", "prompt-lookup", "--num-samples", "2"), ("--num-samples",)),
-    (("--draft", "text.txt"), ()),  # not a model: a text file read as ARPA fails
+    (("--draft", "text.txt"), ("text.txt",)),  # not a model: a text file read as ARPA fails
     (("--draft", "missing"), ("missing",)),
     (("--quantize", "int4"), ("int8",)),
 ])
