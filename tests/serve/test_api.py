@@ -149,6 +149,9 @@ def test_next_distribution_before_and_after_processors(client, models):
     greedy = client.post("/v1/next", json={"model": "tf", "prompt": prefix, "strategy": "greedy"}).json()
     finals = [c["p_final"] for c in greedy["candidates"]]
     assert finals[0] == 1.0 and sum(finals) == 1.0 and greedy["kept"] == 1
+    # the one kept is the model's most probable token; every other is removed by greedy
+    assert greedy["candidates"][0]["id"] == plain["candidates"][0]["id"]
+    assert all(c["removed_by"] == "greedy" for c in greedy["candidates"][1:])
 
 
 def test_next_after_generated_tokens(client, models):
