@@ -40,9 +40,10 @@ from arlm.errors import ConfigError
 def inverse_order(order: np.ndarray) -> np.ndarray:
     """The permutation that undoes ``order``: ``seq[inverse_order(order)]`` is the raster layout,
     and ``inverse_order(order)[i]`` is the step at which raster pixel i is visited."""
-    from arlm.data.orders import inverse_permutation
-
-    return inverse_permutation(order)
+    order = np.asarray(order, dtype=np.int64)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(order.size, dtype=np.int64)
+    return inverse
 
 
 def visit_ranks(order: np.ndarray, height: int, width: int) -> np.ndarray:
