@@ -155,7 +155,7 @@ def evaluate_likelihood(
                 j += 1
             rows = order[i:j]
             tokens = pad_batch([np.asarray(seqs[r], dtype=np.int64) for r in rows])  # (B, T)
-            logp = model.score(torch.from_numpy(tokens)).double().numpy()  # (B, T-1)
+            logp = model.score(torch.from_numpy(tokens)).double().cpu().numpy()  # (B, T-1)
             targets = tokens[:, 1:]  # (B, T-1)
             scored = np.arange(targets.shape[1])[None, :] < lengths[rows, None] - 1  # (B, T-1)
             logp = np.where(scored, logp, 0.0)
