@@ -21,6 +21,9 @@ set the pace. :class:`FastDecoder` removes what it can, in two ways:
 
       A = softmax(q Kᵀ / √D + M),    M_j = 0 if j ≤ pos, -inf otherwise    (over all block_size keys)
 
+  written out as two batched mat-vec products and a softmax: for one query, fp32 SDPA with a mask
+  chose a memory-efficient kernel that cost more than all the step's matmuls on an H100
+  (docs/benchmarks.md, "GPU: batch-1 decoding").
   Nothing in it depends on a Python value, so ``torch.cuda.graph`` records its kernels once per
   batch size and each later step is one graph replay: the launches of ~100 kernels become one.
   (The captured graph reads its inputs from fixed buffers — the token, the position and the cache —
@@ -36,6 +39,7 @@ in the lean step: a quantized ``Linear`` is called as the module it has become.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -201,7 +205,7 @@ class FastDecoder:
         """
         cfg = self.config
         B, C, nh, hs = token.shape[0], cfg.d_model, cfg.n_head, cfg.head_dim
-        block = k_cache.shape[3]
+        block, scale = k_cache.shape[3], 1.0 / math.sqrt(hs)
         visible = torch.arange(block, device=token.device) <= pos  # (block,): keys j ≤ pos
         mask = torch.zeros(1, block, device=token.device, dtype=self.wte.dtype).masked_fill(
             ~visible, float("-inf"))  # (1, block): the additive M of the one query
@@ -212,8 +216,10 @@ class FastDecoder:
             q, k, v = layer.qkv(h).view(B, 3, nh, hs).unbind(1)  # 3 x (B, nh, hs)
             k_cache[i].index_copy_(2, where, k.unsqueeze(2))  # (B, nh, block, hs) at pos
             v_cache[i].index_copy_(2, where, v.unsqueeze(2))
-            y = F.scaled_dot_product_attention(q.unsqueeze(2), k_cache[i], v_cache[i],
-                                               attn_mask=mask)  # (B, nh, 1, hs)
+            # one query against every slot: two batched mat-vec products and a softmax, written out
+            # (fp32 SDPA with a mask picks a memory-efficient kernel that took 115 µs a layer on an H100)
+            scores = q.unsqueeze(2) @ k_cache[i].transpose(-2, -1) * scale + mask  # (B, nh, 1, block)
+            y = F.softmax(scores, dim=-1) @ v_cache[i]  # (B, nh, 1, hs)
             x = x + layer.attn_out(y.view(B, C))
             h = F.layer_norm(x, (C,), *layer.ln_2)
             x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate="tanh"))
