@@ -41,6 +41,7 @@ from arlm.errors import ConfigError
 from arlm.models.neural import NeuralLM, mask_unpredictable
 
 ATTENTIONS = ("sdpa", "explicit")
+GELU_2K = 2 * math.sqrt(2 / math.pi)  # 2√(2/π), in GELU's tanh form written with σ
 
 
 @dataclass
@@ -205,7 +206,14 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C)
+        h = self.c_fc(x)  # (B, T, 4C)
+        if torch.compiler.is_compiling():
+            # the same GELU, 0.5 h (1 + tanh z) = h σ(2z), z = √(2/π) (h + 0.044715 h³): TorchInductor's
+            # CPU tanh is a slow vector routine (as is ATen's tanh-GELU), its exp (in σ) a fast one
+            h = h * torch.sigmoid(GELU_2K * (h + 0.044715 * (h * h * h)))
+        else:
+            h = self.gelu(h)
+        return self.dropout(self.c_proj(h))  # (B, T, C)
 
 
 class Block(nn.Module):
