@@ -42,6 +42,7 @@ from arlm.models.neural import NeuralLM, mask_unpredictable
 
 ATTENTIONS = ("sdpa", "explicit")
 GELU_2K = 2 * math.sqrt(2 / math.pi)  # 2√(2/π), in GELU's tanh form written with σ
+_compiling = getattr(torch.compiler, "is_compiling", lambda: False)  # torch >= 2.3; True while traced
 
 
 @dataclass
@@ -197,6 +198,13 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
+def gelu_as_sigmoid(h: Tensor) -> Tensor:
+    """GPT-2's tanh GELU, 0.5 h (1 + tanh z) with z = √(2/π) (h + 0.044715 h³), written as h σ(2z) (the
+    same function). Used under torch.compile: TorchInductor's CPU tanh (like ATen's tanh-GELU kernel)
+    is a slow vector routine, its exp (in σ) a fast one."""
+    return h * torch.sigmoid(GELU_2K * (h + 0.044715 * (h * h * h)))
+
+
 class MLP(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -207,12 +215,7 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.c_fc(x)  # (B, T, 4C)
-        if torch.compiler.is_compiling():
-            # the same GELU, 0.5 h (1 + tanh z) = h σ(2z), z = √(2/π) (h + 0.044715 h³): TorchInductor's
-            # CPU tanh is a slow vector routine (as is ATen's tanh-GELU), its exp (in σ) a fast one
-            h = h * torch.sigmoid(GELU_2K * (h + 0.044715 * (h * h * h)))
-        else:
-            h = self.gelu(h)
+        h = gelu_as_sigmoid(h) if _compiling() else self.gelu(h)
         return self.dropout(self.c_proj(h))  # (B, T, C)
 
 

@@ -20,7 +20,7 @@ accumulated gradient is the big-batch gradient, whatever the split.
 **Optimizer and stability** (F14): AdamW with decoupled weight decay on weight matrices only (no decay
 on biases, norm gains or embeddings); the learning rate follows :func:`~arlm.train.schedules.learning_rate`
 (warmup, then cosine/linear decay); the gradient is clipped to global norm ``grad_clip``:
-g <- g · min(1, c / ‖g‖₂).
+g <- g · min(1, c / ‖g‖₂). AdamW runs torch's fused kernel (CUDA, and the CPU from torch 2.4 on).
 
 **Mixed precision** (F12): the forward pass runs under ``torch.autocast`` in bf16 or fp16 (matmuls in
 low precision, reductions and softmax in fp32; the loss is computed on fp32 logits). The parameters
