@@ -78,14 +78,17 @@ round-robin runs of 100–150 steps (medians of step times; load average 3–5 f
   was as fast as eager fused (1.00×). Written as h·σ(2z) (the same function: ½(1 + tanh z) = σ(2z),
   Inductor's exp is a fast vector routine) the compiled step is 1.10× eager fused. Eager keeps ATen's
   kernel: the same formula in separate torch ops costs six passes over the tensor and was slower.
-- Tried, not kept: `mode="max-autotune-no-cudagraphs"` (0.995×), Inductor's `cpp_wrapper` (1.03×
-  per step, but 17 s to compile from scratch instead of ~10 s), explicit attention instead of SDPA's
-  flash kernel (0.92× eager, 1.00× compiled: at 64 × 32 per head every attention kernel tried costs
-  1.3–2.0 ms forward + backward a layer), bias added after a plain matmul instead of `addmm` (1.00×),
-  2 threads (torch's default here, one per core: with other jobs on both cores every system got
-  slower, 73 → 90 ms a step for the baseline, and compile was 1.16× the baseline there; on an idle
-  machine 2 threads give the trainer 1.64×, see "Training speed"). `torch.set_flush_denormal` was
-  not tried as a default: it is process-wide state and changes results where denormals occur.
+- Tried, not kept: `mode="max-autotune-no-cudagraphs"` (0.995×); Inductor's `cpp_wrapper` (1.03×
+  per step, within this machine's noise, and 17 s to compile from scratch); explicit attention
+  instead of SDPA's flash kernel (0.92× eager, 1.00× compiled: at 64 × 32 per head every attention
+  kernel tried costs 1.3–2.0 ms forward + backward a layer); the bias added after a plain matmul
+  instead of `addmm` (1.00× compiled, 0.98× eager). `torch.set_flush_denormal` was not made a
+  default: it is process-wide state and changes results where denormals occur.
+- **Threads**: torch's default here is 2 (one per core), what nanoGPT would run with. With other
+  jobs on both cores, 2 threads made every system slower (baseline median step 90 ms at load
+  3.6–4.3, against 73 ms at 1 thread in the run just before at load 3.0–3.2), and compile was 1.16×
+  the baseline at 2 threads. On an idle machine 2 threads give the trainer 1.64× (see "Training
+  speed"); `--threads 2` runs this comparison at 2 threads for every system.
 - **Where the time goes** (torch.profiler, 50 steps): the baseline spends 50% of a step in matrix
   products (mm/addmm, ~100 GFLOP/s: the fp32 peak that benchmarks/train_speed.py measures), 16% in
   tanh-GELU forward + backward, 11% in SDPA, 9% in AdamW; the compiled Trainer spends 60% in matrix
@@ -93,9 +96,10 @@ round-robin runs of 100–150 steps (medians of step times; load average 3–5 f
   ~5% in Python around the compiled graph. The matrix products run at peak and attention has no
   faster kernel at this shape, so even with everything else free a step could not be more than
   ~1.6× the baseline's; what is left after compile is memory-bound elementwise work.
-- **Compile time counts**: the first compiled step takes ~10 s from scratch and 3–9 s when
-  Inductor's on-disk cache holds the graph (dynamo tracing and loading the cached kernels); in a
-  2000-step run that is 3–10% of the wall time."""
+- **Compile time counts**: the first compiled step took 10–20 s from scratch (depending on the
+  load) and 3–9 s when Inductor's on-disk cache holds the graph from an earlier run (dynamo tracing
+  and loading the cached kernels: the table's first step); in a 2000-step run that is 3–20% of the
+  wall time."""
 
 
 def model(vocab: int) -> TransformerLM:
@@ -221,7 +225,12 @@ def main() -> None:
         lines.append(f"| {name} | {r['total']:.1f} s | {r['first']:.2f} s | {1e3 * r['median']:.1f} ms | "
                      f"{base / r['total']:.2f}× | {base_later / later:.2f}× | "
                      f"{erf / r['total']:.2f}× / {erf_later / later:.2f}× | {r['loss']:.3f} |")
-    lines += ["", LEVERS]
+    best = max((n for n in res if n.startswith("arlm")), key=lambda n: base / res[n]["total"])
+    speed = base / res[best]["total"]
+    verdict = "met" if speed >= 1.3 else "not met"
+    lines += ["", f"The issue's aim (≥ 1.3× the baseline's wall time) is {verdict}"
+              f" in this run: the fastest arlm row, {best}, is {speed:.2f}× the baseline and "
+              f"{erf / res[best]['total']:.2f}× the loop with nanoGPT's own GELU.", "", LEVERS]
     section = "\n".join(lines) + "\n"
     print(section)
     if not args.no_write:
