@@ -65,6 +65,22 @@ def test_explicit_path_equals_sdpa(causal):
     assert not torch.allclose(a, _twin(sdpa, causal=not causal).log_probs(tokens), atol=1e-3)
 
 
+def test_the_compiled_gelu_form_equals_the_eager_gelu(monkeypatch):
+    # under torch.compile the MLP writes GPT-2's tanh GELU as h·σ(2z): the same function and gradient
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(vocab_size=8, block_size=4, d_model=16, n_head=2))
+    mlp = model.transformer.h[0].mlp
+    x = (torch.randn(3, 5, 16) * 4).requires_grad_()
+    eager = mlp(x)
+    (g_eager,) = torch.autograd.grad(eager.square().sum(), x)
+    monkeypatch.setattr("arlm.models.transformer._compiling", lambda: True)
+    sigmoid_form = mlp(x)
+    (g_sigmoid,) = torch.autograd.grad(sigmoid_form.square().sum(), x)
+    assert not torch.equal(eager, sigmoid_form)  # the other code path ran
+    torch.testing.assert_close(sigmoid_form, eager, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g_sigmoid, g_eager, rtol=1e-5, atol=1e-5)
+
+
 def _changed_at(tokens, j):
     other = tokens.clone()
     other[:, j] = torch.where(tokens[:, j] == 2, 3, 2)

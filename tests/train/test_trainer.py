@@ -18,7 +18,7 @@ from arlm.models.window import WindowConfig, WindowLM
 from arlm.streams import PAD_ID, SOS_ID
 from arlm.train import TrainConfig, Trainer, TrainingError, read_state
 from arlm.train.batches import loss_targets
-from arlm.train.trainer import param_groups
+from arlm.train.trainer import clip_grad_norm, param_groups
 from train_helpers import counting_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -227,6 +227,56 @@ def test_step_applies_schedule_and_clips_the_global_norm():
         assert out["grad_norm"] > 0.01  # the norm before clipping
         assert norm == pytest.approx(0.01, rel=1e-4)  # what the optimizer applied
         assert lrs == [pytest.approx(1e-2 * (i + 1) / 4)] * 2  # warmup, in both groups
+
+
+@pytest.mark.parametrize("max_norm", [0.05, 100.0])  # clipped, and left alone
+def test_clip_grad_norm_equals_torchs(max_norm):
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(shape)) for shape in [(8, 4), (4,), (3, 5, 2)]]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for p, q in zip(ours, theirs, strict=True):
+        p.grad = torch.randn(p.shape) * 0.1
+        q.grad = p.grad.clone()
+    norm = clip_grad_norm(ours, max_norm)
+    expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, foreach=False)
+    assert norm == float(expected)
+    for p, q in zip(ours, theirs, strict=True):
+        assert torch.equal(p.grad, q.grad)  # the same numbers, bit for bit
+    assert (norm > max_norm) == (max_norm == 0.05)  # the first case did clip
+
+
+def test_fused_adamw_equals_the_for_loop_adamw():
+    # the same gradients (no feedback from the weights) -> the same updates, to rounding
+    fused_model, loop_model = make("transformer"), make("transformer")
+    fused = torch.optim.AdamW(param_groups(fused_model, 0.1), lr=1e-2, betas=(0.9, 0.95), fused=True)
+    loop = torch.optim.AdamW(param_groups(loop_model, 0.1), lr=1e-2, betas=(0.9, 0.95), foreach=False)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        for p, q in zip(fused_model.parameters(), loop_model.parameters(), strict=True):
+            p.grad = torch.randn(p.shape, generator=gen) * 0.01
+            q.grad = p.grad.clone()
+        fused.step()
+        loop.step()
+    for (name, p), q in zip(fused_model.named_parameters(), loop_model.parameters(), strict=True):
+        assert not torch.equal(p, make("transformer").get_parameter(name))  # it moved
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=name)
+
+
+def test_the_trainer_runs_fused_adamw_and_resumes_a_for_loop_checkpoint(monkeypatch, tmp_path):
+    fused = Trainer(make("transformer"), config(), TRAIN, VAL)
+    assert fused.optimizer.defaults["fused"] is True  # the CPU runs the fused kernel
+    monkeypatch.setattr("arlm.train.trainer.FUSED_ADAMW_ON_CPU", False)
+    loop = Trainer(make("transformer"), config(), TRAIN, VAL)
+    assert not loop.optimizer.defaults["fused"]
+    a, b = fused.train_step(), loop.train_step()  # one step: same gradients, same update to rounding
+    assert a["loss"] == b["loss"] and a["grad_norm"] == b["grad_norm"]
+    for (name, p), q in zip(fused.model.named_parameters(), loop.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6, msg=name)
+    # a checkpoint written by the for-loop optimizer resumes with the fused one (this code's choice)
+    loop.save(tmp_path / "loop")
+    fused.load(tmp_path / "loop")
+    assert all(group["fused"] for group in fused.optimizer.param_groups)
+    assert torch.equal(fused.model.lm_head.weight, loop.model.lm_head.weight)
 
 
 # ----- TensorBoard ---------------------------------------------------------------------------

@@ -41,6 +41,8 @@ from arlm.errors import ConfigError
 from arlm.models.neural import NeuralLM, mask_unpredictable
 
 ATTENTIONS = ("sdpa", "explicit")
+GELU_2K = 2 * math.sqrt(2 / math.pi)  # 2√(2/π), in GELU's tanh form written with σ
+_compiling = getattr(torch.compiler, "is_compiling", lambda: False)  # torch >= 2.3; True while traced
 
 
 @dataclass
@@ -196,6 +198,13 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
+def gelu_as_sigmoid(h: Tensor) -> Tensor:
+    """GPT-2's tanh GELU, 0.5 h (1 + tanh z) with z = √(2/π) (h + 0.044715 h³), written as h σ(2z) (the
+    same function). Used under torch.compile: TorchInductor's CPU tanh (like ATen's tanh-GELU kernel)
+    is a slow vector routine, its exp (in σ) a fast one."""
+    return h * torch.sigmoid(GELU_2K * (h + 0.044715 * (h * h * h)))
+
+
 class MLP(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
@@ -205,7 +214,9 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C)
+        h = self.c_fc(x)  # (B, T, 4C)
+        h = gelu_as_sigmoid(h) if _compiling() else self.gelu(h)
+        return self.dropout(self.c_proj(h))  # (B, T, C)
 
 
 class Block(nn.Module):

@@ -14,6 +14,7 @@ from arlm.train.trainer import (
     Trainer,
     TrainingError,
     TrainingForward,
+    TrainingLoss,
     TrainSummary,
     param_groups,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Trainer",
     "TrainingError",
     "TrainingForward",
+    "TrainingLoss",
     "learning_rate",
     "load_checkpoint",
     "loss_targets",
