@@ -132,6 +132,7 @@ class FastDecoder:
         else:
             lm_head = _linear_2d(head)
             self.head_2d = lambda x: lm_head(x).float() + self.head_mask
+        self._device = device
         self._positions = torch.arange(model.config.block_size, device=device)  # lean_step's write positions
         self._views: tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]] | None = None  # see _layer_views
         self._steps: dict[int, _StaticStep] = {}  # batch size -> its static (captured) step
@@ -168,8 +169,10 @@ class FastDecoder:
         return self.log_softmax_head(x), state  # (B, t, V)
 
     def _check(self, tokens: Tensor, state: KVCache) -> Tensor:
-        tokens = self.model._tokens(tokens)
-        if tokens.shape[0] != state.batch_size:
+        if not (type(tokens) is Tensor and tokens.dtype == torch.long and tokens.dim() == 2
+                and tokens.device == self._device):  # (the common case checked without new tensors)
+            tokens = self.model._tokens(tokens)
+        if tokens.shape[0] != state.k.shape[1]:
             raise ConfigError(f"step got {tokens.shape[0]} rows but the cache holds {state.batch_size}; "
                               "select the cache rows first")
         if state.length + tokens.shape[1] > self.config.block_size:
@@ -177,12 +180,15 @@ class FastDecoder:
                               f"model's block_size is {self.config.block_size}; crop the context")
         return tokens
 
-    @torch.inference_mode()
     def step(self, tokens: Tensor, state: KVCache) -> tuple[Tensor, KVCache]:
         """tokens (B, t) -> (log p(next | all fed so far) (B, V), the cache updated in place).
 
         The lean path for any t (a prefill too); with ``static`` / ``cuda_graphs`` the one-token steps
-        take the static (captured) step and a prefill the lean path."""
+        take the static (captured) step and a prefill the lean path. Runs in inference mode (entered
+        here only when the caller is not in it already: the decoding loops are)."""
+        if not torch.is_inference_mode_enabled():
+            with torch.inference_mode():
+                return self.step(tokens, state)
         tokens = self._check(tokens, state)
         if tokens.shape[1] == 1 and self.static:
             logp = self._static(tokens.shape[0]).step(tokens, state)
@@ -240,24 +246,25 @@ class FastDecoder:
         microseconds of dispatch, as much as its arithmetic at batch 1): (B, C) rows throughout, the
         Linear layers as ``addmm`` over Wᵀ views taken once, the residual added in place to the
         layer's fresh output, K and V written with one ``index_copy_`` each into per-layer views of
-        the cache, the head and its mask in one ``addmm``. The operations and their order are
-        :meth:`lean_forward`'s, so the numbers are too. Writes K, V at L (does not advance)."""
+        the cache, the head and its mask in one ``addmm``, ``torch.layer_norm`` and ``torch.embedding``
+        called without F's Python wrappers. The operations and their order are :meth:`lean_forward`'s,
+        so the numbers are too. Writes K, V at L (does not advance)."""
         cfg = self.config
         B, C, nh, hs = tokens.shape[0], cfg.d_model, cfg.n_head, cfg.head_dim
         L = cache.length
         end = L + 1
         where = self._positions[L:end]  # (1,) the cache position to write
-        x = F.embedding(tokens[:, 0], self.wte) + self.wpe[L]  # (B, C): z_0 = E[x] + P[L]
+        x = torch.embedding(self.wte, tokens[:, 0]) + self.wpe[L]  # (B, C): z_0 = E[x] + P[L]
         for layer, (k_cache, v_cache) in zip(self.layers, self._layer_views(cache), strict=True):
-            h = F.layer_norm(x, (C,), *layer.ln_1)
+            h = torch.layer_norm(x, (C,), *layer.ln_1)
             q, k, v = layer.qkv_2d(h).view(B, 3, nh, 1, hs).unbind(1)  # 3 x (B, nh, 1, hs)
             k_cache.index_copy_(2, where, k)  # (B, nh, block, hs) at L
             v_cache.index_copy_(2, where, v)
             y = F.scaled_dot_product_attention(q, k_cache[:, :, :end], v_cache[:, :, :end])  # (B, nh, 1, hs)
             x = layer.attn_out_2d(y.view(B, C)).add_(x)  # (B, C): heads side by side, then + residual
-            h = F.layer_norm(x, (C,), *layer.ln_2)
+            h = torch.layer_norm(x, (C,), *layer.ln_2)
             x = layer.mlp_out_2d(F.gelu(layer.mlp_in_2d(h), approximate="tanh")).add_(x)
-        x = F.layer_norm(x, (C,), *self.ln_f)
+        x = torch.layer_norm(x, (C,), *self.ln_f)
         return F.log_softmax(self.head_2d(x), dim=-1)  # (B, V)
 
     def static_step(self, token: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:

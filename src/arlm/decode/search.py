@@ -264,7 +264,8 @@ def stream(
             nxt = torch.where(forced, prompts[alive, pos], nxt)
         if history is not None:
             history[alive, pos] = nxt
-        tok_lp = logp.gather(1, nxt[:, None]).squeeze(1).double()  # (n,)
+        nxt_col = nxt[:, None]  # (n, 1): gathered here, fed to the model below
+        tok_lp = logp.gather(1, nxt_col).squeeze(1).double()  # (n,)
         if forced is None:  # every live row produced a new token
             gen, rows, new_tok, new_lp = None, alive, nxt, tok_lp
         else:
@@ -282,13 +283,11 @@ def stream(
             out_tok[rows, col], out_lp[rows, col] = new_tok, new_lp
             lengths[rows] = col + 1
 
-        # ----- which rows stop with this token (over the n live rows) -----
-        if eos_id is not None:
-            is_eos = nxt == eos_id if gen is None else gen & (nxt == eos_id)  # (n,)
-            done = is_eos.clone()
-        else:
-            is_eos, done = None, torch.zeros_like(nxt, dtype=torch.bool)
+        # ----- which rows stop with this token (over the n live rows; None: no row can) -----
+        is_eos = None if eos_id is None else (nxt == eos_id if gen is None else gen & (nxt == eos_id))
+        done = is_eos  # (n,) bool or None
         if stop_strings:
+            done = torch.zeros_like(nxt, dtype=torch.bool) if done is None else done.clone()
             for i in (done.logical_not() if gen is None else gen & ~done).nonzero().squeeze(1).tolist():
                 row = int(alive[i])
                 if any(s in decode(out_tok[row, : lengths[row]].tolist()) for s in stop_strings):
@@ -296,22 +295,24 @@ def stream(
                     reasons[row] = STOP_STRING
         if uniform:
             if t + 1 == L:  # the budget
-                done.fill_(True)
+                done = torch.ones_like(nxt, dtype=torch.bool)
         else:
-            done |= (lengths[alive] == L) if gen is None else gen & (lengths[alive] == L)
+            budget = (lengths[alive] == L) if gen is None else gen & (lengths[alive] == L)
+            done = budget if done is None else done | budget
         if gen is None or gen.any():
-            yield Step(rows, new_tok, new_lp, done if gen is None else done[gen])
+            finished = done if done is not None else torch.zeros_like(nxt, dtype=torch.bool)
+            yield Step(rows, new_tok, new_lp, finished if gen is None else finished[gen])
 
-        if done.any():  # drop finished rows from the batch and the model state
+        if done is not None and done.any():  # drop finished rows from the batch and the model state
             if is_eos is not None:
                 for row in alive[is_eos].tolist():
                     reasons[row] = STOP_EOS
             keep = (~done).nonzero().squeeze(1)  # (n',)
             if keep.numel() == 0:
                 break
-            alive, nxt, state = alive[keep], nxt[keep], state.select(keep)
+            alive, nxt_col, state = alive[keep], nxt_col[keep], state.select(keep)
             everyone = False
-        logp, state = model.step(nxt[:, None], state)  # (n, V)
+        logp, state = model.step(nxt_col, state)  # (n, V)
 
     n_max = int(lengths.max())
     return Samples(out_tok[:, :n_max].clone(), out_lp[:, :n_max].clone(), reasons, lengths)
