@@ -44,18 +44,14 @@ def train(overrides: list[str], steps: int, seed: int = 0):
     return trainer.model.eval(), trainer.tokenizer, summary, time.perf_counter() - t0
 
 
-def load_target(path: Path, draft_tokenizer):
-    """A trained arlm Transformer checkpoint (a model folder) as the target, in eval mode; its tokenizer
-    must be the drafts' (Shakespeare's chars), else a one-line error."""
+def load_target(path: Path):
+    """A trained arlm Transformer checkpoint (a model folder) as the target, in eval mode, with its
+    tokenizer; anything else is a one-line error."""
     model, tok = pipeline.load_model(path)
     if not isinstance(model, TransformerLM) or not model.config.causal:
         raise ConfigError(f"{path} holds a {type(model).__name__}, not a causal Transformer; pass a "
                           "checkpoint of `arlm train transformer`")
-    if list(tok.vocab) != list(draft_tokenizer.vocab):
-        raise MismatchError(f"the tokenizer of {path} is not the drafts' (Shakespeare's chars, "
-                            f"{draft_tokenizer.vocab_size} tokens); train the target with --tokenizer char "
-                            "on shakespeare")
-    return model.float().eval()
+    return model.float().eval(), tok
 
 
 def run(new: int, repeats: int, target_steps: int, draft_steps: int, k: int = 4,
@@ -69,10 +65,14 @@ def run(new: int, repeats: int, target_steps: int, draft_steps: int, k: int = 4,
     if target_path is None:
         target, tok, t_summary, t_secs = train(TARGET, target_steps)
         t_info = dict(steps=target_steps, seconds=t_secs, val=t_summary.val_loss, path=None)
-    small, tok, d_summary, d_secs = train(DRAFT, draft_steps, seed=1)
-    if target_path is not None:
-        target = load_target(target_path, tok)
+    else:
+        target, tok = load_target(target_path)
         t_info = dict(path=str(target_path))
+    small, draft_tok, d_summary, d_secs = train(DRAFT, draft_steps, seed=1)
+    if list(tok.vocab) != list(draft_tok.vocab):
+        raise MismatchError(f"the tokenizer of {target_path} is not the drafts' (Shakespeare's chars, "
+                            f"{draft_tok.vocab_size} tokens); train the target with the char tokenizer on "
+                            "shakespeare")
     corpus = load_corpus("shakespeare")
     train_split = encode_corpus(corpus, "train", tok)
     ngram = NGramModel.fit(train_split.tokens, order=5, vocab=tok.vocab, smoothing="kn",
@@ -194,8 +194,10 @@ def report(res: dict) -> list[str]:
               f"{res['ppl_lines']} test lines {p['fp32']:.3f} (fp32) → {p['int8']:.3f} (int8), "
               f"{(p['int8'] / p['fp32'] - 1) * 100:+.2f}%.", "",
               f"Greedy continuation (HF and every exact arlm case): `{res['sample'][:100]!r}…`", "",
-              "Caveat: a target trained for a few hundred steps on this machine is weak, and greedy decoding "
-              "of a weak char model falls into repetition; repeated text is where drafts (prompt lookup "
-              "above all) are accepted most, so the speculative rows are an optimistic case. The lean-step "
-              "and int8 rows do not depend on the text."]
+              ("Caveat: a target trained for a few hundred steps on this machine is weak, and greedy "
+               "decoding of a weak char model falls into repetition; repeated text is where drafts (prompt "
+               "lookup above all) are accepted most, so the speculative rows are an optimistic case. "
+               if t["path"] is None else
+               "The speculative rows depend on how often the drafts agree with this target on this text. ")
+              + "The lean-step and int8 rows do not depend on the text."]
     return lines
