@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from arlm.decode.search import beam_search, generate
+from arlm.errors import ArlmError
 from arlm.interop.gpt2 import from_hf
 from report import write_section
 
@@ -212,6 +213,9 @@ def main() -> None:
                              "lean step, speculative decoding, int8 and HF's assisted decoding")
     parser.add_argument("--target-steps", type=int, default=300,
                         help="training steps of the fast case's target")
+    parser.add_argument("--target", type=Path, default=None, metavar="CHECKPOINT",
+                        help="the fast case's target: a trained arlm Transformer folder on Shakespeare's "
+                             "chars (default: train one for --target-steps in the run)")
     parser.add_argument("--fast-new", type=int, default=128, help="new tokens in the fast case")
     args = parser.parse_args()
     if args.quick:
@@ -219,7 +223,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.only in ("all", "fast"):
-        fast_case(args)
+        try:
+            fast_case(args)
+        except ArlmError as e:  # a bad --target: one line, exit 2
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
     if args.only == "fast":
         return
     hf, ours = build()
@@ -243,8 +251,8 @@ def fast_case(args) -> None:
 
     steps = 30 if args.quick else args.target_steps
     res = fast_run(args.fast_new if not args.quick else 32, 1 if args.quick else max(args.repeats, 5),
-                   steps, max(20, steps // 2))
-    cmd = "python benchmarks/decode_speed.py" + (" --only fast" if args.only == "fast" else "")
+                   steps, max(20, steps // 2), target_path=args.target)
+    cmd = " ".join(["python benchmarks/decode_speed.py", *sys.argv[1:]])
     lines = [FAST_SECTION, "",
              f"Command: `nice {cmd}` — {datetime.date.today().isoformat()}, {platform.platform()}, "
              f"Python {platform.python_version()}, torch {torch.__version__}, transformers "

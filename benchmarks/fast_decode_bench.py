@@ -15,6 +15,7 @@ import gc
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,8 +24,10 @@ from arlm import pipeline
 from arlm.decode.fast import FastDecoder
 from arlm.decode.search import generate
 from arlm.decode.speculative import PromptLookupDraft, speculative_generate
+from arlm.errors import ConfigError, MismatchError
 from arlm.models.ngram import NGramModel
 from arlm.models.quantize import quantize_int8
+from arlm.models.transformer import TransformerLM
 
 COMMON = ["block_size=256", "batch_tokens=3072", "micro_batch_size=12", "warmup_steps=20", "eval_interval=0",
           "show_progress=false"]
@@ -41,14 +44,35 @@ def train(overrides: list[str], steps: int, seed: int = 0):
     return trainer.model.eval(), trainer.tokenizer, summary, time.perf_counter() - t0
 
 
-def run(new: int, repeats: int, target_steps: int, draft_steps: int, k: int = 4) -> dict:
+def load_target(path: Path):
+    """A trained arlm Transformer checkpoint (a model folder) as the target, in eval mode, with its
+    tokenizer; anything else is a one-line error."""
+    model, tok = pipeline.load_model(path)
+    if not isinstance(model, TransformerLM) or not model.config.causal:
+        raise ConfigError(f"{path} holds a {type(model).__name__}, not a causal Transformer; pass a "
+                          "checkpoint of `arlm train transformer`")
+    return model.float().eval(), tok
+
+
+def run(new: int, repeats: int, target_steps: int, draft_steps: int, k: int = 4,
+        target_path: Path | None = None) -> dict:
+    """Every case on one target (trained here for ``target_steps``, or loaded from ``target_path``)."""
     from arlm.data.cache import encode_corpus
     from arlm.data.corpora import load_corpus
     from arlm.interop.gpt2 import to_hf
 
     torch.set_num_threads(1)
-    target, tok, t_summary, t_secs = train(TARGET, target_steps)
-    small, _, d_summary, d_secs = train(DRAFT, draft_steps, seed=1)
+    if target_path is None:
+        target, tok, t_summary, t_secs = train(TARGET, target_steps)
+        t_info = dict(steps=target_steps, seconds=t_secs, val=t_summary.val_loss, path=None)
+    else:
+        target, tok = load_target(target_path)
+        t_info = dict(path=str(target_path))
+    small, draft_tok, d_summary, d_secs = train(DRAFT, draft_steps, seed=1)
+    if list(tok.vocab) != list(draft_tok.vocab):
+        raise MismatchError(f"the tokenizer of {target_path} is not the drafts' (Shakespeare's chars, "
+                            f"{draft_tok.vocab_size} tokens); train the target with the char tokenizer on "
+                            "shakespeare")
     corpus = load_corpus("shakespeare")
     train_split = encode_corpus(corpus, "train", tok)
     ngram = NGramModel.fit(train_split.tokens, order=5, vocab=tok.vocab, smoothing="kn",
@@ -123,8 +147,9 @@ def run(new: int, repeats: int, target_steps: int, draft_steps: int, k: int = 4)
                                      unk_id=tok.unk_id).perplexity
            for name, m in (("fp32", target), ("int8", int8))}
     return dict(rows=rows, new=new, repeats=repeats, k=k, prompt_len=len(ids), text=prompt_text,
-                target=dict(steps=target_steps, seconds=t_secs, val=t_summary.val_loss,
-                            params=target.num_parameters()),
+                target=dict(t_info, params=target.num_parameters(), n_layer=target.config.n_layer,
+                            n_head=target.config.n_head, d_model=target.config.d_model,
+                            block=target.config.block_size),
                 draft=dict(steps=draft_steps, seconds=d_secs, val=d_summary.val_loss,
                            params=small.num_parameters()),
                 ngram_tokens=len(train_split.tokens), ppl=ppl, ppl_lines=300,
@@ -135,11 +160,17 @@ def report(res: dict) -> list[str]:
     base = next(r for r in res["rows"] if r["case"] == "HF greedy")["seconds"]
     ours = next(r for r in res["rows"] if r["case"] == "arlm greedy (modules)")["seconds"]
     t, d = res["target"], res["draft"]
+    shape = (f"a char Transformer, {t['n_layer']} layers × {t['n_head']} heads × {t['d_model']}, block "
+             f"{t['block']} ({t['params'] / 1e6:.2f}M parameters)")
+    if t["path"] is None:
+        origin = (f"trained in the run with `pipeline.train_neural` on Shakespeare's train split: "
+                  f"{t['steps']} steps of 12 × 256 tokens, seed 0, {t['seconds']:.0f} s, val loss "
+                  f"{t['val']:.3f} nats/char (6 × 384 trains too slowly on this shared 2-core machine to be "
+                  f"part of the benchmark; `--target CHECKPOINT` takes one trained elsewhere)")
+    else:
+        origin = f"loaded from the checkpoint `{t['path']}` (`--target`)"
     lines = [
-        f"Target: a char Transformer, 4 layers × 4 heads × 256, block 256 ({t['params'] / 1e6:.2f}M "
-        f"parameters), trained in the run with `pipeline.train_neural` on Shakespeare's train split: "
-        f"{t['steps']} steps of 12 × 256 tokens, seed 0, {t['seconds']:.0f} s, val loss {t['val']:.3f} "
-        f"nats/char (6 × 384 trains too slowly on this shared 2-core machine to be part of the benchmark). "
+        f"Target: {shape}, {origin}. "
         f"Drafts: a 1 × 64 Transformer "
         f"({d['params'] / 1e3:.0f}k parameters, {d['steps']} steps, {d['seconds']:.0f} s, val loss "
         f"{d['val']:.3f}), a char 5-gram (Kneser-Ney) counted on the same {res['ngram_tokens']:,} training "
@@ -163,8 +194,10 @@ def report(res: dict) -> list[str]:
               f"{res['ppl_lines']} test lines {p['fp32']:.3f} (fp32) → {p['int8']:.3f} (int8), "
               f"{(p['int8'] / p['fp32'] - 1) * 100:+.2f}%.", "",
               f"Greedy continuation (HF and every exact arlm case): `{res['sample'][:100]!r}…`", "",
-              "Caveat: a target trained for a few hundred steps on this machine is weak, and greedy decoding "
-              "of a weak char model falls into repetition; repeated text is where drafts (prompt lookup "
-              "above all) are accepted most, so the speculative rows are an optimistic case. The lean-step "
-              "and int8 rows do not depend on the text."]
+              ("Caveat: a target trained for a few hundred steps on this machine is weak, and greedy "
+               "decoding of a weak char model falls into repetition; repeated text is where drafts (prompt "
+               "lookup above all) are accepted most, so the speculative rows are an optimistic case. "
+               if t["path"] is None else
+               "The speculative rows depend on how often the drafts agree with this target on this text. ")
+              + "The lean-step and int8 rows do not depend on the text."]
     return lines

@@ -60,6 +60,18 @@ def _linear(module: nn.Module) -> Callable[[Tensor], Tensor]:
     return module.forward
 
 
+def _linear_2d(module: nn.Module) -> Callable[[Tensor], Tensor]:
+    """The same layer for a (B, C_in) input, called as the kernel F.linear itself dispatches to:
+    ``torch.addmm(b, x, Wᵀ)`` over a Wᵀ view taken once (the same numbers, less dispatch per call);
+    an int8 layer as its own forward."""
+    if type(module) is nn.Linear:
+        weight_t, bias = module.weight.t(), module.bias  # (C_in, C_out) view, (C_out,)
+        if bias is None:
+            return lambda x: torch.mm(x, weight_t)
+        return lambda x: torch.addmm(bias, x, weight_t)
+    return module.forward
+
+
 class _Layer:
     """One block's weights and callables, fetched once: LN_1, QKV, output projection, LN_2, MLP."""
 
@@ -70,6 +82,11 @@ class _Layer:
         self.attn_out = _linear(block.attn.c_proj)
         self.mlp_in = _linear(block.mlp.c_fc)
         self.mlp_out = _linear(block.mlp.c_proj)
+        # the one-token step's (B, C) forms (see _linear_2d)
+        self.qkv_2d = _linear_2d(block.attn.c_attn)
+        self.attn_out_2d = _linear_2d(block.attn.c_proj)
+        self.mlp_in_2d = _linear_2d(block.mlp.c_fc)
+        self.mlp_out_2d = _linear_2d(block.mlp.c_proj)
 
 
 class FastDecoder:
@@ -110,6 +127,18 @@ class FastDecoder:
         with torch.inference_mode():
             zero = torch.zeros(1, model.config.d_model, device=device, dtype=self.wte.dtype)
             self.head_mask = (model.head(zero) - model.lm_head(zero))[0].float()  # (V,)
+        head = model.lm_head
+        if type(head) is nn.Linear and head.bias is None and head.weight.dtype == torch.float32:
+            # the one-token head: logits + mask in one kernel, addmm(M, x, Eᵀ) (M is 0 or -inf, so
+            # adding it inside the kernel or after gives the same numbers)
+            head_t, mask = head.weight.t(), self.head_mask  # (C, V), (V,)
+            self.head_2d: Callable[[Tensor], Tensor] = lambda x: torch.addmm(mask, x, head_t)
+        else:
+            lm_head = _linear_2d(head)
+            self.head_2d = lambda x: lm_head(x).float() + self.head_mask
+        self._device = device
+        self._positions = torch.arange(model.config.block_size, device=device)  # lean_step's write positions
+        self._views: tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]] | None = None  # see _layer_views
         self._steps: dict[int, _StaticStep] = {}  # batch size -> its static (captured) step
 
     # ----- the ARModel interface ---------------------------------------------------------------------
@@ -144,8 +173,10 @@ class FastDecoder:
         return self.log_softmax_head(x), state  # (B, t, V)
 
     def _check(self, tokens: Tensor, state: KVCache) -> Tensor:
-        tokens = self.model._tokens(tokens)
-        if tokens.shape[0] != state.batch_size:
+        if not (type(tokens) is Tensor and tokens.dtype == torch.long and tokens.dim() == 2
+                and tokens.device == self._device):  # (the common case checked without new tensors)
+            tokens = self.model._tokens(tokens)
+        if tokens.shape[0] != state.k.shape[1]:
             raise ConfigError(f"step got {tokens.shape[0]} rows but the cache holds {state.batch_size}; "
                               "select the cache rows first")
         if state.length + tokens.shape[1] > self.config.block_size:
@@ -153,15 +184,20 @@ class FastDecoder:
                               f"model's block_size is {self.config.block_size}; crop the context")
         return tokens
 
-    @torch.inference_mode()
     def step(self, tokens: Tensor, state: KVCache) -> tuple[Tensor, KVCache]:
         """tokens (B, t) -> (log p(next | all fed so far) (B, V), the cache updated in place).
 
         The lean path for any t (a prefill too); with ``static`` / ``cuda_graphs`` the one-token steps
-        take the static (captured) step and a prefill the lean path."""
+        take the static (captured) step and a prefill the lean path. Runs in inference mode (entered
+        here only when the caller is not in it already: the decoding loops are)."""
+        if not torch.is_inference_mode_enabled():
+            with torch.inference_mode():
+                return self.step(tokens, state)
         tokens = self._check(tokens, state)
         if tokens.shape[1] == 1 and self.static:
             logp = self._static(tokens.shape[0]).step(tokens, state)
+        elif tokens.shape[1] == 1:
+            logp = self.lean_step(tokens, state)
         else:
             x = self.lean_forward(tokens, state)[:, -1]  # (B, C): the head on the last position only
             logp = self.log_softmax_head(x)  # (B, V)
@@ -197,6 +233,43 @@ class FastDecoder:
             h = F.layer_norm(x, (C,), *layer.ln_2)
             x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate="tanh"))  # (B, t, C)
         return F.layer_norm(x, (C,), *self.ln_f)
+
+    def _layer_views(self, cache: KVCache) -> list[tuple[Tensor, Tensor]]:
+        """Each layer's (K, V) buffers (B, nh, block, hs) of ``cache``, indexed once per cache, not
+        once per layer and step."""
+        views = self._views
+        if views is None or views[0] is not cache.k or views[1] is not cache.v:
+            views = self._views = (cache.k, cache.v, list(zip(cache.k.unbind(0), cache.v.unbind(0),
+                                                                strict=True)))
+        return views[2]
+
+    def lean_step(self, tokens: Tensor, cache: KVCache) -> Tensor:
+        """One new token per row, tokens (B, 1) at position L = cache.length -> log-probs (B, V).
+
+        :meth:`lean_forward` for t = 1 with the fewest tensor operations a layer allows (each costs
+        microseconds of dispatch, as much as its arithmetic at batch 1): (B, C) rows throughout, the
+        Linear layers as ``addmm`` over Wᵀ views taken once, the residual added in place to the
+        layer's fresh output, K and V written with one ``index_copy_`` each into per-layer views of
+        the cache, the head and its mask in one ``addmm``, ``torch.layer_norm`` and ``torch.embedding``
+        called without F's Python wrappers. The operations and their order are :meth:`lean_forward`'s,
+        so the numbers are too. Writes K, V at L (does not advance)."""
+        cfg = self.config
+        B, C, nh, hs = tokens.shape[0], cfg.d_model, cfg.n_head, cfg.head_dim
+        L = cache.length
+        end = L + 1
+        where = self._positions[L:end]  # (1,) the cache position to write
+        x = torch.embedding(self.wte, tokens[:, 0]) + self.wpe[L]  # (B, C): z_0 = E[x] + P[L]
+        for layer, (k_cache, v_cache) in zip(self.layers, self._layer_views(cache), strict=True):
+            h = torch.layer_norm(x, (C,), *layer.ln_1)
+            q, k, v = layer.qkv_2d(h).view(B, 3, nh, 1, hs).unbind(1)  # 3 x (B, nh, 1, hs)
+            k_cache.index_copy_(2, where, k)  # (B, nh, block, hs) at L
+            v_cache.index_copy_(2, where, v)
+            y = F.scaled_dot_product_attention(q, k_cache[:, :, :end], v_cache[:, :, :end])  # (B, nh, 1, hs)
+            x = layer.attn_out_2d(y.view(B, C)).add_(x)  # (B, C): heads side by side, then + residual
+            h = torch.layer_norm(x, (C,), *layer.ln_2)
+            x = layer.mlp_out_2d(F.gelu(layer.mlp_in_2d(h), approximate="tanh")).add_(x)
+        x = torch.layer_norm(x, (C,), *self.ln_f)
+        return F.log_softmax(self.head_2d(x), dim=-1)  # (B, V)
 
     def static_step(self, token: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         """token (B,), pos () int64 tensor, caches (n_layer, B, nh, block, hs) -> log-probs (B, V).

@@ -223,59 +223,96 @@ def stream(
         rep = torch.arange(B, device=device).repeat_interleave(num_samples)  # (N,)
         state, logp, prompts, plen = state.select(rep), logp[rep], prompts[rep], plen[rep]
 
-    # history[i, :T0 + t]: everything row i has been fed before step t (prompt, then new tokens)
-    history = torch.cat([prompts, prompts.new_full((N, L), pad_id)], 1)  # (N, Tp+L)
+    # history[i, :T0 + t]: everything row i has been fed before step t (prompt, then new tokens);
+    # kept only for the processors that read it (penalties, n-gram bans)
+    history = (torch.cat([prompts, prompts.new_full((N, L), pad_id)], 1)  # (N, Tp+L)
+               if len(processors) else None)
     out_tok = torch.full((N, L), pad_id, dtype=torch.long, device=device)  # (N, L)
     out_lp = torch.zeros(N, L, dtype=torch.float64, device=device)  # (N, L)
     lengths = torch.zeros(N, dtype=torch.long, device=device)  # (N,) new tokens so far
     reasons = [STOP_LENGTH] * N
     alive = torch.arange(N, device=device)  # output rows still generating, (n,)
+    everyone = True  # alive is still every row 0..N-1
+    T_max = int(plen.max())  # from step T_max - T0 on, no row reads its prompt any more
+    uniform = T_max == T0  # one prompt length: every live row has t new tokens before step t
     if generator is None and not greedy and seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
 
+    # Each step costs a handful of tensor operations on (n,) rows — at batch 1 their dispatch, not
+    # their arithmetic, is the price, so what is known in Python (no row forced any more, one prompt
+    # length, every row still alive) is not recomputed as tensors.
     for t in range(Tp - T0 + L):
         # logp (n, V): log p(· | x_<T0+t) of the live rows; choose the next token of each
         pos = T0 + t  # the column of history this step fills
-        forced = pos < plen[alive]  # (n,) rows still reading a longer prompt: take its next token
+        forced = pos < plen[alive] if pos < T_max else None  # (n,) rows still reading a longer prompt
         # (n, V); with no processors the history is not gathered: the model's scores are used as is
-        scores = processors(history[alive, :pos], logp) if len(processors) else logp
-        if len(processors) and not torch.isfinite(scores[~forced]).any(-1).all():
-            raise ConfigError("every token is excluded for some row (banned, penalised or cut to "
-                              "-inf); loosen the bans or the truncation settings")
+        if history is not None:
+            scores = processors(history[alive, :pos], logp)
+            if not torch.isfinite(scores if forced is None else scores[~forced]).any(-1).all():
+                raise ConfigError("every token is excluded for some row (banned, penalised or cut to "
+                                  "-inf); loosen the bans or the truncation settings")
+        else:
+            scores = logp
         if greedy:
             nxt = scores.argmax(-1)  # (n,)
         else:
             probs = torch.softmax(scores.double(), dim=-1)  # (n, V)
-            probs[forced] = 1.0  # any valid distribution: the token is replaced below
+            if forced is not None:
+                probs[forced] = 1.0  # any valid distribution: the token is replaced below
             nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)  # (n,)
-        nxt = torch.where(forced, history[alive, pos], nxt)
-        history[alive, pos] = nxt
-        tok_lp = logp.double().gather(1, nxt[:, None]).squeeze(1)  # (n,)
-        gen, rows = ~forced, alive[~forced]  # the rows that produced a new token
-        out_tok[rows, lengths[rows]] = nxt[gen]
-        out_lp[rows, lengths[rows]] = tok_lp[gen]
-        lengths[rows] += 1
+        if forced is not None:
+            nxt = torch.where(forced, prompts[alive, pos], nxt)
+        if history is not None:
+            history[alive, pos] = nxt
+        nxt_col = nxt[:, None]  # (n, 1): gathered here, fed to the model below
+        tok_lp = logp.gather(1, nxt_col).squeeze(1).double()  # (n,)
+        if forced is None:  # every live row produced a new token
+            gen, rows, new_tok, new_lp = None, alive, nxt, tok_lp
+        else:
+            gen = ~forced
+            rows, new_tok, new_lp = alive[gen], nxt[gen], tok_lp[gen]  # the rows that produced one
+        if uniform:  # column t for every live row
+            if everyone:
+                out_tok[:, t], out_lp[:, t] = nxt, tok_lp
+                lengths.fill_(t + 1)
+            else:
+                out_tok[alive, t], out_lp[alive, t] = nxt, tok_lp
+                lengths[alive] = t + 1
+        else:
+            col = lengths[rows]
+            out_tok[rows, col], out_lp[rows, col] = new_tok, new_lp
+            lengths[rows] = col + 1
 
-        # ----- which rows stop with this token -----
-        is_eos = gen & (nxt == eos_id) if eos_id is not None else torch.zeros_like(gen)
-        done = is_eos.clone()  # (n,)
-        for i in (gen & ~done).nonzero().squeeze(1).tolist() if stop_strings else ():
-            row = int(alive[i])
-            if any(s in decode(out_tok[row, : lengths[row]].tolist()) for s in stop_strings):
-                done[i] = True
-                reasons[row] = STOP_STRING
-        for row in alive[is_eos].tolist():
-            reasons[row] = STOP_EOS
-        done |= gen & (lengths[alive] == L)  # the budget
-        if gen.any():
-            yield Step(rows.clone(), nxt[gen].clone(), tok_lp[gen].clone(), done[gen].clone())
+        # ----- which rows stop with this token (over the n live rows; None: no row can) -----
+        is_eos = None if eos_id is None else (nxt == eos_id if gen is None else gen & (nxt == eos_id))
+        done = is_eos  # (n,) bool or None
+        if stop_strings:
+            done = torch.zeros_like(nxt, dtype=torch.bool) if done is None else done.clone()
+            for i in (done.logical_not() if gen is None else gen & ~done).nonzero().squeeze(1).tolist():
+                row = int(alive[i])
+                if any(s in decode(out_tok[row, : lengths[row]].tolist()) for s in stop_strings):
+                    done[i] = True
+                    reasons[row] = STOP_STRING
+        if uniform:
+            if t + 1 == L:  # the budget
+                done = torch.ones_like(nxt, dtype=torch.bool)
+        else:
+            budget = (lengths[alive] == L) if gen is None else gen & (lengths[alive] == L)
+            done = budget if done is None else done | budget
+        if gen is None or gen.any():
+            finished = done if done is not None else torch.zeros_like(nxt, dtype=torch.bool)
+            yield Step(rows, new_tok, new_lp, finished if gen is None else finished[gen])
 
-        if done.any():  # drop finished rows from the batch and the model state
+        if done is not None and done.any():  # drop finished rows from the batch and the model state
+            if is_eos is not None:
+                for row in alive[is_eos].tolist():
+                    reasons[row] = STOP_EOS
             keep = (~done).nonzero().squeeze(1)  # (n',)
             if keep.numel() == 0:
                 break
-            alive, nxt, state = alive[keep], nxt[keep], state.select(keep)
-        logp, state = model.step(nxt[:, None], state)  # (n, V)
+            alive, nxt_col, state = alive[keep], nxt_col[keep], state.select(keep)
+            everyone = False
+        logp, state = model.step(nxt_col, state)  # (n, V)
 
     n_max = int(lengths.max())
     return Samples(out_tok[:, :n_max].clone(), out_lp[:, :n_max].clone(), reasons, lengths)
