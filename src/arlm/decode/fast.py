@@ -310,7 +310,7 @@ class _StaticStep:
     captured once as a CUDA graph when ``capture`` (then each step is one replay), else run eagerly.
 
     The eager form is what the test suite runs on the CPU; the capture needs a CUDA device and is
-    not exercised by the tests.
+    tested by ``tests/fast/test_cuda.py`` where one exists (not in CI).
     """
 
     def __init__(self, decoder: FastDecoder, batch_size: int, capture: bool) -> None:
