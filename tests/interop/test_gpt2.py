@@ -140,6 +140,28 @@ def test_export_loads_in_transformers(tmp_path):
     torch.testing.assert_close(hf3.eval()(x).logits, logits)
 
 
+def test_a_model_without_biases_exports_as_gpt2_with_zero_biases(tmp_path):
+    torch.manual_seed(2)
+    model = TransformerLM(TransformerConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, d_model=16,
+                                            bias=False)).eval()
+    with torch.no_grad():  # LayerNorm weights away from 1, so a lost weight would show
+        for name, p in model.named_parameters():
+            if "ln_" in name:
+                p.uniform_(0.5, 1.5)
+    x = torch.tensor([[SOS_ID, 4, 8, 15, 16, 23]])
+    with torch.no_grad():
+        ref, _ = model(x)
+    sd = state_dict_to_hf(model)
+    assert not sd["transformer.h.0.mlp.c_fc.bias"].any() and sd["transformer.ln_f.bias"].shape == (16,)
+    hf = to_hf(model, eos_token_id=2, bos_token_id=1, pad_token_id=0)
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x).logits[..., 2:], ref[..., 2:], atol=1e-5, rtol=1e-5)
+    save_gpt2(model, tmp_path / "gpt2", eos_token_id=2, bos_token_id=1, pad_token_id=0)
+    back = load_gpt2(tmp_path / "gpt2")  # a GPT-2 with biases, all zero: the same function
+    with torch.no_grad():
+        torch.testing.assert_close(back(x)[0][..., 2:], ref[..., 2:], atol=1e-5, rtol=1e-5)
+
+
 def test_bad_imports_are_clear_errors(hf):
     with pytest.raises(ConfigError):
         from_hf(hf.state_dict())  # no config

@@ -96,9 +96,9 @@ def config_from_hf(hf_config: Any) -> TransformerConfig:
 def config_to_hf(config: TransformerConfig, eos_token_id: int = GPT2_EOS,
                  bos_token_id: int | None = None, pad_token_id: int | None = None) -> dict[str, Any]:
     """:class:`TransformerConfig` -> a GPT-2 ``config.json`` dict (what ``GPT2Config(**d)`` accepts)."""
-    if not (config.bias and config.tie_weights and config.causal):
-        raise ConfigError("only a causal Transformer with biases and tied embeddings has a GPT-2 "
-                          "equivalent; train with bias=True, tie_weights=True, causal=True")
+    if not (config.tie_weights and config.causal):
+        raise ConfigError("only a causal Transformer with tied embeddings has a GPT-2 equivalent; "
+                          "train with tie_weights=True, causal=True")
     return {
         "model_type": "gpt2",
         "architectures": ["GPT2LMHeadModel"],
@@ -141,11 +141,16 @@ def state_dict_from_hf(sd: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def state_dict_to_hf(model: TransformerLM) -> dict[str, Tensor]:
-    """arlm's weights -> an HF ``GPT2LMHeadModel`` state dict (Conv1D layout, tied head included)."""
+    """arlm's weights -> an HF ``GPT2LMHeadModel`` state dict (Conv1D layout, tied head included).
+
+    A model without biases (``bias=False``, nanoGPT's default) is GPT-2 with every bias 0: its
+    LayerNorm and Linear biases are written as zeros."""
     out: dict[str, Tensor] = {}
     for key, value in model.state_dict().items():
         value = value.detach()
         out[key] = (value.t() if key.endswith(CONV1D) else value).contiguous()
+        if not model.config.bias and key.endswith((*CONV1D, "ln_1.weight", "ln_2.weight", "ln_f.weight")):
+            out[key.removesuffix("weight") + "bias"] = value.new_zeros(value.shape[0])  # (out,)
     return out
 
 
