@@ -51,6 +51,9 @@ def test_results_hold_a_bits_per_char_table_keyed_by_model(run):
         seconds = [p["seconds"] for p in row["curve"]]
         assert all(b > a for a, b in itertools.pairwise(seconds))  # more steps took more time
         assert all(math.isfinite(p["bits_per_char"]) for p in row["curve"])
+    # the Transformer reads fewer tokens than the longest test line: it is scored with a sliding window
+    transformer = next(row for row in results["neural"] if row["name"] == "Transformer")
+    assert transformer["model"]["block_size"] < results["data"]["longest_line"]
     against_line = [c for c in results["crossings"] if c["line"] == char_best]
     assert [c["curve"] for c in against_line] == [r.name for r in QUICK.rungs]
     for c, rung in zip(against_line, QUICK.rungs, strict=True):
@@ -60,7 +63,8 @@ def test_results_hold_a_bits_per_char_table_keyed_by_model(run):
 def test_report_holds_the_tables_and_each_plot_decodes(run):
     report = (run / "report.md").read_text()
     for text in ("## Word n-grams: test perplexity", "| modified Kneser-Ney |", "## The ladder",
-                 "| Transformer |", "| LSTM |", "| window MLP |", "learning_curves.png", "Reproduce:"):
+                 "| Transformer |", "| LSTM |", "| window MLP |", "learning_curves.png", "Reproduce:",
+                 "The Transformer reads at most 32 tokens", "sliding window of 32 tokens at a stride of 16"):
         assert text in report, text
     for name, (height, width) in PLOTS.items():
         image = matplotlib.image.imread(run / name)

@@ -17,6 +17,14 @@ models and of papers that compare tokenizers across scripts.
 
 One function, :func:`evaluate_likelihood`, serves every :class:`~arlm.models.base.ARModel`: it only calls
 ``model.score`` on padded batches.
+
+**Sequences longer than the model's context** (a Transformer with P learned positions reads at most P
+tokens) are scored with a sliding window (strided evaluation): rows of P tokens at a stride of
+S = ⌊P/2⌋, the first row scoring all of its targets and each later row only the targets after the
+previous row's (the last row ends at the sequence's end). Every token of the sequence is scored exactly
+once, and each one sees all of its sequence before it, or at least P - S earlier tokens of it (at most
+P - 1), never tokens of another sequence. A model that reads everything (an RNN, an n-gram) is scored
+whole.
 """
 
 from __future__ import annotations
@@ -120,6 +128,7 @@ def evaluate_likelihood(
     unk_id: int | None = UNK_ID,
     batch_tokens: int = 65536,
     max_batch: int = 4096,
+    context: int | None = None,
     show_progress: bool | None = None,
 ) -> LikelihoodReport:
     """Score every sequence with ``model.score`` and total the likelihood.
@@ -129,7 +138,9 @@ def evaluate_likelihood(
     (at most ``max_batch`` rows), so padding costs little; padding is never scored (rows are
     masked by their lengths, so a vocabulary without a [PAD] of its own, GPT-2's, scores right).
     ``sos_id``/``eos_id`` frame the stream and ``unk_id`` counts OOVs (None: the vocabulary has no
-    [UNK]); the defaults are arlm's special ids.
+    [UNK]); the defaults are arlm's special ids. ``context`` is the most tokens the model reads in one
+    row (a Transformer's ``block_size``; None: no limit): a longer sequence is scored with a sliding
+    window (see the module docstring).
     """
     if isinstance(sequences, np.ndarray):
         seqs = split_sequences(sequences, sos_id, eos_id)
@@ -141,25 +152,35 @@ def evaluate_likelihood(
     if (lengths < 2).any():
         raise DataError("a sequence has no token to predict (it is only [SOS]); drop empty lines")
 
+    if context is not None and context < 2:
+        raise DataError(f"a context of {context} tokens has no token to predict; give at least 2")
+    # pieces: (sequence, first token, end token, targets skipped at the row's start)
+    pieces = [piece for i, n in enumerate(lengths) for piece in window_rows(i, int(n), context)]
+    owner = np.array([p[0] for p in pieces])  # (R,) the sequence each row belongs to
+    row_len = np.array([p[2] - p[1] for p in pieces])  # (R,) tokens per row
+    skip = np.array([p[3] for p in pieces])  # (R,) leading targets another row scores
+
     nll_per_seq = np.zeros(len(seqs))  # nats
     oov_nll, num_oov = 0.0, 0
-    order = np.argsort(lengths, kind="stable")
+    order = np.argsort(row_len, kind="stable")
     total = int(lengths.sum() - len(seqs))
     with progress(show_progress) as bar, torch.inference_mode():
         task = bar.add_task("scoring", total=total)
         i = 0
         while i < len(order):
-            # grow the batch while B × T_max stays within the token budget (lengths ascend)
+            # grow the batch while B × T_max stays within the token budget (row lengths ascend)
             j = i + 1
-            while j < len(order) and j - i < max_batch and (j + 1 - i) * lengths[order[j]] <= batch_tokens:
+            while j < len(order) and j - i < max_batch and (j + 1 - i) * row_len[order[j]] <= batch_tokens:
                 j += 1
             rows = order[i:j]
-            tokens = pad_batch([np.asarray(seqs[r], dtype=np.int64) for r in rows])  # (B, T)
+            tokens = pad_batch([np.asarray(seqs[owner[r]][pieces[r][1]:pieces[r][2]], dtype=np.int64)
+                                for r in rows])  # (B, T)
             logp = model.score(torch.from_numpy(tokens)).double().cpu().numpy()  # (B, T-1)
             targets = tokens[:, 1:]  # (B, T-1)
-            scored = np.arange(targets.shape[1])[None, :] < lengths[rows, None] - 1  # (B, T-1)
+            columns = np.arange(targets.shape[1])[None, :]  # (1, T-1)
+            scored = (columns < row_len[rows, None] - 1) & (columns >= skip[rows, None])  # (B, T-1)
             logp = np.where(scored, logp, 0.0)
-            nll_per_seq[rows] = -logp.sum(axis=1)
+            np.add.at(nll_per_seq, owner[rows], -logp.sum(axis=1))
             oov = scored & (targets == unk_id) if unk_id is not None else np.zeros_like(scored)
             num_oov += int(oov.sum())
             oov_nll -= float(logp[oov].sum())
@@ -179,3 +200,21 @@ def evaluate_likelihood(
         num_chars=num_chars,
         num_bytes=num_bytes,
     )
+
+
+def window_rows(index: int, length: int, context: int | None) -> list[tuple[int, int, int, int]]:
+    """The rows that score a sequence of ``length`` tokens with at most ``context`` tokens per row:
+    (index, start, end, skip) each, the row being tokens[start:end] and its first ``skip`` targets
+    scored by an earlier row. One row if the sequence fits; otherwise a sliding window of stride
+    ⌊context/2⌋ whose rows together score each of the length - 1 targets once."""
+    if context is None or length <= context:
+        return [(index, 0, length, 0)]
+    stride = context // 2
+    rows, done, start = [], 0, 0  # done: targets 1..done (token positions) already scored
+    while done < length - 1:
+        start = min(start, length - context)
+        end = start + context
+        rows.append((index, start, end, max(0, done - start)))  # row target k is token start + k + 1
+        done = end - 1
+        start += stride
+    return rows
