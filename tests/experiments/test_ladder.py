@@ -80,3 +80,18 @@ def test_arlm_report_rerenders_the_same_files(run, tmp_path):
     (copy / "results.json").write_bytes(before["results.json"])
     ok(arlm("report", "copy", cwd=tmp_path))
     assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+
+
+def test_a_gpu_run_is_reported_in_wall_clock_and_an_overfitting_curve_is_named(run):
+    from arlm.experiments.ladder import _verdict
+
+    results = json.loads((run / "results.json").read_text())["results"]
+    text = "\n".join(_verdict(results))
+    assert "of CPU time" in text and "wall-clock" not in text  # a CPU run: process time
+    for row in results["neural"]:
+        row["clock"] = "perf_counter"  # as a --device cuda run records it
+    lstm = next(r for r in results["neural"] if r["name"] == "LSTM")
+    lstm["curve"][-1]["bits_per_char"] = min(p["bits_per_char"] for p in lstm["curve"]) + 0.5
+    text = "\n".join(_verdict(results))
+    assert "wall-clock time on the GPU" in text and "CPU time" not in text and "CPU thread" not in text
+    assert "The LSTM overfits" in text

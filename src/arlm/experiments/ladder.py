@@ -590,15 +590,24 @@ def _window_note(results: dict) -> list[str]:
     return [" ".join(out)] if out else []
 
 
+def _on_cpu(rows: list[dict]) -> bool:
+    """Whether the rungs were timed by CPU time (a CPU run) rather than wall clock (a GPU run)."""
+    return all(r.get("clock") == "process_time" for r in rows)
+
+
+def _budget(rows: list[dict]) -> str:
+    return "CPU budget" if _on_cpu(rows) else "GPU budget"
+
+
 def _costs(lstm: dict, tr: dict) -> str:
     """Parameters, µs per training token and tokens read of the LSTM and the Transformer."""
     us_lstm = 1e6 * lstm["seconds"] / lstm["tokens"]
     us_tr = 1e6 * tr["seconds"] / tr["tokens"]
-    more, ratio = (("LSTM", lstm["tokens"] / tr["tokens"]) if lstm["tokens"] >= tr["tokens"]
-                   else ("Transformer", tr["tokens"] / lstm["tokens"]))
-    return (f"The LSTM has {lstm['params']:,} parameters and the Transformer {tr['params']:,}; on one CPU "
-            f"thread a training token costs the LSTM {us_lstm:.1f} µs and the Transformer {us_tr:.1f} µs, "
-            f"so in about equal time the {more} reads {ratio:.1f}× the text.")
+    more, ratio = ("LSTM", us_tr / us_lstm) if us_lstm <= us_tr else ("Transformer", us_lstm / us_tr)
+    where = "on one CPU thread" if _on_cpu([lstm, tr]) else "on the GPU"
+    return (f"The LSTM has {lstm['params']:,} parameters and the Transformer {tr['params']:,}; {where} "
+            f"a training token costs the LSTM {us_lstm:.1f} µs and the Transformer {us_tr:.1f} µs, "
+            f"so in equal time the {more} reads {ratio:.1f}× the text.")
 
 
 def _why_transformer_leads(lstm: dict, tr: dict) -> str:
@@ -616,10 +625,24 @@ def _why_transformer_leads(lstm: dict, tr: dict) -> str:
     else:
         curves = (f"On the curves' first test lines alone the LSTM ends lower ({_f(last_lstm)} against "
                   f"{_f(last_tr)}): which lines are scored moves a lead of this size.")
-    return (f"It leads the LSTM by {_f(lstm['bits_per_char'] - tr['bits_per_char'])} bits/char at about "
-            f"equal training time. {_costs(lstm, tr)} At a CPU budget of minutes the Transformer that "
-            f"learns fastest is shallow, {shape}: a deeper one costs more per token and starts slower "
-            f"(see the configurations measured in `arlm.experiments.ladder.DEFAULT`). {curves}")
+    lead = _f(lstm["bits_per_char"] - tr["bits_per_char"])
+    if abs(tr["seconds"] - lstm["seconds"]) <= 0.15 * max(tr["seconds"], lstm["seconds"]):
+        when = f"It leads the LSTM by {lead} bits/char at about equal training time."
+    else:  # unequal times: compare the curves at the shorter run's end as well
+        first, second = (lstm, tr) if lstm["seconds"] < tr["seconds"] else (tr, lstm)
+        when = (f"It leads the LSTM by {lead} bits/char after {_f(tr['seconds'], 0)} s of training against "
+                f"the LSTM's {_f(lstm['seconds'], 0)} s; at {_f(first['seconds'], 0)} s, where the "
+                f"{first['name']} stopped, the {second['name']}'s curve stands at "
+                f"{_f(_interp(second['curve'], first['seconds']))} bits/char against the "
+                f"{first['name']}'s {_f(first['curve'][-1]['bits_per_char'])}.")
+    if _on_cpu([lstm, tr]):
+        size = (f"At a CPU budget of minutes the Transformer that learns fastest is shallow, {shape}: a "
+                "deeper one costs more per token and starts slower (see the configurations measured in "
+                "`arlm.experiments.ladder.DEFAULT`).")
+    else:
+        size = (f"A GPU budget affords {shape} ({tr['params']:,} parameters), which a CPU budget of minutes "
+                "cannot train far enough to pay for its depth.")
+    return f"{when} {_costs(lstm, tr)} {size} {curves}"
 
 
 def _why_lstm_leads(lstm: dict, tr: dict) -> str:
@@ -630,6 +653,21 @@ def _why_lstm_leads(lstm: dict, tr: dict) -> str:
             "once, is what a GPU exploits (`--device cuda`), where larger models train in the same time.")
 
 
+def _overfitting(rows: list[dict]) -> list[str]:
+    """A sentence for each rung whose curve ends clearly above its own best point (none: [])."""
+    out = []
+    for row in rows:
+        best = min(row["curve"], key=lambda p: p["bits_per_char"])
+        last = row["curve"][-1]
+        if last["bits_per_char"] - best["bits_per_char"] > 0.01:
+            dropout = row["model"].get("dropout")
+            out.append(f"The {row['name']} overfits: its curve bottoms out at {_f(best['bits_per_char'])} "
+                       f"bits/char at step {best['step']:,} and ends at {_f(last['bits_per_char'])}"
+                       + (f" (dropout {dropout})" if dropout else "") + "; an early stop would have kept "
+                       "the best point, and the ladder reports the end of the fixed budget.")
+    return [" ".join(out)] if out else []
+
+
 def _trend(curve: list[dict]) -> str:
     """'still falling (… bits/char over the last …)' or 'flat' from the last two checkpoints."""
     if len(curve) < 2:
@@ -638,6 +676,8 @@ def _trend(curve: list[dict]) -> str:
     drop = a["bits_per_char"] - b["bits_per_char"]
     if drop > 0.005:
         return f"still falling ({drop:.3f} bits/char over its last {b['step'] - a['step']:,} steps)"
+    if drop < -0.005:
+        return f"rising again ({-drop:.3f} bits/char over its last {b['step'] - a['step']:,} steps)"
     return f"about flat over its last {b['step'] - a['step']:,} steps"
 
 
@@ -678,14 +718,17 @@ def _verdict(results: dict) -> list[str]:
             lines.append(_why_lstm_leads(best_neural, neural["Transformer"]))
     if "LSTM" in neural and "Transformer" in neural:
         lstm, tr = neural["LSTM"], neural["Transformer"]
+        clock = "CPU time" if _on_cpu([lstm, tr]) else "wall-clock time on the GPU"
         lines.append(f"LSTM and Transformer trained for {_f(lstm['seconds'], 1)} s and "
-                     f"{_f(tr['seconds'], 1)} s of CPU time ({lstm['tokens']:,} and {tr['tokens']:,} "
+                     f"{_f(tr['seconds'], 1)} s of {clock} ({lstm['tokens']:,} and {tr['tokens']:,} "
                      "training tokens).")
+    lines += _overfitting(results["neural"])
     beaten = char["bits_per_char"] < best_neural["bits_per_char"]
     lines.append("")
     if beaten:
         lines += [
-            f"**A counting model still wins at this CPU budget:** the {char['label']} scores "
+            f"**A counting model still wins at this {_budget(results['neural'])}:** the {char['label']} "
+            "scores "
             f"{_f(char['bits_per_char'])} bits/char, below every neural rung. This is not a contradiction "
             "of the chapter but a budget effect. The n-gram uses all "
             f"{results['data'].get('train_chars', 0):,} training characters exactly in one counting "
@@ -715,10 +758,13 @@ def _verdict(results: dict) -> list[str]:
             at = _f(c["seconds"], 0) if c["seconds"] is not None else "-"
             lines.append(f"| {c['curve']} | {c['line']} | {at} | {note} |")
         lines.append("")
-    if beaten:
+    if beaten and _on_cpu(results["neural"]):
         lines.append("Where a curve does not cross the n-gram line within the CPU budget, the crossing lies "
-                     "beyond it: rerun with `--device cuda` on a GPU (the same steps, in a fraction of the "
-                     "time), or give the rungs more steps, to see the networks pass the counting model.")
+                     "beyond it: rerun with `--device cuda` on a GPU (larger networks, more steps, in a few "
+                     "minutes), or give the rungs more steps, to see the networks pass the counting model.")
+    elif beaten:
+        lines.append("Where a curve does not cross the n-gram line within this budget, give the rungs more "
+                     "steps to see where it does.")
     return lines
 
 
