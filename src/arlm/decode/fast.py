@@ -291,8 +291,8 @@ class FastDecoder:
             v_cache[i].index_copy_(2, where, v.unsqueeze(2))
             # one query against every slot: two batched mat-vec products and a softmax, written out
             # (fp32 SDPA with a mask picks a memory-efficient kernel that took 115 µs a layer on an H100)
-            scores = q.unsqueeze(2) @ k_cache[i].transpose(-2, -1) * scale + mask  # (B, nh, 1, block)
-            y = F.softmax(scores, dim=-1) @ v_cache[i]  # (B, nh, 1, hs)
+            scores = (q * scale).unsqueeze(2) @ k_cache[i].transpose(-2, -1) + mask  # (B, nh, 1, block)
+            y = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v_cache[i]  # (B, nh, 1, hs)
             x = x + layer.attn_out(y.view(B, C))
             h = F.layer_norm(x, (C,), *layer.ln_2)
             x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate="tanh"))

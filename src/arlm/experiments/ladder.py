@@ -611,7 +611,7 @@ def _costs(lstm: dict, tr: dict) -> str:
 
 
 def _why_transformer_leads(lstm: dict, tr: dict) -> str:
-    """How the Transformer leads the LSTM at an equal CPU budget, in the run's own numbers."""
+    """How the Transformer leads the LSTM, in the run's own numbers (CPU or GPU)."""
     layers = tr["model"].get("n_layer")
     shape = f"a {layers}-layer model" if layers is not None else "a small model"
     last_lstm, last_tr = lstm["curve"][-1]["bits_per_char"], tr["curve"][-1]["bits_per_char"]
@@ -646,9 +646,13 @@ def _why_transformer_leads(lstm: dict, tr: dict) -> str:
 
 
 def _why_lstm_leads(lstm: dict, tr: dict) -> str:
-    """Why an LSTM can lead a Transformer at an equal CPU budget, in the run's own numbers."""
-    return (f"{_costs(lstm, tr)} At the end the Transformer is {_trend(tr['curve'])} while the LSTM is "
-            f"{_trend(lstm['curve'])}. A CPU budget of minutes favours small, shallow Transformers, which "
+    """Why an LSTM can lead a Transformer at an equal budget, in the run's own numbers."""
+    trends = (f"At the end the Transformer is {_trend(tr['curve'])} while the LSTM is "
+              f"{_trend(lstm['curve'])}.")
+    if not _on_cpu([lstm, tr]):
+        return (f"{_costs(lstm, tr)} {trends} At this GPU budget the Transformer has not caught up; give "
+                "the rungs more steps to see whether it does.")
+    return (f"{_costs(lstm, tr)} {trends} A CPU budget of minutes favours small, shallow Transformers, which "
             "learn fast but have little capacity; the Transformer's advantage, computing all positions at "
             "once, is what a GPU exploits (`--device cuda`), where larger models train in the same time.")
 
