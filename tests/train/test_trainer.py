@@ -263,12 +263,11 @@ def test_fused_adamw_equals_the_for_loop_adamw():
 
 
 @pytest.mark.skipif(not FUSED_ADAMW_ON_CPU, reason="fused AdamW on the CPU needs torch >= 2.4")
-def test_the_trainer_runs_fused_adamw_and_resumes_a_for_loop_checkpoint(monkeypatch, tmp_path):
-    fused = Trainer(make("transformer"), config(), TRAIN, VAL)
-    assert fused.optimizer.defaults["fused"] is True  # the CPU runs the fused kernel
-    monkeypatch.setattr("arlm.train.trainer.FUSED_ADAMW_ON_CPU", False)
+def test_fused_adamw_on_the_cpu_is_opt_in_and_resumes_either_way(tmp_path):
     loop = Trainer(make("transformer"), config(), TRAIN, VAL)
-    assert not loop.optimizer.defaults["fused"]
+    assert not loop.optimizer.defaults["fused"]  # the default on a CPU: torch's for-loop kernel
+    fused = Trainer(make("transformer"), config(fused_adamw=True), TRAIN, VAL)
+    assert fused.optimizer.defaults["fused"] is True
     a, b = fused.train_step(), loop.train_step()  # one step: same gradients, same update to rounding
     assert a["loss"] == b["loss"] and a["grad_norm"] == b["grad_norm"]
     for (name, p), q in zip(fused.model.named_parameters(), loop.model.parameters(), strict=True):
@@ -277,12 +276,12 @@ def test_the_trainer_runs_fused_adamw_and_resumes_a_for_loop_checkpoint(monkeypa
     # the next step uses the loaded moments (a reset state would take a different first step)
     fused.save(tmp_path / "fused")
     loop.save(tmp_path / "loop")
-    loop_from_fused = Trainer(make("transformer"), config(), TRAIN, VAL)  # for-loop (patched above)
+    loop_from_fused = Trainer(make("transformer"), config(), TRAIN, VAL)
     loop_from_fused.load(tmp_path / "fused")
-    monkeypatch.setattr("arlm.train.trainer.FUSED_ADAMW_ON_CPU", True)
-    fused_from_loop = Trainer(make("transformer"), config(), TRAIN, VAL)
+    fused_from_loop = Trainer(make("transformer"), config(fused_adamw=True), TRAIN, VAL)
     fused_from_loop.load(tmp_path / "loop")
     assert all(group["fused"] for group in fused_from_loop.optimizer.param_groups)
+    assert not any(group["fused"] for group in loop_from_fused.optimizer.param_groups)
     steps = [t.train_step() for t in (loop, fused_from_loop, loop_from_fused)]
     assert steps[1]["loss"] == pytest.approx(steps[0]["loss"], rel=1e-6) == steps[2]["loss"]
     for resumed in (fused_from_loop, loop_from_fused):
