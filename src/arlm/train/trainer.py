@@ -456,7 +456,8 @@ class Trainer:
         self.fused = fused
         self.optimizer = torch.optim.AdamW(param_groups(self.model, config.weight_decay), lr=config.lr,
                                            betas=config.betas, eps=config.eps, fused=self.fused or None)
-        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        # in the model's order, as clip_grad_norm_ took them: the norm's sum order decides its last bits
+        self.params = list(self.model.parameters())
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.dtype == "fp16")
         self.generator = torch.Generator().manual_seed(config.seed)  # data order
         torch.manual_seed(config.seed)  # dropout
