@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -15,6 +13,7 @@ from arlm.decode.config import DecodingConfig
 from arlm.errors import DataError, MismatchError
 from arlm.experiments import ExperimentConfig, decoding
 from arlm.models.ngram import NGramModel
+from experiment_helpers import quick_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on a shared small CPU
 
@@ -22,15 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on a shared sm
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """One quick run (tiny models, a handful of prompts), rendered from its JSON round trip."""
-    threads = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("decoding")
-    try:
-        results = decoding.run(ExperimentConfig(out=out, quick=True, threads=1, show_progress=False))
-        text = json.dumps(results, allow_nan=False)  # strict JSON: no NaN or inf anywhere
-        body = decoding.render(json.loads(text), out)
-    finally:
-        torch.set_num_threads(threads)
-    return results, body, out
+    return quick_run(decoding, tmp_path_factory.mktemp("decoding"))
 
 
 def test_prompts_split_test_lines_at_a_word_boundary():

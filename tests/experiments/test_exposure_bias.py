@@ -4,7 +4,6 @@ schedules that reach their target, the quick run's fields, report and plots."""
 from __future__ import annotations
 
 import copy
-import json
 import math
 
 import numpy as np
@@ -15,6 +14,7 @@ from matplotlib.image import imread
 from arlm.experiments import ExperimentConfig
 from arlm.experiments import exposure_bias as eb
 from arlm.train.trainer import TrainConfig
+from experiment_helpers import quick_run
 
 SETUP = eb.QUICK
 
@@ -24,14 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on a shared sm
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    threads = torch.get_num_threads()
-    out = tmp_path_factory.mktemp("exposure_bias")
-    try:
-        results = eb.run(ExperimentConfig(out=out, quick=True, threads=1, show_progress=False))
-        body = eb.render(json.loads(json.dumps(results, allow_nan=False)), out)
-    finally:
-        torch.set_num_threads(threads)
-    return results, body, out
+    return quick_run(eb, tmp_path_factory.mktemp("exposure_bias"))
 
 
 def test_distributions_over_real_tokens_sum_to_one():
