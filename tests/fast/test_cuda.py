@@ -83,9 +83,32 @@ def test_a_compiled_bf16_training_step_equals_the_eager_one():
     for _ in range(2):
         a, b = eager.train_step(), compiled.train_step()
         # bf16 matmuls: the fused kernels round differently from the eager ones
-        assert b["loss"] == pytest.approx(a["loss"], rel=2e-2)
+        assert float(b["loss"]) == pytest.approx(float(a["loss"]), rel=2e-2)
     for p, q in zip(eager.model.parameters(), compiled.model.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=2e-2, atol=2e-3)
+
+
+def test_a_non_finite_step_is_skipped_on_the_gpu_and_reported_at_the_next_read():
+    import numpy as np
+
+    from arlm.train import TrainConfig, Trainer, TrainingError
+
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(vocab_size=16, block_size=16, n_layer=1, n_head=2, d_model=16))
+    stream = np.random.default_rng(0).integers(3, 16, size=4000)
+    config = TrainConfig(batch_tokens=4 * 16, micro_batch_size=4, block_size=16, max_steps=10, warmup_steps=1,
+                         log_interval=2, eval_interval=0, show_progress=False, device="cuda")
+    trainer = Trainer(model.cuda(), config, stream)
+    assert trainer.checks_on_device  # CUDA + fused AdamW: no step waits for the GPU
+    model.lm_head.register_forward_hook(lambda m, a, out: out * float("nan") if trainer.step == 3 else out)
+    before = {}
+    model.lm_head.register_forward_pre_hook(
+        lambda m, a: before.update({trainer.step: [p.detach().clone() for p in model.parameters()]}))
+    with pytest.raises(TrainingError, match="at step 3"):
+        trainer.train()
+    assert trainer.step == 4
+    assert all(torch.equal(p, q) for p, q in zip(before[3], model.parameters(), strict=True))
+    assert not all(torch.equal(p, q) for p, q in zip(before[2], before[3], strict=True))
 
 
 def test_int8_quantization_is_refused_on_cuda():

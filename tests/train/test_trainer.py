@@ -201,6 +201,44 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(p).all() for p in fresh.model.parameters())
 
 
+@pytest.mark.skipif(not FUSED_ADAMW_ON_CPU, reason="fused AdamW on the CPU needs torch >= 2.4")
+def test_checks_on_the_device_take_the_same_steps_and_skip_a_non_finite_one(tmp_path):
+    # CUDA's path (nothing waits for the device; forced here on the CPU, where fused AdamW takes
+    # found_inf too): the same losses, norms and weights as reading and checking every step
+    runs = []
+    for on_device in (False, True):
+        trainer = Trainer(make("transformer"), config(fused_adamw=True, max_steps=12, log_interval=4,
+                                                      eval_interval=6), TRAIN, VAL)
+        trainer.checks_on_device = on_device
+        runs.append((trainer, trainer.train()))
+    (now, now_summary), (later, later_summary) = runs
+    def numbers(summary):  # every logged number but the clock's
+        return [{k: v for k, v in record.items() if k != "tokens_per_s"} for record in summary.history]
+
+    assert numbers(now_summary) == numbers(later_summary)
+    assert any("grad_norm" in record for record in numbers(later_summary))
+    for p, q in zip(now.model.parameters(), later.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    # one poisoned step (7): its update is skipped on the device; the loop raises at its next read (8)
+    model = make("transformer")
+    trainer = Trainer(model, config(fused_adamw=True, out_dir=str(tmp_path), max_steps=20, log_interval=4,
+                                    eval_interval=10), TRAIN, VAL)
+    trainer.checks_on_device = True
+    model.lm_head.register_forward_hook(lambda m, a, out: out * float("nan") if trainer.step == 7 else out)
+    before = {}
+    model.lm_head.register_forward_pre_hook(
+        lambda m, a: before.update({trainer.step: [p.detach().clone() for p in model.parameters()]}))
+    with pytest.raises(TrainingError, match=r"at step 7 .*skipped"):
+        trainer.train()
+    assert trainer.step == 8
+    after = list(model.parameters())
+    assert all(torch.equal(p, q) for p, q in zip(before[7], after, strict=True))  # 7 changed nothing
+    assert not all(torch.equal(p, q) for p, q in zip(before[6], before[7], strict=True))  # 6 did
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 7 and "error" in last
+
+
 def test_early_stopping(monkeypatch):
     trainer = Trainer(make("transformer"), config(eval_interval=2, patience=2, max_steps=50), TRAIN, VAL)
     losses = iter([3.0, 2.0, 2.5, 2.4, 1.0])
@@ -239,10 +277,10 @@ def test_clip_grad_norm_equals_torchs(max_norm):
         q.grad = p.grad.clone()
     norm = clip_grad_norm(ours, max_norm)
     expected = torch.nn.utils.clip_grad_norm_(theirs, max_norm, foreach=False)
-    assert norm == float(expected)
+    assert float(norm) == float(expected)
     for p, q in zip(ours, theirs, strict=True):
         assert torch.equal(p.grad, q.grad)  # the same numbers, bit for bit
-    assert (norm > max_norm) == (max_norm == 0.05)  # the first case did clip
+    assert (float(norm) > max_norm) == (max_norm == 0.05)  # the first case did clip
 
 
 def test_fused_adamw_equals_the_for_loop_adamw():

@@ -383,9 +383,11 @@ def _train_rung(plan: LadderPlan, rung: NeuralRung, data, test: _Lines, curve: _
     points, seconds, wall = [], 0.0, 0.0
     for target in curve_steps(rung.steps, plan.curve_fractions):
         started, wall_started = clock(), time.perf_counter()
+        losses = []
         while trainer.step < target:
-            trainer.train_step()
+            losses.append(trainer.train_step()["loss"])
             ticker.advance(1, f"{rung.name}: step {trainer.step:,}/{rung.steps:,}")
+        trainer.read_losses(losses)  # raises if one was not finite (on a GPU: read here, not each step)
         sync()
         seconds += clock() - started
         wall += time.perf_counter() - wall_started

@@ -23,7 +23,9 @@ on biases, norm gains or embeddings); the learning rate follows :func:`~arlm.tra
 g <- g · min(1, c / ‖g‖₂). AdamW runs torch's fused kernel on CUDA; on the CPU it runs torch's for-loop
 kernel unless ``fused_adamw=True`` (fused on the CPU from torch 2.4: about 7% faster a step on the baby
 config, but not the for-loop's last bits, so a run's numbers move slightly; the committed experiments
-use the default).
+use the default). On CUDA with fused AdamW no step waits for the GPU: the loss and gradient norm stay
+on the device, and a non-finite loss is caught there (the fused kernel skips that update) and
+reported when the loop next reads the losses (its log interval; :meth:`Trainer.read_losses`).
 
 **Mixed precision** (F12): the forward pass runs under ``torch.autocast`` in bf16 or fp16 (matmuls in
 low precision, reductions and softmax in fp32; the loss is computed on fp32 logits). The parameters
@@ -381,20 +383,19 @@ def compile_model(fn: Any, device: torch.device) -> Any:
     return torch.compile(fn)
 
 
-def clip_grad_norm(params: list[Tensor], max_norm: float) -> float:
+def clip_grad_norm(params: list[Tensor], max_norm: float) -> Tensor:
     """Scale the gradients to global norm ``max_norm`` if their norm ‖g‖₂ is above it:
     g <- g · min(1, c / (‖g‖₂ + 1e-6)); returns ‖g‖₂ before clipping.
 
-    The same numbers as ``torch.nn.utils.clip_grad_norm_``, with less work per step: the norms in one
-    foreach call, and no multiplication when the factor is 1 (x · 1.0 = x, so nothing changes)."""
+    The same numbers as ``torch.nn.utils.clip_grad_norm_``: the norms in one foreach call, the factor
+    clamped to 1 on the device (x · 1.0 = x), so nothing waits for a GPU here; the norm is returned as
+    a 0-dim tensor, and reading it (``float``) is the caller's wait."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
-        return 0.0
+        return torch.zeros(())
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))  # ‖(‖g_1‖, …, ‖g_n‖)‖₂
-    coef = max_norm / (total + 1e-6)
-    if float(coef) < 1.0:
-        torch._foreach_mul_(grads, coef)
-    return float(total)
+    torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp(max=1.0))
+    return total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,6 +460,12 @@ class Trainer:
         # in the model's order, as clip_grad_norm_ took them: the norm's sum order decides its last bits
         self.params = list(self.model.parameters())
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.dtype == "fp16")
+        # On CUDA with fused AdamW (no fp16 loss scaling) a step never waits for the GPU: the loss and
+        # the gradient norm stay on the device, a non-finite loss makes the fused kernel skip that
+        # update (its found_inf input, as for an fp16 overflow), and the loop reads the losses, and
+        # raises, at its next log or evaluation. Elsewhere (the CPU, where reading costs nothing) the
+        # loss is read and checked at once, before the update.
+        self.checks_on_device = device.type == "cuda" and self.fused and config.dtype != "fp16"
         self.generator = torch.Generator().manual_seed(config.seed)  # data order
         torch.manual_seed(config.seed)  # dropout
         # where training stands (all of it goes into a checkpoint)
@@ -498,12 +505,13 @@ class Trainer:
         """This process's rows of the global batch: rank, rank + W, rank + 2W, …"""
         return window[self.dist.rank :: self.dist.world_size]
 
-    def backward(self, window: Tensor, ratio: float = 1.0) -> float:
+    def backward(self, window: Tensor, ratio: float = 1.0) -> float | Tensor:
         """Accumulate ∇L of the global batch ``window`` (B, T+1) into ``.grad`` over micro-batches.
 
         ``ratio`` is the teacher-forcing ratio ε (1.0: teacher forcing). Returns L, the mean NLL per
-        scored target of the whole batch (all processes). Raises :class:`TrainingError` if it is not
-        finite (nothing has been updated yet).
+        scored target of the whole batch (all processes): a float, after raising
+        :class:`TrainingError` if it is not finite (nothing has been updated yet); with
+        ``checks_on_device``, a 0-dim device tensor, unread.
         """
         cfg = self.config
         if self.training_inputs is None:
@@ -511,8 +519,11 @@ class Trainer:
         else:  # the model's own inputs (σ-GPT: a fresh order per row, from the data generator)
             all_inputs, all_targets = self.training_inputs(window, self.generator)
         n_targets = max(1, int((all_targets != PAD_ID).sum()))  # N of the whole global batch
-        inputs = self._local_rows(all_inputs).to(self.device, non_blocking=True)
-        targets = self._local_rows(all_targets).to(self.device, non_blocking=True)
+        inputs, targets = self._local_rows(all_inputs), self._local_rows(all_targets)
+        if self.device.type == "cuda":  # copied from pinned memory, the copy does not hold up the host
+            inputs, targets = inputs.pin_memory(), targets.pin_memory()
+        inputs = inputs.to(self.device, non_blocking=True)
+        targets = targets.to(self.device, non_blocking=True)
         micro = list(range(0, inputs.shape[0], cfg.micro_batch_size))
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         new_hidden = []
@@ -540,6 +551,8 @@ class Trainer:
             import torch.distributed as dist
 
             dist.all_reduce(total)
+        if self.checks_on_device:
+            return total / n_targets
         value = float(total) / n_targets
         if not math.isfinite(value):
             raise TrainingError(f"the training loss became {value} at step {self.step}; the last "
@@ -548,7 +561,10 @@ class Trainer:
         return value
 
     def train_step(self) -> dict[str, Any]:
-        """One optimizer step: learning rate, accumulated gradient, clipping, update."""
+        """One optimizer step: learning rate, accumulated gradient, clipping, update.
+
+        Returns the step's loss, learning rate, gradient norm and teacher-forcing ratio; with
+        ``checks_on_device`` the loss and norm are 0-dim device tensors (read them with ``float``)."""
         cfg = self.config
         lr = learning_rate(self.step, lr=cfg.lr, warmup_steps=cfg.warmup_steps, max_steps=cfg.max_steps,
                            schedule=cfg.schedule, min_lr=cfg.min_lr)
@@ -562,8 +578,15 @@ class Trainer:
         if cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             grad_norm = clip_grad_norm(self.params, cfg.grad_clip)
-        self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
-        self.scaler.update()
+            if not self.checks_on_device:
+                grad_norm = float(grad_norm)
+        if self.checks_on_device:  # the fused kernel skips the whole update where the loss is not finite
+            self.optimizer.found_inf = torch.isfinite(loss).logical_not().float()
+            self.optimizer.step()
+            del self.optimizer.found_inf
+        else:
+            self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
+            self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         self.tokens_seen += window.shape[0] * (window.shape[1] - 1)
@@ -678,6 +701,28 @@ class Trainer:
                               "pip install tensorboard, or drop the option") from e
         return SummaryWriter(str(self.out_dir / "tensorboard")) if self.dist.is_main else None
 
+    def read_losses(self, losses: list[float | Tensor],
+                    history: list[dict[str, Any]] | None = None) -> list[float]:
+        """The losses that :meth:`train_step` returned for the last ``len(losses)`` steps, as floats
+        (one wait for the device when they are tensors), raising :class:`TrainingError` at the first
+        that is not finite (its update was skipped on the device; the weights are finite and the last
+        checkpoint is intact). A loop that calls ``train_step`` itself reads them this way."""
+        unread = [i for i, loss in enumerate(losses) if isinstance(loss, Tensor)]
+        if not unread:
+            return losses  # type: ignore[return-value]  (floats: read and checked by backward already)
+        values = list(losses)
+        for i, value in zip(unread, torch.stack([losses[i] for i in unread]).tolist(), strict=True):
+            values[i] = value
+            if not math.isfinite(value):
+                step = self.step - len(values) + i
+                message = (f"the training loss became {value} at step {step} (that update was skipped); "
+                           "the last checkpoint is intact: lower lr, raise warmup_steps or use "
+                           "grad_clip, then resume from it")
+                if history is not None:
+                    self._log({"step": step, "error": message}, history)
+                raise TrainingError(message)
+        return values
+
     def _log(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
         history.append(record)
         if self.out_dir is not None and self.dist.is_main:
@@ -737,7 +782,7 @@ class Trainer:
                 except TrainingError as e:
                     self._log({"step": self.step, "error": str(e)}, history)
                     raise
-                losses.append(out["loss"])
+                losses.append(out["loss"])  # a float, or an unread device tensor (checks_on_device)
                 bar.advance(task)
                 self.seconds = time.perf_counter() - t0
                 if cfg.max_seconds is not None and self.seconds >= cfg.max_seconds and self.step < end:
@@ -745,18 +790,23 @@ class Trainer:
                     self.stopped_by = "max_seconds"
                 if self.step == end and self.stopped_by is None:
                     self.stopped_by = "max_steps" if end == cfg.max_steps else "steps"
+                evaluating = (bool(cfg.eval_interval and self.step % cfg.eval_interval == 0)
+                              or self.step == end)
+                if self.step % cfg.log_interval == 0 or evaluating:
+                    losses = self.read_losses(losses, history)  # (a wait for the GPU, at most here)
                 if self.step % cfg.log_interval == 0 or self.step == end:
                     elapsed = max(time.perf_counter() - t0, 1e-9)
                     train_loss = sum(losses) / len(losses)
                     rate = (self.tokens_seen - tokens0) / elapsed
+                    grad_norm = None if out["grad_norm"] is None else float(out["grad_norm"])
                     self._log({"step": self.step, "tokens": self.tokens_seen, "loss": train_loss,
-                               "lr": out["lr"], "grad_norm": out["grad_norm"], "tokens_per_s": rate,
+                               "lr": out["lr"], "grad_norm": grad_norm, "tokens_per_s": rate,
                                "teacher_forcing": out["teacher_forcing"]},
                               history)
                     bar.update(task, description=f"training  loss {train_loss:.3f}  lr {out['lr']:.2e}  "
                                                  f"{rate:,.0f} tok/s")
                     losses = []
-                if (cfg.eval_interval and self.step % cfg.eval_interval == 0) or self.step == end:
+                if evaluating:
                     val, stopped = self._evaluate_and_save(history)
                     if stopped:
                         break
