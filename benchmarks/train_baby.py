@@ -96,7 +96,8 @@ that say "this evening" at load average 0.3–2.8, the others at 3–5 from othe
   0.98× and 15 s to compile — the backward is already one AOTAutograd graph; Inductor's
   `cpp.simdlen=8` 0.86× (this CPU has AVX-512: the default 16 is right); `epilogue_fusion=False`
   1.00×; `addmm` split into `mm` + the bias added in the next elementwise kernel (Inductor does it
-  on GPUs only; forced by patching Inductor) 1.01×, within noise; bf16 autocast (`dtype=bf16`, this
+  on GPUs only; forced by patching Inductor) 1.01×, within noise; the GELU's σ(2z) saved for the
+  backward instead of recomputed there (an autograd.Function) 1.00×; bf16 autocast (`dtype=bf16`, this
   Xeon has AMX) 0.84× compiled — slower at these small matrices, and not the baseline's precision.
 - Tried earlier, not kept: `mode="max-autotune-no-cudagraphs"` (0.995×); Inductor's `cpp_wrapper`
   (1.03× per step, within this machine's noise, and 17 s to compile from scratch); explicit
