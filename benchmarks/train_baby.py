@@ -63,8 +63,8 @@ BLOCK, BATCH, LR, MIN_LR, WARMUP = 64, 12, 1e-3, 1e-4, 100
 
 LEVERS = """\
 Levers tried on arlm's side (issue 11), each measured against the others on the same machine in
-round-robin runs of 100–150 steps (medians of step times; load average 3–5 from other jobs;
-2026-11-27, 1 thread unless said):
+round-robin runs of 60–150 steps (medians of step times, 1 thread unless said, 2026-11-27; the items
+that say "this evening" at load average 0.3–2.8, the others at 3–5 from other jobs):
 
 - **Fused AdamW on the CPU** (torch ≥ 2.4; `fused_adamw=true`, which the arlm rows set: the Trainer's
   CPU default stays torch's for-loop AdamW, whose last bits the committed experiments were run with):
@@ -72,33 +72,63 @@ round-robin runs of 100–150 steps (medians of step times; load average 3–5 f
   a test holds fused and for-loop AdamW to 1e-6 over 20 steps of the same gradients.
 - **Clipping**: the norms in one foreach call, and no multiplication when the factor is 1 (the usual
   case after warmup; x·1.0 = x): bit-identical to `clip_grad_norm_` (tested), ≈ 0.2%, within noise.
-- **compile=true, forward + loss in one graph** (was: the model only, loss eager): ≈ 1% more.
+- **compile=true, forward + loss in one graph** (was: the model only, loss eager): ≈ 1% more. The
+  graph has no graph breaks and never recompiles (TORCH_LOGS=graph_breaks,recompiles), so
+  `fullgraph=True` and `dynamic=False` have nothing to change.
 - **GELU under compile**: ATen's tanh-GELU kernel is slow on this CPU (768×512 forward: 627 µs
   against 124 µs for the erf GELU and 110 µs for a plain tanh), and Inductor's generated tanh-GELU
   is no faster (1.9 ms forward, 2.3 ms backward per layer in a profile): compiled with it, the step
   was as fast as eager fused (1.00×). Written as h·σ(2z) (the same function: ½(1 + tanh z) = σ(2z),
   Inductor's exp is a fast vector routine) the compiled step is 1.10× eager fused. Eager keeps ATen's
   kernel: the same formula in separate torch ops costs six passes over the tensor and was slower.
-- Tried, not kept: `mode="max-autotune-no-cudagraphs"` (0.995×); Inductor's `cpp_wrapper` (1.03×
-  per step, within this machine's noise, and 17 s to compile from scratch); explicit attention
-  instead of SDPA's flash kernel (0.92× eager, 1.00× compiled: at 64 × 32 per head every attention
-  kernel tried costs 1.3–2.0 ms forward + backward a layer); the bias added after a plain matmul
-  instead of `addmm` (1.00× compiled, 0.98× eager). `torch.set_flush_denormal` was not made a
-  default: it is process-wide state and changes results where denormals occur.
+- **Less Python per step** (kept, this evening): the step put every module in training mode each
+  time, a walk over ~120 modules (the model is reached through the loss module, the compiled wrapper and the
+  scheduled-sampling pass); now only when one is not (after `evaluate()` or a caller's `eval()`):
+  1.015× compiled (41.8 → 41.2 ms). Against a bare loop calling the same compiled graph (no
+  micro-batch loop, no fp64 loss sum, no scaler calls) the Trainer is then within 0.3%: its Python
+  is no longer a lever. Already so before: `zero_grad(set_to_none=True)`, one numpy gather per batch,
+  no `.float()` copy of fp32 logits; reading the loss back each step costs nothing on the CPU (no
+  asynchronous queue to wait for) and nanoGPT's loop does it too.
+- Tried on the compiled step this evening, not kept:
+  clipping + AdamW in one `torch.compile`'d function (Inductor fuses the foreach AdamW, lr as a
+  tensor, capturable): 0.98× (43.6 against 42.7 ms; 14 s more compiling), the same with the fused
+  kernel 0.99×; compiled autograd (`torch._dynamo.compiled_autograd`, backward traced by dynamo):
+  0.98× and 15 s to compile — the backward is already one AOTAutograd graph; Inductor's
+  `cpp.simdlen=8` 0.86× (this CPU has AVX-512: the default 16 is right); `epilogue_fusion=False`
+  1.00×; `addmm` split into `mm` + the bias added in the next elementwise kernel (Inductor does it
+  on GPUs only; forced by patching Inductor) 1.01×, within noise; the GELU's σ(2z) saved for the
+  backward instead of recomputed there (an autograd.Function) 1.00×; bf16 autocast (`dtype=bf16`, this
+  Xeon has AMX) 0.84× compiled — slower at these small matrices, and not the baseline's precision.
+- Tried earlier, not kept: `mode="max-autotune-no-cudagraphs"` (0.995×); Inductor's `cpp_wrapper`
+  (1.03× per step, within this machine's noise, and 17 s to compile from scratch); explicit
+  attention instead of SDPA's flash kernel (0.92× eager, 1.00× compiled: at 64 × 32 per head every
+  attention kernel tried costs 1.3–2.0 ms forward + backward a layer); the bias added after a plain
+  matmul instead of `addmm` (1.00× compiled, 0.98× eager: Inductor fuses them back into `addmm` on
+  the CPU). `torch.set_flush_denormal` was not made a default: it is process-wide state and changes
+  results where denormals occur.
 - **Threads**: torch's default here is 2 (one per core), what nanoGPT would run with. With other
   jobs on both cores, 2 threads made every system slower (baseline median step 90 ms at load
   3.6–4.3, against 73 ms at 1 thread in the run just before at load 3.0–3.2), and compile was 1.16×
   the baseline at 2 threads. On an idle machine 2 threads give the trainer 1.64× (see "Training
-  speed"); `--threads 2` runs this comparison at 2 threads for every system.
-- **Where the time goes** (torch.profiler, 50 steps): the baseline spends 50% of a step in matrix
-  products (mm/addmm, ~100 GFLOP/s: the fp32 peak that benchmarks/train_speed.py measures), 16% in
-  tanh-GELU forward + backward, 11% in SDPA, 9% in AdamW; the compiled Trainer spends 60% in matrix
-  products, 11% in SDPA, 8% in the GELU kernels, 5% in AdamW + clipping, 4% in LayerNorm kernels and
-  ~5% in Python around the compiled graph. The matrix products run at peak and attention has no
-  faster kernel at this shape, so even with everything else free a step could not be more than
-  ~1.6× the baseline's; what is left after compile is memory-bound elementwise work.
+  speed"); `--threads 2` runs this comparison at 2 threads for every system. Again this evening
+  (`--iters 500 --threads 2`, load 1.2 → 2.4): baseline median step 28.8 ms, eager fused Trainer
+  26.3 ms (1.13× in wall time), compiled 23.7 ms (1.23× without its first step), but its first
+  step took 10 s (compiling; 2.5 s in the 1-thread run from Inductor's cache), so 0.90× over 500
+  steps (over 2000 steps, by the same medians, ≈ 1.0×: 10 s is 20% of the compiled run's steps).
+- **Where the time goes** (this evening; torch.profiler, 30 compiled steps, 43 ms a step at load
+  ≈ 1, with Inductor's per-kernel profiling): matrix products (mm/addmm) 22.8 ms (55%, 125–145 GFLOP/s: this
+  core's fp32 peak with MKL); SDPA 4.8 ms (12%: its CPU flash kernel, `_scaled_dot_product_flash_
+  attention_for_cpu`, 0.48 ms forward and 0.86 ms backward a layer, 25–50 GFLOP/s at T = 64);
+  Inductor's generated kernels 7.7 ms (18%: the h·σ(2z) GELU ≈ 0.45 ms forward and 0.45 ms backward
+  a layer — exp and a division per element, compute-bound —, LayerNorm forward/backward with the
+  residual adds, the loss); `addmm`'s bias copy into its output 1.7 ms (4%); fused AdamW 1.0 ms and
+  ~0.9 ms of its Python; clipping ~0.3 ms; the rest Python around the graphs. With the matrix
+  products at peak and attention at its kernel's speed (27.6 ms together), a step of the 50 ms
+  baseline could at best be ~1.8× faster if everything else were free; what is left (13 ms) is
+  spread over many pieces of at most 8% each, and the levers that target them above measured as
+  no gain.
 - **Compile time counts**: the first compiled step took 10–20 s from scratch (depending on the
-  load) and 3–9 s when Inductor's on-disk cache holds the graph from an earlier run (dynamo tracing
+  load) and 2.5–9 s when Inductor's on-disk cache holds the graph from an earlier run (dynamo tracing
   and loading the cached kernels: the table's first step); in a 2000-step run that is 3–20% of the
   wall time."""
 

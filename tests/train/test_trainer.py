@@ -267,6 +267,19 @@ def test_step_applies_schedule_and_clips_the_global_norm():
         assert lrs == [pytest.approx(1e-2 * (i + 1) / 4)] * 2  # warmup, in both groups
 
 
+def test_a_step_trains_in_training_mode_after_evaluation_or_a_callers_eval():
+    trainer = Trainer(make("transformer", dropout=0.5), config(), TRAIN, VAL)
+    trainer.evaluate()  # eval() for the validation, then back
+    trainer.model.eval()  # a caller's eval() between steps
+    trainer.train_step()
+    assert trainer.wrapped.training and all(m.training for m in trainer.wrapped.modules())
+    seen = []  # the dropout of that step was on: its modules ran in training mode
+    hook = trainer.model.transformer.drop.register_forward_hook(lambda m, i, o: seen.append(m.training))
+    trainer.train_step()
+    hook.remove()
+    assert seen == [True]
+
+
 @pytest.mark.parametrize("max_norm", [0.05, 100.0])  # clipped, and left alone
 def test_clip_grad_norm_equals_torchs(max_norm):
     torch.manual_seed(0)

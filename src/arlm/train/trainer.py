@@ -570,7 +570,8 @@ class Trainer:
                            schedule=cfg.schedule, min_lr=cfg.min_lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.wrapped.train()
+        if not (self.wrapped.training and self.model.training):  # after evaluate() or a caller's eval()
+            self.wrapped.train()  # (a walk over every module, each step it would cost ~2% of a small step)
         window = self.next_batch()
         ratio = cfg.teacher_forcing(self.step)
         loss = self.backward(window, ratio)
