@@ -220,6 +220,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.new, args.repeats = 32, 1
+    if args.threads < 1:
+        print(f"error: --threads must be ≥ 1, got {args.threads}", file=sys.stderr)
+        sys.exit(2)
     torch.set_num_threads(args.threads)
     args.load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.only in ("all", "fast"):
@@ -251,7 +254,7 @@ def fast_case(args) -> None:
 
     steps = 30 if args.quick else args.target_steps
     res = fast_run(args.fast_new if not args.quick else 32, 1 if args.quick else max(args.repeats, 5),
-                   steps, max(20, steps // 2), target_path=args.target)
+                   steps, max(20, steps // 2), target_path=args.target, threads=args.threads)
     cmd = " ".join(["python benchmarks/decode_speed.py", *sys.argv[1:]])
     lines = [FAST_SECTION, "",
              f"Command: `nice {cmd}` — {datetime.date.today().isoformat()}, {platform.platform()}, "

@@ -55,8 +55,9 @@ def load_target(path: Path):
 
 
 def run(new: int, repeats: int, target_steps: int, draft_steps: int, k: int = 4,
-        target_path: Path | None = None) -> dict:
-    """Every case on one target (trained here for ``target_steps``, or loaded from ``target_path``)."""
+        target_path: Path | None = None, threads: int = 1) -> dict:
+    """Every case on one target (trained here for ``target_steps``, or loaded from ``target_path``),
+    timed with ``threads`` torch threads for every system (training runs on 1)."""
     from arlm.data.cache import encode_corpus
     from arlm.data.corpora import load_corpus
     from arlm.interop.gpt2 import to_hf
@@ -82,6 +83,7 @@ def run(new: int, repeats: int, target_steps: int, draft_steps: int, k: int = 4,
     ids = [tok.sos_id, *tok.encode(prompt_text)]
     prompt = torch.tensor([ids])
     int8 = quantize_int8(target)
+    torch.set_num_threads(threads)  # after training (train_neural sets 1): the timed cases' threads
 
     hf = to_hf(target, eos_token_id=tok.eos_id, bos_token_id=tok.sos_id).eval()
     hf_small = to_hf(small, eos_token_id=tok.eos_id, bos_token_id=tok.sos_id).eval()
@@ -146,7 +148,8 @@ def run(new: int, repeats: int, target_steps: int, draft_steps: int, k: int = 4,
     ppl = {name: evaluate_likelihood(m, toks, sos_id=tok.sos_id, eos_id=tok.eos_id,
                                      unk_id=tok.unk_id).perplexity
            for name, m in (("fp32", target), ("int8", int8))}
-    return dict(rows=rows, new=new, repeats=repeats, k=k, prompt_len=len(ids), text=prompt_text,
+    return dict(rows=rows, new=new, repeats=repeats, k=k, threads=threads, prompt_len=len(ids),
+                text=prompt_text,
                 target=dict(t_info, params=target.num_parameters(), n_layer=target.config.n_layer,
                             n_head=target.config.n_head, d_model=target.config.d_model,
                             block=target.config.block_size),
@@ -176,7 +179,8 @@ def report(res: dict) -> list[str]:
         f"{d['val']:.3f}), a char 5-gram (Kneser-Ney) counted on the same {res['ngram_tokens']:,} training "
         f"tokens, and prompt lookup (last 1–3-gram, most recent earlier occurrence). k = {res['k']} draft "
         f"tokens per round. Prompt: the first {res['prompt_len'] - 1} characters of the test split; "
-        f"{res['new']} new tokens, greedy, [EOS] disabled; batch 1, fp32, 1 torch thread. Medians of "
+        f"{res['new']} new tokens, greedy, [EOS] disabled; batch 1, fp32, {res['threads']} torch "
+        f"thread(s) for every system. Medians of "
         f"{res['repeats']} runs after a warm-up, all cases alternating round-robin (same load).",
         "",
         "| case | tok/s | time | vs HF greedy | vs arlm greedy (modules) | same tokens as HF greedy "
