@@ -7,8 +7,9 @@ against a nanoGPT-style plain PyTorch loop, in the same run.
 
 nanoGPT itself is not on PyPI (this machine reaches no other source), so the baseline is its train.py
 loop written out: random 64-token windows of the char-level Shakespeare stream (a Python loop over
-the rows, as nanoGPT's get_batch), batch 12, the same 4 layers × 4 heads × 128 model (arlm's
-TransformerLM, the network of nanoGPT's model.py), forward with F.cross_entropy over all positions,
+the rows, as nanoGPT's get_batch), batch 12, the same 4 layers × 4 heads × 128 model with no biases
+(nanoGPT's default bias=False; arlm's TransformerLM, the network of nanoGPT's model.py), forward
+with F.cross_entropy over all positions,
 backward, gradient clipping at 1.0, AdamW (decay groups, betas 0.9/0.99, lr 1e-3 with warmup and
 cosine decay; nanoGPT asks for fused only on CUDA, so on the CPU torch runs its default for-loop
 AdamW), ``zero_grad(set_to_none=True)``, the loss read back every step (nanoGPT's CPU command logs
@@ -62,6 +63,12 @@ BLOCK, BATCH, LR, MIN_LR, WARMUP = 64, 12, 1e-3, 1e-4, 100
 
 
 LEVERS = """\
+The table's model has no biases, as nanoGPT's baby config (train.py's default `bias=False`); the
+lever measurements and the profile below were made with biases (arlm's `TransformerConfig` default),
+which add `addmm`'s bias copy to every system: the previous 2000-iteration table, with biases,
+gave the same verdict (compiled Trainer 1.18× with the first step, 1.22× without; baseline median
+step 45.5 ms against 51.5 ms here, at different loads).
+
 Levers tried on arlm's side (issue 11), each measured against the others on the same machine in
 round-robin runs of 60–150 steps (medians of step times, 1 thread unless said, 2026-11-27; the items
 that say "this evening" at load average 0.3–2.8, the others at 3–5 from other jobs):
@@ -70,8 +77,10 @@ that say "this evening" at load average 0.3–2.8, the others at 3–5 from othe
   CPU default stays torch's for-loop AdamW, whose last bits the committed experiments were run with):
   plain loop 1.07× (99.7 → 93.2 ms a step); the row above measures it again. Same update to rounding:
   a test holds fused and for-loop AdamW to 1e-6 over 20 steps of the same gradients.
-- **Clipping**: the norms in one foreach call, and no multiplication when the factor is 1 (the usual
-  case after warmup; x·1.0 = x): bit-identical to `clip_grad_norm_` (tested), ≈ 0.2%, within noise.
+- **Clipping**: the norms in one foreach call: bit-identical to `clip_grad_norm_` (tested), ≈ 0.2%,
+  within noise. (It first skipped the multiplication when the factor was 1, which needs the norm on
+  the host; for the GPU the factor is now clamped to 1 and applied on the device, x·1.0 = x, the
+  same numbers — see "GPU: compiled training".)
 - **compile=true, forward + loss in one graph** (was: the model only, loss eager): ≈ 1% more. The
   graph has no graph breaks and never recompiles (TORCH_LOGS=graph_breaks,recompiles), so
   `fullgraph=True` and `dynamic=False` have nothing to change.
@@ -135,7 +144,9 @@ that say "this evening" at load average 0.3–2.8, the others at 3–5 from othe
 
 def model(vocab: int) -> TransformerLM:
     torch.manual_seed(1337)
-    return TransformerLM(TransformerConfig(vocab, block_size=BLOCK, n_layer=4, n_head=4, d_model=128))
+    # nanoGPT's train.py defaults to bias=False (no biases in Linear and LayerNorm); the baby config keeps it
+    return TransformerLM(TransformerConfig(vocab, block_size=BLOCK, n_layer=4, n_head=4, d_model=128,
+                                           bias=False))
 
 
 class NanoGPTLoop:
@@ -246,7 +257,8 @@ def main() -> None:
              f"thread(s) for every system; load average "
              f"at the start {load0[0]:.2f}, at the end {os.getloadavg()[0]:.2f} "
              "(2 cores shared with other engineers' jobs).", "",
-             f"nanoGPT's CPU baby config (4 layers × 4 heads × 128, block 64, batch 12, dropout 0), "
+             f"nanoGPT's CPU baby config (4 layers × 4 heads × 128, block 64, batch 12, dropout 0, "
+             "no biases), "
              f"{args.iters} iterations on char-level Shakespeare; nanoGPT is not installable here, so the "
              f"baseline is its loop written out (see the script's docstring). Speed = baseline wall time / "
              f"wall time (the issue's aim: ≥ 1.3).", "",
