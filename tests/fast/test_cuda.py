@@ -1,8 +1,10 @@
 """On a CUDA device: the static step captured as a CUDA graph gives the model's own log-probs and
-tokens, a compiled bf16 training step equals the eager one, and int8 quantization is refused.
+tokens, a compiled bf16 training step equals the eager one, a non-finite training step is skipped on
+the GPU and reported at the next read, and int8 quantization is refused.
 
-These run only where CUDA exists (CI has none: they are collected and skipped there, and run by
-``benchmarks/gpu_speed.py``'s device session, whose log the issue note quotes)."""
+These run only where CUDA exists (CI has none: they are collected and skipped there). They are run
+with pytest on a lent GPU in the same device session as ``benchmarks/gpu_speed.py``; the issue note
+quotes that log."""
 
 import pytest
 import torch
