@@ -82,12 +82,22 @@ def test_a_compiled_bf16_training_step_equals_the_eager_one():
         return Trainer(model, config, stream)
 
     eager, compiled = trainer(False), trainer(True)
+    initial = [p.detach().clone() for p in eager.model.parameters()]
     for _ in range(2):
         a, b = eager.train_step(), compiled.train_step()
         # bf16 matmuls: the fused kernels round differently from the eager ones
         assert float(b["loss"]) == pytest.approx(float(a["loss"]), rel=2e-2)
     for p, q in zip(eager.model.parameters(), compiled.model.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=2e-2, atol=2e-3)
+    # the updates themselves (each ~lr, as large as the tolerance above) point the same way: a compiled
+    # step that did nothing or moved elsewhere fails here (the CPU analogue gives a cosine of 0.9999)
+    def update(trainer: Trainer) -> torch.Tensor:
+        moved = zip(trainer.model.parameters(), initial, strict=True)
+        return torch.cat([(p - p0).flatten() for p, p0 in moved])
+
+    eager_update, compiled_update = update(eager), update(compiled)
+    assert eager_update.abs().max() > 0
+    assert torch.nn.functional.cosine_similarity(eager_update, compiled_update, dim=0) > 0.99
 
 
 def test_a_non_finite_step_is_skipped_on_the_gpu_and_reported_at_the_next_read():
