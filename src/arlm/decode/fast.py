@@ -138,7 +138,6 @@ class FastDecoder:
             self.head_2d = lambda x: lm_head(x).float() + self.head_mask
         self._device = device
         self._positions = torch.arange(model.config.block_size, device=device)  # lean_step's write positions
-        self._views: tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]] | None = None  # see _layer_views
         self._steps: dict[int, _StaticStep] = {}  # batch size -> its static (captured) step
 
     # ----- the ARModel interface ---------------------------------------------------------------------
@@ -236,11 +235,12 @@ class FastDecoder:
 
     def _layer_views(self, cache: KVCache) -> list[tuple[Tensor, Tensor]]:
         """Each layer's (K, V) buffers (B, nh, block, hs) of ``cache``, indexed once per cache, not
-        once per layer and step."""
-        views = self._views
+        once per layer and step. Kept on the cache itself, so that they go with it (the decoder holds
+        no cache's memory after a generation)."""
+        views = getattr(cache, "_layer_views", None)
         if views is None or views[0] is not cache.k or views[1] is not cache.v:
-            views = self._views = (cache.k, cache.v, list(zip(cache.k.unbind(0), cache.v.unbind(0),
-                                                                strict=True)))
+            views = (cache.k, cache.v, list(zip(cache.k.unbind(0), cache.v.unbind(0), strict=True)))
+            cache._layer_views = views  # (cache.k / .v may be replaced: the check above sees it)
         return views[2]
 
     def lean_step(self, tokens: Tensor, cache: KVCache) -> Tensor:

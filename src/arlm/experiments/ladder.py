@@ -818,7 +818,7 @@ def _plot_curves(results: dict, path: Path) -> None:
             row = next(r for r in results["neural"] if r["name"] == c["curve"])
             ax.plot([c["seconds"]], [_interp(row["curve"], c["seconds"])], marker="x", color="red", ms=8)
     ax.set_xscale("log")
-    cpu = all(r.get("clock") == "process_time" for r in results["neural"])
+    cpu = _on_cpu(results["neural"])
     ax.set_xlabel(("training CPU seconds" if cpu else "training seconds") + " (log scale)")
     ax.set_ylabel("bits per character")
     top = max(p["bits_per_char"] for r in results["neural"] for p in r["curve"])

@@ -157,7 +157,7 @@ class TrainConfig:
     ss_pick: str = "sample"  # how a replacing token is chosen: "sample" from p, or "argmax"
     show_progress: bool | None = None  # None: a progress bar when stderr is a terminal
     tensorboard: bool = False  # also write the metrics as TensorBoard scalars to out_dir/tensorboard
-    compile: bool = False  # torch.compile the model's training forward pass (see compile_model)
+    compile: bool = False  # torch.compile the training forward pass and its loss (see compile_model)
     fused_adamw: bool | None = None  # None: fused on CUDA, for-loop on the CPU; True/False: everywhere
 
     def __post_init__(self) -> None:
@@ -387,9 +387,10 @@ def clip_grad_norm(params: list[Tensor], max_norm: float) -> Tensor:
     """Scale the gradients to global norm ``max_norm`` if their norm ‖g‖₂ is above it:
     g <- g · min(1, c / (‖g‖₂ + 1e-6)); returns ‖g‖₂ before clipping.
 
-    The same numbers as ``torch.nn.utils.clip_grad_norm_``: the norms in one foreach call, the factor
-    clamped to 1 on the device (x · 1.0 = x), so nothing waits for a GPU here; the norm is returned as
-    a 0-dim tensor, and reading it (``float``) is the caller's wait."""
+    The same numbers as ``torch.nn.utils.clip_grad_norm_``, which on the CPU takes each norm in its own
+    call: here they are one foreach call. As torch's, the factor is clamped to 1 on the device
+    (x · 1.0 = x), so nothing waits for a GPU; the norm is returned as a 0-dim tensor, and reading it
+    (``float``) is the caller's wait."""
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
@@ -570,7 +571,7 @@ class Trainer:
                            schedule=cfg.schedule, min_lr=cfg.min_lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        if not (self.wrapped.training and self.model.training):  # after evaluate() or a caller's eval()
+        if not (self.wrapped.training and self.model.training):  # after a caller's eval()
             self.wrapped.train()  # (a walk over every module, each step it would cost ~2% of a small step)
         window = self.next_batch()
         ratio = cfg.teacher_forcing(self.step)
@@ -583,8 +584,10 @@ class Trainer:
                 grad_norm = float(grad_norm)
         if self.checks_on_device:  # the fused kernel skips the whole update where the loss is not finite
             self.optimizer.found_inf = torch.isfinite(loss).logical_not().float()
-            self.optimizer.step()
-            del self.optimizer.found_inf
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.found_inf
         else:
             self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
             self.scaler.update()
@@ -619,8 +622,7 @@ class Trainer:
             inputs, targets = loss_targets(window.to(self.device))
             with self.autocast():
                 logits, hidden = self.model(inputs, hidden)  # hidden stays None unless recurrent
-            nll += float(F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(),
-                                         ignore_index=PAD_ID, reduction="sum"))
+            nll += float(nll_sum(logits, targets))
             count += int((targets != PAD_ID).sum())
         self.model.train()
         loss = nll / max(1, count)
@@ -706,7 +708,7 @@ class Trainer:
                     history: list[dict[str, Any]] | None = None) -> list[float]:
         """The losses that :meth:`train_step` returned for the last ``len(losses)`` steps, as floats
         (one wait for the device when they are tensors), raising :class:`TrainingError` at the first
-        that is not finite (its update was skipped on the device; the weights are finite and the last
+        that is not finite (its update was skipped on the device, as the CPU path skips it; the last
         checkpoint is intact). A loop that calls ``train_step`` itself reads them this way."""
         unread = [i for i, loss in enumerate(losses) if isinstance(loss, Tensor)]
         if not unread:
