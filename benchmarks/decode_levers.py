@@ -30,6 +30,7 @@ import datetime
 import gc
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -43,11 +44,11 @@ from arlm.decode.search import generate
 from arlm.errors import ArlmError
 from report import write_section
 
-SECTION = "## CPU batch-1 decoding: where the time goes (6 × 384 target)"
+SECTION = "## CPU batch-1 decoding: where the time goes (a trained target)"
 NEW = 128
 HF_GREEDY, BARE = "HF greedy (generate)", "lean step alone (bare loop)"
 NO_GEMV = "lean step, Linear layers returning fixed tensors (no GEMV)"
-FLOOR = "GEMV floor (25 mat-vec products a token, nothing between them)"
+FLOOR = "GEMV floor (the step's mat-vec products, 4 a layer + the head, nothing between them)"
 
 
 class _FixedState:
@@ -219,7 +220,7 @@ def report(res: dict, args) -> str:
 
     pt, hf = res["per_token"], res["per_token"][HF_GREEDY]
     (l0, l1) = res["load"]
-    cmd = " ".join(["python benchmarks/decode_levers.py", *sys.argv[1:]])
+    cmd = shlex.join(["python", "benchmarks/decode_levers.py", *sys.argv[1:]])
     lines = [
         SECTION, "",
         f"Command: `nice {cmd}` — {datetime.date.today().isoformat()}, {platform.platform()}, Python "

@@ -28,6 +28,7 @@ import datetime
 import gc
 import os
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -156,7 +157,7 @@ def report(rows: list[dict], checks: dict, sc: dict | None, args, n_params: tupl
     lines = [
         SECTION,
         "",
-        f"Command: `python benchmarks/decode_speed.py` — {date}, {machine}.",
+        f"Command: `{shlex.join(['python', 'benchmarks/decode_speed.py', *sys.argv[1:]])}` — {date}, {machine}.",
         "",
         f"GPT-2 shape: 6 layers, d_model 384, 6 heads, vocabulary 8,192, block_size 512 "
         f"({n_params[0] / 1e6:.1f}M non-embedding parameters, {n_params[1] / 1e6:.1f}M in all), random "
@@ -220,9 +221,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.new, args.repeats = 32, 1
-    if args.threads < 1:
-        print(f"error: --threads must be ≥ 1, got {args.threads}", file=sys.stderr)
-        sys.exit(2)
+    counts = {"--threads": args.threads, "--new": args.new, "--repeats": args.repeats,
+              "--target-steps": args.target_steps, "--fast-new": args.fast_new}
+    for name, value in counts.items():
+        if value < 1:
+            print(f"error: {name} must be ≥ 1, got {value}", file=sys.stderr)
+            sys.exit(2)
     torch.set_num_threads(args.threads)
     args.load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     if args.only in ("all", "fast"):
@@ -255,7 +259,7 @@ def fast_case(args) -> None:
     steps = 30 if args.quick else args.target_steps
     res = fast_run(args.fast_new if not args.quick else 32, 1 if args.quick else max(args.repeats, 5),
                    steps, max(20, steps // 2), target_path=args.target, threads=args.threads)
-    cmd = " ".join(["python benchmarks/decode_speed.py", *sys.argv[1:]])
+    cmd = shlex.join(["python", "benchmarks/decode_speed.py", *sys.argv[1:]])
     lines = [FAST_SECTION, "",
              f"Command: `nice {cmd}` — {datetime.date.today().isoformat()}, {platform.platform()}, "
              f"Python {platform.python_version()}, torch {torch.__version__}, transformers "

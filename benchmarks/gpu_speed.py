@@ -38,6 +38,7 @@ import argparse
 import datetime
 import math
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -284,7 +285,7 @@ def train_on(trainer, data, steps: int, folder: Path) -> str:
 
 def command_line() -> str:
     props = torch.cuda.get_device_properties(0)
-    command = " ".join(["python benchmarks/gpu_speed.py", *sys.argv[1:]])
+    command = shlex.join(["python", "benchmarks/gpu_speed.py", *sys.argv[1:]])
     return (f"Command: `{command}` — {datetime.date.today().isoformat()}, {props.name} "
             f"({props.total_memory / 2**30:.0f} GiB), {platform.platform()}, Python "
             f"{platform.python_version()}, torch {torch.__version__}.")
@@ -304,6 +305,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print the tables only")
     args = parser.parse_args()
+    counts = {"--new": args.new, "--repeats": args.repeats, "--iters": args.iters,
+              "--block-iters": args.block_iters, "--blocks": args.blocks, "--train-steps": args.train_steps}
+    for name, value in counts.items():
+        if value < 1:
+            print(f"error: {name} must be ≥ 1, got {value}", file=sys.stderr)
+            raise SystemExit(2)
+    if args.save_model is not None and args.part == "decode":
+        print("error: --save-model trains the compiled arlm run of the training part; drop it or use "
+              "--part train/all", file=sys.stderr)
+        raise SystemExit(2)
     if not torch.cuda.is_available():
         print("error: benchmarks/gpu_speed.py needs a CUDA device; on a CPU run decode_speed.py and "
               "train_baby.py", file=sys.stderr)

@@ -65,9 +65,9 @@ BLOCK, BATCH, LR, MIN_LR, WARMUP = 64, 12, 1e-3, 1e-4, 100
 LEVERS = """\
 The table's model has no biases, as nanoGPT's baby config (train.py's default `bias=False`); the
 lever measurements and the profile below were made with biases (arlm's `TransformerConfig` default),
-which add `addmm`'s bias copy to every system: the previous 2000-iteration table, with biases,
-gave the same verdict (compiled Trainer 1.18× with the first step, 1.22× without; baseline median
-step 45.5 ms against 51.5 ms here, at different loads).
+which add `addmm`'s bias copy to every system. On 2026-11-27 the 2000-iteration runs with and without
+biases gave the same verdict: compiled Trainer 1.18× and 1.19× with the first step, 1.22× both
+without it (baseline median step 45.5 ms and 51.5 ms, at different loads).
 
 Levers tried on arlm's side (issue 11), each measured against the others on the same machine in
 round-robin runs of 60–150 steps (medians of step times, 1 thread unless said, 2026-11-27; the items
