@@ -157,7 +157,8 @@ def report(rows: list[dict], checks: dict, sc: dict | None, args, n_params: tupl
     lines = [
         SECTION,
         "",
-        f"Command: `{shlex.join(['python', 'benchmarks/decode_speed.py', *sys.argv[1:]])}` — {date}, {machine}.",
+        f"Command: `{shlex.join(['python', 'benchmarks/decode_speed.py', *sys.argv[1:]])}` — {date}, "
+        f"{machine}.",
         "",
         f"GPT-2 shape: 6 layers, d_model 384, 6 heads, vocabulary 8,192, block_size 512 "
         f"({n_params[0] / 1e6:.1f}M non-embedding parameters, {n_params[1] / 1e6:.1f}M in all), random "
