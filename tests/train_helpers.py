@@ -1,6 +1,7 @@
 """Shared helpers for the training tests (tests/train)."""
 
 import numpy as np
+import torch
 
 from arlm.streams import EOS_ID, SOS_ID
 
@@ -13,3 +14,22 @@ def counting_corpus(n: int, seed: int) -> np.ndarray:
         start, length = rng.integers(4, 12), rng.integers(2, 8)
         out += [SOS_ID, *range(start, start + length), EOS_ID]
     return np.array(out[:n], dtype=np.uint16)
+
+
+def poison_one_step(trainer, step: int) -> dict[int, list[torch.Tensor]]:
+    """Make the trainer's model output NaN at training step ``step`` only. Returns, filled in as
+    training runs, the weights each step's forward pass began with (step -> copies)."""
+    model = trainer.model
+    weights: dict[int, list[torch.Tensor]] = {}
+    model.lm_head.register_forward_pre_hook(
+        lambda m, a: weights.update({trainer.step: [p.detach().clone() for p in model.parameters()]}))
+    model.lm_head.register_forward_hook(lambda m, a, out: out * float("nan") if trainer.step == step else out)
+    return weights
+
+
+def only_the_poisoned_step_was_skipped(weights: dict[int, list[torch.Tensor]], model, step: int) -> bool:
+    """Whether the update of ``step`` changed nothing (the weights now are those it began with) while
+    the step before it did change the weights."""
+    unchanged = all(torch.equal(p, q) for p, q in zip(weights[step], model.parameters(), strict=True))
+    before_moved = not all(torch.equal(p, q) for p, q in zip(weights[step - 1], weights[step], strict=True))
+    return unchanged and before_moved

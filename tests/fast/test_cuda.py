@@ -14,6 +14,7 @@ from arlm.decode.search import beam_search, generate
 from arlm.decode.speculative import PromptLookupDraft, speculative_generate
 from arlm.models.gpt2 import GPT2LM
 from arlm.models.transformer import TransformerConfig, TransformerLM
+from train_helpers import only_the_poisoned_step_was_skipped, poison_one_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -112,15 +113,11 @@ def test_a_non_finite_step_is_skipped_on_the_gpu_and_reported_at_the_next_read()
                          log_interval=2, eval_interval=0, show_progress=False, device="cuda")
     trainer = Trainer(model.cuda(), config, stream)
     assert trainer.checks_on_device  # CUDA + fused AdamW: no step waits for the GPU
-    model.lm_head.register_forward_hook(lambda m, a, out: out * float("nan") if trainer.step == 3 else out)
-    before = {}
-    model.lm_head.register_forward_pre_hook(
-        lambda m, a: before.update({trainer.step: [p.detach().clone() for p in model.parameters()]}))
+    weights = poison_one_step(trainer, 3)
     with pytest.raises(TrainingError, match="at step 3"):
         trainer.train()
     assert trainer.step == 4
-    assert all(torch.equal(p, q) for p, q in zip(before[3], model.parameters(), strict=True))
-    assert not all(torch.equal(p, q) for p, q in zip(before[2], before[3], strict=True))
+    assert only_the_poisoned_step_was_skipped(weights, model, 3)
 
 
 def test_int8_quantization_is_refused_on_cuda():

@@ -19,7 +19,7 @@ from arlm.streams import PAD_ID, SOS_ID
 from arlm.train import TrainConfig, Trainer, TrainingError, read_state
 from arlm.train.batches import loss_targets
 from arlm.train.trainer import FUSED_ADAMW_ON_CPU, clip_grad_norm, param_groups
-from train_helpers import counting_corpus
+from train_helpers import counting_corpus, only_the_poisoned_step_was_skipped, poison_one_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
@@ -224,16 +224,11 @@ def test_checks_on_the_device_take_the_same_steps_and_skip_a_non_finite_one(tmp_
     trainer = Trainer(model, config(fused_adamw=True, out_dir=str(tmp_path), max_steps=20, log_interval=4,
                                     eval_interval=10), TRAIN, VAL)
     trainer.checks_on_device = True
-    model.lm_head.register_forward_hook(lambda m, a, out: out * float("nan") if trainer.step == 7 else out)
-    before = {}
-    model.lm_head.register_forward_pre_hook(
-        lambda m, a: before.update({trainer.step: [p.detach().clone() for p in model.parameters()]}))
+    weights = poison_one_step(trainer, 7)
     with pytest.raises(TrainingError, match=r"at step 7 .*skipped"):
         trainer.train()
     assert trainer.step == 8
-    after = list(model.parameters())
-    assert all(torch.equal(p, q) for p, q in zip(before[7], after, strict=True))  # 7 changed nothing
-    assert not all(torch.equal(p, q) for p, q in zip(before[6], before[7], strict=True))  # 6 did
+    assert only_the_poisoned_step_was_skipped(weights, model, 7)
     assert all(torch.isfinite(p).all() for p in model.parameters())
     last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 7 and "error" in last
