@@ -1,12 +1,131 @@
-"""What every benchmark script shares: replacing its own section of docs/benchmarks.md."""
+"""What every benchmark script shares: the round-robin timer, the section's command line, and replacing
+the script's own section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import datetime
+import gc
+import importlib
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from arlm.io import atomic_write
 
 HEADER = "# Benchmarks\n\nMeasured by `benchmarks/*.py`.\n"
+
+
+@dataclass
+class Runs:
+    """What :func:`round_robin` measured of one case."""
+
+    seconds: list[float] = field(default_factory=list)  # each timed call's wall time, in call order
+    results: list[object] = field(default_factory=list)  # each timed call's result (with keep_results)
+    last: object = None  # the result of the case's last call (a warm-up's if none was timed)
+
+    @property
+    def median(self) -> float:
+        """The median of :attr:`seconds` (an error if nothing was timed)."""
+        return statistics.median(self.seconds)
+
+
+def round_robin(cases: Mapping[str, Callable[[], object]], repeats: int, *, warmup: int = 1,
+                collect_garbage: bool = True, synchronize: Callable[[], None] | None = None,
+                keep_results: bool = False) -> dict[str, Runs]:
+    """Time every case ``repeats`` times, the cases taking turns, so that all see the same machine load.
+
+    The calls go in rounds, each round calling every case once in the order of ``cases``: first
+    ``warmup`` untimed rounds, then ``repeats`` timed ones (a, b, c, a, b, c, …). Before a timed call
+    ``gc.collect()`` runs when ``collect_garbage`` (outside the timed span); ``synchronize`` (e.g.
+    ``torch.cuda.synchronize``), when given, runs right before and right after every call, warm-ups
+    included, so that a timed span holds the device's work too. -> per case (same keys, same order) its
+    :class:`Runs`: the wall seconds of each timed call, the last call's result, and every timed call's
+    result when ``keep_results``.
+    """
+    if repeats < 0 or warmup < 0:
+        raise ValueError(f"repeats and warmup must be ≥ 0, got {repeats} and {warmup}")
+    runs = {name: Runs() for name in cases}
+    for _ in range(warmup):
+        for name, fn in cases.items():
+            if synchronize is not None:
+                synchronize()
+            runs[name].last = fn()
+            if synchronize is not None:
+                synchronize()
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            if collect_garbage:
+                gc.collect()
+            if synchronize is not None:
+                synchronize()
+            start = time.perf_counter()
+            out = fn()
+            if synchronize is not None:
+                synchronize()
+            seconds = time.perf_counter() - start
+            run = runs[name]
+            run.seconds.append(seconds)
+            run.last = out
+            if keep_results:
+                run.results.append(out)
+    return runs
+
+
+def timed(fn: Callable[[], object], repeats: int, *, warmup: int = 1, collect_garbage: bool = True,
+          synchronize: Callable[[], None] | None = None) -> Runs:
+    """:func:`round_robin` of the one case ``fn``."""
+    return round_robin({"case": fn}, repeats, warmup=warmup, collect_garbage=collect_garbage,
+                       synchronize=synchronize)["case"]
+
+
+def format_load(values: Sequence[float]) -> str:
+    """Load averages as the sections write them: '1.23, 1.45, 1.67'."""
+    return ", ".join(f"{x:.2f}" for x in values)
+
+
+def _fact(name: str) -> str:
+    """One fact of :func:`command_line`: a known name, a module's version, or the text itself."""
+    known: dict[str, Callable[[], str]] = {
+        "platform": platform.platform,
+        "arch": platform.machine,
+        "processor": lambda: platform.processor() or platform.machine(),
+        "cpus": lambda: f"{os.cpu_count()} CPUs",
+        "python": lambda: f"Python {platform.python_version()}",
+    }
+    if name in known:
+        return known[name]()
+    if name in ("numpy", "torch", "transformers"):
+        return f"{name} {importlib.import_module(name).__version__}"
+    return name
+
+
+def command_line(script: str, facts: Sequence[str], *, argv: Sequence[str] | None = None,
+                 nice: bool = False, more: Sequence[str] = (),
+                 load: Sequence[Sequence[float]] = (), note: str = "") -> str:
+    """The line a section starts with: how it was made, when, on what, under which load.
+
+    'Command: `[nice ]python benchmarks/SCRIPT ARGV…` — DATE, FACT, FACT…[; MORE]…[; load average at the
+    start L0[, at the end L1]][ (NOTE)].' ``argv``: the arguments shown (default: this process's,
+    ``sys.argv[1:]``), quoted with shlex. Each fact is 'platform' (``platform.platform()``), 'arch'
+    (the machine type), 'processor' (the processor's name, else the machine type), 'cpus' ('N CPUs'),
+    'python' ('Python X.Y.Z'), 'numpy', 'torch' or 'transformers' ('torch X.Y.Z'), or any other text as
+    it is. ``load``: the load averages at the start (and at the end), as many values as each holds.
+    """
+    args = sys.argv[1:] if argv is None else argv
+    command = ("nice " if nice else "") + shlex.join(["python", f"benchmarks/{script}", *args])
+    parts = [", ".join([datetime.date.today().isoformat(), *map(_fact, facts)]), *more]
+    if len(load) > 2:
+        raise ValueError(f"load holds the start's and the end's load averages, not {len(load)} sets")
+    if load:
+        spans = zip(("start", "end"), load, strict=False)  # (when, values) for one or both
+        parts.append("load average " + ", ".join(f"at the {when} {format_load(v)}" for when, v in spans))
+    return f"Command: `{command}` — " + "; ".join(parts) + (f" ({note})" if note else "") + "."
 
 
 def write_section(path: Path, heading: str, section: str) -> None:
