@@ -24,14 +24,8 @@ without the cache, and the fitted exponent b of T ≈ a·L^b (least squares on l
 from __future__ import annotations
 
 import argparse
-import datetime
-import gc
 import os
-import platform
-import shlex
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +35,7 @@ import torch
 from arlm.decode.search import beam_search, generate
 from arlm.errors import ArlmError
 from arlm.interop.gpt2 import from_hf
-from report import write_section
+from report import Runs, command_line, format_load, round_robin, timed, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Decoding (Transformer)"
@@ -50,25 +44,10 @@ SHAPE = dict(n_layer=6, n_embd=384, n_head=6, vocab_size=8192, n_positions=512)
 PROMPT_LEN = 16
 
 
-def timed(fn: Callable, repeats: int) -> tuple[float, object]:
-    """Median wall time of ``repeats`` calls, after one untimed warm-up call."""
-    return timed_pair(fn, None, repeats)[0]
-
-
-def timed_pair(fa: Callable, fb: Callable | None, repeats: int):
-    """Median wall times of ``fa`` and ``fb`` run alternately (a, b, a, b, …) after one warm-up
-    each, so that both see the same machine load; -> ((time_a, out_a), (time_b, out_b))."""
-    fns = [f for f in (fa, fb) if f is not None]
-    outs = [f() for f in fns]
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for i, f in enumerate(fns):
-            gc.collect()
-            t = time.perf_counter()
-            outs[i] = f()
-            times[i].append(time.perf_counter() - t)
-    res = [(statistics.median(ts), o) for ts, o in zip(times, outs, strict=True)]
-    return res if fb is not None else (res[0], None)
+def arlm_and_hf(ours: Callable[[], object], hf: Callable[[], object], repeats: int) -> tuple[Runs, Runs]:
+    """arlm's and HF's runs of one case, alternating (arlm first) after a warm-up each."""
+    runs = round_robin({"arlm": ours, "HF": hf}, repeats)
+    return runs["arlm"], runs["HF"]
 
 
 def build() -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -106,24 +85,26 @@ def run_cases(hf, ours, new: int, repeats: int) -> tuple[list[dict], dict]:
 
     for b in (1, 8):
         p = prompts[b]
-        (t_ours, s), (t_hf, ref) = timed_pair(
+        r_ours, r_hf = arlm_and_hf(
             lambda p=p: generate(ours, p, temperature=0, max_new_tokens=new, eos_id=None),
             lambda p=p: hf_gen(p, num_beams=1, use_cache=True), repeats)
-        checks[f"greedy b{b} same tokens"] = bool(torch.equal(s.tokens, ref[:, PROMPT_LEN:]))
-        rows.append(dict(case=f"greedy, KV cache, batch {b}", tokens=b * new, ours=t_ours, hf=t_hf))
-        (t_ours, x), (t_hf, ref) = timed_pair(lambda p=p: greedy_no_cache(ours, p, new),
-                                              lambda p=p: hf_gen(p, num_beams=1, use_cache=False),
-                                              repeats)
-        checks[f"greedy b{b} no cache same tokens"] = bool(torch.equal(x, ref[:, PROMPT_LEN:]))
-        rows.append(dict(case=f"greedy, no cache, batch {b}", tokens=b * new, ours=t_ours, hf=t_hf))
+        checks[f"greedy b{b} same tokens"] = bool(torch.equal(r_ours.last.tokens, r_hf.last[:, PROMPT_LEN:]))
+        rows.append(dict(case=f"greedy, KV cache, batch {b}", tokens=b * new, ours=r_ours.median,
+                         hf=r_hf.median))
+        r_ours, r_hf = arlm_and_hf(lambda p=p: greedy_no_cache(ours, p, new),
+                                   lambda p=p: hf_gen(p, num_beams=1, use_cache=False), repeats)
+        same = torch.equal(r_ours.last, r_hf.last[:, PROMPT_LEN:])
+        checks[f"greedy b{b} no cache same tokens"] = bool(same)
+        rows.append(dict(case=f"greedy, no cache, batch {b}", tokens=b * new, ours=r_ours.median,
+                         hf=r_hf.median))
     p = prompts[1]
-    (t_ours, beams), (t_hf, ref) = timed_pair(
+    r_ours, r_hf = arlm_and_hf(
         lambda: beam_search(ours, p, num_beams=4, max_new_tokens=new, length_penalty=1.0,
                             eos_id=None),
         lambda: hf_gen(p, num_beams=4, use_cache=True, length_penalty=1.0, early_stopping=True),
         repeats)
-    checks["beam 4 same best"] = bool(torch.equal(beams.tokens[0, 0], ref[0, PROMPT_LEN:]))
-    rows.append(dict(case="beam 4, KV cache, batch 1", tokens=new, ours=t_ours, hf=t_hf))
+    checks["beam 4 same best"] = bool(torch.equal(r_ours.last.tokens[0, 0], r_hf.last[0, PROMPT_LEN:]))
+    rows.append(dict(case="beam 4, KV cache, batch 1", tokens=new, ours=r_ours.median, hf=r_hf.median))
     return rows, checks
 
 
@@ -133,8 +114,8 @@ def scaling(ours, lengths: list[int], repeats: int) -> dict:
     res: dict = {"L": lengths, "cache": [], "nocache": []}
     for L in lengths:
         res["cache"].append(timed(lambda L=L: generate(ours, p, temperature=0, max_new_tokens=L,
-                                                       eos_id=None), repeats)[0])
-        res["nocache"].append(timed(lambda L=L: greedy_no_cache(ours, p, L), repeats)[0])
+                                                       eos_id=None), repeats).median)
+        res["nocache"].append(timed(lambda L=L: greedy_no_cache(ours, p, L), repeats).median)
     logL = np.log(lengths)
     for k in ("cache", "nocache"):
         res[f"b_{k}"] = float(np.polyfit(logL, np.log(res[k]), 1)[0])
@@ -148,17 +129,12 @@ def fmt_rate(x: float) -> str:
 
 
 def report(rows: list[dict], checks: dict, sc: dict | None, args, n_params: tuple[int, int]) -> str:
-    import transformers
-
-    date = datetime.date.today().isoformat()
-    machine = (f"{platform.platform()}, {platform.machine()}, {torch.get_num_threads()} torch threads, "
-               f"Python {platform.python_version()}, torch {torch.__version__}, "
-               f"transformers {transformers.__version__}")
+    facts = ["platform", "arch", f"{torch.get_num_threads()} torch threads", "python", "torch",
+             "transformers"]
     lines = [
         SECTION,
         "",
-        f"Command: `{shlex.join(['python', 'benchmarks/decode_speed.py', *sys.argv[1:]])}` — {date}, "
-        f"{machine}.",
+        command_line("decode_speed.py", facts),
         "",
         f"GPT-2 shape: 6 layers, d_model 384, 6 heads, vocabulary 8,192, block_size 512 "
         f"({n_params[0] / 1e6:.1f}M non-embedding parameters, {n_params[1] / 1e6:.1f}M in all), random "
@@ -166,7 +142,7 @@ def report(rows: list[dict], checks: dict, sc: dict | None, args, n_params: tupl
         f"fp32, CPU. A random {PROMPT_LEN}-token prompt, {args.new} new tokens, [EOS] disabled. "
         f"tokens/s = new tokens of all rows / wall time (beam: of the best hypothesis). Medians of "
         f"{args.repeats} runs after a warm-up, arlm and HF runs alternating (same machine load); "
-        f"{torch.get_num_threads()} torch thread(s); load average at the start {args.load}. "
+        f"{torch.get_num_threads()} torch thread(s); load average at the start {format_load(args.load)}. "
         f"arlm \"no cache\" = recompute the prefix each step "
         f"through `log_probs`; HF = `generate(use_cache=False)`. Absolute tokens/s move with the "
         f"machine's load (other jobs shared the 2 cores); the arlm / HF ratios, from alternating "
@@ -229,7 +205,7 @@ def main() -> None:
             print(f"error: {name} must be ≥ 1, got {value}", file=sys.stderr)
             sys.exit(2)
     torch.set_num_threads(args.threads)
-    args.load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    args.load = os.getloadavg()
     if args.only in ("all", "fast"):
         try:
             fast_case(args)
@@ -252,22 +228,17 @@ def main() -> None:
 
 def fast_case(args) -> None:
     """The trained char Transformer: lean step, speculative decoding, int8, HF assisted (its own section)."""
-    import transformers
-
     from fast_decode_bench import report as fast_report
     from fast_decode_bench import run as fast_run
 
     steps = 30 if args.quick else args.target_steps
     res = fast_run(args.fast_new if not args.quick else 32, 1 if args.quick else max(args.repeats, 5),
                    steps, max(20, steps // 2), target_path=args.target, threads=args.threads)
-    cmd = shlex.join(["python", "benchmarks/decode_speed.py", *sys.argv[1:]])
-    lines = [FAST_SECTION, "",
-             f"Command: `nice {cmd}` — {datetime.date.today().isoformat()}, {platform.platform()}, "
-             f"Python {platform.python_version()}, torch {torch.__version__}, transformers "
-             f"{transformers.__version__}; load average at the start {args.load}, at the end "
-             f"{', '.join(f'{x:.2f}' for x in os.getloadavg())} (2 cores shared with other engineers' jobs: "
-             f"absolute tokens/s move with the load, the ratios come from alternating runs).", "",
-             *fast_report(res)]
+    line = command_line("decode_speed.py", ["platform", "python", "torch", "transformers"], nice=True,
+                        load=[args.load, os.getloadavg()],
+                        note="2 cores shared with other engineers' jobs: absolute tokens/s move with the "
+                             "load, the ratios come from alternating runs")
+    lines = [FAST_SECTION, "", line, "", *fast_report(res)]
     section = "\n".join(lines) + "\n"
     print(section)
     if not args.quick:
