@@ -11,8 +11,6 @@ assistant. Every exact case is checked to give the tokens of HF's greedy decodin
 
 from __future__ import annotations
 
-import gc
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +26,7 @@ from arlm.errors import ConfigError, MismatchError
 from arlm.models.ngram import NGramModel
 from arlm.models.quantize import quantize_int8
 from arlm.models.transformer import TransformerLM
+from report import round_robin
 
 COMMON = ["block_size=256", "batch_tokens=3072", "micro_batch_size=12", "warmup_steps=20", "eval_interval=0",
           "show_progress=false"]
@@ -125,19 +124,13 @@ def run(new: int, repeats: int, target_steps: int, draft_steps: int, k: int = 4,
         "arlm int8, speculative char 5-gram": (spec("arlm int8, speculative char 5-gram", fast_int8, ngram),
                                                False),
     }
-    outs = {name: f() for name, (f, _) in cases.items()}  # warm-up, and the outputs to compare
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, (f, _) in cases.items():
-            gc.collect()
-            t = time.perf_counter()
-            f()
-            times[name].append(time.perf_counter() - t)
+    runs = round_robin({name: f for name, (f, _) in cases.items()}, repeats)
+    outs = {name: r.last for name, r in runs.items()}  # the outputs to compare (the last run's)
     ref = outs["HF greedy"]
     rows = []
     for name, (_, exact) in cases.items():
         s = stats.get(name)
-        rows.append(dict(case=name, seconds=statistics.median(times[name]), same=outs[name] == ref,
+        rows.append(dict(case=name, seconds=runs[name].median, same=outs[name] == ref,
                          exact=exact, acceptance=None if s is None else s.acceptance_rate,
                          per_forward=None if s is None else s.tokens_per_target_forward))
     # perplexity of the test split's first lines, fp32 vs int8 (what int8 costs)
