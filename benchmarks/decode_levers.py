@@ -26,12 +26,7 @@ Nothing here changes decoding; the section it writes is the evidence for the lev
 from __future__ import annotations
 
 import argparse
-import datetime
-import gc
 import os
-import platform
-import shlex
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -42,7 +37,7 @@ import torch
 from arlm.decode.fast import FastDecoder
 from arlm.decode.search import generate
 from arlm.errors import ArlmError
-from report import write_section
+from report import command_line, round_robin, timed, write_section
 
 SECTION = "## CPU batch-1 decoding: where the time goes (a trained target)"
 NEW = 128
@@ -105,20 +100,6 @@ class _NoGemvLean(FastDecoder):
             layer.attn_out_2d = lambda x, o=c: o.clone()
             layer.mlp_in_2d = lambda x, o=fc: o.clone()
             layer.mlp_out_2d = lambda x, o=c: o.clone()
-
-
-def round_robin(cases: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each case, cases alternating (a, b, c, a, b, c, …) after one warm-up each."""
-    for f in cases.values():
-        f()
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, f in cases.items():
-            gc.collect()
-            t = time.perf_counter()
-            f()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def measure(args) -> dict:
@@ -201,11 +182,12 @@ def measure(args) -> dict:
             compile_s[args.compile] = time.perf_counter() - t
             cases[f"static step, torch.compile ({args.compile})"] = greedy(dec)
     load_start = os.getloadavg()
-    per_token = {name: s / NEW for name, s in round_robin(cases, args.repeats).items()}
-    prefill = round_robin({"arlm": prefill_ours, "HF": prefill_hf}, args.repeats)
+    per_token = {name: r.median / NEW for name, r in round_robin(cases, args.repeats).items()}
+    prefill = {name: r.median for name, r in round_robin({"arlm": prefill_ours, "HF": prefill_hf},
+                                                         args.repeats).items()}
     fixed = _FixedModel(target.vocab_size)
-    loop = round_robin({"stream": lambda: generate(fixed, prompt, temperature=0, max_new_tokens=256,
-                                                   eos_id=None)}, args.repeats)["stream"] / 256
+    loop = timed(lambda: generate(fixed, prompt, temperature=0, max_new_tokens=256, eos_id=None),
+                 args.repeats).median / 256
     same = {name: bool(torch.equal(torch.as_tensor(f()), hf_greedy()))
             for name, f in cases.items() if "greedy" in name or "compile" in name}
     return dict(per_token=per_token, prefill=prefill, loop=loop, same=same, compile_s=compile_s,
@@ -216,17 +198,12 @@ def measure(args) -> dict:
 
 def report(res: dict, args) -> str:
     """The section: command, machine, load, the per-token table, prefill and loop overhead."""
-    import transformers
-
     pt, hf = res["per_token"], res["per_token"][HF_GREEDY]
-    (l0, l1) = res["load"]
-    cmd = shlex.join(["python", "benchmarks/decode_levers.py", *sys.argv[1:]])
     lines = [
         SECTION, "",
-        f"Command: `nice {cmd}` — {datetime.date.today().isoformat()}, {platform.platform()}, Python "
-        f"{platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}; "
-        f"{args.threads} torch thread(s); load average at the start {', '.join(f'{x:.2f}' for x in l0)}, "
-        f"at the end {', '.join(f'{x:.2f}' for x in l1)} (2 cores shared with other jobs).", "",
+        command_line("decode_levers.py", ["platform", "python", "torch", "transformers"], nice=True,
+                     more=[f"{args.threads} torch thread(s)"], load=res["load"],
+                     note="2 cores shared with other jobs"), "",
         f"Target `{args.target}` ({res['params'] / 1e6:.2f}M parameters: {res['weight_mb']:.1f} MB of fp32 "
         f"weights read per token). Greedy, batch 1, {NEW} new tokens after a {res['prompt_len']}-token "
         f"prompt; ms per new token, medians of {args.repeats} runs, cases alternating round-robin.", "",
