@@ -25,15 +25,12 @@ or named by ``ARLM_LMPLZ``). Times are medians of ``--repeats`` runs unless mark
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
 import math
 import os
-import platform
 import re
 import resource
 import shutil
-import statistics
 import subprocess
 import sys
 import sysconfig
@@ -52,7 +49,7 @@ from arlm.interop.arpa import write_arpa
 from arlm.models.ngram import NGramModel
 from arlm.models.ngram_counts import count_ngrams
 from arlm.streams import EOS_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
-from report import write_section
+from report import command_line, timed, write_section
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 ORDER = 5
@@ -104,19 +101,6 @@ def encode(train: list[list[str]], test: list[list[str]]):
 # ----- measuring -------------------------------------------------------------------------------
 
 
-def timed(fn: Callable, repeats: int, warmup: bool = True) -> tuple[float, object]:
-    """Median wall time of ``repeats`` calls (after one untimed call when ``warmup``)."""
-    if warmup:
-        fn()
-    times, out = [], None
-    for _ in range(repeats):
-        gc.collect()
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
-
-
 def traced_peak(fn: Callable) -> float:
     """Peak bytes allocated (traced) while ``fn`` runs, in GiB."""
     gc.collect()
@@ -129,18 +113,20 @@ def traced_peak(fn: Callable) -> float:
 
 def measure_ours(name: str, vocab, train: np.ndarray, test: np.ndarray, repeats: int) -> dict:
     T = len(train)
-    t_count, _ = timed(lambda: count_ngrams(train, ORDER, len(vocab)), repeats)
-    t_fit, model = timed(lambda: NGramModel.fit(train, ORDER, vocab, "mkn"), repeats)
+    t_count = timed(lambda: count_ngrams(train, ORDER, len(vocab)), repeats).median
+    fit = timed(lambda: NGramModel.fit(train, ORDER, vocab, "mkn"), repeats)
+    t_fit, model = fit.median, fit.last
     peak = traced_peak(lambda: NGramModel.fit(train, ORDER, vocab, "mkn"))
     flat = torch.from_numpy(test.astype(np.int64))[None]  # (1, T): sentences in a row
     fresh = NGramModel.fit(train, ORDER, vocab, "mkn")
     t0 = time.perf_counter()
     fresh.score(flat)
     t_first = time.perf_counter() - t0  # includes building the hash indexes
-    t_score, _ = timed(lambda: model.score(flat), repeats)
-    t_eval, report = timed(lambda: evaluate_likelihood(model, test, show_progress=False), repeats)
+    t_score = timed(lambda: model.score(flat), repeats).median
+    ev = timed(lambda: evaluate_likelihood(model, test, show_progress=False), repeats)
+    t_eval, report = ev.median, ev.last
     with tempfile.TemporaryDirectory() as tmp:
-        t_arpa, _ = timed(lambda: write_arpa(model, Path(tmp) / "m.arpa"), 1, warmup=False)
+        t_arpa = timed(lambda: write_arpa(model, Path(tmp) / "m.arpa"), 1, warmup=0).median
     scored = len(test) - 1
     return {"corpus": name, "train_tokens": T, "test_tokens": len(test), "vocab": len(vocab),
             "ngrams": model.num_ngrams, "count_s": t_count, "fit_s": t_fit, "peak_gib": peak,
@@ -188,7 +174,8 @@ def measure_kenlm(model: NGramModel, test_sents: list[list[str]], repeats: int) 
         t_load = time.perf_counter() - t
         lines = [" ".join(s) for s in test_sents]
         n = sum(len(s) + 1 for s in test_sents)
-        t_score, total = timed(lambda: sum(k.score(s) for s in lines), repeats)
+        scoring = timed(lambda: sum(k.score(s) for s in lines), repeats)
+        t_score, total = scoring.median, scoring.last
     return {"load_s": t_load, "score_s": t_score, "score_tok_s": n / t_score, "log10": total}
 
 
@@ -214,7 +201,7 @@ def fmt_rate(x: float) -> str:
 
 
 def report(results: list[dict], nltk: dict, kenlm_res: dict | None, lmplz: dict | None,
-           command: str, notes: dict[str, str]) -> str:
+           argv: list[str], notes: dict[str, str]) -> str:
     rows = ["| corpus | train tokens | vocab | n-grams (1..5) | count | count tok/s | build (count + MKN) "
             "| build tok/s | peak mem | first score (+ index) | score tok/s | evaluate tok/s "
             "| test ppl |", "|" + "---|" * 13]
@@ -243,13 +230,11 @@ def report(results: list[dict], nltk: dict, kenlm_res: dict | None, lmplz: dict 
         peers.append(f"| KenLM `lmplz` (C++; text in, ARPA file out) vs arlm build + `write_arpa` "
                      f"({ours:.2f} s) | {lmplz['fit_s']:.2f} s (1 run) | – | "
                      f"lmplz {lmplz['fit_s'] / ours:.2f}× arlm's time | – |")
-    machine = (f"{platform.platform()}, {platform.processor() or platform.machine()}, "
-               f"{os.cpu_count()} CPUs (nproc), Python {platform.python_version()}, "
-               f"numpy {np.__version__}, torch {torch.__version__}")
     lines = [
         "## n-gram",
         "",
-        f"Command: `{command}` — {datetime.date.today().isoformat()}, {machine}.",
+        command_line("ngram_speed.py", ["platform", "processor", f"{os.cpu_count()} CPUs (nproc)", "python",
+                                        "numpy", "torch"], argv=argv),
         "",
         "Modified Kneser–Ney 5-gram (`NGramModel.fit(..., 5, smoothing='mkn')`, exactly lmplz's "
         "estimates). Word tokens by the regex `\\w+|[^\\w\\s]`, one sentence per line. `count`: all "
@@ -312,8 +297,7 @@ def main() -> None:
     print("NLTK …", file=sys.stderr)
     nltk = measure_nltk(sh_train, sh_test, args.nltk_tokens, f"{sum(map(len, sh_train)):,} tokens")
 
-    command = "python benchmarks/ngram_speed.py" + (" --quick" if args.quick else "")
-    section = report(results, nltk, kenlm_res, lmplz, command, notes)
+    section = report(results, nltk, kenlm_res, lmplz, ["--quick"] if args.quick else [], notes)
     print(section)
     if not args.quick:
         write_section(args.out, "## n-gram", section)
