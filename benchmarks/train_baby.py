@@ -34,12 +34,10 @@ draws its own).
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
 import os
-import platform
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +52,7 @@ from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.streams import PAD_ID, SOS_ID
 from arlm.train import TrainConfig, Trainer
 from arlm.train.trainer import param_groups
-from report import write_section
+from report import command_line, round_robin, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Training speed: nanoGPT's baby config"
@@ -197,23 +195,15 @@ class ArlmTrainer:
         return self.trainer.train_step()["loss"]
 
 
-def race(systems: dict, iters: int) -> dict[str, dict]:
-    """Build each system (timed), then run their iterations round-robin, one step each in turn, so that
-    all see the same machine load; -> per system: setup s, first step s, total s, last losses."""
-    res = {}
-    built = {}
-    for make in systems.values():  # one-time start-up costs (imports, first use of AdamW) untimed
-        make()
-    for name, make in systems.items():
-        t = time.perf_counter()
-        built[name] = make()
-        res[name] = {"setup": time.perf_counter() - t, "steps": [], "losses": []}
-    for _ in range(iters):
-        for name, system in built.items():
-            t = time.perf_counter()
-            loss = system.step()
-            res[name]["steps"].append(time.perf_counter() - t)
-            res[name]["losses"].append(loss)
+def race(systems: dict[str, Callable[[], NanoGPTLoop | ArlmTrainer]], iters: int) -> dict[str, dict]:
+    """Build each system (timed: the setup), then run their iterations round-robin, one step each in turn,
+    so that all see the same machine load; -> per system: setup s, first step s, total s, last losses."""
+    # an untimed build of each first (one-time start-up costs: imports, first use of AdamW), then a timed one
+    built = round_robin(systems, 1, collect_garbage=False)
+    steps = round_robin({name: b.last.step for name, b in built.items()}, iters, warmup=0,
+                        collect_garbage=False, keep_results=True)
+    res = {name: {"setup": built[name].seconds[0], "steps": steps[name].seconds,
+                  "losses": steps[name].results} for name in systems}
     for r in res.values():
         r["first"] = r["steps"][0]
         r["median"] = float(np.median(r["steps"][1:] or r["steps"]))
@@ -249,14 +239,14 @@ def main() -> None:
     base_later = base - res[BASE]["first"]
     erf = res[ERF]["total"]
     erf_later = erf - res[ERF]["first"]
-    threads = "" if args.threads == 1 else f" --threads {args.threads}"
+    threads = [] if args.threads == 1 else ["--threads", str(args.threads)]
     lines = [SECTION, "",
-             f"Command: `nice python benchmarks/train_baby.py --iters {args.iters}{threads}` — "
-             f"{datetime.date.today().isoformat()}, {platform.platform()}, "
-             f"Python {platform.python_version()}, torch {torch.__version__}, {args.threads} torch "
-             f"thread(s) for every system; load average "
-             f"at the start {load0[0]:.2f}, at the end {os.getloadavg()[0]:.2f} "
-             "(2 cores shared with other engineers' jobs).", "",
+             command_line("train_baby.py", ["platform", "python", "torch",
+                                            f"{args.threads} torch thread(s) for every system"],
+                          argv=["--iters", str(args.iters), *threads], nice=True,
+                          load=[load0[:1], os.getloadavg()[:1]],
+                          note="2 cores shared with other engineers' jobs"),
+             "",
              f"nanoGPT's CPU baby config (4 layers × 4 heads × 128, block 64, batch 12, dropout 0, "
              "no biases), "
              f"{args.iters} iterations on char-level Shakespeare; nanoGPT is not installable here, so the "
