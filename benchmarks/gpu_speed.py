@@ -35,10 +35,7 @@ CPU decoding benchmark's target).
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -59,29 +56,6 @@ CHAR = dict(n_layer=6, n_head=6, d_model=384, block_size=256, dropout=0.2, bias=
 BATCH, LR, MIN_LR, WARMUP, BETAS, LOG_INTERVAL = 64, 1e-3, 1e-4, 100, (0.9, 0.99), 10
 
 
-def synced(fn: Callable) -> Callable[[], tuple[float, object]]:
-    """``fn`` as a timed call: (wall seconds between two device synchronizations, its result)."""
-    def run():
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        out = fn()
-        torch.cuda.synchronize()
-        return time.perf_counter() - t, out
-    return run
-
-
-def round_robin(cases: dict[str, Callable], repeats: int) -> dict[str, tuple[float, object]]:
-    """Median seconds (and the last result) of each case, after one warm-up each, alternating."""
-    timed = {name: synced(fn) for name, fn in cases.items()}
-    out = {name: run()[1] for name, run in timed.items()}
-    times: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, run in timed.items():
-            seconds, out[name] = run()
-            times[name].append(seconds)
-    return {name: (statistics.median(times[name]), out[name]) for name in cases}
-
-
 # ----- decoding --------------------------------------------------------------------------------------
 
 
@@ -92,6 +66,7 @@ def decode_part(new: int, repeats: int) -> str:
     from arlm.decode.fast import FastDecoder
     from arlm.decode.search import generate
     from arlm.interop.gpt2 import from_hf
+    from report import round_robin
 
     torch.manual_seed(0)
     hf = GPT2LMHeadModel(GPT2Config(**GPT2_SMALL, bos_token_id=None, eos_token_id=None, pad_token_id=0))
@@ -117,13 +92,15 @@ def decode_part(new: int, repeats: int) -> str:
 
         res = round_robin({"HF generate (eager)": hf_greedy, "arlm generate (modules)": ours_greedy(ours),
                            "arlm lean step": ours_greedy(lean),
-                           "arlm static step + CUDA graph": ours_greedy(graphs)}, repeats)
-        base, ref = res["HF generate (eager)"]
-        for name, (seconds, tokens) in res.items():
+                           "arlm static step + CUDA graph": ours_greedy(graphs)}, repeats,
+                          collect_garbage=False, synchronize=torch.cuda.synchronize)
+        base, ref = res["HF generate (eager)"].median, res["HF generate (eager)"].last
+        for name, run in res.items():
+            seconds, tokens = run.median, run.last
             same = "yes" if torch.equal(tokens.cpu(), ref.cpu()) else "NO"
             rows.append(f"| {name} | {batch} | {batch * new / seconds:,.0f} | {seconds * 1e3 / new:.2f} ms | "
                         f"{base / seconds:.2f}× | {same} |")
-    lines = [DECODE_SECTION, "", command_line(), "",
+    lines = [DECODE_SECTION, "", gpu_command_line(), "",
              f"GPT-2 small's shape (12 × 12 × 768, vocabulary 50,257), random weights copied from HF's "
              f"`GPT2LMHeadModel` into arlm's `GPT2LM`; fp32 (TF32 off), a random {PROMPT_LEN}-token prompt, "
              f"{new} new tokens, [EOS] disabled; medians of {repeats} runs after a warm-up, the cases "
@@ -217,6 +194,8 @@ class ArlmTrainer:
 
 
 def train_part(iters: int, block_iters: int, blocks: int, save_model: Path | None, train_steps: int) -> str:
+    from report import round_robin
+
     data = char_data()
     stream = data.train.tokens.astype(np.int64)
     vocab = data.tokenizer.vocab_size
@@ -235,22 +214,23 @@ def train_part(iters: int, block_iters: int, blocks: int, save_model: Path | Non
         torch.cuda.synchronize()
         first[name] = time.perf_counter() - t
         print(f"{name}: built, compiled and warmed up in {first[name]:.1f} s", file=sys.stderr, flush=True)
-    ms: dict[str, list[float]] = {name: [] for name in built}
-    for _ in range(blocks):
-        for name, system in built.items():
-            torch.cuda.synchronize()
-            t = time.perf_counter()
+
+    def block(system: NanoGPTLoop | ArlmTrainer) -> Callable[[], None]:
+        def run() -> None:
             for _ in range(block_iters):
                 system.step()
-            torch.cuda.synchronize()
-            ms[name].append((time.perf_counter() - t) * 1e3 / block_iters)
+        return run
+
+    runs = round_robin({name: block(system) for name, system in built.items()}, blocks, warmup=0,
+                       collect_garbage=False, synchronize=torch.cuda.synchronize)
+    ms = {name: [seconds * 1e3 / block_iters for seconds in run.seconds] for name, run in runs.items()}
     median = {name: statistics.median(v) for name, v in ms.items()}
     base = {"eager": median["nanoGPT-style loop, eager"],
             "compile": median["nanoGPT-style loop, torch.compile"]}
     rows = [f"| {name} | {median[name]:.2f} | {min(ms[name]):.2f}–{max(ms[name]):.2f} | "
             f"{base['compile' if 'compile' in name else 'eager'] / median[name]:.2f}× | {first[name]:.1f} s |"
             for name in built]
-    lines = [TRAIN_SECTION, "", command_line(), "",
+    lines = [TRAIN_SECTION, "", gpu_command_line(), "",
              f"nanoGPT's `train_shakespeare_char` config (6 × 6 × 384, block 256, batch 64, dropout 0.2, "
              f"bf16 autocast, fused AdamW) on char-level Shakespeare; the baseline is nanoGPT's loop written "
              f"out (see the script's docstring). {blocks} blocks of {block_iters} iterations per system, "
@@ -283,12 +263,13 @@ def train_on(trainer, data, steps: int, folder: Path) -> str:
 # ----- the report ------------------------------------------------------------------------------------
 
 
-def command_line() -> str:
+def gpu_command_line() -> str:
+    """The sections' first line: the command, the date, the GPU, the platform, Python, torch."""
+    from report import command_line
+
     props = torch.cuda.get_device_properties(0)
-    command = shlex.join(["python", "benchmarks/gpu_speed.py", *sys.argv[1:]])
-    return (f"Command: `{command}` — {datetime.date.today().isoformat()}, {props.name} "
-            f"({props.total_memory / 2**30:.0f} GiB), {platform.platform()}, Python "
-            f"{platform.python_version()}, torch {torch.__version__}.")
+    return command_line("gpu_speed.py", [f"{props.name} ({props.total_memory / 2**30:.0f} GiB)", "platform",
+                                         "python", "torch"])
 
 
 def main() -> None:
