@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import json
 import os
-import platform
 import signal
 import socket
 import statistics
@@ -34,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from report import write_section
+from report import command_line, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Serving (concurrent streaming clients)"
@@ -109,17 +107,12 @@ def start_server(checkpoint: str, queue: int) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the server did not start within 60 s")
 
 
-def report(base: dict, load: dict, args, model: dict, load_avg: str) -> str:
-    date = datetime.date.today().isoformat()
-    import torch
-
-    machine = (f"{platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs, "
-               f"Python {platform.python_version()}, torch {torch.__version__}")
-    cmd = f"python benchmarks/serve_load.py {args.checkpoint}" + (f" --clients {args.clients}"
-                                                                   if args.clients != 64 else "")
+def report(base: dict, load: dict, args, model: dict, load_start: tuple[float, ...]) -> str:
+    clients = ["--clients", str(args.clients)] if args.clients != 64 else []
     lines = [
         SECTION, "",
-        f"Command: `{cmd}` — {date}, {machine}; load average at the start {load_avg}.", "",
+        command_line("serve_load.py", ["platform", "arch", "cpus", "python", "torch"],
+                     argv=[args.checkpoint, *clients], load=[load_start]), "",
         f"`arlm serve` (one process, 1 worker thread, 1 torch thread) serving a {model['family']} of "
         f"{model['parameters']:,} parameters ({model['tokenizer']} tokenizer, vocabulary "
         f"{model['vocab_size']}); clients in another process (httpx, asyncio) on 127.0.0.1. Each client "
@@ -153,7 +146,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.clients = 8
-    load_avg = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    load_start = os.getloadavg()
     proc, url = start_server(args.checkpoint, queue=args.clients)
     try:
         model = httpx.get(url + "/v1/models").json()["models"][0]
@@ -164,7 +157,7 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
-    section = report(base, load, args, model, load_avg)
+    section = report(base, load, args, model, load_start)
     print(section)
     if load["completed"] != load["clients"]:
         raise SystemExit(f"only {load['completed']} of {load['clients']} clients completed")
