@@ -16,9 +16,7 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,7 +31,7 @@ from arlm.models.registry import FAMILIES
 from arlm.streams import PAD_ID
 from arlm.train import TrainConfig, Trainer
 from arlm.train.batches import loss_targets, random_chunks
-from report import write_section
+from report import command_line, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Training speed"
@@ -221,14 +219,12 @@ def _k(x: float | None) -> str:
 
 
 def write_report(rows, extra, curve, peaks, cores, args, load_before) -> None:
-    cmd = "python benchmarks/train_speed.py" + (" --quick" if args.quick else "") + (
-        f" --threads {args.threads}" if args.threads else "")
+    argv = (["--quick"] if args.quick else []) + (["--threads", args.threads] if args.threads else [])
     lines = [
         SECTION, "",
-        f"Command: `{cmd}` — {datetime.date.today().isoformat()}, {platform.platform()}, "
-        f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"torch {torch.__version__}; load average at start {load_before[0]:.2f}, at end "
-        f"{os.getloadavg()[0]:.2f} (other processes share these CPUs: compare rows of one run only).", "",
+        command_line("train_speed.py", ["platform", "arch", "cpus", "python", "torch"], argv=argv,
+                     load=[load_before[:1], os.getloadavg()[:1]],
+                     note="other processes share these CPUs: compare rows of one run only"), "",
         "Peak fp32 matmul measured in the same run (2048² `torch.mm`, best of 5): "
         + ", ".join(f"{t} thread(s) {p / 1e9:.1f} GFLOP/s" for t, p in peaks.items()) + ".", "",
         "Training tokens/s (median over steps after 2 warm-up steps), char-level Shakespeare batches. "
