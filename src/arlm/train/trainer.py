@@ -116,6 +116,7 @@ from arlm.train.batches import (
     validation_sequences,
     validation_streams,
 )
+from arlm.train.compiled_step import WholeStep
 from arlm.train.schedules import LR_SCHEDULES, RATIO_SCHEDULES, learning_rate, teacher_forcing_ratio
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -467,6 +468,8 @@ class Trainer:
         # raises, at its next log or evaluation. Elsewhere (the CPU, where reading costs nothing) the
         # loss is read and checked at once, before the update.
         self.checks_on_device = device.type == "cuda" and self.fused and config.dtype != "fp16"
+        self.whole_step = None if self.whole_step_reason() else WholeStep(self.model, self.optimizer,
+                                                                           nll_sum, config.grad_clip)
         self.generator = torch.Generator().manual_seed(config.seed)  # data order
         torch.manual_seed(config.seed)  # dropout
         # where training stands (all of it goes into a checkpoint)
@@ -482,6 +485,23 @@ class Trainer:
         self.tensorboard = self._tensorboard_writer() if config.tensorboard else None
 
     # ----- one optimizer step -------------------------------------------------------------------
+
+    def whole_step_reason(self) -> str | None:
+        """None when each step runs as one compiled graph, forward to update
+        (:mod:`arlm.train.compiled_step`); otherwise why it does not (then ``compile=true`` compiles the
+        forward pass and its loss, :func:`compile_model`)."""
+        cfg = self.config
+        for off, why in ((not cfg.compile, "compile is off"),
+                         (self.device.type != "cpu", "on CUDA the compiled model runs with fused AdamW"),
+                         (cfg.dtype != "fp32", f"dtype is {cfg.dtype}, not fp32"),
+                         (self.tbptt, "a recurrent family carries its state from batch to batch"),
+                         (cfg.scheduled_sampling is not None, "scheduled sampling is on"),
+                         (cfg.distributed, "the run is distributed"),
+                         (cfg.micro_batch_size < cfg.batch_rows,
+                          f"a step has {math.ceil(cfg.batch_rows / cfg.micro_batch_size)} micro-batches")):
+            if off:
+                return why
+        return None
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The forward pass's precision context: autocast to bf16/fp16, or nothing for fp32."""
@@ -506,6 +526,28 @@ class Trainer:
         """This process's rows of the global batch: rank, rank + W, rank + 2W, …"""
         return window[self.dist.rank :: self.dist.world_size]
 
+    def _batch(self, window: Tensor) -> tuple[Tensor, Tensor, int]:
+        """The global batch ``window`` (B, T+1) -> this process's inputs and targets (B/W, T) on the
+        device, and N, the number of scored targets of the whole global batch."""
+        if self.training_inputs is None:
+            all_inputs, all_targets = loss_targets(window)
+        else:  # the model's own inputs (σ-GPT: a fresh order per row, from the data generator)
+            all_inputs, all_targets = self.training_inputs(window, self.generator)
+        n_targets = max(1, int((all_targets != PAD_ID).sum()))  # N of the whole global batch
+        inputs, targets = self._local_rows(all_inputs), self._local_rows(all_targets)
+        if self.device.type == "cuda":  # copied from pinned memory, the copy does not hold up the host
+            inputs, targets = inputs.pin_memory(), targets.pin_memory()
+        return (inputs.to(self.device, non_blocking=True), targets.to(self.device, non_blocking=True),
+                n_targets)
+
+    def _finite(self, value: float) -> float:
+        """The step's loss, or :class:`TrainingError` if it is not finite."""
+        if not math.isfinite(value):
+            raise TrainingError(f"the training loss became {value} at step {self.step}; the last "
+                                "checkpoint is intact: lower lr, raise warmup_steps or use grad_clip, "
+                                "then resume from it")
+        return value
+
     def backward(self, window: Tensor, ratio: float = 1.0) -> float | Tensor:
         """Accumulate ∇L of the global batch ``window`` (B, T+1) into ``.grad`` over micro-batches.
 
@@ -515,16 +557,7 @@ class Trainer:
         ``checks_on_device``, a 0-dim device tensor, unread.
         """
         cfg = self.config
-        if self.training_inputs is None:
-            all_inputs, all_targets = loss_targets(window)
-        else:  # the model's own inputs (σ-GPT: a fresh order per row, from the data generator)
-            all_inputs, all_targets = self.training_inputs(window, self.generator)
-        n_targets = max(1, int((all_targets != PAD_ID).sum()))  # N of the whole global batch
-        inputs, targets = self._local_rows(all_inputs), self._local_rows(all_targets)
-        if self.device.type == "cuda":  # copied from pinned memory, the copy does not hold up the host
-            inputs, targets = inputs.pin_memory(), targets.pin_memory()
-        inputs = inputs.to(self.device, non_blocking=True)
-        targets = targets.to(self.device, non_blocking=True)
+        inputs, targets, n_targets = self._batch(window)
         micro = list(range(0, inputs.shape[0], cfg.micro_batch_size))
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         new_hidden = []
@@ -554,12 +587,7 @@ class Trainer:
             dist.all_reduce(total)
         if self.checks_on_device:
             return total / n_targets
-        value = float(total) / n_targets
-        if not math.isfinite(value):
-            raise TrainingError(f"the training loss became {value} at step {self.step}; the last "
-                                "checkpoint is intact: lower lr, raise warmup_steps or use grad_clip, "
-                                "then resume from it")
-        return value
+        return self._finite(float(total) / n_targets)
 
     def train_step(self) -> dict[str, Any]:
         """One optimizer step: learning rate, accumulated gradient, clipping, update.
@@ -575,6 +603,15 @@ class Trainer:
             self.wrapped.train()  # (a walk over every module, each step it would cost ~2% of a small step)
         window = self.next_batch()
         ratio = cfg.teacher_forcing(self.step)
+        if self.whole_step is not None:  # the step as one compiled graph (the CPU, see whole_step_reason)
+            inputs, targets, n_targets = self._batch(window)
+            loss_sum, grad_norm = self.whole_step(inputs, targets, torch.tensor(1.0 / n_targets),
+                                                  torch.tensor(lr))
+            loss = self._finite(float(loss_sum) / n_targets)  # not finite: nothing was updated
+            self.step += 1
+            self.tokens_seen += window.shape[0] * (window.shape[1] - 1)
+            return {"loss": loss, "lr": lr, "grad_norm": None if grad_norm is None else float(grad_norm),
+                    "teacher_forcing": ratio}
         loss = self.backward(window, ratio)
         grad_norm = None  # the global norm before clipping (None: clipping is off)
         if cfg.grad_clip > 0:

@@ -1,0 +1,103 @@
+"""The whole training step as one compiled graph (``compile=true`` on the CPU): its AdamW is torch's,
+its steps are the eager trainer's, a resumed run is the uninterrupted one, a non-finite loss changes
+nothing, and it is used exactly where it applies."""
+
+import numpy as np
+import pytest
+import torch
+
+from arlm.models.rnn import RNNConfig, RNNLM
+from arlm.models.transformer import TransformerConfig, TransformerLM
+from arlm.train import TrainConfig, Trainer, TrainingError
+from arlm.train.compiled_step import adamw_update
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+STREAM = np.random.default_rng(0).integers(3, 16, size=4000)
+
+
+def _trainer(compile: bool = True, out_dir=None, **settings) -> Trainer:
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(vocab_size=16, block_size=16, n_layer=2, n_head=2, d_model=32))
+    values = dict(batch_tokens=4 * 16, micro_batch_size=4, block_size=16, max_steps=6, warmup_steps=1,
+                  eval_interval=0, show_progress=False, device="cpu", compile=compile, out_dir=out_dir)
+    return Trainer(model, TrainConfig(**(values | settings)), STREAM)
+
+
+def test_adamw_update_is_torchs_adamw():
+    torch.manual_seed(0)
+    p = torch.randn(5, 3)
+    ref = p.clone().requires_grad_()
+    opt = torch.optim.AdamW([ref], lr=3e-3, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)
+    m, v, t = torch.zeros_like(p), torch.zeros_like(p), torch.zeros(())
+    for _ in range(5):
+        g = torch.randn(5, 3)
+        ref.grad = g.clone()
+        opt.step()
+        p, m, v, t = adamw_update(p, g, m, v, t, torch.tensor(3e-3), 0.8, 0.95, 1e-6, 0.1)
+    torch.testing.assert_close(p, ref.detach(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(m, opt.state[ref]["exp_avg"], rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(v, opt.state[ref]["exp_avg_sq"], rtol=1e-6, atol=1e-10)
+    assert float(t) == float(opt.state[ref]["step"]) == 5
+
+
+def test_whole_steps_equal_eager_steps():
+    eager, whole = _trainer(compile=False), _trainer()
+    assert eager.whole_step is None and whole.whole_step is not None
+    for _ in range(3):
+        a, b = eager.train_step(), whole.train_step()
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+    for (name, p), q in zip(eager.model.named_parameters(), whole.model.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(whole.optimizer.state[q]["exp_avg_sq"], eager.optimizer.state[p]["exp_avg_sq"],
+                                   rtol=1e-3, atol=1e-9, msg=name)
+        assert float(whole.optimizer.state[q]["step"]) == 3
+    assert not torch.equal(whole.model.lm_head.weight, _trainer().model.lm_head.weight)  # it trained
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    straight = _trainer()
+    straight.train(steps=4)
+    first = _trainer(out_dir=str(tmp_path / "run"))
+    first.train(steps=2)
+    resumed = _trainer(out_dir=str(tmp_path / "run"))
+    resumed.train(steps=2, resume_from=tmp_path / "run" / "last")
+    assert resumed.step == straight.step == 4
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_a_non_finite_loss_changes_nothing():
+    trainer = _trainer()
+    trainer.train_step()
+    with torch.no_grad():
+        trainer.model.transformer.ln_f.weight[0] = float("nan")  # the loss of the next step is NaN
+    before = [t.clone() for p in trainer.model.parameters()
+              for t in (p, *trainer.optimizer.state[p].values())]
+    with pytest.raises(TrainingError, match="loss became nan at step 1"):
+        trainer.train_step()
+    after = [t for p in trainer.model.parameters() for t in (p, *trainer.optimizer.state[p].values())]
+    for b, a in zip(before, after, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    assert trainer.step == 1
+
+
+@pytest.mark.parametrize(("settings", "why"), [
+    (dict(compile=False), "compile is off"),
+    (dict(micro_batch_size=2), "a step has 2 micro-batches"),
+    (dict(scheduled_sampling="linear", ss_c=0.1), "scheduled sampling"),
+    (dict(dtype="bf16"), "dtype is bf16"),
+])
+def test_where_the_whole_step_does_not_apply_the_trainer_says_why(settings, why):
+    trainer = _trainer(**settings)
+    assert why in trainer.whole_step_reason()
+    assert trainer.whole_step is None
+
+
+def test_a_recurrent_family_keeps_the_compiled_model():
+    model = RNNLM(RNNConfig(vocab_size=16, cell="gru", d_embed=8, d_hidden=8))
+    config = TrainConfig(batch_tokens=4 * 16, micro_batch_size=4, block_size=16, max_steps=1,
+                         eval_interval=0, show_progress=False, device="cpu", compile=True)
+    trainer = Trainer(model, config, STREAM)
+    assert "carries its state" in trainer.whole_step_reason()
