@@ -42,6 +42,9 @@ from torch import Tensor
 
 from arlm.models.neural import NeuralLM
 
+# torch.compile's guard_filter_fn option came with these helpers (torch 2.8); before, the compiled model
+WHOLE_STEP_SUPPORTED = hasattr(torch.compiler, "keep_tensor_guards_unsafe")
+
 
 def adamw_update(p: Tensor, g: Tensor, m: Tensor, v: Tensor, t: Tensor, lr: Tensor, beta1: float,
                  beta2: float, eps: float, weight_decay: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -73,8 +76,9 @@ class WholeStep:
         group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
         self.groups = [group_of[id(p)] for p in self.params]
         # cpp_wrapper: Inductor's code that calls the kernels in C++ (5% of a baby-config step);
-        # guard_filter_fn: see _no_tensor_checks_on_the_state
-        self.compiled = torch.compile(self._step, fullgraph=True, options={
+        # guard_filter_fn: see _no_tensor_checks_on_the_state; dynamic=False: a run's shapes are fixed,
+        # so a new shape (another model in the same process) compiles a graph for it, not a symbolic one
+        self.compiled = torch.compile(self._step, fullgraph=True, dynamic=False, options={
             "cpp_wrapper": True, "guard_filter_fn": _no_tensor_checks_on_the_state})
 
     def __call__(self, inputs: Tensor, targets: Tensor, scale: Tensor,

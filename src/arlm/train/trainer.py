@@ -62,6 +62,11 @@ the *whole* validation split every ``eval_interval`` steps; ``last/`` and ``best
 training stops early after ``patience`` evaluations without improvement, and every log line goes to
 ``metrics.jsonl``.
 
+**Compiled** (``compile=True``): on the CPU, where a step is one fp32 teacher-forcing pass of a
+stateless family in one process, the whole step — forward, loss, backward, clipping, AdamW — is one
+compiled graph (:mod:`arlm.train.compiled_step`); elsewhere the forward pass and its loss are
+(:func:`compile_model`). :meth:`Trainer.whole_step_reason` says which, and why.
+
 **Budgets.** Training ends at ``max_steps`` (the length of the learning-rate schedule), or earlier at
 ``max_seconds`` of wall clock if that is set, whichever comes first; the summary and the checkpoint
 record which one (``stopped_by``) and the seconds taken. A run stopped by the clock is not repeatable
@@ -116,7 +121,7 @@ from arlm.train.batches import (
     validation_sequences,
     validation_streams,
 )
-from arlm.train.compiled_step import WholeStep
+from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, WholeStep
 from arlm.train.schedules import LR_SCHEDULES, RATIO_SCHEDULES, learning_rate, teacher_forcing_ratio
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -493,6 +498,7 @@ class Trainer:
         cfg = self.config
         for off, why in ((not cfg.compile, "compile is off"),
                          (self.device.type != "cpu", "on CUDA the compiled model runs with fused AdamW"),
+                         (not WHOLE_STEP_SUPPORTED, f"torch {torch.__version__} is older than 2.8"),
                          (cfg.dtype != "fp32", f"dtype is {cfg.dtype}, not fp32"),
                          (self.tbptt, "a recurrent family carries its state from batch to batch"),
                          (cfg.scheduled_sampling is not None, "scheduled sampling is on"),
