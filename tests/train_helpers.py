@@ -1,6 +1,7 @@
 """Shared helpers for the training tests (tests/train)."""
 
 import numpy as np
+import pytest
 import torch
 
 from arlm.streams import EOS_ID, SOS_ID
@@ -33,3 +34,14 @@ def only_the_poisoned_step_was_skipped(weights: dict[int, list[torch.Tensor]], m
     unchanged = all(torch.equal(p, q) for p, q in zip(weights[step], model.parameters(), strict=True))
     before_moved = not all(torch.equal(p, q) for p, q in zip(weights[step - 1], weights[step], strict=True))
     return unchanged and before_moved
+
+
+def steps_agree(eager, compiled, steps: int) -> None:
+    """Run two trainers ``steps`` steps each; their losses, gradient norms and weights must agree to
+    rounding (a compiled step computes what the eager step computes)."""
+    for _ in range(steps):
+        a, b = eager.train_step(), compiled.train_step()
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+    for (name, p), q in zip(eager.model.named_parameters(), compiled.model.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
