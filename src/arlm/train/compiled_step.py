@@ -2,9 +2,10 @@
 
 ``compile=true`` (:func:`~arlm.train.trainer.compile_model`) compiles the forward pass and its loss;
 the backward pass then runs as a second generated graph, called by autograd's engine, and clipping and
-the optimizer run as ordinary PyTorch calls. On a GPU that is what matters. On a CPU, for a small model,
-about a fifth of a step is spent *between* the generated kernels: autograd's engine, the optimizer's
-Python, the wrapper code that calls each kernel. Here one function does all of a step,
+the optimizer run as ordinary PyTorch calls. On a GPU, whose queue hides the host's work, that is
+enough. On a CPU, for a small model, about a fifth of a step went to what runs *between* the generated
+kernels: autograd's engine, the optimizer's Python, the wrapper code that calls each kernel. Here one
+function does all of a step,
 
     g = ∇_θ L(θ; batch)                          (torch.func: the backward is traced, not run by autograd)
     g ← g · min(1, c / (‖g‖₂ + 1e-6))            (clipping to global norm c)
@@ -12,7 +13,8 @@ Python, the wrapper code that calls each kernel. Here one function does all of a
 
 and ``torch.compile`` turns it into one graph, with Inductor's wrapper code in C++ (``cpp_wrapper``):
 no Python runs between the first kernel of the forward pass and the last of the update. On the nanoGPT
-baby config this step is 1.1–1.15× the compiled-model step (``benchmarks/train_baby.py``).
+baby config this step is 1.09× (1 thread) to 1.15× (2 threads) the compiled-model step
+(``benchmarks/train_baby.py``).
 
 **AdamW** (Loshchilov & Hutter 2019), as ``torch.optim.AdamW`` computes it, with t the step count:
 
