@@ -48,6 +48,16 @@ from arlm.models.neural import NeuralLM
 WHOLE_STEP_SUPPORTED = hasattr(torch.compiler, "keep_tensor_guards_unsafe")
 
 
+def global_norm(grads: list[Tensor]) -> Tensor:
+    """‖g‖₂ of all gradients together, ‖(‖g_1‖, …, ‖g_n‖)‖₂: the per-tensor norms in one foreach call."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def clip_factor(norm: Tensor, max_norm: float) -> Tensor:
+    """min(1, c / (‖g‖₂ + 1e-6)) as a 0-dim tensor (clamped on the device: nothing waits for it)."""
+    return (max_norm / (norm + 1e-6)).clamp(max=1.0)
+
+
 def adamw_update(p: Tensor, g: Tensor, m: Tensor, v: Tensor, t: Tensor, lr: Tensor, beta1: float,
                  beta2: float, eps: float, weight_decay: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One AdamW update of one parameter -> the new (θ, m, v, t); nothing is written in place."""
@@ -66,8 +76,7 @@ class WholeStep:
     ``nll_sum(logits, targets)`` is the loss, Σ −log p over the scored targets; ``scale`` (a 0-dim
     tensor) multiplies it before differentiating (1/N for the mean over the batch's N scored targets),
     and ``lr`` (a 0-dim tensor) is this step's learning rate: as tensors, neither makes the graph
-    compile again when it changes. ``grad_clip`` 0 turns clipping off (the norm
-    returned is then None).
+    compile again when it changes. ``grad_clip`` 0 turns clipping off (the norm returned is then None).
     """
 
     def __init__(self, model: NeuralLM, optimizer: torch.optim.AdamW,
@@ -113,9 +122,9 @@ class WholeStep:
         named = dict(zip(self.names, params, strict=True))
         grads, loss_sum = torch.func.grad(scaled_loss, has_aux=True)(named)
         grads = [grads[name] for name in self.names]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+        norm = global_norm(grads)
         if self.grad_clip > 0:
-            factor = (self.grad_clip / (norm + 1e-6)).clamp(max=1.0)
+            factor = clip_factor(norm, self.grad_clip)
             grads = [g * factor for g in grads]
         finite = torch.isfinite(loss_sum)
         with torch.no_grad():
@@ -126,7 +135,6 @@ class WholeStep:
                 for old, value in zip((params[i], exp_avg[i], exp_avg_sq[i], steps[i]), new, strict=True):
                     old.copy_(torch.where(finite, value, old))
         return loss_sum, norm
-
 
 
 _STATE = ("L['params']", "L['exp_avg']", "L['exp_avg_sq']", "L['steps']")

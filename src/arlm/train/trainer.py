@@ -121,7 +121,7 @@ from arlm.train.batches import (
     validation_sequences,
     validation_streams,
 )
-from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, WholeStep
+from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, WholeStep, clip_factor, global_norm
 from arlm.train.schedules import LR_SCHEDULES, RATIO_SCHEDULES, learning_rate, teacher_forcing_ratio
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -400,8 +400,8 @@ def clip_grad_norm(params: list[Tensor], max_norm: float) -> Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))  # ‖(‖g_1‖, …, ‖g_n‖)‖₂
-    torch._foreach_mul_(grads, (max_norm / (total + 1e-6)).clamp(max=1.0))
+    total = global_norm(grads)
+    torch._foreach_mul_(grads, clip_factor(total, max_norm))
     return total
 
 
@@ -610,14 +610,24 @@ class Trainer:
         window = self.next_batch()
         ratio = cfg.teacher_forcing(self.step)
         if self.whole_step is not None:  # the step as one compiled graph (the CPU, see whole_step_reason)
-            inputs, targets, n_targets = self._batch(window)
-            loss_sum, grad_norm = self.whole_step(inputs, targets, torch.tensor(1.0 / n_targets),
-                                                  torch.tensor(lr))
-            loss = self._finite(float(loss_sum) / n_targets)  # not finite: nothing was updated
-            self.step += 1
-            self.tokens_seen += window.shape[0] * (window.shape[1] - 1)
-            return {"loss": loss, "lr": lr, "grad_norm": None if grad_norm is None else float(grad_norm),
-                    "teacher_forcing": ratio}
+            loss, grad_norm = self._whole_step(window, lr)
+        else:
+            loss, grad_norm = self._step_in_parts(window, ratio)
+        self.step += 1
+        self.tokens_seen += window.shape[0] * (window.shape[1] - 1)
+        return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "teacher_forcing": ratio}
+
+    def _whole_step(self, window: Tensor, lr: float) -> tuple[float, float | None]:
+        """The step through :class:`~arlm.train.compiled_step.WholeStep` -> (loss, norm before clipping)."""
+        inputs, targets, n_targets = self._batch(window)
+        scale, step_lr = torch.tensor(1.0 / n_targets), torch.tensor(lr)  # tensors: no recompiles
+        loss_sum, grad_norm = self.whole_step(inputs, targets, scale, step_lr)
+        loss = self._finite(float(loss_sum) / n_targets)  # not finite: nothing was updated
+        return loss, None if grad_norm is None else float(grad_norm)
+
+    def _step_in_parts(self, window: Tensor, ratio: float) -> tuple[float | Tensor, float | Tensor | None]:
+        """Backward over the micro-batches, clipping, the optimizer's step -> (loss, norm before clipping)."""
+        cfg = self.config
         loss = self.backward(window, ratio)
         grad_norm = None  # the global norm before clipping (None: clipping is off)
         if cfg.grad_clip > 0:
@@ -635,9 +645,7 @@ class Trainer:
             self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        self.tokens_seen += window.shape[0] * (window.shape[1] - 1)
-        return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "teacher_forcing": ratio}
+        return loss, grad_norm
 
     # ----- evaluation -----------------------------------------------------------------------------
 
