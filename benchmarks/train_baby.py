@@ -71,8 +71,9 @@ LEVERS = """\
 The table's model has no biases, as nanoGPT's baby config (train.py's default `bias=False`); the
 lever measurements and the profile below were made with biases (arlm's `TransformerConfig` default),
 which add `addmm`'s bias copy to every system. On 2026-11-27 the 2000-iteration runs with and without
-biases gave the same verdict: compiled Trainer 1.18× and 1.19× with the first step, 1.22× both
-without it (baseline median step 45.5 ms and 51.5 ms, at different loads).
+biases gave the same verdict for the compiled Trainer as it was then (the compiled model alone,
+before the whole step): 1.18× and 1.19× with the first step, 1.22× both without it (baseline median
+step 45.5 ms and 51.5 ms, at different loads).
 
 Levers tried on arlm's side (issue 11), each measured against the others on the same machine in
 round-robin runs of 60–150 steps (medians of step times, 1 thread unless said, 2026-11-27; the items
@@ -87,7 +88,8 @@ that say "this evening" at load average 0.3–2.8, the others at 3–5 from othe
   `torch.compile` graph, which updates the parameters and moments in place (`where(isfinite(L),
   new, old)`: a non-finite loss changes nothing). In 150-step round-robin runs: the whole step
   1.10× the compiled model's step with Inductor's default Python wrapper, 1.15× with
-  `cpp_wrapper=True` (the code that calls the kernels compiled as C++), and 2% more when Dynamo
+  `cpp_wrapper=True` (the code that calls the kernels compiled as C++; in the 2000-step tables:
+  1.09× at 1 thread, 1.15× at 2), and 2% more when Dynamo
   does not re-check the dtype and shape of the 4 × 26 state tensors before every call (they cannot
   change in a run; the inputs are still checked). Writing each new value through `where` cost
   ≤ 1%, within noise. Compiling it from scratch takes longer (30–45 s against ~22 s on this
@@ -148,12 +150,14 @@ that say "this evening" at load average 0.3–2.8, the others at 3–5 from othe
 - **Threads**: torch's default here is 2 (one per core), what nanoGPT would run with. With other
   jobs on both cores, 2 threads made every system slower (baseline median step 90 ms at load
   3.6–4.3, against 73 ms at 1 thread in the run just before at load 3.0–3.2), and compile was 1.16×
-  the baseline at 2 threads. On an idle machine 2 threads give the trainer 1.64× (see "Training
-  speed"); `--threads 2` runs this comparison at 2 threads for every system. Again this evening
+  the baseline at 2 threads. On an idle machine 2 threads give the trainer 1.64× (docs/training.md,
+  "Threads"); `--threads 2` runs this comparison at 2 threads for every system (the section "…, 2
+  threads" below, whole step included). Again this evening, before the whole step
   (`--iters 500 --threads 2`, load 1.2 → 2.4): baseline median step 28.8 ms, eager fused Trainer
   26.3 ms (1.13× in wall time), compiled 23.7 ms (1.23× without its first step), but its first
   step took 10 s (compiling; 2.5 s in the 1-thread run from Inductor's cache), so 0.90× over 500
-  steps (over 2000 steps, by the same medians, ≈ 1.0×: 10 s is 20% of the compiled run's steps).
+  steps (over 2000 steps, by the same medians, ≈ 1.0×: 10 s is 20% of the compiled run's steps);
+  from Inductor's cache, in the 2-thread table below, its first step takes 2.6 s and it is 1.15×.
 - **Where the time goes** (this evening; torch.profiler, 30 compiled steps, 43 ms a step at load
   ≈ 1, with Inductor's per-kernel profiling): matrix products (mm/addmm) 22.8 ms (55%, 125–145 GFLOP/s: this
   core's fp32 peak with MKL); SDPA 4.8 ms (12%: its CPU flash kernel, `_scaled_dot_product_flash_
@@ -166,10 +170,10 @@ that say "this evening" at load average 0.3–2.8, the others at 3–5 from othe
   baseline could at best be ~1.8× faster if everything else were free; what is left (13 ms) is
   spread over many pieces of at most 8% each, and the levers that target them above measured as
   no gain.
-- **Compile time counts**: the first compiled step took 10–20 s from scratch (depending on the
-  load) and 2.5–9 s when Inductor's on-disk cache holds the graph from an earlier run (dynamo tracing
-  and loading the cached kernels: the table's first step); in a 2000-step run that is 3–20% of the
-  wall time."""
+- **Compile time counts**: the compiled model's first step took 10–23 s from scratch (depending on
+  the load), the whole step's 30–45 s; from Inductor's on-disk cache of an earlier run (dynamo
+  tracing and loading the cached kernels: the tables' first step) 2.3–9 s; in a 2000-step run that
+  is 3–20% of the wall time."""
 
 
 def model(vocab: int) -> TransformerLM:
