@@ -268,6 +268,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small corpora, nothing written")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    if min(args.repeats, args.min_tokens, args.nltk_tokens) < 1:
+        parser.exit(2, "ngram_speed.py: --repeats, --min-tokens and --nltk-tokens must be at least 1\n")
     if args.quick:
         args.repeats, args.min_tokens, args.nltk_tokens = 1, 500_000, 20
 

@@ -101,10 +101,11 @@ def start_server(checkpoint: str, queue: int) -> tuple[subprocess.Popen, str]:
         except httpx.TransportError:
             pass
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited: {proc.communicate()[1]}")
+            last = (proc.communicate()[1].strip().splitlines() or ["(no message)"])[-1]
+            raise RuntimeError(f"the server exited: {last}")
         time.sleep(0.05)
     proc.kill()
-    raise SystemExit("the server did not start within 60 s")
+    raise RuntimeError("the server did not start within 60 s")
 
 
 def report(base: dict, load: dict, args, model: dict, load_start: tuple[float, ...]) -> str:
@@ -144,10 +145,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="8 clients, no file written")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args()
+    if args.clients < 1 or args.new < 1 or not args.time_limit > 0:
+        parser.exit(2, "serve_load.py: --clients and --new must be at least 1 and --time-limit positive\n")
+    if not Path(args.checkpoint).is_dir():
+        parser.exit(2, f"serve_load.py: {args.checkpoint} is not a model folder; give one "
+                       "(e.g. runs/tiny/best)\n")
     if args.quick:
         args.clients = 8
     load_start = os.getloadavg()
-    proc, url = start_server(args.checkpoint, queue=args.clients)
+    try:
+        proc, url = start_server(args.checkpoint, queue=args.clients)
+    except RuntimeError as e:
+        parser.exit(2, f"serve_load.py: {e}\n")
     try:
         model = httpx.get(url + "/v1/models").json()["models"][0]
         asyncio.run(run_clients(url, 1, 4, args.time_limit))  # warm-up

@@ -153,11 +153,17 @@ def main() -> None:
     args = parser.parse_args()
     steps = 3 if args.quick else 8
     cores = torch.get_num_threads()
+    try:
+        thread_options = ([int(t) for t in args.threads.split(",")] if args.threads
+                          else sorted({1, max(1, cores)}))
+    except ValueError:
+        thread_options = []
+    if not thread_options or min(thread_options) < 1:
+        parser.exit(2, f"train_speed.py: --threads must be thread counts ≥ 1 separated by commas (e.g. 1,2), "
+                       f"not {args.threads!r}\n")
     data = pipeline.prepare_data("shakespeare", pipeline.TokenizerSpec("char"))
     train, val = data.train.tokens, data.val.tokens
     vocab = data.tokenizer.vocab_size
-    thread_options = ([int(t) for t in args.threads.split(",")] if args.threads
-                      else sorted({1, max(1, cores)}))
     load_before = os.getloadavg()
     peaks = {t: peak_flops(t) for t in thread_options}
     for t, p in peaks.items():
