@@ -216,7 +216,7 @@ def test_checks_on_the_device_take_the_same_steps_and_skip_a_non_finite_one(tmp_
         return [{k: v for k, v in record.items() if k != "tokens_per_s"} for record in summary.history]
 
     assert numbers(now_summary) == numbers(later_summary)
-    assert any("grad_norm" in record for record in numbers(later_summary))
+    assert any(record.get("grad_norm") is not None for record in numbers(later_summary))
     for p, q in zip(now.model.parameters(), later.model.parameters(), strict=True):
         assert torch.equal(p, q)
     # one poisoned step (7): its update is skipped on the device; the loop raises at its next read (8)

@@ -36,6 +36,7 @@ compiled model otherwise (:meth:`~arlm.train.trainer.Trainer.whole_step_reason`)
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -44,8 +45,10 @@ from torch import Tensor
 
 from arlm.models.neural import NeuralLM
 
-# torch.compile's guard_filter_fn option came with these helpers (torch 2.8); before, the compiled model
-WHOLE_STEP_SUPPORTED = hasattr(torch.compiler, "keep_tensor_guards_unsafe")
+# what the whole step asks of torch.compile: the guard_filter_fn option (it came with these helpers) and
+# isolate_recompiles; with an older torch the trainer compiles the model instead
+WHOLE_STEP_SUPPORTED = (hasattr(torch.compiler, "keep_tensor_guards_unsafe")
+                        and "isolate_recompiles" in inspect.signature(torch.compile).parameters)
 
 
 def global_norm(grads: list[Tensor]) -> Tensor:
@@ -88,9 +91,12 @@ class WholeStep:
         self.groups = [group_of[id(p)] for p in self.params]
         # cpp_wrapper: Inductor's code that calls the kernels in C++ (5% of a baby-config step);
         # guard_filter_fn: see _no_tensor_checks_on_the_state; dynamic=False: a run's shapes are fixed,
-        # so a new shape (another model in the same process) compiles a graph for it, not a symbolic one
-        self.compiled = torch.compile(self._step, fullgraph=True, dynamic=False, options={
-            "cpp_wrapper": True, "guard_filter_fn": _no_tensor_checks_on_the_state})
+        # so a new shape compiles a graph for it, not a symbolic one; isolate_recompiles: every
+        # WholeStep has its own graphs and its own limit of 8, otherwise all the trainers of a process
+        # share them and the 9th model or setting fails (fullgraph=True cannot fall back to eager)
+        self.compiled = torch.compile(self._step, fullgraph=True, dynamic=False, isolate_recompiles=True,
+                                      options={"cpp_wrapper": True,
+                                               "guard_filter_fn": _no_tensor_checks_on_the_state})
 
     def __call__(self, inputs: Tensor, targets: Tensor, scale: Tensor,
                  lr: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -143,6 +149,6 @@ _STATE = ("L['params']", "L['exp_avg']", "L['exp_avg_sq']", "L['steps']")
 def _no_tensor_checks_on_the_state(guards: list[Any]) -> list[bool]:
     """Which of Dynamo's guards the compiled step keeps: all but the tensor checks (dtype, shape,
     strides, device) of the parameters, moments and step counts. Those cannot change during a run, and
-    checking 4 × 26 tensors before every call cost 1 ms of a 45 ms baby-config step; the inputs and
-    targets are still checked (a new shape compiles a new graph)."""
+    checking 4 × 27 tensors (the baby config's) before every call cost ~1 ms of a 40–45 ms step; the
+    inputs and targets are still checked (a new shape compiles a new graph)."""
     return [not (g.guard_type == "TENSOR_MATCH" and g.name.startswith(_STATE)) for g in guards]

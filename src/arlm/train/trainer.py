@@ -63,9 +63,10 @@ training stops early after ``patience`` evaluations without improvement, and eve
 ``metrics.jsonl``.
 
 **Compiled** (``compile=True``): on the CPU, where a step is one fp32 teacher-forcing pass of a
-stateless family in one process, the whole step — forward, loss, backward, clipping, AdamW — is one
-compiled graph (:mod:`arlm.train.compiled_step`); elsewhere the forward pass and its loss are
-(:func:`compile_model`). :meth:`Trainer.whole_step_reason` says which, and why.
+stateless family with one micro-batch in one process (and torch is recent enough), the whole step —
+forward, loss, backward, clipping, AdamW — is one compiled graph (:mod:`arlm.train.compiled_step`);
+elsewhere the forward pass and its loss are (:func:`compile_model`). :meth:`Trainer.whole_step_reason`
+says which, and why.
 
 **Budgets.** Training ends at ``max_steps`` (the length of the learning-rate schedule), or earlier at
 ``max_seconds`` of wall clock if that is set, whichever comes first; the summary and the checkpoint
@@ -132,6 +133,12 @@ class TrainingError(ArlmError):
     """Training cannot go on (a non-finite loss); the last checkpoint on disk is still good."""
 
 
+def non_finite_loss(value: float, step: int, note: str = "") -> str:
+    """The one-line message of a :class:`TrainingError` for a loss that is not finite."""
+    return (f"the training loss became {value} at step {step}{note}; the last checkpoint is intact: "
+            "lower lr, raise warmup_steps or use grad_clip, then resume from it")
+
+
 @dataclass
 class TrainConfig:
     batch_tokens: int = 8192  # tokens per optimizer step (the batch size in tokens)
@@ -165,6 +172,7 @@ class TrainConfig:
     tensorboard: bool = False  # also write the metrics as TensorBoard scalars to out_dir/tensorboard
     compile: bool = False  # torch.compile the training forward pass and its loss (see compile_model)
     fused_adamw: bool | None = None  # None: fused on CUDA, for-loop on the CPU; True/False: everywhere
+    # (but the whole compiled step, compile=true on the CPU, writes its AdamW into its own graph)
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -497,14 +505,14 @@ class Trainer:
         forward pass and its loss, :func:`compile_model`)."""
         cfg = self.config
         for off, why in ((not cfg.compile, "compile is off"),
-                         (self.device.type != "cpu", "on CUDA the compiled model runs with fused AdamW"),
-                         (not WHOLE_STEP_SUPPORTED, f"torch {torch.__version__} is older than 2.8"),
+                         (self.device.type != "cpu", "it is used on the CPU only"),
                          (cfg.dtype != "fp32", f"dtype is {cfg.dtype}, not fp32"),
                          (self.tbptt, "a recurrent family carries its state from batch to batch"),
                          (cfg.scheduled_sampling is not None, "scheduled sampling is on"),
                          (cfg.distributed, "the run is distributed"),
                          (cfg.micro_batch_size < cfg.batch_rows,
-                          f"a step has {math.ceil(cfg.batch_rows / cfg.micro_batch_size)} micro-batches")):
+                          f"a step has {math.ceil(cfg.batch_rows / cfg.micro_batch_size)} micro-batches"),
+                         (not WHOLE_STEP_SUPPORTED, f"torch {torch.__version__} is too old for it")):
             if off:
                 return why
         return None
@@ -549,9 +557,7 @@ class Trainer:
     def _finite(self, value: float) -> float:
         """The step's loss, or :class:`TrainingError` if it is not finite."""
         if not math.isfinite(value):
-            raise TrainingError(f"the training loss became {value} at step {self.step}; the last "
-                                "checkpoint is intact: lower lr, raise warmup_steps or use grad_clip, "
-                                "then resume from it")
+            raise TrainingError(non_finite_loss(value, self.step))
         return value
 
     def backward(self, window: Tensor, ratio: float = 1.0) -> float | Tensor:
@@ -769,9 +775,7 @@ class Trainer:
             values[i] = value
             if not math.isfinite(value):
                 step = self.step - len(values) + i
-                message = (f"the training loss became {value} at step {step} (that update was skipped); "
-                           "the last checkpoint is intact: lower lr, raise warmup_steps or use "
-                           "grad_clip, then resume from it")
+                message = non_finite_loss(value, step, " (that update was skipped)")
                 if history is not None:
                     self._log({"step": step, "error": message}, history)
                 raise TrainingError(message)
