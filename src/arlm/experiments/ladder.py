@@ -154,9 +154,11 @@ CUDA = LadderPlan(rungs=(
 
 def plan_for(config: ExperimentConfig) -> LadderPlan:
     """--quick: :data:`QUICK`; on a GPU: :data:`CUDA`; else :data:`DEFAULT`."""
+    from arlm.train.trainer import resolve_device  # torch only when a ladder runs
+
     if config.quick:
         return QUICK
-    return CUDA if config.device == "cuda" else DEFAULT
+    return CUDA if resolve_device(config.device).type == "cuda" else DEFAULT  # cuda:1 too
 
 
 def run(config: ExperimentConfig) -> dict:
