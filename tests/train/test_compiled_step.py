@@ -10,6 +10,7 @@ from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer, TrainingError
 from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, adamw_update
+from arlm.train.trainer import nll_sum
 from train_helpers import steps_agree
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -118,3 +119,20 @@ def test_trainers_in_one_process_do_not_share_the_limit_on_recompiles():
             trainer = _trainer(grad_clip=clip)
             assert trainer.whole_step is not None
             assert np.isfinite(trainer.train_step()["loss"])
+
+
+@whole_step
+def test_what_may_change_between_steps_compiles_a_new_graph():
+    """The guards the whole step keeps: a changed weight decay gives the eager trainer's steps, and a
+    batch of another shape is scored as the eager model scores it (not run through the old graph)."""
+    eager, whole = _trainer(compile=False), _trainer()
+    steps_agree(eager, whole, 1)
+    for trainer in (eager, whole):
+        trainer.optimizer.param_groups[0]["weight_decay"] = 0.5
+    steps_agree(eager, whole, 2)
+    window = torch.tensor(STREAM[:2 * 10].reshape(2, 10))
+    inputs, targets = window[:, :-1], window[:, 1:]  # (2, 9): the trainer's batches are (4, 16)
+    with torch.no_grad():
+        expected = float(nll_sum(whole.model(inputs)[0], targets))
+    loss_sum, _ = whole.whole_step(inputs, targets, torch.tensor(1 / 18), torch.tensor(1e-3))
+    assert float(loss_sum) == pytest.approx(expected, rel=1e-5)
