@@ -162,5 +162,6 @@ def _only_the_batch_and_hyperparameters(guards: list[Any]) -> list[bool]:
     state's. Dropped are the checks of what cannot change during a run and would cost ~1% of a baby-config
     step before every call: the dtype, shape and strides of the 4 × 27 parameter, moment and step-count
     tensors, that none of them aliases another, and the model's module tree (its ~1000 attribute
-    checks: the step was traced through this model, which the trainer owns)."""
+    checks: the step was traced through this model, which the trainer owns and puts in training mode
+    before every step; a module swapped or a dropout rate changed in the middle of a run is not seen)."""
     return [not g.name or _CHECKED.match(g.name) is not None for g in guards]
