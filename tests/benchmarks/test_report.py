@@ -1,5 +1,5 @@
 """benchmarks/report.py: the round-robin timer and the command line every benchmark section starts with
-(its 'nice', the arguments it shows).
+(its 'nice', the arguments it shows); train_speed.py's systems taking turns.
 
 No timing is asserted: only the order and number of the calls, what comes back per case, and the line's text.
 """
@@ -149,3 +149,61 @@ def test_gpu_speed_shows_its_table_options_not_where_it_wrote():
     argv = ["--part", "train", "--out", "/root/out/b.md", "--blocks", "8", "--no-write", "--iters", "2"]
     assert table_argv(gpu_speed.arguments(), argv) == ["--part", "train", "--blocks", "8", "--iters", "2"]
 
+
+def test_train_speed_builds_each_system_then_steps_them_in_turns():
+    import train_speed
+
+    log: list[str] = []
+
+    def system(name: str, fail: bool = False):
+        def build():
+            log.append(f"build {name}")
+            if fail:
+                raise RuntimeError("no fused AdamW here\nsecond line")
+            return lambda: log.append(name)
+        return build
+
+    timings = train_speed.race({"a": system("a"), "x": system("x", fail=True), "b": system("b")}, steps=3,
+                               warmup=2, optional={"x"})
+    assert log == ["build a", "a", "build x", "build b", "b", *["a", "b"] * 4]  # 1 warm-up + 3 timed rounds
+    assert list(timings) == ["a", "x", "b"]
+    assert timings["x"].error == "failed: RuntimeError: no fused AdamW here"
+    for t in (timings["a"], timings["b"]):
+        assert not t.error and 0 <= t.first <= t.total and t.median >= 0
+    with pytest.raises(RuntimeError, match="fused"):  # a system that is not optional stops the run
+        train_speed.race({"x": system("x", fail=True)}, steps=1)
+    with pytest.raises(ValueError, match="warmup"):
+        train_speed.race({"a": system("a")}, steps=1, warmup=0)
+
+
+def test_train_speed_times_the_first_step_apart_and_the_median_over_the_timed_rounds_only(monkeypatch):
+    import time
+
+    import train_speed
+
+    clock = [0.0]  # a fake clock: a build takes 1 s, a system's k-th step 10·k s
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+
+    def build():
+        clock[0] += 1
+        calls = 0
+
+        def step():
+            nonlocal calls
+            calls += 1
+            clock[0] += 10 * calls
+        return step
+
+    t = train_speed.race({"a": build, "b": build}, steps=3, warmup=2)["a"]
+    assert (t.first, t.median, t.total) == (10, 40, 1 + 10 + 20 + 30 + 40 + 50)  # 20: the untimed warm-up
+
+
+def test_train_speed_refuses_bad_threads_in_one_line(monkeypatch, capsys):
+    import train_speed
+
+    monkeypatch.setattr(sys, "argv", ["train_speed.py", "--threads", "two", "--no-write"])
+    with pytest.raises(SystemExit) as e:
+        train_speed.main()
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--threads" in err
