@@ -37,7 +37,7 @@ import torch
 from arlm.decode.fast import FastDecoder
 from arlm.decode.search import generate
 from arlm.errors import ArlmError
-from report import command_line, round_robin, timed, write_section
+from report import command_line, round_robin, table_argv, timed, write_section
 
 SECTION = "## CPU batch-1 decoding: where the time goes (a trained target)"
 NEW = 128
@@ -196,12 +196,13 @@ def measure(args) -> dict:
                 weight_mb=sum(w.numel() for w in [*weights, head]) * 4 / 1e6)
 
 
-def report(res: dict, args) -> str:
-    """The section: command, machine, load, the per-token table, prefill and loop overhead."""
+def report(res: dict, args, argv: list[str]) -> str:
+    """The section: command (``argv``: the arguments shown), machine, load, the per-token table, prefill and
+    loop overhead."""
     pt, hf = res["per_token"], res["per_token"][HF_GREEDY]
     lines = [
         SECTION, "",
-        command_line("decode_levers.py", ["platform", "python", "torch", "transformers"], nice=True,
+        command_line("decode_levers.py", ["platform", "python", "torch", "transformers"], argv=argv,
                      more=[f"{args.threads} torch thread(s)"], load=res["load"],
                      note="2 cores shared with other jobs"), "",
         f"Target `{args.target}` ({res['params'] / 1e6:.2f}M parameters: {res['weight_mb']:.1f} MB of fp32 "
@@ -249,7 +250,7 @@ def main() -> None:
     except ArlmError as e:  # a bad --target: one line, exit 2
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    section = report(res, args)
+    section = report(res, args, table_argv(parser))
     print(section)
     if args.out is not None:
         write_section(args.out, SECTION, section)

@@ -35,13 +35,15 @@ import torch
 from arlm.decode.search import beam_search, generate
 from arlm.errors import ArlmError
 from arlm.interop.gpt2 import from_hf
-from report import Runs, command_line, format_load, round_robin, timed, write_section
+from report import OUTPUT_ONLY, Runs, command_line, format_load, round_robin, table_argv, timed, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Decoding (Transformer)"
 FAST_SECTION = "## Fast decoding (char Transformer on Shakespeare)"
 SHAPE = dict(n_layer=6, n_embd=384, n_head=6, vocab_size=8192, n_positions=512)
 PROMPT_LEN = 16
+GPT2_ONLY = ("--new", "--no-scaling")  # the options that decide only the GPT-2-shape section
+FAST_ONLY = ("--target-steps", "--target", "--fast-new")  # … only the fast-decoding section
 
 
 def arlm_and_hf(ours: Callable[[], object], hf: Callable[[], object], repeats: int) -> tuple[Runs, Runs]:
@@ -134,7 +136,7 @@ def report(rows: list[dict], checks: dict, sc: dict | None, args, n_params: tupl
     lines = [
         SECTION,
         "",
-        command_line("decode_speed.py", facts),
+        command_line("decode_speed.py", facts, argv=args.argv[SECTION]),
         "",
         f"GPT-2 shape: 6 layers, d_model 384, 6 heads, vocabulary 8,192, block_size 512 "
         f"({n_params[0] / 1e6:.1f}M non-embedding parameters, {n_params[1] / 1e6:.1f}M in all), random "
@@ -206,6 +208,8 @@ def main() -> None:
             sys.exit(2)
     torch.set_num_threads(args.threads)
     args.load = os.getloadavg()
+    args.argv = {SECTION: table_argv(parser, drop=(*OUTPUT_ONLY, *FAST_ONLY)),  # each section's command
+                 FAST_SECTION: table_argv(parser, drop=(*OUTPUT_ONLY, *GPT2_ONLY))}
     if args.only in ("all", "fast"):
         try:
             fast_case(args)
@@ -234,8 +238,8 @@ def fast_case(args) -> None:
     steps = 30 if args.quick else args.target_steps
     res = fast_run(args.fast_new if not args.quick else 32, 1 if args.quick else max(args.repeats, 5),
                    steps, max(20, steps // 2), target_path=args.target, threads=args.threads)
-    line = command_line("decode_speed.py", ["platform", "python", "torch", "transformers"], nice=True,
-                        load=[args.load, os.getloadavg()],
+    line = command_line("decode_speed.py", ["platform", "python", "torch", "transformers"],
+                        argv=args.argv[FAST_SECTION], load=[args.load, os.getloadavg()],
                         note="2 cores shared with other engineers' jobs: absolute tokens/s move with the "
                              "load, the ratios come from alternating runs")
     lines = [FAST_SECTION, "", line, "", *fast_report(res)]

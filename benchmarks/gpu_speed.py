@@ -265,14 +265,15 @@ def train_on(trainer, data, steps: int, folder: Path) -> str:
 
 def gpu_command_line() -> str:
     """The sections' first line: the command, the date, the GPU, the platform, Python, torch."""
-    from report import command_line
+    from report import command_line, table_argv
 
     props = torch.cuda.get_device_properties(0)
     return command_line("gpu_speed.py", [f"{props.name} ({props.total_memory / 2**30:.0f} GiB)", "platform",
-                                         "python", "torch"])
+                                         "python", "torch"], argv=table_argv(arguments()))
 
 
-def main() -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line's options (main reads them; the sections' command lines show them)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("all", "decode", "train"), default="all")
     parser.add_argument("--new", type=int, default=256, help="new tokens per decoding run")
@@ -285,6 +286,11 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=3000)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print the tables only")
+    return parser
+
+
+def main() -> None:
+    parser = arguments()
     args = parser.parse_args()
     counts = {"--new": args.new, "--repeats": args.repeats, "--iters": args.iters,
               "--block-iters": args.block_iters, "--blocks": args.blocks, "--train-steps": args.train_steps}

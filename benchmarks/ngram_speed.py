@@ -49,7 +49,7 @@ from arlm.interop.arpa import write_arpa
 from arlm.models.ngram import NGramModel
 from arlm.models.ngram_counts import count_ngrams
 from arlm.streams import EOS_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
-from report import command_line, timed, write_section
+from report import command_line, table_argv, timed, write_section
 
 TOKEN = re.compile(r"\w+|[^\w\s]")
 ORDER = 5
@@ -299,7 +299,7 @@ def main() -> None:
     print("NLTK …", file=sys.stderr)
     nltk = measure_nltk(sh_train, sh_test, args.nltk_tokens, f"{sum(map(len, sh_train)):,} tokens")
 
-    section = report(results, nltk, kenlm_res, lmplz, ["--quick"] if args.quick else [], notes)
+    section = report(results, nltk, kenlm_res, lmplz, table_argv(parser), notes)
     print(section)
     if not args.quick:
         write_section(args.out, "## n-gram", section)

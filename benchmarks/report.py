@@ -1,8 +1,9 @@
-"""What every benchmark script shares: the round-robin timer, the section's command line, and replacing
-the script's own section of docs/benchmarks.md."""
+"""What every benchmark script shares: the round-robin timer, the section's command line (and the
+arguments it shows), and replacing the script's own section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import gc
 import importlib
@@ -12,13 +13,14 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from arlm.io import atomic_write
 
 HEADER = "# Benchmarks\n\nMeasured by `benchmarks/*.py`.\n"
+OUTPUT_ONLY = ("--out", "--no-write")  # the options that say where a table goes, not what it holds
 
 
 @dataclass
@@ -105,20 +107,64 @@ def _fact(name: str) -> str:
     return name
 
 
+def niceness() -> int:
+    """This process's niceness (0 where the OS has none)."""
+    return os.nice(0) if hasattr(os, "nice") else 0
+
+
+def _action(parser: argparse.ArgumentParser, name: str) -> argparse.Action | None:
+    """The action that ``parser`` reads the option ``name`` as: its exact name, else the one option it
+    abbreviates (when the parser allows abbreviations); None for no option or several."""
+    options = {o: a for a in parser._actions for o in a.option_strings}  # argparse keeps its actions there
+    if name in options:
+        return options[name]
+    matches = {id(a): a for o, a in options.items() if o.startswith(name)} if parser.allow_abbrev else {}
+    return next(iter(matches.values())) if len(matches) == 1 else None
+
+
+def table_argv(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None,
+               drop: Collection[str] = OUTPUT_ONLY) -> list[str]:
+    """The arguments that decide a table: ``argv`` (default: this process's, ``sys.argv[1:]``) less the
+    options named in ``drop`` and their values.
+
+    The other arguments stay as the user gave them, in order (an option passed with its default value
+    too). A dropped option is found as ``parser`` reads it: '--out X', '--out=X' or an abbreviation
+    ('--ou X'); each takes no value (a flag) or one. Everything after '--' is kept.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    dropped = [a for a in parser._actions if set(a.option_strings) & set(drop)]
+    kept: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            kept += args[i:]
+            break
+        name, eq, _ = arg.partition("=")
+        action = _action(parser, name) if arg.startswith("--") else None
+        if any(action is a for a in dropped):
+            i += 1 if eq or action.nargs == 0 else 2  # the option, and its value when separate
+            continue
+        kept.append(arg)
+        i += 1
+    return kept
+
+
 def command_line(script: str, facts: Sequence[str], *, argv: Sequence[str] | None = None,
-                 nice: bool = False, more: Sequence[str] = (),
-                 load: Sequence[Sequence[float]] = (), note: str = "") -> str:
+                 more: Sequence[str] = (), load: Sequence[Sequence[float]] = (), note: str = "") -> str:
     """The line a section starts with: how it was made, when, on what, under which load.
 
     'Command: `[nice ]python benchmarks/SCRIPT ARGV…` — DATE, FACT, FACT…[; MORE]…[; load average at the
-    start L0[, at the end L1]][ (NOTE)].' ``argv``: the arguments shown (default: this process's,
-    ``sys.argv[1:]``), quoted with shlex. Each fact is 'platform' (``platform.platform()``), 'arch'
-    (the machine type), 'processor' (the processor's name, else the machine type), 'cpus' ('N CPUs'),
-    'python' ('Python X.Y.Z'), 'numpy', 'torch' or 'transformers' ('torch X.Y.Z'), or any other text as
-    it is. ``load``: the load averages at the start (and at the end), as many values as each holds.
+    start L0[, at the end L1]][ (NOTE)].' 'nice ' when this process runs with a niceness above 0.
+    ``argv``: the arguments shown (default: this process's, ``sys.argv[1:]``; a script passes
+    :func:`table_argv`'s, those that decide its table), quoted with shlex. Each fact is 'platform'
+    (``platform.platform()``), 'arch' (the machine type), 'processor' (the processor's name, else the
+    machine type), 'cpus' ('N CPUs'), 'python' ('Python X.Y.Z'), 'numpy', 'torch' or 'transformers'
+    ('torch X.Y.Z'), or any other text as it is. ``load``: the load averages at the start (and at the
+    end), as many values as each holds.
     """
     args = sys.argv[1:] if argv is None else argv
-    command = ("nice " if nice else "") + shlex.join(["python", f"benchmarks/{script}", *args])
+    command = ("nice " if niceness() > 0 else "") + shlex.join(["python", f"benchmarks/{script}", *args])
     parts = [", ".join([datetime.date.today().isoformat(), *map(_fact, facts)]), *more]
     if len(load) > 2:
         raise ValueError(f"load holds the start's and the end's load averages, not {len(load)} sets")

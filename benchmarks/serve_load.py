@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from report import command_line, write_section
+from report import command_line, table_argv, write_section
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "## Serving (concurrent streaming clients)"
@@ -108,12 +108,12 @@ def start_server(checkpoint: str, queue: int) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the server did not start within 60 s")
 
 
-def report(base: dict, load: dict, args, model: dict, load_start: tuple[float, ...]) -> str:
-    clients = ["--clients", str(args.clients)] if args.clients != 64 else []
+def report(base: dict, load: dict, args, model: dict, load_start: tuple[float, ...], argv: list[str]) -> str:
+    """The section: command (``argv``: the arguments shown), machine, load, the 1-client and n-client rows."""
     lines = [
         SECTION, "",
         command_line("serve_load.py", ["platform", "arch", "cpus", "python", "torch"],
-                     argv=[args.checkpoint, *clients], load=[load_start]), "",
+                     argv=argv, load=[load_start]), "",
         f"`arlm serve` (one process, 1 worker thread, 1 torch thread) serving a {model['family']} of "
         f"{model['parameters']:,} parameters ({model['tokenizer']} tokenizer, vocabulary "
         f"{model['vocab_size']}); clients in another process (httpx, asyncio) on 127.0.0.1. Each client "
@@ -166,7 +166,7 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
-    section = report(base, load, args, model, load_start)
+    section = report(base, load, args, model, load_start, table_argv(parser))
     print(section)
     if load["completed"] != load["clients"]:
         raise SystemExit(f"only {load['completed']} of {load['clients']} clients completed")

@@ -330,7 +330,7 @@ def main() -> None:
     lines = [heading, "",
              command_line("train_baby.py", ["platform", "python", "torch",
                                             f"{args.threads} torch thread(s) for every system"],
-                          argv=["--iters", str(args.iters), *threads], nice=True,
+                          argv=["--iters", str(args.iters), *threads],
                           load=[load0[:1], os.getloadavg()[:1]],
                           note="2 cores shared with other engineers' jobs"),
              "",

@@ -7,9 +7,12 @@
 * tokens/s of ``Trainer.train_step`` (arlm: micro-batches, clipping, schedule, AdamW with decay groups)
   and of a straightforward PyTorch loop of the same model (forward, cross-entropy, backward,
   AdamW step), medians over steps after warm-up; MFU = tokens/s × FLOPs per token / peak;
+  the systems of one model and thread count run in turns (``report.round_robin``: one step each per
+  round, after each one's first step), so that all see the same machine load;
 * FLOPs per token: 6N + 12·L·d·T for the Transformer (N parameters, nanoGPT/PaLM's estimate: the
   forward pass 2N + attention scores 2·L·d·T, backward twice that), 6N for the LSTM;
-* torch threads 1 vs 2, AdamW foreach vs fused vs for-loop, and torch.compile (when it works here);
+* torch threads 1 vs 2, AdamW foreach vs fused vs for-loop, and torch.compile (when it works here;
+  the variants take their turns with the small Transformer's rows at the first thread count);
 * the val loss against wall clock of a short char-level Shakespeare Transformer run.
 """
 
@@ -20,6 +23,9 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +37,11 @@ from arlm.models.registry import FAMILIES
 from arlm.streams import PAD_ID
 from arlm.train import TrainConfig, Trainer
 from arlm.train.batches import loss_targets, random_chunks
-from report import command_line, write_section
+from report import command_line, round_robin, table_argv, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Training speed"
+WARMUP = 2  # untimed steps of every system: its first (alone) and one more in turns
 NOTE = (
     'Caveat: the 2 CPUs are shared with other processes, and the peak is one 2048² torch.mm timed in'
     " the same run. The LSTM's MFU is above 100% even on an idle machine (126% in a second run), so "
@@ -84,47 +91,85 @@ SHAPES = {  # kind: (block, rows per step)
 }
 
 
-def time_trainer(kind: str, stream: np.ndarray, vocab: int, steps: int, warmup: int = 2) -> float:
+def trainer_step(kind: str, stream: np.ndarray, vocab: int) -> Callable[[], object]:
+    """arlm's Trainer on ``kind``'s model and shape: its ``train_step`` (one step per call)."""
     block, rows = SHAPES[kind]
-    model = make_model(kind, vocab)
     config = TrainConfig(batch_tokens=block * rows, micro_batch_size=rows, block_size=block,
                          max_steps=10**6, warmup_steps=10, eval_interval=0, show_progress=False,
                          device="cpu")
-    trainer = Trainer(model, config, stream)
-    times = []
-    for i in range(warmup + steps):
-        t = time.perf_counter()
-        trainer.train_step()
-        if i >= warmup:
-            times.append(time.perf_counter() - t)
-    return block * rows / statistics.median(times)
+    return Trainer(make_model(kind, vocab), config, stream).train_step
 
 
-def time_plain(kind: str, stream: np.ndarray, vocab: int, steps: int, optimizer: str = "foreach",
-               compile_model: bool = False, warmup: int = 2) -> tuple[float, float]:
-    """A straightforward loop; returns (tokens/s, seconds of the first step)."""
+def plain_step(kind: str, stream: np.ndarray, vocab: int, batches: int, optimizer: str = "foreach",
+               compile_model: bool = False) -> Callable[[], None]:
+    """A straightforward loop on ``kind``'s model and shape, one step per call (forward, cross-entropy,
+    backward, AdamW step). Its ``batches`` batches (then again from the first) are drawn here, so that a
+    timed step holds no batch sampling."""
     block, rows = SHAPES[kind]
     model = make_model(kind, vocab)
     opts = {"foreach": {"foreach": True}, "fused": {"fused": True}, "for-loop": {"foreach": False}}[optimizer]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1, **opts)
     fwd = torch.compile(model) if compile_model else model
     gen = torch.Generator().manual_seed(0)
-    times, first = [], 0.0
-    for i in range(warmup + steps):
-        window = random_chunks(stream, block, rows, gen)
-        inputs, targets = loss_targets(window)
-        t = time.perf_counter()
+    ready = [loss_targets(random_chunks(stream, block, rows, gen)) for _ in range(batches)]  # (B, T) pairs
+    calls = 0
+
+    def step() -> None:
+        nonlocal calls
+        inputs, targets = ready[calls % len(ready)]
+        calls += 1
         logits, _ = fwd(inputs)  # every family: (logits, state)
         loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        dt = time.perf_counter() - t
-        if i == 0:
-            first = dt
-        if i >= warmup:
-            times.append(dt)
-    return block * rows / statistics.median(times), first
+    return step
+
+
+@dataclass
+class Timing:
+    """What :func:`race` measured of one system (or why it could not)."""
+
+    median: float = 0.0  # seconds, the median of the timed steps
+    first: float = 0.0  # seconds of the first step (where torch.compile compiles)
+    total: float = 0.0  # seconds of the build and every step
+    error: str = ""  # 'failed: …' when an optional system's build or first step raised
+
+
+def race(systems: dict[str, Callable[[], Callable[[], object]]], steps: int, warmup: int = WARMUP,
+         optional: Collection[str] = ()) -> dict[str, Timing]:
+    """Time systems in turns, so that all see the same machine load.
+
+    ``systems``: name -> a builder that returns the system's step. Each is built and takes its first
+    step (timed apart: a compile), one after the other; then all step round-robin (one step each per
+    round, :func:`report.round_robin`) for ``warmup - 1`` untimed rounds and ``steps`` timed ones.
+    A system in ``optional`` whose build or first step raises is left out with the error's first line;
+    any other error propagates. -> per system (same order) its :class:`Timing`.
+    """
+    if warmup < 1 or steps < 1:
+        raise ValueError(f"warmup and steps must be ≥ 1, got {warmup} and {steps}")
+    timings: dict[str, Timing] = {}
+    ready: dict[str, Callable[[], object]] = {}
+    for name, build in systems.items():
+        start = time.perf_counter()
+        try:
+            step = build()
+            first = time.perf_counter()
+            step()
+        except Exception as e:
+            if name not in optional:
+                raise
+            line = (str(e).splitlines() or [""])[0]
+            timings[name] = Timing(error=f"failed: {type(e).__name__}: {line}"[:160])
+            continue
+        now = time.perf_counter()
+        timings[name] = Timing(first=now - first, total=now - start)
+        ready[name] = step
+    runs = round_robin(ready, warmup - 1 + steps, warmup=0, collect_garbage=False)
+    for name, run in runs.items():
+        timings[name].median = statistics.median(run.seconds[warmup - 1:])
+        timings[name].total += sum(run.seconds)
+    return {name: timings[name] for name in systems}
 
 
 def val_curve(train: np.ndarray, val: np.ndarray, vocab: int, seconds: float, every: int) -> list[tuple]:
@@ -169,7 +214,8 @@ def main() -> None:
     for t, p in peaks.items():
         print(f"peak fp32 matmul, {t} thread(s): {p / 1e9:.1f} GFLOP/s")
 
-    rows = []
+    small, cores = "gpt-4x128", thread_options[0]  # the variants: the small Transformer, the first count
+    rows, extra = [], []
     for kind in SHAPES:
         model = make_model(kind, vocab)
         block, b = SHAPES[kind]
@@ -177,38 +223,36 @@ def main() -> None:
                                                  micro_batch_size=b))
         n = sum(p.numel() for p in model.parameters())
         kind_steps = max(2, steps // 3) if kind == "gpt-6x384" else steps
+        batches = WARMUP + kind_steps  # the plain loop's: a new batch for every step, warm-ups included
         for threads in thread_options:
             if kind == "gpt-6x384" and threads != thread_options[0] and not args.quick:
                 continue  # minutes per configuration: only the first thread count
             torch.set_num_threads(threads)
-            ours = time_trainer(kind, train, vocab, kind_steps)
-            plain, _ = time_plain(kind, train, vocab, kind_steps)
+            systems = {"arlm": partial(trainer_step, kind, train, vocab),
+                       "plain": partial(plain_step, kind, train, vocab, batches)}
+            variants = {}
+            if kind == small and threads == cores:
+                variants = {f"plain loop, AdamW {opt}": partial(plain_step, kind, train, vocab, batches, opt)
+                            for opt in ("fused", "for-loop")}
+                if not args.quick:
+                    variants["plain loop, torch.compile (inductor)"] = partial(
+                        plain_step, kind, train, vocab, batches, compile_model=True)
+            timings = race({**systems, **variants}, kind_steps, optional=variants)
+            ours, plain = (block * b / timings[k].median for k in ("arlm", "plain"))
             rows.append({"model": kind, "params": n, "threads": threads, "variant": "foreach AdamW",
                          "arlm": ours, "plain": plain, "mfu_arlm": ours * fpt / peaks[threads],
                          "mfu_plain": plain * fpt / peaks[threads]})
             print(rows[-1])
-    # optimizer variants and compile, on the small Transformer, at the first thread count
-    cores = thread_options[0]
-    torch.set_num_threads(cores)
-    small = "gpt-4x128"
-    fpt = flops_per_token(make_model(small, vocab), TrainConfig(block_size=64, batch_tokens=768,
-                                                                micro_batch_size=12))
-    extra = []
-    for opt in ("fused", "for-loop"):
-        try:
-            tps, _ = time_plain(small, train, vocab, steps, optimizer=opt)
-            extra.append((f"plain loop, AdamW {opt}", tps, tps * fpt / peaks[cores], ""))
-        except Exception as e:
-            extra.append((f"plain loop, AdamW {opt}", None, None, f"failed: {type(e).__name__}: {e}"[:120]))
-    if not args.quick:
-        try:
-            t0 = time.perf_counter()
-            tps, first = time_plain(small, train, vocab, steps, compile_model=True)
-            extra.append(("plain loop, torch.compile (inductor)", tps, tps * fpt / peaks[cores],
-                          f"first step (compile) {first:.1f} s; total {time.perf_counter() - t0:.0f} s"))
-        except Exception as e:
-            extra.append(("plain loop, torch.compile (inductor)", None, None,
-                          f"failed: {type(e).__name__}: {str(e).splitlines()[0]}"[:160]))
+            for name in variants:
+                t = timings[name]
+                if t.error:
+                    extra.append((name, None, None, t.error))
+                    continue
+                tps = block * b / t.median
+                compiled = "compile" in name
+                note = f"first step (compile) {t.first:.1f} s; total {t.total:.0f} s" if compiled else ""
+                extra.append((name, tps, tps * fpt / peaks[threads], note))
+    torch.set_num_threads(cores)  # the curve's
     for e in extra:
         print(e)
     curve = []
@@ -217,15 +261,15 @@ def main() -> None:
         for r in curve:
             print(r)
     if not args.no_write:
-        write_report(rows, extra, curve, peaks, cores, args, load_before)
+        write_report(rows, extra, curve, peaks, cores, table_argv(parser), load_before)
 
 
 def _k(x: float | None) -> str:
     return "-" if x is None else f"{x:,.0f}"
 
 
-def write_report(rows, extra, curve, peaks, cores, args, load_before) -> None:
-    argv = (["--quick"] if args.quick else []) + (["--threads", args.threads] if args.threads else [])
+def write_report(rows, extra, curve, peaks, cores, argv: list[str], load_before) -> None:
+    """Write the section into docs/benchmarks.md (``argv``: the arguments its command line shows)."""
     lines = [
         SECTION, "",
         command_line("train_speed.py", ["platform", "arch", "cpus", "python", "torch"], argv=argv,
@@ -233,7 +277,8 @@ def write_report(rows, extra, curve, peaks, cores, args, load_before) -> None:
                      note="other processes share these CPUs: compare rows of one run only"), "",
         "Peak fp32 matmul measured in the same run (2048² `torch.mm`, best of 5): "
         + ", ".join(f"{t} thread(s) {p / 1e9:.1f} GFLOP/s" for t, p in peaks.items()) + ".", "",
-        "Training tokens/s (median over steps after 2 warm-up steps), char-level Shakespeare batches. "
+        f"Training tokens/s (median over steps after {WARMUP} warm-up steps; the systems of a model and "
+        "thread count step in turns), char-level Shakespeare batches. "
         "`arlm`: `Trainer.train_step` (LR schedule, decay/no-decay AdamW groups, gradient clipping, "
         "loss normalised over the batch); `plain`: forward, `F.cross_entropy`, backward, `AdamW.step` "
         "(foreach). MFU = tokens/s × FLOPs/token ÷ the peak at the same thread count "
@@ -248,7 +293,8 @@ def write_report(rows, extra, curve, peaks, cores, args, load_before) -> None:
                      f"{_k(r['plain'])} | {r['arlm'] / r['plain']:.2f} | {r['mfu_arlm']:.1%} | "
                      f"{r['mfu_plain']:.1%} |")
     lines += ["", NOTE]
-    lines += ["", f"Variants of the plain loop on gpt-4x128 ({cores} threads):", "",
+    lines += ["", f"Variants of the plain loop on gpt-4x128 ({cores} threads), in turns with its rows above "
+              "at that thread count:", "",
               "| variant | tok/s | MFU | note |", "|---|---|---|---|"]
     for name, tps, mfu, note in extra:
         lines.append(f"| {name} | {_k(tps)} | {'-' if mfu is None else f'{mfu:.1%}'} | {note} |")
