@@ -40,6 +40,7 @@ from report import OUTPUT_ONLY, Runs, command_line, format_load, round_robin, ta
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Decoding (Transformer)"
 FAST_SECTION = "## Fast decoding (char Transformer on Shakespeare)"
+TARGET_SECTION = "## Fast decoding: a trained target from a checkpoint"
 SHAPE = dict(n_layer=6, n_embd=384, n_head=6, vocab_size=8192, n_positions=512)
 PROMPT_LEN = 16
 GPT2_ONLY = ("--new", "--no-scaling")  # the options that decide only the GPT-2-shape section
@@ -242,12 +243,20 @@ def fast_case(args) -> None:
                         argv=args.argv[FAST_SECTION], load=[args.load, os.getloadavg()],
                         note="2 cores shared with other engineers' jobs: absolute tokens/s move with the "
                              "load, the ratios come from alternating runs")
-    lines = [FAST_SECTION, "", line, "", *fast_report(res)]
+    heading = fast_heading(args.target, args.threads)
+    lines = [heading, "", line, "", *fast_report(res)]
     section = "\n".join(lines) + "\n"
     print(section)
     if not args.quick:
-        write_section(args.out, FAST_SECTION, section)
-        print(f"updated {args.out}", file=sys.stderr)
+        write_section(args.out, heading, section)
+        print(f"updated {args.out} ({heading})", file=sys.stderr)
+
+
+def fast_heading(target: Path | None, threads: int) -> str:
+    """The fast case's section: one for the target trained in the run, one for a target loaded with
+    ``--target``, each at 1 thread and at any other ``--threads`` (a run replaces only its own)."""
+    heading = FAST_SECTION if target is None else TARGET_SECTION
+    return heading if threads == 1 else f"{heading}, {threads} threads"
 
 
 if __name__ == "__main__":

@@ -44,9 +44,9 @@ SECTION = "## Training speed"
 WARMUP = 2  # untimed steps of every system: its first (alone) and one more in turns
 NOTE = (
     'Caveat: the 2 CPUs are shared with other processes, and the peak is one 2048² torch.mm timed in'
-    " the same run. The LSTM's MFU is above 100% even on an idle machine (126% in a second run), so "
-    "that matmul is not the CPU's true fp32 peak (oneDNN's fused LSTM kernel beats it); read MFU as "
-    "relative between rows of one run. 6N counts only the LSTM's matmuls."
+    " the same run, under the load of the moment: it has measured 98.6 GFLOP/s (2026-11-23, when the "
+    "LSTM's MFU read above 100%) and 190 (2026-11-28) on this machine, so read MFU as relative between "
+    "rows of one run. 6N counts only the LSTM's matmuls."
 )
 
 
