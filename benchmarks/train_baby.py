@@ -32,7 +32,9 @@ too.
 The systems are built (timed: the setup) and then step round-robin, one iteration each in turn, so
 that all see the same load on a shared machine; wall time = setup + the sum of each one's step times.
 The "without the first step" column leaves out the first step, which is where torch.compile compiles
-(from scratch, or much faster from Inductor's on-disk cache of an earlier run). One torch thread unless
+(from scratch, or much faster from Inductor's on-disk cache of an earlier run). Inductor's check of the
+CPU's vector instruction sets (~1.5 s here, once per process) falls in the first compiled row's first
+step, the compiled model's; the whole step run alone in a process would pay it too. One torch thread unless
 ``--threads``. The same seed gives every system the same initial weights (their batches differ: each
 draws its own).
 """
