@@ -250,3 +250,14 @@ def test_training_lowers_the_loss():
 def test_bad_config_is_a_config_error(kw):
     with pytest.raises(ConfigError):
         _config(**kw)
+
+
+def test_kv_cache_layers_are_views_that_follow_a_replaced_buffer():
+    config = TransformerConfig(vocab_size=8, block_size=6, n_layer=3, n_head=2, d_model=8)
+    cache = KVCache.allocate(config, batch_size=2, dtype=torch.float32, device=torch.device("cpu"))
+    layers = cache.layers()
+    assert len(layers) == 3 and cache.layers() is layers  # made once
+    layers[1][0][0, 0, 2] = 1.0  # a write through a view is a write into k
+    assert cache.k[1, 0, 0, 2].eq(1.0).all()
+    cache.k = torch.zeros_like(cache.k)  # replaced (as a caller may): the views are made again
+    assert cache.layers()[1][0].data_ptr() == cache.k[1].data_ptr()

@@ -233,16 +233,6 @@ class FastDecoder:
             x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate="tanh"))  # (B, t, C)
         return F.layer_norm(x, (C,), *self.ln_f)
 
-    def _layer_views(self, cache: KVCache) -> list[tuple[Tensor, Tensor]]:
-        """Each layer's (K, V) buffers (B, nh, block, hs) of ``cache``, indexed once per cache, not
-        once per layer and step. Kept on the cache itself, so that they go with it (the decoder holds
-        no cache's memory after a generation)."""
-        views = getattr(cache, "_layer_views", None)
-        if views is None or views[0] is not cache.k or views[1] is not cache.v:
-            views = (cache.k, cache.v, list(zip(cache.k.unbind(0), cache.v.unbind(0), strict=True)))
-            cache._layer_views = views  # (cache.k / .v may be replaced: the check above sees it)
-        return views[2]
-
     def lean_step(self, tokens: Tensor, cache: KVCache) -> Tensor:
         """One new token per row, tokens (B, 1) at position L = cache.length -> log-probs (B, V).
 
@@ -259,7 +249,7 @@ class FastDecoder:
         end = L + 1
         where = self._positions[L:end]  # (1,) the cache position to write
         x = torch.embedding(self.wte, tokens[:, 0]) + self.wpe[L]  # (B, C): z_0 = E[x] + P[L]
-        for layer, (k_cache, v_cache) in zip(self.layers, self._layer_views(cache), strict=True):
+        for layer, (k_cache, v_cache) in zip(self.layers, cache.layers(), strict=True):
             h = torch.layer_norm(x, (C,), *layer.ln_1)
             q, k, v = layer.qkv_2d(h).view(B, 3, nh, 1, hs).unbind(1)  # 3 x (B, nh, 1, hs)
             k_cache.index_copy_(2, where, k)  # (B, nh, block, hs) at L

@@ -99,6 +99,7 @@ class KVCache:
 
     def __init__(self, k: Tensor, v: Tensor, length: int = 0) -> None:
         self.k, self.v, self.length = k, v, length
+        self._layers: tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]]] | None = None  # see layers()
 
     @classmethod
     def allocate(cls, config: TransformerConfig, batch_size: int, dtype: torch.dtype,
@@ -114,6 +115,14 @@ class KVCache:
     @property
     def capacity(self) -> int:
         return self.k.shape[3]
+
+    def layers(self) -> list[tuple[Tensor, Tensor]]:
+        """Each layer's (K, V) buffers, (B, nh, block_size, hs) views of ``k`` and ``v``, made once per
+        cache (a decoding step that indexed ``k[layer]`` per layer and token would pay for it each time)
+        and made again if ``k`` or ``v`` is replaced."""
+        if self._layers is None or self._layers[0] is not self.k or self._layers[1] is not self.v:
+            self._layers = (self.k, self.v, list(zip(self.k.unbind(0), self.v.unbind(0), strict=True)))
+        return self._layers[2]
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write k, v (B, nh, t, hs) at positions length..length+t-1 of ``layer``; return the keys
