@@ -3,7 +3,9 @@
 Run by hand on a trained char Transformer (a model folder of `arlm train transformer` on Shakespeare)::
 
     nice python benchmarks/decode_levers.py --target /work/notes/char-6x384 --out docs/benchmarks.md
-    nice python benchmarks/decode_levers.py --target CKPT --threads 2 --compile freezing --out /tmp/levers.md
+    nice python benchmarks/decode_levers.py --target CKPT --threads 2 --compile freezing --out x.md
+
+A run at N ≠ 1 threads writes its own section (the heading ends in ", N threads").
 
 Measured in one process, cases alternating round-robin (medians of ``--repeats`` after a warm-up),
 per new token of a 128-token greedy run from the first 120 characters of the test split (as
@@ -196,12 +198,17 @@ def measure(args) -> dict:
                 weight_mb=sum(w.numel() for w in [*weights, head]) * 4 / 1e6)
 
 
+def heading(threads: int) -> str:
+    """The section's heading: one per thread count (a 2-thread run does not replace the 1-thread table)."""
+    return SECTION if threads == 1 else f"{SECTION}, {threads} threads"
+
+
 def report(res: dict, args, argv: list[str]) -> str:
     """The section: command (``argv``: the arguments shown), machine, load, the per-token table, prefill and
     loop overhead."""
     pt, hf = res["per_token"], res["per_token"][HF_GREEDY]
     lines = [
-        SECTION, "",
+        heading(args.threads), "",
         command_line("decode_levers.py", ["platform", "python", "torch", "transformers"], argv=argv,
                      more=[f"{args.threads} torch thread(s)"], load=res["load"],
                      note="2 cores shared with other jobs"), "",
@@ -253,8 +260,8 @@ def main() -> None:
     section = report(res, args, table_argv(parser))
     print(section)
     if args.out is not None:
-        write_section(args.out, SECTION, section)
-        print(f"updated {args.out}", file=sys.stderr)
+        write_section(args.out, heading(args.threads), section)
+        print(f"updated {args.out} ({heading(args.threads)})", file=sys.stderr)
 
 
 if __name__ == "__main__":
