@@ -2,6 +2,8 @@
 its steps are the eager trainer's, a resumed run is the uninterrupted one, a non-finite loss changes
 nothing, and it is used exactly where it applies."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ import torch
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer, TrainingError
-from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, adamw_update
+from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, _only_the_batch_and_hyperparameters, adamw_update
 from arlm.train.trainer import nll_sum
 from train_helpers import steps_agree
 
@@ -136,3 +138,14 @@ def test_what_may_change_between_steps_compiles_a_new_graph():
         expected = float(nll_sum(whole.model(inputs)[0], targets))
     loss_sum, _ = whole.whole_step(inputs, targets, torch.tensor(1 / 18), torch.tensor(1e-3))
     assert float(loss_sum) == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_guard_filter_keeps_the_batch_and_hyperparameters_in_either_naming():
+    """torch 2.13 names guards ``inputs``; older versions ``L['inputs']``: both are kept, and the state's
+    and the module tree's are dropped in both."""
+    names = {"": True, "inputs": True, "L['targets']": True, "lr": True, "scale": True,
+             "self.grad_clip": True, "self.groups[1]": True, "L['self'].groups[0]": True, "lr_warm": False,
+             "params[0]": False, "L['exp_avg'][3]": False, "self.model._modules['lm_head']": False,
+             "self.names[0]": False}
+    guards = [SimpleNamespace(name=name) for name in names]
+    assert _only_the_batch_and_hyperparameters(guards) == list(names.values())

@@ -153,8 +153,10 @@ class WholeStep:
 
 # the guards the compiled step keeps: Dynamo's checks of the global state (grad mode, default device, …:
 # their name is empty), of the call's batch and its two scalars, and of the hyperparameters the graph
-# holds as constants (clipping, the groups' betas, eps and weight decay: a change compiles a new graph)
-_CHECKED = re.compile(r"(inputs|targets|scale|lr|self\.grad_clip|self\.groups)\b")
+# holds as constants (clipping, the groups' betas, eps and weight decay: a change compiles a new graph).
+# torch 2.13 names them `inputs`, `self.groups[0]`; older versions wrote `L['inputs']`: both match, so
+# another naming keeps these guards rather than dropping them
+_CHECKED = re.compile(r"(L\[')?(inputs|targets|scale|lr)\b|(L\['self'\]|self)\.(grad_clip|groups)\b")
 
 
 def _only_the_batch_and_hyperparameters(guards: list[Any]) -> list[bool]:
