@@ -100,7 +100,8 @@ that say "this evening" at load average 0.3–2.8, the others at 3–5 from othe
   step; the compiled model alone: 1.21×). Its profile (30 steps under torch.profiler, 1 thread):
   matrix products 56%, SDPA 13%, the GELU kernels 8%, the one fused AdamW + clipping kernel 3.5%,
   LayerNorm and the rest of Inductor's kernels most of what is left.
-- **2026-11-28** (1 thread unless said; 300-step alternating runs, load average 0.3–1.0):
+- **2026-11-28** (1 thread unless said; 300-step alternating runs of two Trainers in one process, by
+  one-off scripts around this file's `ArlmTrainer` that are not kept; load average 0.3–1.0):
   - *Dynamo's guards* (kept): before every call Dynamo checks what the graph was traced under. The
     whole step now keeps only the checks of the global state (grad mode, default device, …), of the
     batch and its two scalars, and of the hyperparameters baked into the graph (clipping, betas, eps,
