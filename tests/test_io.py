@@ -48,3 +48,92 @@ def test_an_unwritable_target_is_one_clear_error_naming_it(tmp_path, writer):
     with pytest.raises(ArlmError, match=r"cannot write .*file\.txt/out"), writer(target):
         pass
     assert blocker.read_text() == "a file, not a folder"
+
+
+# ---------------------------------------------------------------------------------------------
+# The folder swap, cut by a crash at every step
+# ---------------------------------------------------------------------------------------------
+
+
+class Crash(BaseException):
+    """The process dies here: no later file operation (no clean-up) runs."""
+
+
+class CrashAfter:
+    """Patch the file operations of arlm.io so that the ``n``-th of them kills the "process": it and
+    every later one raise :class:`Crash` without touching the disk."""
+
+    OPERATIONS = (("os", "replace"), ("os", "fsync"), ("shutil", "rmtree"))
+
+    def __init__(self, monkeypatch, n: int) -> None:
+        import arlm.io
+
+        self.n, self.calls, self.dead = n, [], False
+        for module_name, name in self.OPERATIONS:
+            module = getattr(arlm.io, module_name)
+            monkeypatch.setattr(module, name, self._wrap(name, getattr(module, name)))
+
+    def _wrap(self, name, real):
+        def operation(*args, **kwargs):
+            if self.dead or len(self.calls) == self.n:
+                self.dead = True
+                raise Crash(name)
+            self.calls.append(name)
+            return real(*args, **kwargs)
+
+        return operation
+
+
+def _write_folder(path, text: str) -> None:
+    with atomic_dir(path) as tmp:
+        (tmp / "config.json").write_text(text)
+        (tmp / "weights.bin").write_bytes(text.encode() * 100)
+
+
+def _folder_is(path, text: str) -> bool:
+    return ((path / "config.json").read_text() == text
+            and (path / "weights.bin").read_bytes() == text.encode() * 100)
+
+
+def _count_operations(tmp_path, monkeypatch) -> int:
+    target = tmp_path / "count" / "last"
+    _write_folder(target, "old")
+    with monkeypatch.context() as mp:
+        counter = CrashAfter(mp, 10**9)
+        _write_folder(target, "new")
+    return len(counter.calls)
+
+
+def test_a_crash_at_any_step_of_the_swap_leaves_the_old_or_the_new_folder(tmp_path, monkeypatch):
+    from arlm.io import recover_dir
+
+    steps = _count_operations(tmp_path, monkeypatch)
+    assert steps >= 6  # fsyncs of the files and folders, two renames, the removal: a crash point each
+    outcomes = set()
+    for crash_at in range(steps):
+        target = tmp_path / f"run{crash_at}" / "last"
+        _write_folder(target, "old")
+        with monkeypatch.context() as mp:
+            CrashAfter(mp, crash_at)
+            with pytest.raises(Crash):
+                _write_folder(target, "new")
+        recover_dir(target)  # the next start: a resume, an eval, or the next save
+        outcomes.add("old" if _folder_is(target, "old") else "new" if _folder_is(target, "new") else "lost")
+        assert sorted(p.name for p in target.parent.iterdir()) == ["last"], crash_at
+        _write_folder(target, "newer")  # and the folder takes the next checkpoint
+        assert _folder_is(target, "newer")
+    assert outcomes == {"old", "new"}  # crashes before the second rename keep the old, after it the new
+
+
+def test_a_crash_between_the_two_renames_brings_the_previous_folder_back(tmp_path):
+    from arlm.io import recover_dir
+
+    target = tmp_path / "last"
+    _write_folder(target, "old")
+    target.rename(tmp_path / ".last.old")  # the first rename happened, the second did not
+    (tmp_path / ".last.abcd1234.tmp").mkdir()  # an unfinished build
+    (tmp_path / ".last.abcd1234.tmp" / "config.json").write_text("half")
+    (tmp_path / ".lastly.abcd1234.tmp").mkdir()  # another folder's: left alone
+    recover_dir(target)
+    assert _folder_is(target, "old")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lastly.abcd1234.tmp", "last"]

@@ -2,12 +2,14 @@
 
 Write to a temporary file in the same folder, flush and fsync it, then ``os.replace`` it over the
 target. If anything fails on the way, the temporary file is removed and the old target is untouched.
+Folders are swapped in two renames; :func:`recover_dir` mends a swap that a crash interrupted.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -44,19 +46,71 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
 
 
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make a folder's entries (a rename into or out of it) durable, as fsync does for a file's bytes."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _old_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.old")
+
+
+def _leftover_temps(path: Path) -> list[Path]:
+    """Temporary files and folders that a killed writer of ``path`` left beside it (``.NAME.XXXXXXXX.tmp``,
+    the names :func:`tempfile.mkstemp` and :func:`tempfile.mkdtemp` gave them)."""
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+
+
+def recover_dir(path: str | os.PathLike) -> Path:
+    """Finish what a folder swap interrupted by a crash left behind, so ``path`` is whole again.
+
+    :func:`atomic_dir` swaps in two renames (``path`` -> ``.NAME.old``, then the new folder ->
+    ``path``). A crash between them leaves no ``path``: the previous folder comes back from
+    ``.NAME.old``. A crash after them leaves ``.NAME.old`` beside the new ``path``: it is removed, as
+    are unfinished temporary folders and files. Called before a folder is written or read (a model
+    folder, a checkpoint to resume), so a crash at any instant leaves the previous or the new folder.
+    """
+    path = Path(path)
+    old = _old_name(path)
+    if old.is_dir():
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, path)
+        fsync_dir(path.parent)
+    for leftover in _leftover_temps(path):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+    return path
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a folder under a temporary name; on clean exit it replaces ``path`` as a whole.
 
-    Used for model folders (config + weights + tokenizer) so a crash never leaves a mixed folder.
+    Used for model folders (config + weights + tokenizer) so a crash never leaves a mixed folder: the
+    files and the folder are fsynced before the swap, each rename is made durable (the parent folder
+    fsynced), and :func:`recover_dir` mends a swap that a crash cut between its two renames.
     """
     path = Path(path)
+    recover_dir(path)
     tmp = Path(_temp_beside(path, tempfile.mkdtemp))
     try:
         yield tmp
@@ -64,14 +118,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             if child.is_file():
                 with open(child, "rb") as f:
                     os.fsync(f.fileno())
+        fsync_dir(tmp)
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = _old_name(path)
             os.replace(path, old)
+            fsync_dir(path.parent)
             os.replace(tmp, path)
+            fsync_dir(path.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+            fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        recover_dir(path)
         raise

@@ -84,6 +84,19 @@ def test_checkpoint_folder_is_a_model_folder(checkpoint):
     assert not any(p.name.endswith(".tmp") for p in checkpoint.parent.iterdir())  # atomic: no leftovers
 
 
+def test_a_checkpoint_whose_swap_a_crash_cut_is_found_and_resumed(checkpoint):
+    """A crash between the swap's two renames leaves no last/, only .last.old (and a temp folder):
+    resuming and loading find the previous checkpoint and put it back."""
+    before = read_state(checkpoint)
+    checkpoint.rename(checkpoint.with_name(".last.old"))
+    (checkpoint.parent / ".last.k2j4x9q1.tmp").mkdir()
+    trainer = Trainer(make("transformer"), config(checkpoint.parent), TRAIN, VAL)
+    trainer.load(checkpoint)
+    assert trainer.step == before["step"]
+    assert isinstance(load_family_model(checkpoint), TransformerLM)
+    assert not any(p.name.startswith(".last") for p in checkpoint.parent.iterdir())
+
+
 @pytest.mark.parametrize("name", ["model.safetensors", "optimizer.pt", "config.json"])
 def test_corrupted_file_is_detected(checkpoint, name):
     path = checkpoint / name

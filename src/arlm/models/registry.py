@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from arlm.errors import FormatError
+from arlm.io import recover_dir
 from arlm.models.gpt2 import GPT2LM
 from arlm.models.ngram import NGramModel
 from arlm.models.rnn import RNNLM, RNNConfig
@@ -65,8 +66,10 @@ TRAIN_COMMANDS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def family_of(folder: str | Path) -> str:
-    """The family a model folder's ``config.json`` names (checked against :data:`FAMILIES`)."""
-    path = Path(folder) / "config.json"
+    """The family a model folder's ``config.json`` names (checked against :data:`FAMILIES`).
+
+    A folder whose last save a crash cut short is mended first (:func:`arlm.io.recover_dir`)."""
+    path = recover_dir(folder) / "config.json"
     if not path.is_file():
         raise FormatError(f"{folder} is not a model folder (no config.json); pass the folder that "
                           "`arlm train` or `arlm import-gpt2` wrote, or an .arpa file")

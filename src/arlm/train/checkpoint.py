@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from arlm.errors import FormatError, MismatchError
-from arlm.io import atomic_dir, atomic_write
+from arlm.io import atomic_dir, atomic_write, recover_dir
 from arlm.models.neural import NeuralLM
 
 STATE_FILE = "trainer_state.json"
@@ -131,8 +131,9 @@ def save_checkpoint(folder: str | Path, model: NeuralLM, optimizer: torch.optim.
 
 
 def read_state(folder: str | Path) -> dict[str, Any]:
-    """``trainer_state.json`` of a checkpoint, after checking every file against its checksum."""
-    folder = Path(folder)
+    """``trainer_state.json`` of a checkpoint, after checking every file against its checksum (and
+    mending a save that a crash cut short: :func:`arlm.io.recover_dir`)."""
+    folder = recover_dir(folder)
     path = folder / STATE_FILE
     if not folder.is_dir():
         raise FormatError(f"checkpoint {folder} does not exist; check the path or train without resuming")
