@@ -6,9 +6,13 @@ library; :func:`main` prints it on one line and exits with code 2 (never a trace
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from arlm.errors import ArlmError, ConfigError
+from arlm.errors import ArlmError, ConfigError, Interrupted
 
 app = typer.Typer(
     help="arlm: autoregressive language models, from counting n-grams to Transformers.",
@@ -767,17 +771,47 @@ def _usage_error(e: BaseException) -> tuple[str, int] | None:
     return message, int(getattr(e, "exit_code", 2))
 
 
-def main() -> None:
-    """Entry point: run the app; user errors become one line on stderr and exit code 2."""
+@contextlib.contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """While a command runs, Ctrl-C (SIGINT) and SIGTERM raise :class:`Interrupted` where the program
+    is (typer would turn a KeyboardInterrupt into a silent exit); the previous handlers come back after."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        app(standalone_mode=False)
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _interrupted(e: BaseException, code: int) -> None:
+    """One line: what stopped the command and what is on disk (the notes the library added), then exit."""
+    what = "interrupted" if code == 130 else "terminated"
+    saved = "; ".join(getattr(e, "__notes__", None) or ["nothing was written"])
+    print(f"{what}: {saved}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Entry point: run the app; user errors become one line on stderr and exit code 2; an interrupt,
+    one line saying what was saved and exit code 130 (Ctrl-C) or 143 (SIGTERM)."""
+    try:
+        with _signals_interrupt():
+            code = app(standalone_mode=False)
     except ArlmError as e:
         _fail(str(e))
     except OSError as e:
         _fail(f"{e.strerror or e}: {e.filename or ''}".rstrip(": "))
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+    except Interrupted as e:
+        _interrupted(e, e.exit_code)
+    except KeyboardInterrupt as e:
+        _interrupted(e, 130)
     except Exception as e:
         names = {c.__name__ for c in type(e).__mro__}
         if "NoArgsIsHelpError" in names:  # a group called bare: its help, as typer would show it
@@ -790,6 +824,10 @@ def main() -> None:
         if "Abort" in names:
             sys.exit(130)
         raise
+    if code == 130:  # typer turned a KeyboardInterrupt (raised by code, not the signal) into Exit(130)
+        _interrupted(KeyboardInterrupt(), 130)
+    if isinstance(code, int) and not isinstance(code, bool) and code:  # typer's Exit(n), returned
+        sys.exit(code)
 
 
 if __name__ == "__main__":

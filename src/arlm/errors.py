@@ -27,3 +27,23 @@ class MismatchError(ArlmError):
 
 class UnwritableError(ArlmError):
     """An output path (model folder, ARPA file, cache) whose folder cannot be created or written."""
+
+
+class Interrupted(BaseException):
+    """The process was told to stop (Ctrl-C: SIGINT, or SIGTERM) in the middle of a command.
+
+    Not an :class:`ArlmError`, nor an ``Exception``: no ``except Exception`` may swallow it. Code that
+    knows what is on disk (the trainer: the last checkpoint and how to resume) adds a note
+    (``add_note``); the CLI prints the notes on one line and exits with 128 + the signal's number
+    (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

@@ -107,7 +107,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from arlm.data.cache import EncodedSplit
-from arlm.errors import ArlmError, ConfigError, MismatchError
+from arlm.errors import ArlmError, ConfigError, Interrupted, MismatchError
 from arlm.evaluate.likelihood import bits_per_unit
 from arlm.models.neural import NeuralLM
 from arlm.progress import progress
@@ -495,6 +495,7 @@ class Trainer:
         self.stopped_by: str | None = None  # why the last train() call ended (None: still going)
         self.seconds = 0.0  # wall clock of the current train() call, as recorded in checkpoints
         self.out_dir = Path(config.out_dir) if config.out_dir else None
+        self.last_saved_step: int | None = None  # the step of out_dir/last, once there is one
         self.tensorboard = self._tensorboard_writer() if config.tensorboard else None
 
     # ----- one optimizer step -------------------------------------------------------------------
@@ -812,9 +813,31 @@ class Trainer:
             self.stopped_by = "patience"
         if self.out_dir is not None:
             self.save(self.out_dir / "last")
+            self.last_saved_step = self.step
             if improved:
                 self.save(self.out_dir / "best")
         return val, stop
+
+    @contextlib.contextmanager
+    def _noting_interrupts(self) -> Iterator[None]:
+        """An interrupt (Ctrl-C, SIGTERM) leaves with a note of what is on disk: the last checkpoint
+        and how to resume from it (every checkpoint is written whole, so the last one is good)."""
+        try:
+            yield
+        except (KeyboardInterrupt, Interrupted) as e:
+            if self.dist.is_main:
+                e.add_note(self.saved_note())
+            raise
+
+    def saved_note(self) -> str:
+        """What this run has on disk, in one sentence (said when it is interrupted)."""
+        if self.out_dir is None:
+            return f"training stopped at step {self.step}; nothing was saved (no out_dir)"
+        last = self.out_dir / "last"
+        if self.last_saved_step is None:
+            return f"training stopped at step {self.step} before its first checkpoint; nothing was saved"
+        return (f"training stopped at step {self.step}; the last checkpoint is {last} (step "
+                f"{self.last_saved_step}): continue with --resume {last}")
 
     def train(self, resume_from: str | Path | None = None, steps: int | None = None) -> TrainSummary:
         """Train until ``max_steps`` (or ``steps`` more steps, ``max_seconds`` of this call's wall clock,
@@ -825,6 +848,8 @@ class Trainer:
         cfg = self.config
         if resume_from is not None:
             self.load(resume_from)
+            if self.out_dir is not None and Path(resume_from).resolve() == (self.out_dir / "last").resolve():
+                self.last_saved_step = self.step
         end = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
         self.stopped_by = None
         history: list[dict[str, Any]] = []
@@ -832,7 +857,7 @@ class Trainer:
         train_loss = val = None
         stopped = False
         t0, tokens0 = time.perf_counter(), self.tokens_seen
-        with progress(cfg.show_progress if self.dist.is_main else False) as bar:
+        with progress(cfg.show_progress if self.dist.is_main else False) as bar, self._noting_interrupts():
             task = bar.add_task("training", total=cfg.max_steps, completed=self.step)
             while self.step < end:
                 try:
