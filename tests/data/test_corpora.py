@@ -259,3 +259,12 @@ def test_list_corpora_names_and_sizes():
     listed = dict(list_corpora())
     assert set(listed) == {"shakespeare", "pystdlib", "pydocs", "digits"}
     assert "38 documents" in listed["shakespeare"]
+
+
+@pytest.mark.parametrize("encoding", ["nosuch-enc", "", "utf\x00"])
+def test_an_unknown_encoding_is_refused_before_reading(tmp_path, encoding):
+    path = tmp_path / "a.txt"
+    path.write_text("plain")
+    for spec in (str(path), "shakespeare"):  # a built-in corpus ignores it, but it is still a mistake
+        with pytest.raises(ConfigError, match=r"unknown encoding .*utf-8"):
+            load_corpus(spec, encoding=encoding)

@@ -52,7 +52,9 @@ def test_micro_batch_larger_than_batch():
 
 
 @pytest.mark.parametrize("bad", [{"dtype": "fp8"}, {"schedule": "step"}, {"batch_tokens": 8},
-                                 {"lr": 0.0}, {"max_steps": 0}])
+                                 {"lr": 0.0}, {"max_steps": 0}, {"lr": float("nan")}, {"lr": float("inf")},
+                                 {"grad_clip": float("nan")}, {"weight_decay": float("inf")},
+                                 {"betas": (0.9, 1.0)}, {"eps": 0.0}, {"max_seconds": float("inf")}])
 def test_bad_config(bad):
     with pytest.raises(ConfigError):
         config(**bad)

@@ -27,6 +27,8 @@ Parsing is cached in memory; nothing is written to disk here.
 
 from __future__ import annotations
 
+import codecs
+import encodings
 import functools
 import glob
 import hashlib
@@ -417,13 +419,35 @@ def _from_path(spec: str, encoding: str) -> Corpus:
 
 
 # ------------------------------------------------------------------------------------------- API
+def check_encoding(encoding: str) -> str:
+    """``encoding`` if Python has a codec of that name, else a one-line ConfigError.
+
+    Asked of the standard library's codecs first: some installed packages register a codec search
+    function that answers every name (``future_typing`` does), so a bare ``codecs.lookup`` would
+    accept ``nosuch-enc``; a codec from elsewhere must at least carry the name asked for."""
+    def normal(name: str) -> str:
+        return encodings.normalize_encoding(name).lower().replace("_", "-")
+
+    try:
+        known = encodings.search_function(encoding.lower()) is not None or (
+            normal(codecs.lookup(encoding).name) == normal(encoding))
+        b"".decode(encoding)
+    except (LookupError, TypeError, ValueError):
+        known = False
+    if not known:
+        raise ConfigError(f"unknown encoding {encoding!r}; use a Python codec name such as utf-8 "
+                          "or latin-1")
+    return encoding
+
+
 def load_corpus(spec: str, encoding: str = "utf-8") -> Corpus:
     """A built-in corpus by name (see :func:`list_corpora`), or a text file, folder or glob.
 
     A folder means all its text files, recursively, in sorted order (hidden and binary files are
     left out). ``encoding`` applies to user files; a byte that does not decode is a DataError
-    naming the file and the offset.
+    naming the file and the offset; an encoding Python does not know is a ConfigError, checked first.
     """
+    check_encoding(encoding)
     if spec in BUILTINS:
         return BUILTINS[spec]()
     return _from_path(str(spec), encoding)

@@ -176,6 +176,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
+        for name in ("lr", "min_lr", "weight_decay", "eps", "grad_clip", "ss_k", "ss_c", "ss_min_ratio"):
+            if not math.isfinite(float(getattr(self, name))):
+                raise ConfigError(f"{name} must be a finite number, not {getattr(self, name)}; "
+                                  f"fix it with --set {name}=VALUE")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"betas must lie in [0, 1), not {self.betas}; e.g. --set 'betas=[0.9, 0.95]'")
+        if self.eps <= 0:
+            raise ConfigError(f"eps must be positive, not {self.eps}; e.g. --set eps=1e-8")
         for name in ("batch_tokens", "micro_batch_size", "block_size", "max_steps", "eval_batch_size",
                      "log_interval"):
             if int(getattr(self, name)) < 1:
@@ -202,7 +210,7 @@ class TrainConfig:
             raise ConfigError(f"ss_pick must be 'sample' or 'argmax', not {self.ss_pick!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
-        if self.max_seconds is not None and not self.max_seconds > 0:
+        if self.max_seconds is not None and not 0 < self.max_seconds < math.inf:
             raise ConfigError(f"max_seconds must be positive (or none), not {self.max_seconds}")
         if self.lr <= 0 or self.grad_clip < 0 or self.weight_decay < 0:
             raise ConfigError("lr must be positive, and grad_clip and weight_decay not negative; "
