@@ -38,6 +38,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None 
     ...     f.write("all or nothing")
     """
     path = Path(path)
+    if path.is_dir():
+        raise UnwritableError(f"{path} is a folder; name a file to write (e.g. {path / 'model.arpa'})")
     binary = "b" in mode
     fd, tmp = _temp_beside(path, tempfile.mkstemp)
     try:

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from arlm.errors import ConfigError, FormatError
+from arlm.errors import ConfigError, FormatError, MismatchError
 from arlm.io import atomic_write
 from arlm.models.ngram import NGramModel
 from arlm.streams import EOS_ID, PAD_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
@@ -111,6 +111,10 @@ def _kenlm_rank(ids: np.ndarray) -> np.ndarray:
 
 def write_arpa(model: NGramModel, path: str | Path) -> Path:
     """Write ``model`` as an ARPA file (gzip-compressed if ``path`` ends in .gz), atomically."""
+    if not isinstance(model, NGramModel):
+        family = getattr(model, "family", type(model).__name__)
+        raise MismatchError(f"only n-gram models have an ARPA form; this is a {family!r} model: pass a "
+                            "folder that `arlm train ngram` wrote")
     if model.floor is not None and model.order > 1:
         raise ConfigError(f"{model.smoothing} smoothing above order 1 has no exact ARPA form (unseen "
                           "words get a per-context constant, not a backoff); use mle, kn or mkn")

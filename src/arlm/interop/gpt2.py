@@ -65,6 +65,11 @@ def config_from_hf(hf_config: Any) -> TransformerConfig:
     if missing:
         raise FormatError(f"the GPT-2 configuration lacks {', '.join(missing)}; pass the "
                           "checkpoint's own config.json")
+    for key in required:
+        value = _get(hf_config, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise FormatError(f"the GPT-2 configuration's {key} must be a positive integer, not {value!r}; "
+                              "pass the checkpoint's own config.json")
     d = int(_get(hf_config, "n_embd"))
     checks = {
         "activation_function": ("gelu_new", ("gelu_new", "gelu_pytorch_tanh")),
@@ -189,6 +194,8 @@ def from_hf(source: Any, config: Any = None) -> GPT2LM:
         raise ConfigError(f"cannot import GPT-2 weights from a {type(source).__name__}; pass a "
                           "GPT2LMHeadModel, a state dict with config=, or a folder")
     cfg = config if isinstance(config, TransformerConfig) else config_from_hf(config)
+    if not sd:
+        raise FormatError("the GPT-2 checkpoint holds no weights; pass the folder that save_pretrained wrote")
     first = next(iter(sd.values()))
     model = GPT2LM(cfg).to(first.dtype)
     _load_into(model, state_dict_from_hf(sd))
@@ -197,6 +204,7 @@ def from_hf(source: Any, config: Any = None) -> GPT2LM:
 
 def load_gpt2(path: str | Path) -> GPT2LM:
     """Read an HF GPT-2 folder (``config.json`` + ``model.safetensors``) into a :class:`GPT2LM`."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -211,7 +219,12 @@ def load_gpt2(path: str | Path) -> GPT2LM:
     except (OSError, json.JSONDecodeError) as e:
         raise FormatError(f"{cfg_path} is missing or not valid JSON ({e}); "
                           "put the checkpoint's config.json next to its weights") from e
-    return from_hf(load_file(str(weights)), hf_config)
+    try:
+        state_dict = load_file(str(weights))
+    except (SafetensorError, OSError) as e:
+        raise FormatError(f"{weights} is truncated or not a safetensors file ({e}); save the GPT-2 "
+                          "model again") from None
+    return from_hf(state_dict, hf_config)
 
 
 def save_gpt2(model: TransformerLM, folder: str | Path, eos_token_id: int = GPT2_EOS,

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from arlm.errors import ConfigError, FormatError, MismatchError
 from arlm.io import atomic_dir, atomic_write
 from arlm.models.base import as_long_tensor
+from arlm.models.configs import config_from_dict
 from arlm.streams import PAD_ID, SOS_ID
 
 FORMAT_VERSION = 1
@@ -156,14 +157,17 @@ class NeuralLM(nn.Module):
         if family != cls.family:
             raise MismatchError(f"{folder} holds a {family!r} model, not a {cls.family!r} model; "
                                 "load it with that family's loader")
-        try:
-            config = cls.config_class(**meta["config"])
-        except (KeyError, TypeError) as e:
-            raise FormatError(f"{path} lacks a valid configuration ({e}); save the model again") from e
+        if "config" not in meta:
+            raise FormatError(f"{path} lacks the model's configuration; save the model again")
+        config = config_from_dict(cls.config_class, meta["config"], path)
         dtype = getattr(torch, str(meta.get("dtype", "float32")), None)
         if not isinstance(dtype, torch.dtype):
             raise FormatError(f"{path} names an unknown dtype {meta.get('dtype')!r}; save the model again")
-        model = cls(config).to(dtype)
+        try:
+            model = cls(config).to(dtype)
+        except (ValueError, AssertionError, RuntimeError) as e:
+            raise FormatError(f"{path} describes a model that cannot be built ({e}); save the model "
+                              "again") from None
         weights = folder / "model.safetensors"
         if not weights.is_file():
             raise FormatError(f"{weights} is missing; save the model again")

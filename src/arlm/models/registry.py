@@ -71,6 +71,11 @@ def family_of(folder: str | Path) -> str:
     A folder whose last save a crash cut short is mended first (:func:`arlm.io.recover_dir`)."""
     path = recover_dir(folder) / "config.json"
     if not path.is_file():
+        inside = [Path(folder) / name for name in ("best", "last")
+                  if (Path(folder) / name / "config.json").is_file()]
+        if inside:  # a run folder: its checkpoints are the model folders
+            raise FormatError(f"{folder} is a training run, not a model folder; pass one of its "
+                              f"checkpoints: {' or '.join(map(str, inside))}")
         raise FormatError(f"{folder} is not a model folder (no config.json); pass the folder that "
                           "`arlm train` or `arlm import-gpt2` wrote, or an .arpa file")
     try:

@@ -8,6 +8,7 @@ are cancelled, which stops their generation), and the app's lifespan then stops 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 
 from fastapi import FastAPI
 
-from arlm.errors import ConfigError
+from arlm.errors import ConfigError, Interrupted
 
 
 def _server(config):
@@ -40,22 +41,40 @@ def _config(app: FastAPI, host: str, port: int, graceful_s: float, log_level: st
                           timeout_graceful_shutdown=graceful_s)
 
 
-def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, graceful_s: float = 5.0,
-          log_level: str = "info") -> None:
-    """Serve ``app`` until Ctrl-C / SIGTERM."""
+def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
+    """A socket bound to ``host``:``port``, before anything says "serving": a port outside 1–65535, a
+    host that does not resolve, or an address in use is a one-line ConfigError naming the fix."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"--port must be a TCP port from 1 to 65535, got {port!r}; e.g. --port 8000")
     try:
-        sock = _bind(host, port)
-    except OSError as e:
-        raise ConfigError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port "
-                          "or --host") from None
-    _server(_config(app, host, port, graceful_s, log_level)).run(sockets=[sock])
+        return _bind(host, port)
+    except (OSError, OverflowError, UnicodeError) as e:
+        reason = getattr(e, "strerror", None) or e
+        raise ConfigError(f"cannot listen on {host}:{port} ({reason}); pick another --port or "
+                          "--host") from None
+
+
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, graceful_s: float = 5.0,
+          log_level: str = "info", sock: socket.socket | None = None) -> None:
+    """Serve ``app`` until Ctrl-C / SIGTERM, on ``sock`` if given (see :func:`listen`).
+
+    The signal ends the server gracefully (uvicorn finishes the requests in flight, up to
+    ``graceful_s``), which is a normal end: uvicorn raises the signal again once it has stopped, and
+    the :class:`~arlm.errors.Interrupted` that the command line turns it into returns from here."""
+    sock = listen(host, port) if sock is None else sock
+    with contextlib.suppress(Interrupted):
+        _server(_config(app, host, port, graceful_s, log_level)).run(sockets=[sock])
 
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock
 
