@@ -1,6 +1,9 @@
 """Checkpoints: exact resume (bit-identical), atomic folders that the model loader also reads,
 corrupt and mismatched checkpoints refused."""
 
+import json
+import shutil
+
 import pytest
 import torch
 
@@ -139,3 +142,26 @@ def test_checkpoint_of_another_batch_shape_is_refused(checkpoint):
     trainer = Trainer(make("transformer"), config(checkpoint.parent, lr=1e-3, max_steps=20), TRAIN, VAL)
     trainer.load(checkpoint)  # other settings (lr, max_steps, …) may change on resume
     assert trainer.step == 2
+
+
+def _steps(metrics_file) -> list[tuple[int, tuple[str, ...]]]:
+    """(step, which fields) of each metrics.jsonl record: the run's shape, without its timings."""
+    records = [json.loads(line) for line in metrics_file.read_text().splitlines()]
+    return [(r["step"], tuple(sorted(k for k in r if k not in ("tokens_per_s",)))) for r in records]
+
+
+def test_metrics_hold_one_run_without_repeated_steps_after_a_resume(tmp_path):
+    """A run killed after logging steps past its last checkpoint, then resumed from that checkpoint,
+    leaves the metrics of one uninterrupted run: every step once, in order."""
+    whole = tmp_path / "whole"
+    Trainer(make("transformer"), config(whole, max_steps=8, log_interval=1), TRAIN, VAL).train()
+    cut = tmp_path / "cut"
+    first = Trainer(make("transformer"), config(cut, max_steps=8, log_interval=1), TRAIN, VAL)
+    first.train(steps=4)  # checkpoint at step 4
+    shutil.copytree(cut / "last", tmp_path / "at4")
+    first.train(steps=2)  # steps 5 and 6 logged; "killed" here, before the checkpoint at 8
+    Trainer(make("transformer"), config(cut, max_steps=8, log_interval=1), TRAIN, VAL).train(
+        resume_from=tmp_path / "at4")
+    steps = [s for s, _ in _steps(cut / "metrics.jsonl")]
+    assert steps == sorted(steps)
+    assert _steps(cut / "metrics.jsonl") == _steps(whole / "metrics.jsonl")

@@ -109,6 +109,7 @@ from torch import Tensor, nn
 from arlm.data.cache import EncodedSplit
 from arlm.errors import ArlmError, ConfigError, Interrupted, MismatchError
 from arlm.evaluate.likelihood import bits_per_unit
+from arlm.io import atomic_write
 from arlm.models.neural import NeuralLM
 from arlm.progress import progress
 from arlm.streams import PAD_ID, SOS_ID, as_stream
@@ -137,6 +138,15 @@ def non_finite_loss(value: float, step: int, note: str = "") -> str:
     """The one-line message of a :class:`TrainingError` for a loss that is not finite."""
     return (f"the training loss became {value} at step {step}{note}; the last checkpoint is intact: "
             "lower lr, raise warmup_steps or use grad_clip, then resume from it")
+
+
+def _record_step(line: str) -> float:
+    """The step of one ``metrics.jsonl`` line (a line that is not a record, e.g. half-written by a
+    killed process, counts as after every step, so it is dropped)."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 @dataclass
@@ -743,6 +753,7 @@ class Trainer:
         for group in self.optimizer.param_groups:  # the saved groups carry their implementation: use ours
             group["fused"], group["foreach"] = self.fused or None, None
         self.step = int(meta["step"])
+        self._forget_metrics_after(self.step)
         self.tokens_seen = int(meta["tokens_seen"])
         self.window_index = int(meta["window_index"])
         ckpt.set_generator_state(self.generator, meta["generator"])
@@ -789,6 +800,19 @@ class Trainer:
                     self._log({"step": step, "error": message}, history)
                 raise TrainingError(message)
         return values
+
+    def _forget_metrics_after(self, step: int) -> None:
+        """Drop the records of steps after ``step`` from ``metrics.jsonl`` (atomically): a run resumed
+        from a checkpoint at ``step`` logs those steps again, so the file keeps holding one run, each
+        step once."""
+        path = None if self.out_dir is None else self.out_dir / "metrics.jsonl"
+        if path is None or not self.dist.is_main or not path.is_file():
+            return
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if _record_step(line) <= step]
+        if len(kept) != len(lines):
+            with atomic_write(path) as f:
+                f.writelines(kept)
 
     def _log(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
         history.append(record)
