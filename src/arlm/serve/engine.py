@@ -1,7 +1,7 @@
 """The model work behind each endpoint, as plain functions of a loaded model (no HTTP here).
 
 * :class:`TokenStream` — sampling or greedy decoding one token per call (``POST /v1/generate``),
-  through :func:`arlm.pipeline.decode_steps`, so the same seed gives the tokens of ``arlm generate``;
+  through :func:`arlm.usecases.decoding.decode_steps`, so the same seed gives the tokens of ``arlm generate``;
 * :func:`beam_result` and :func:`beam_tree` — beam search's n-best, and every hypothesis it kept,
   finished or pruned at each step (``POST /v1/beam``);
 * :func:`score_text` — NLL, perplexity, bits per character and per-token log-probs (``POST /v1/score``);
@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from arlm import pipeline
 from arlm.data.tokenizers import Tokenizer
 from arlm.decode.config import DecodingConfig
 from arlm.decode.search import BeamStep, beam_search
 from arlm.errors import ConfigError
 from arlm.serve.models import LoadedModel
+from arlm.usecases.decoding import decode, decode_steps, encode_prompt
+from arlm.usecases.generate import nbest
 
 
 def num(x: float, digits: int | None = None) -> float | None:
@@ -79,14 +80,14 @@ class Pieces:
 def prompt_ids(lm: LoadedModel, prompt: str, tokens: Sequence[int] = (),
                max_new_tokens: int | None = 1) -> list[int]:
     """[SOS] + the prompt's ids + ``tokens`` (ids continuing it), checked to fit the model's context
-    with room for ``max_new_tokens`` (:func:`arlm.pipeline.encode_prompt`; None: not checked)."""
+    with room for ``max_new_tokens`` (:func:`arlm.usecases.decoding.encode_prompt`; None: not checked)."""
     for t in tokens:
         if not 0 <= t < lm.model.vocab_size:
             raise ConfigError(f"tokens: id {t} is outside the vocabulary of {lm.name} "
                               f"(0..{lm.model.vocab_size - 1})")
     if max_new_tokens is None:
         return [lm.tokenizer.sos_id, *lm.tokenizer.encode(prompt), *tokens]
-    ids = [*pipeline.encode_prompt(lm.model, lm.tokenizer, prompt, max_new_tokens), *tokens]
+    ids = [*encode_prompt(lm.model, lm.tokenizer, prompt, max_new_tokens), *tokens]
     if lm.block_size is not None and len(ids) + max_new_tokens - 1 > lm.block_size:
         raise ConfigError(f"the prompt and tokens are {len(ids)} tokens and max_new_tokens is "
                           f"{max_new_tokens}, more than the model's context of {lm.block_size}; "
@@ -108,7 +109,7 @@ class TokenStream:
 
     def __init__(self, lm: LoadedModel, ids: list[int], config: DecodingConfig) -> None:
         self.lm, self.prompt_ids, self.config = lm, ids, config
-        self._steps = pipeline.decode_steps(lm.model, lm.tokenizer, ids, config)
+        self._steps = decode_steps(lm.model, lm.tokenizer, ids, config)
         self._lock = threading.Lock()
         self._pieces = Pieces(lm.tokenizer, ids[1:])
         self.prompt_text = self._pieces.text
@@ -198,7 +199,7 @@ def beam_tree(lm: LoadedModel, ids: list[int], config: DecodingConfig) -> dict[s
 
 def beam_result(lm: LoadedModel, ids: list[int], config: DecodingConfig) -> dict[str, Any]:
     """``/v1/generate`` with strategy beam: the best hypothesis as a generation result, and the n-best."""
-    beams = pipeline.decode(lm.model, lm.tokenizer, ids, config)
+    beams = decode(lm.model, lm.tokenizer, ids, config)
     best = _nbest(lm, ids, beams)
     top = best[0] if best else {"text": lm.tokenizer.decode(ids[1:]), "tokens": [], "stop_reason": "length"}
     prompt = lm.tokenizer.decode(ids[1:])
@@ -211,17 +212,14 @@ def beam_result(lm: LoadedModel, ids: list[int], config: DecodingConfig) -> dict
 def _nbest(lm: LoadedModel, ids: list[int], beams) -> list[dict[str, Any]]:
     """The n-best list of prompt 0: text, tokens with the model's log-probs, scores."""
     out = []
-    for r in range(beams.tokens.shape[1]):
-        n = int(beams.lengths[0, r])
-        if n == 0:
-            continue
-        new = beams.tokens[0, r, :n].tolist()
+    for h in nbest(beams, lambda row: lm.tokenizer.decode(ids[1:] + row)):
+        new = h.tokens
         logps = _model_logprobs(lm, ids, new)
         pieces = Pieces(lm.tokenizer, ids[1:])
         tokens = [token_event(lm.tokenizer, i, t, pieces.add(t), lp)
                   for i, (t, lp) in enumerate(zip(new, logps, strict=True))]
-        out.append({"text": pieces.text, "tokens": tokens, "score": num(beams.scores[0, r], 6),
-                    "log_prob": num(beams.log_probs[0, r], 6), "stop_reason": beams.stop_reason[0][r]})
+        out.append({"text": h.text, "tokens": tokens, "score": num(h.score, 6),
+                    "log_prob": num(h.log_prob, 6), "stop_reason": h.stop_reason})
     return out
 
 
