@@ -28,7 +28,7 @@ from arlm.decode.config import DecodingConfig
 from arlm.decode.search import BeamStep, beam_search
 from arlm.errors import ConfigError
 from arlm.serve.models import LoadedModel
-from arlm.usecases.decoding import decode, decode_steps, encode_prompt
+from arlm.usecases.decoding import check_context, decode, decode_steps
 from arlm.usecases.generate import nbest
 
 
@@ -77,17 +77,20 @@ class Pieces:
         return piece
 
 
-def prompt_ids(lm: LoadedModel, prompt: str, tokens: Sequence[int] = (),
+def prompt_ids(lm: LoadedModel, prompt_tokens: Sequence[int], tokens: Sequence[int] = (),
                max_new_tokens: int | None = 1) -> list[int]:
-    """[SOS] + the prompt's ids + ``tokens`` (ids continuing it), checked to fit the model's context
-    with room for ``max_new_tokens`` (:func:`arlm.usecases.decoding.encode_prompt`; None: not checked)."""
+    """[SOS] + the prompt's ids (``prompt_tokens``, the request's prompt encoded once) + ``tokens`` (ids
+    continuing it), checked to fit the model's context with room for ``max_new_tokens``
+    (:func:`arlm.usecases.decoding.check_context`; None: not checked)."""
     for t in tokens:
         if not 0 <= t < lm.model.vocab_size:
             raise ConfigError(f"tokens: id {t} is outside the vocabulary of {lm.name} "
                               f"(0..{lm.model.vocab_size - 1})")
+    ids = [lm.tokenizer.sos_id, *prompt_tokens]
     if max_new_tokens is None:
-        return [lm.tokenizer.sos_id, *lm.tokenizer.encode(prompt), *tokens]
-    ids = [*encode_prompt(lm.model, lm.tokenizer, prompt, max_new_tokens), *tokens]
+        return [*ids, *tokens]
+    check_context(lm.model, ids, max_new_tokens)
+    ids = [*ids, *tokens]
     if lm.block_size is not None and len(ids) + max_new_tokens - 1 > lm.block_size:
         raise ConfigError(f"the prompt and tokens are {len(ids)} tokens and max_new_tokens is "
                           f"{max_new_tokens}, more than the model's context of {lm.block_size}; "
@@ -235,10 +238,24 @@ def _model_logprobs(lm: LoadedModel, ids: list[int], new: list[int]) -> list[flo
 # ---------------------------------------------------------------------------------------------
 
 
+class _KeepScores:
+    """A model whose ``score`` calls are kept (``scores``), so one forward gives both the likelihood
+    report and each token's log-prob."""
+
+    def __init__(self, model) -> None:
+        self.model, self.scores = model, []
+
+    def score(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.model.score(tokens)  # (B, T-1)
+        self.scores.append(out)
+        return out
+
+
 @torch.inference_mode()
 def score_text(lm: LoadedModel, text: str) -> dict[str, Any]:
     """NLL, perplexity and bits of ``text`` as one sequence [SOS] text [EOS]
-    (:func:`arlm.evaluate.likelihood.evaluate_likelihood`), and each token's log p(x_t | x_<t)."""
+    (:func:`arlm.evaluate.likelihood.evaluate_likelihood`), and each token's log p(x_t | x_<t), from
+    one forward."""
     from arlm.evaluate.likelihood import evaluate_likelihood
 
     tok = lm.tokenizer
@@ -246,10 +263,12 @@ def score_text(lm: LoadedModel, text: str) -> dict[str, Any]:
     if lm.block_size is not None and len(ids) > lm.block_size:
         raise ConfigError(f"text: {len(ids)} tokens ([SOS] and [EOS] included) do not fit the model's "
                           f"context of {lm.block_size}; shorten the text")
-    report = evaluate_likelihood(lm.model, [np.array(ids, dtype=np.int64)], num_chars=len(text) + 1,
+    model = _KeepScores(lm.model)
+    report = evaluate_likelihood(model, [np.array(ids, dtype=np.int64)], num_chars=len(text) + 1,
                                  sos_id=tok.sos_id, eos_id=tok.eos_id, unk_id=tok.unk_id,
                                  show_progress=False)
-    logps = lm.model.score(torch.tensor([ids]))[0].double().tolist()  # (T-1,)
+    (scores,) = model.scores  # one sequence that fits the context: one row, one forward
+    logps = scores[0].double().tolist()  # (T-1,)
     pieces = Pieces(tok, [])
     tokens = [token_event(tok, i, t, pieces.add(t), lp)
               for i, (t, lp) in enumerate(zip(ids[1:], logps, strict=True))]

@@ -1,8 +1,8 @@
 """Text in, tokens out: a prompt encoded for a model, a :class:`~arlm.decode.config.DecodingConfig`
 applied to it, and what makes decoding faster (drafts for speculative decoding, int8 weights).
 
-* :func:`encode_prompt`: ``[SOS]`` + the prompt's ids, checked to leave room in the model's context;
-  :func:`unknown_pieces`: what of a prompt the tokenizer reads as [UNK];
+* :func:`encode_prompt`: ``[SOS]`` + the prompt's ids, checked to leave room in the model's context
+  (:func:`check_context`); :func:`unknown_pieces`: what of a prompt the tokenizer reads as [UNK];
 * :func:`decode`: one prompt continued with the config's strategy (sampling, greedy, beam search,
   speculative decoding with a draft); :func:`decode_steps`: the same one token at a time (the server);
 * :func:`load_draft`, :func:`check_draft`, :func:`quantize`.
@@ -34,6 +34,13 @@ def unknown_pieces(tokenizer: Tokenizer, text: str) -> list[str]:
 def encode_prompt(model: ARModel, tokenizer: Tokenizer, prompt: str, max_new_tokens: int) -> list[int]:
     """``[SOS]`` + the prompt's ids, checked to leave room for ``max_new_tokens`` in the model's context."""
     ids = [tokenizer.sos_id, *tokenizer.encode(prompt)]
+    check_context(model, ids, max_new_tokens)
+    return ids
+
+
+def check_context(model: ARModel, ids: list[int], max_new_tokens: int) -> None:
+    """Refuse prompt ids (``[SOS]`` included) that leave no room for ``max_new_tokens`` in the model's
+    context (its ``block_size``; a model without one takes any length)."""
     limit = getattr(getattr(model, "config", None), "block_size", None)
     if limit is not None and len(ids) + max_new_tokens - 1 > limit:
         fixes = []
@@ -45,7 +52,6 @@ def encode_prompt(model: ARModel, tokenizer: Tokenizer, prompt: str, max_new_tok
             f"the prompt is {len(ids)} tokens ([SOS] included) and max_new_tokens asks for "
             f"{max_new_tokens} more, but the model's context (block_size) is {limit} tokens; "
             + (" or ".join(fixes) or f"the prompt's tokens plus max_new_tokens must be ≤ {limit + 1}"))
-    return ids
 
 
 def decode(model: ARModel, tokenizer: Tokenizer, prompt_ids: list[int], config: DecodingConfig,
