@@ -10,13 +10,17 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from arlm.errors import ArlmError, ConfigError
+
+if TYPE_CHECKING:
+    from arlm.usecases.evaluate import QuantizedEval
+    from arlm.usecases.generate import GeneratedTexts
 
 app = typer.Typer(
     help="arlm: autoregressive language models, from counting n-grams to Transformers.",
@@ -236,8 +240,9 @@ def evaluate(
     from arlm.usecases.evaluate import EvalRequest, QuantizedEval
     from arlm.usecases.evaluate import evaluate as run_evaluation
 
-    result = run_evaluation(EvalRequest(model_path, corpus, split, unit, encoding, arpa_split, arpa_lowercase,
-                                        quantize, orders, seed))
+    result = run_evaluation(EvalRequest(model_path, corpus=corpus, split=split, unit=unit, encoding=encoding,
+                                        arpa_split=arpa_split, arpa_lowercase=arpa_lowercase,
+                                        quantize=quantize, orders=orders, seed=seed))
     if as_json:
         print(json.dumps(result.to_dict()))
         return
@@ -266,7 +271,7 @@ def evaluate(
     out.print(table)
 
 
-def _print_quantized_eval(result) -> None:
+def _print_quantized_eval(result: QuantizedEval) -> None:
     """The fp32 and int8 models side by side: perplexity, bits per character, scored tokens / s."""
     comparison, mode = result.comparison, result.mode
     table = Table("", "fp32", mode, "change", title=f"{result.model} on {result.corpus} ({result.split})")
@@ -437,7 +442,7 @@ def generate_text(
         _print_texts(result)
 
 
-def _print_texts(result) -> None:
+def _print_texts(result: GeneratedTexts) -> None:
     """Sampled or greedy texts: the end of a streamed one's line, or each text (numbered when there
     are several); then each one's length and stop reason on stderr."""
     if result.streamed and len(result.texts) == 1:
