@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from arlm import pipeline
 from arlm.decode.fast import FastDecoder
 from arlm.decode.search import generate
 from arlm.decode.speculative import PromptLookupDraft, speculative_generate
@@ -26,6 +25,8 @@ from arlm.errors import ConfigError, MismatchError
 from arlm.models.ngram import NGramModel
 from arlm.models.quantize import quantize_int8
 from arlm.models.transformer import TransformerLM
+from arlm.usecases.checkpoints import load_model
+from arlm.usecases.train import TrainRequest, train_neural
 from report import round_robin
 
 COMMON = ["block_size=256", "batch_tokens=3072", "micro_batch_size=12", "warmup_steps=20", "eval_interval=0",
@@ -35,18 +36,20 @@ DRAFT = [*COMMON, "n_layer=1", "n_head=2", "d_model=64", "lr=5e-3"]
 
 
 def train(overrides: list[str], steps: int, seed: int = 0):
-    """A Transformer trained with the pipeline on Shakespeare's train split (chars), seeded."""
+    """A Transformer trained by `arlm train transformer`'s use case on Shakespeare's train split (chars),
+    seeded."""
     t0 = time.perf_counter()
-    trainer, summary = pipeline.train_neural("transformer", preset="tiny", tokenizer="char",
-                                             overrides=[*overrides, f"max_steps={steps}", f"seed={seed}"],
-                                             out_dir=None, threads=1, log=lambda *_: None)
-    return trainer.model.eval(), trainer.tokenizer, summary, time.perf_counter() - t0
+    request = TrainRequest("transformer", preset="tiny", tokenizer="char",
+                           overrides=[*overrides, f"max_steps={steps}", f"seed={seed}"], out_dir=None,
+                           threads=1)
+    result = train_neural(request, log=lambda *_: None)
+    return result.trainer.model.eval(), result.trainer.tokenizer, result.summary, time.perf_counter() - t0
 
 
 def load_target(path: Path):
     """A trained arlm Transformer checkpoint (a model folder) as the target, in eval mode, with its
     tokenizer; anything else is a one-line error."""
-    model, tok = pipeline.load_model(path)
+    model, tok = load_model(path)
     if not isinstance(model, TransformerLM) or not model.config.causal:
         raise ConfigError(f"{path} holds a {type(model).__name__}, not a causal Transformer; pass a "
                           "checkpoint of `arlm train transformer`")
@@ -159,7 +162,7 @@ def report(res: dict) -> list[str]:
     shape = (f"a char Transformer, {t['n_layer']} layers × {t['n_head']} heads × {t['d_model']}, block "
              f"{t['block']} ({t['params'] / 1e6:.2f}M parameters)")
     if t["path"] is None:
-        origin = (f"trained in the run with `pipeline.train_neural` on Shakespeare's train split: "
+        origin = (f"trained in the run with `usecases.train.train_neural` on Shakespeare's train split: "
                   f"{t['steps']} steps of 12 × 256 tokens, seed 0, {t['seconds']:.0f} s, val loss "
                   f"{t['val']:.3f} nats/char (6 × 384 trains too slowly on this shared 2-core machine to be "
                   f"part of the benchmark; `--target CHECKPOINT` takes one trained elsewhere)")

@@ -114,11 +114,11 @@ def decode_part(new: int, repeats: int) -> str:
 
 
 def char_data():
-    from arlm import pipeline
     from arlm.data.corpora import load_corpus
+    from arlm.usecases.data import TokenizerSpec, prepare_data
 
     corpus = load_corpus("shakespeare")
-    return pipeline.prepare_data(corpus, pipeline.TokenizerSpec("char"), "train", "val")
+    return prepare_data(corpus, TokenizerSpec("char"), "train", "val")
 
 
 def char_model(vocab: int):
@@ -246,7 +246,7 @@ def train_part(iters: int, block_iters: int, blocks: int, save_model: Path | Non
 def train_on(trainer, data, steps: int, folder: Path) -> str:
     """Train ``trainer`` on to ``steps`` steps (its schedule is ``--iters`` long), evaluate it and save its
     model with the tokenizer."""
-    from arlm import pipeline
+    from arlm.usecases.checkpoints import save_model
 
     t = time.perf_counter()
     while trainer.step < steps:
@@ -254,7 +254,7 @@ def train_on(trainer, data, steps: int, folder: Path) -> str:
     torch.cuda.synchronize()
     seconds = time.perf_counter() - t
     val = trainer.evaluate()
-    pipeline.save_model(folder, trainer.model.eval(), data.tokenizer)
+    save_model(folder, trainer.model.eval(), data.tokenizer)
     return (f"The compiled arlm run then trained on to {steps} steps ({seconds:.0f} s more): validation "
             f"loss {val['val_loss']:.3f} nats/char, {val.get('val_bits_per_char', float('nan')):.3f} "
             f"bits/char; model written to `{folder}`.")

@@ -53,13 +53,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from arlm import pipeline
 from arlm.data.cache import encode_corpus
 from arlm.data.corpora import load_corpus
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.streams import PAD_ID, SOS_ID
 from arlm.train import TrainConfig, Trainer
 from arlm.train.trainer import param_groups
+from arlm.usecases.data import TokenizerSpec, build_tokenizer
 from report import command_line, round_robin, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -310,7 +310,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     load0 = os.getloadavg()
     corpus = load_corpus("shakespeare")
-    tok = pipeline.build_tokenizer(corpus, pipeline.TokenizerSpec("char"))
+    tok = build_tokenizer(corpus, TokenizerSpec("char"))
     data = encode_corpus(corpus, "train", tok).tokens.astype(np.int64)
     vocab = tok.vocab_size
     res = race({"nanoGPT-style plain loop": lambda: NanoGPTLoop(data, vocab, args.iters),

@@ -32,11 +32,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from arlm import pipeline
 from arlm.models.registry import FAMILIES
 from arlm.streams import PAD_ID
 from arlm.train import TrainConfig, Trainer
 from arlm.train.batches import loss_targets, random_chunks
+from arlm.usecases.data import TokenizerSpec, prepare_data
 from report import command_line, round_robin, table_argv, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,7 +206,7 @@ def main() -> None:
     if not thread_options or min(thread_options) < 1:
         parser.exit(2, f"train_speed.py: --threads must be thread counts ≥ 1 separated by commas (e.g. 1,2), "
                        f"not {args.threads!r}\n")
-    data = pipeline.prepare_data("shakespeare", pipeline.TokenizerSpec("char"))
+    data = prepare_data("shakespeare", TokenizerSpec("char"))
     train, val = data.train.tokens, data.val.tokens
     vocab = data.tokenizer.vocab_size
     load_before = os.getloadavg()

@@ -52,18 +52,18 @@ def save_toy_word_models(root: Path, block_size: int, n_layer: int):
     ``root/ngram`` and ``root/tf``; returns (tokenizer, the trigram model)."""
     import torch
 
-    from arlm import pipeline
     from arlm.data.tokenizers import train_tokenizer
     from arlm.models.ngram import NGramModel
     from arlm.models.transformer import TransformerConfig, TransformerLM
+    from arlm.usecases.checkpoints import save_model
 
     tok = train_tokenizer("word", TOY_LINES)
     data = [i for line in tok.encode_lines(TOY_LINES) for i in [1, *line.tolist(), 2]]
     ngram = NGramModel.fit(torch.tensor(data).numpy(), order=3, vocab=tok.vocab, smoothing="kn",
                            discount_fallback=True)
-    pipeline.save_model(root / "ngram", ngram, tok)
+    save_model(root / "ngram", ngram, tok)
     torch.manual_seed(0)
     tf = TransformerLM(TransformerConfig(vocab_size=tok.vocab_size, block_size=block_size, n_layer=n_layer,
                                          n_head=2, d_model=16))
-    pipeline.save_model(root / "tf", tf, tok)
+    save_model(root / "tf", tf, tok)
     return tok, ngram

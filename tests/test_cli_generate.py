@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from arlm import pipeline
 from arlm.interop.arpa import write_arpa
+from arlm.usecases.checkpoints import load_model
 from cli_helpers import arlm, save_toy_word_models
 
 
@@ -45,7 +45,7 @@ def test_greedy_streams_prompt_and_continuation(models, kind):
 def test_greedy_matches_library(models):
     from arlm.decode.search import greedy_search
 
-    model, tok = pipeline.load_model(models["ngram"])
+    model, tok = load_model(models["ngram"])
     ids = [1, *tok.encode("the dog")]
     s = greedy_search(model, [ids], max_new_tokens=8)
     want = tok.decode(ids[1:] + s.rows()[0])

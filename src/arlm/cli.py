@@ -14,13 +14,17 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from arlm.errors import ArlmError, ConfigError, Interrupted
+
+if TYPE_CHECKING:
+    from arlm.usecases.evaluate import QuantizedEval
+    from arlm.usecases.generate import GeneratedTexts
 
 app = typer.Typer(
     help="arlm: autoregressive language models, from counting n-grams to Transformers.",
@@ -125,22 +129,23 @@ def train_ngram(
 ) -> None:
     """Count n-grams on a corpus split (read in --order) and save a smoothed n-gram model (and
     optionally ARPA)."""
-    from arlm import pipeline
+    from arlm.usecases.data import TokenizerSpec
+    from arlm.usecases.train import NgramRequest, train_ngram
 
     if order.isdigit():  # the n-gram length, as `--order N` meant before factorization orders
         order, ngram_order = "l2r", int(order)
-    spec = pipeline.TokenizerSpec(tokenizer, lowercase, vocab_size, min_count)
-    model, tok, order_spec, data = pipeline.train_ngram(
+    result = train_ngram(NgramRequest(
         corpus, split=split, n=ngram_order, smoothing=smoothing, k=k, discount_fallback=discount_fallback,
-        tokenizer=spec, unit=unit, encoding=encoding, order=order, out_dir=out_dir)
-    train = data.train
-    err.print(f"{data.corpus.name} {split}: {train.num_sequences:,} sequences, {len(train.tokens):,} "
-              f"tokens, vocabulary {tok.vocab_size:,} ({tok.kind}), order {order_spec.name}")
+        tokenizer=TokenizerSpec(tokenizer, lowercase, vocab_size, min_count), unit=unit, encoding=encoding,
+        order=order, out_dir=out_dir))
+    train, tok = result.data.train, result.tokenizer
+    err.print(f"{result.data.corpus.name} {split}: {train.num_sequences:,} sequences, {len(train.tokens):,} "
+              f"tokens, vocabulary {tok.vocab_size:,} ({tok.kind}), order {result.order.name}")
     err.print(f"saved {ngram_order}-gram ({smoothing}) to {out_dir}")
     if arpa is not None:
         from arlm.interop.arpa import write_arpa
 
-        write_arpa(model, arpa)
+        write_arpa(result.model, arpa)
         err.print(f"wrote ARPA {arpa}")
 
 
@@ -148,15 +153,16 @@ def _train_neural(command: str, corpus: str, split: str, val_split: str, preset:
                   overrides: list[str] | None, tokenizer: str, vocab_size: int | None, unit: str,
                   encoding: str, out_dir: Path | None, resume: Path | None, threads: int,
                   order: str = "l2r") -> None:
-    from arlm.pipeline import train_neural
+    from arlm.usecases.train import TrainRequest, train_neural
 
     out_dir = out_dir or Path(f"runs/{command}")
-    trainer, summary = train_neural(command, corpus=corpus, split=split, val_split=val_split, preset=preset,
-                              overrides=overrides, tokenizer=tokenizer, vocab_size=vocab_size,
-                              unit=unit, encoding=encoding, out_dir=out_dir, resume=resume,
-                              threads=threads, order=order, log=err.print)
-    if not trainer.dist.is_main:
+    request = TrainRequest(command, corpus=corpus, split=split, val_split=val_split, preset=preset,
+                           overrides=overrides, tokenizer=tokenizer, vocab_size=vocab_size, unit=unit,
+                           encoding=encoding, out_dir=out_dir, resume=resume, threads=threads, order=order)
+    result = train_neural(request, log=err.print)
+    if not result.trainer.dist.is_main:
         return
+    summary = result.summary
     why = {"max_seconds": f" (stopped by max_seconds after {summary.seconds:.0f} s, before max_steps)",
            "patience": " (stopped early: no improvement)"}.get(summary.stopped_by, "")
     err.print(f"step {summary.step}: train loss {_fmt(summary.train_loss, 4)}, val loss "
@@ -235,53 +241,21 @@ def evaluate(
 
     With --quantize int8 the split is scored twice, by the fp32 and the int8 model (left-to-right
     models), and the perplexity change is printed next to the speed of each."""
-    from arlm import pipeline
-    from arlm.evaluate.likelihood import bits_per_unit
-    from arlm.evaluate.orders import bits_per_dim, evaluate_in_order, sigma_gpt_orders, spread
+    from arlm.usecases.evaluate import EvalRequest, QuantizedEval
+    from arlm.usecases.evaluate import evaluate as run_evaluation
 
-    model, tok = pipeline.load_model(model_path, arpa_split, arpa_lowercase)
-    spec = pipeline.load_order(model_path)
-    image = pipeline.image_shape(tok)
-    data = pipeline.prepare_data(corpus or ("digits" if image else "shakespeare"), tok, split, None, unit,
-                                 encoding)
-    corp, test = data.corpus, data.train
-    if quantize is not None:
-        if spec.name != "l2r" or getattr(model, "family", None) == "sigma_gpt":
-            raise ConfigError(f"--quantize compares left-to-right models; this one is {spec.name!r}"
-                              f"{' (σ-GPT)' if spec.name == 'l2r' else ''}: drop --quantize")
-        comparison = pipeline.evaluate_quantized(model, tok, test, quantize)
-        result = {"model": str(model_path), "corpus": corp.name, "split": split, "unit": unit,
-                  **comparison}
-        if as_json:
-            print(json.dumps(result))
-            return
-        table = Table("", "fp32", quantize, "change", title=f"{model_path} on {corp.name} ({split})")
-        for name, key, digits in (("perplexity", "perplexity", 2), ("bits per character", "bits_per_char", 4),
-                                  ("scored tokens / s", "tokens_per_s", 0)):
-            a, b = comparison["fp32"][key], comparison[quantize][key]
-            change = f"{(b / a - 1) * 100:+.2f}%" if a and b is not None else "-"
-            table.add_row(name, _fmt(a, digits), _fmt(b, digits), change)
-        out.print(table)
-        return
-    report = evaluate_in_order(model, test, spec, sos_id=tok.sos_id, eos_id=tok.eos_id, unk_id=tok.unk_id,
-                               seed=seed)
-    result = {"model": str(model_path), "corpus": corp.name, "split": split, "unit": unit,
-              "order": spec.name, **report.to_dict()}
-    pixels = image[0] * image[1] if image else 0
-    if image:
-        result["bits_per_dim"] = bits_per_dim(report.nll, report.num_sequences, pixels)
-    if getattr(model, "family", None) == "sigma_gpt" and orders > 0:
-        any_order = sigma_gpt_orders(model, test.tokens, orders, seed)
-        units = report.num_sequences * pixels if image else test.num_chars
-        values = [bits_per_unit(nll, units) for nll in any_order["nll"]]
-        mean, std = spread(values)
-        key = "bits_per_dim" if image else "bits_per_char"
-        result["random_orders"] = {"num_orders": orders, key: values, f"{key}_mean": mean, f"{key}_std": std,
-                                   "nll_per_sequence_std": any_order["nll_per_sequence_std"]}
+    result = run_evaluation(EvalRequest(model_path, corpus=corpus, split=split, unit=unit, encoding=encoding,
+                                        arpa_split=arpa_split, arpa_lowercase=arpa_lowercase,
+                                        quantize=quantize, orders=orders, seed=seed))
     if as_json:
-        print(json.dumps(result))
+        print(json.dumps(result.to_dict()))
         return
-    table = Table(title=f"{model_path} on {corp.name} ({split}), order {spec.name}", show_header=False)
+    if isinstance(result, QuantizedEval):
+        _print_quantized_eval(result)
+        return
+    report = result.report
+    table = Table(title=f"{model_path} on {result.corpus} ({split}), order {result.order.name}",
+                  show_header=False)
     table.add_row("sequences", f"{report.num_sequences:,}")
     table.add_row("scored tokens ([EOS] included)", f"{report.num_tokens:,}")
     table.add_row("OOV tokens ([UNK])", f"{report.num_oov:,}")
@@ -292,13 +266,24 @@ def evaluate(
     table.add_row("bits per token", _fmt(report.bits_per_token, 4))
     table.add_row("bits per character", _fmt(report.bits_per_char, 4))
     table.add_row("bits per byte (UTF-8)", _fmt(report.bits_per_byte, 4))
-    if image:
-        table.add_row("bits per dimension (pixel)", _fmt(result["bits_per_dim"], 4))
-    if "random_orders" in result:
-        r = result["random_orders"]
-        key = "bits_per_dim" if image else "bits_per_char"
-        table.add_row(f"{key.replace('_', ' ')}, {r['num_orders']} random orders",
-                      f"{r[key + '_mean']:.4f} ± {r[key + '_std']:.4f}")
+    if result.image:
+        table.add_row("bits per dimension (pixel)", _fmt(result.bits_per_dim, 4))
+    if result.random_orders is not None:
+        r, key = result.random_orders, result.unit_key
+        table.add_row(f"{key.replace('_', ' ')}, {len(r.values)} random orders",
+                      f"{r.mean:.4f} ± {r.std:.4f}")
+    out.print(table)
+
+
+def _print_quantized_eval(result: QuantizedEval) -> None:
+    """The fp32 and int8 models side by side: perplexity, bits per character, scored tokens / s."""
+    comparison, mode = result.comparison, result.mode
+    table = Table("", "fp32", mode, "change", title=f"{result.model} on {result.corpus} ({result.split})")
+    for name, key, digits in (("perplexity", "perplexity", 2), ("bits per character", "bits_per_char", 4),
+                              ("scored tokens / s", "tokens_per_s", 0)):
+        a, b = comparison["fp32"][key], comparison[mode][key]
+        change = f"{(b / a - 1) * 100:+.2f}%" if a and b is not None else "-"
+        table.add_row(name, _fmt(a, digits), _fmt(b, digits), change)
     out.print(table)
 
 
@@ -350,32 +335,28 @@ def sample(
     """Ancestral sampling from [SOS] until [EOS] or the length limit, in the model's order; text is
     shown in reading order. An image model draws whole images (printed as ASCII shades; --png FILE
     writes a PNG grid)."""
-    from arlm import pipeline
+    from arlm.usecases.sample import ImageSamples, SampleRequest
+    from arlm.usecases.sample import sample as draw_samples
 
     if not temperature > 0:
         raise ConfigError(f"--temperature must be > 0 for sampling, got {temperature}; "
                           "use `arlm generate --strategy greedy` for temperature 0")
     config = _decoding_config(num_samples=num_samples, max_new_tokens=max_new_tokens,
                               temperature=temperature, seed=seed)
-    model, tok = pipeline.load_model(model_path)
-    spec = pipeline.load_order(model_path)
-    if pipeline.image_shape(tok) is not None:
+    result = draw_samples(SampleRequest(model_path, config, need_images=png is not None))
+    if isinstance(result, ImageSamples):
         from arlm.data.image_render import ascii_images, save_image_grid
 
-        images = pipeline.sample_images(model, tok, spec, num_samples, seed, temperature)
-        levels = int(tok.options["levels"])
         if png is not None:
-            save_image_grid(png, images, levels=levels, title=f"{model_path.name}: {num_samples} samples, "
-                                                              f"order {spec.name}")
+            save_image_grid(png, result.images, levels=result.levels,
+                            title=f"{model_path.name}: {num_samples} samples, order {result.order.name}")
             err.print(f"wrote {png}")
-        print(ascii_images(images, levels=levels), flush=True)  # not rich: never wrapped
+        print(ascii_images(result.images, levels=result.levels), flush=True)  # not rich: never wrapped
         return
-    if png is not None:
-        raise ConfigError("--png draws images, but this model reads text; leave --png out")
-    if not spec.reversible:
+    if not result.in_reading_order:
         err.print("note: a random-order model does not know which position it writes, so its samples "
                   "are shown in the order they were drawn")
-    for text in pipeline.sample_texts(model, tok, spec, config):
+    for text in result.texts:
         out.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
@@ -441,122 +422,59 @@ def generate_text(
     Policies (docs/decoding.md): a prompt too long for the model's context is an error; pieces
     the tokenizer cannot encode become [UNK], with a warning.
     """
-    from arlm import pipeline
+    from arlm.usecases.generate import GenerateRequest, Generation, NBest, generate
 
     config = _decoding_config(
         strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
         repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
         num_beams=num_beams, length_penalty=length_penalty, num_samples=num_samples, seed=seed,
         max_new_tokens=max_new_tokens, stop_strings=tuple(stop or ()))
-    if draft is not None:
-        pipeline.check_draft(config, draft_tokens)
-    model, tok = pipeline.load_model(model_path)
-    spec = pipeline.load_order(model_path)
-    if not spec.identity:
-        if draft is not None or quantize is not None or as_json:
-            raise ConfigError(f"--draft, --quantize and --json work with left-to-right models; this one "
-                              f"generates in order {spec.name!r}: drop them")
-        _generate_in_order(model, tok, spec, prompt, config)
-        return
-    model = pipeline.quantize(model, quantize)
-    draft_model = None if draft is None else pipeline.load_draft(draft, tok, quantize)
-    unknown = pipeline.unknown_pieces(tok, prompt)
-    if unknown:
-        shown = ", ".join(repr(p) for p in unknown[:10]) + (" …" if len(unknown) > 10 else "")
-        print(f"warning: {len(unknown)} prompt piece(s) not in the model's vocabulary are read "
-              f"as [UNK]: {shown}", file=sys.stderr, flush=True)
-    try:
-        ids = pipeline.encode_prompt(model, tok, prompt, max_new_tokens)
-    except ConfigError as e:
-        raise ConfigError(str(e).replace("max_new_tokens", "--max-new-tokens")) from None
-
-    if as_json or draft is not None:  # the whole text at the end
-        run = pipeline.run_generation(model, tok, prompt, ids, config, draft=draft_model, draft_name=draft,
-                                      draft_tokens=draft_tokens, fast=fast, quantize=quantize)
+    request = GenerateRequest(model_path, prompt, config, draft=draft, draft_tokens=draft_tokens,
+                              quantize=quantize, fast=fast, timed=as_json)
+    result = generate(request, on_text=_write, on_sample=_print_sample, on_unknown=_warn_unknown)
+    if isinstance(result, Generation):
         if as_json:
-            print(json.dumps(run.to_dict()))
+            print(json.dumps(result.to_dict()))
             return
-        print(run.sequences[0]["text"], flush=True)
-        err.print(f"({run.summary()})", markup=False, highlight=False)
-        return
-
-    if config.strategy == "beam":
-        beams = pipeline.decode(model, tok, ids, config, fast=fast)
-        for r in range(beams.tokens.shape[1]):
-            n = int(beams.lengths[0, r])
-            if n == 0:
-                continue
-            text = tok.decode(ids[1:] + beams.tokens[0, r, :n].tolist())
-            print(f"{r + 1}. score {float(beams.scores[0, r]):.4f}  log p {float(beams.log_probs[0, r]):.3f}"
-                  f"  {n} tokens ({beams.stop_reason[0][r]})  {text}", flush=True)
-        return
-
-    n_samples = config.sequences_per_prompt
-    new: list[list[int]] = [[] for _ in range(n_samples)]
-    shown_text = [tok.decode(ids[1:])]
-
-    def on_token(step) -> None:
-        for row, token, finished in zip(step.rows.tolist(), step.tokens.tolist(),
-                                        step.finished.tolist(), strict=True):
-            new[row].append(token)
-            if n_samples == 1:  # stream: print what the new token adds to the text
-                text = tok.decode(ids[1:] + new[0])
-                if text.startswith(shown_text[0]):
-                    sys.stdout.write(text[len(shown_text[0]):])
-                else:  # the tokenizer re-joined earlier text: start a fresh line
-                    sys.stdout.write("\n" + text)
-                shown_text[0] = text
-                sys.stdout.flush()
-            elif finished:  # several samples: print each as soon as it is complete
-                print(f"[{row + 1}] {tok.decode(ids[1:] + new[row])}", flush=True)
-
-    if n_samples == 1:
-        sys.stdout.write(shown_text[0])
-        sys.stdout.flush()
-    result = pipeline.decode(model, tok, ids, config, on_token=on_token, fast=fast)
-    if n_samples == 1:
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-    lens = result.lengths.tolist()
-    err.print(f"({', '.join(f'{n} tokens, {r}' for n, r in zip(lens, result.stop_reason, strict=True))})",
-              markup=False, highlight=False)
+        print(result.sequences[0]["text"], flush=True)
+        err.print(f"({result.summary()})", markup=False, highlight=False)
+    elif isinstance(result, NBest):
+        for h in result.hypotheses:
+            print(f"{h.rank}. score {h.score:.4f}  log p {h.log_prob:.3f}  {len(h.tokens)} tokens "
+                  f"({h.stop_reason})  {h.text}", flush=True)
+    else:
+        _print_texts(result)
 
 
-def _generate_in_order(model, tok, spec, prompt: str, config) -> None:
-    """`arlm generate` for a model that writes in another order than reading order: an R2L model
-    continues the prompt to the left (the prompt is the end of the text); the text is printed in
-    reading order once complete."""
-    from arlm import pipeline
+def _print_texts(result: GeneratedTexts) -> None:
+    """Sampled or greedy texts: the end of a streamed one's line, or each text (numbered when there
+    are several); then each one's length and stop reason on stderr."""
+    if result.streamed and len(result.texts) == 1:
+        _write("\n")
+    elif not result.streamed:
+        for i, text in enumerate(result.texts):
+            print(text if len(result.texts) == 1 else f"[{i + 1}] {text}", flush=True)
+    lengths = ", ".join(f"{n} tokens, {r}" for n, r in zip(result.lengths, result.stop_reasons, strict=True))
+    shown = "" if result.order.identity else f"; written {result.order.name}, shown in reading order"
+    err.print(f"({lengths}{shown})", markup=False, highlight=False)
 
-    if prompt and spec.name != "r2l":
-        raise ConfigError(f"a model trained in order {spec.name} cannot continue a prompt (only l2r and "
-                          "r2l models can); leave --prompt out")
-    if not spec.reversible:
-        raise ConfigError("a random-order model does not know which position it writes; use `arlm sample` "
-                          "to see its draws, or a σ-GPT model and `arlm infill`")
-    if pipeline.image_shape(tok) is not None:
-        raise ConfigError("this model draws images; use `arlm sample` (with --png FILE for a PNG grid)")
-    prompt_ids = tok.encode(prompt)[::-1]  # read right to left: the last character first
-    ids = pipeline.encode_prompt(model, tok, "", config.max_new_tokens + len(prompt_ids))
-    ids = ids + prompt_ids
-    result = pipeline.decode(model, tok, ids, config)
-    if config.strategy == "beam":
-        for r in range(result.tokens.shape[1]):
-            n = int(result.lengths[0, r])
-            if n == 0:
-                continue
-            text = pipeline.reading_order_text(prompt_ids + result.tokens[0, r, :n].tolist(), spec, tok)
-            print(f"{r + 1}. score {float(result.scores[0, r]):.4f}  log p "
-                  f"{float(result.log_probs[0, r]):.3f}  {n} tokens ({result.stop_reason[0][r]})  {text}",
-                  flush=True)
-        return
-    rows = result.rows()
-    for i, row in enumerate(rows):
-        text = pipeline.reading_order_text(prompt_ids + row, spec, tok)
-        print(text if len(rows) == 1 else f"[{i + 1}] {text}", flush=True)
-    lens = zip(result.lengths.tolist(), result.stop_reason, strict=True)
-    err.print(f"({', '.join(f'{n} tokens, {r}' for n, r in lens)}; written {spec.name}, shown in reading "
-              "order)", markup=False, highlight=False)
+
+def _write(text: str) -> None:
+    """Streamed text: written as it comes, without a line break."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _print_sample(row: int, text: str) -> None:
+    """One of several streamed samples, once it is complete."""
+    print(f"[{row + 1}] {text}", flush=True)
+
+
+def _warn_unknown(pieces: list[str]) -> None:
+    """The prompt's pieces that the tokenizer reads as [UNK] (at most 10 shown)."""
+    shown = ", ".join(repr(p) for p in pieces[:10]) + (" …" if len(pieces) > 10 else "")
+    print(f"warning: {len(pieces)} prompt piece(s) not in the model's vocabulary are read "
+          f"as [UNK]: {shown}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------------- infill
@@ -574,12 +492,13 @@ def infill(
 ) -> None:
     """Fill the blanks of a template, each conditioned on all the known text, left and right (σ-GPT:
     the known tokens first in its order, the blanks after them)."""
-    from arlm import pipeline
     from arlm.decode.infill import check_infill_model, infill_text
+    from arlm.usecases.checkpoints import load_model
+    from arlm.usecases.data import image_shape
 
-    model, tok = pipeline.load_model(model_path)
+    model, tok = load_model(model_path)
     check_infill_model(model)
-    if pipeline.image_shape(tok) is not None:
+    if image_shape(tok) is not None:
         raise ConfigError("this σ-GPT model draws images; infill them with the Python API "
                           "(arlm.decode.infill.infill_tokens) and a mask of known pixels")
     for text in infill_text(model, tok, template, num_samples, seed, temperature, order):
@@ -592,10 +511,10 @@ def export_arpa(
     arpa: Annotated[Path, typer.Argument(help="The ARPA file to write (.arpa or .arpa.gz).")],
 ) -> None:
     """Write an n-gram model as an ARPA file that KenLM and SRILM read."""
-    from arlm import pipeline
     from arlm.interop.arpa import write_arpa
+    from arlm.usecases.checkpoints import load_model
 
-    model, _ = pipeline.load_model(model_path)
+    model, _ = load_model(model_path)
     write_arpa(model, arpa)
     err.print(f"wrote {arpa}")
 
@@ -608,9 +527,9 @@ def import_gpt2(
 ) -> None:
     """Import GPT-2 weights (and the folder's tokenizer.json) as an arlm model folder of family gpt2,
     which `arlm eval`, `sample` and `generate` read like any checkpoint."""
-    from arlm import pipeline
+    from arlm.usecases.checkpoints import import_gpt2 as import_folder
 
-    model, tok = pipeline.import_gpt2(hf_folder, out_dir)
+    model, tok = import_folder(hf_folder, out_dir)
     c = model.config
     err.print(f"imported GPT-2 ({c.n_layer} layers × {c.n_head} heads × {c.d_model}, vocabulary "
               f"{c.vocab_size:,}, context {c.block_size}) to {out_dir}"
@@ -625,9 +544,9 @@ def export_gpt2(
         help="A new (or empty) folder for the HF files; GPT2LMHeadModel.from_pretrained reads it.")],
 ) -> None:
     """Write a Transformer (or imported GPT-2) as a Hugging Face GPT-2 folder."""
-    from arlm import pipeline
+    from arlm.usecases.checkpoints import export_gpt2 as export_folder
 
-    pipeline.export_gpt2(model_path, hf_folder)
+    export_folder(model_path, hf_folder)
     err.print(f"wrote {hf_folder}")
 
 

@@ -7,12 +7,14 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-from arlm import pipeline
 from arlm.data.tokenizers import train_tokenizer
 from arlm.decode.config import DecodingConfig
 from arlm.errors import DataError, MismatchError
 from arlm.experiments import ExperimentConfig, decoding
 from arlm.models.ngram import NGramModel
+from arlm.usecases.checkpoints import save_model
+from arlm.usecases.data import TokenizerSpec, prepare_data
+from arlm.usecases.train import build_model
 from experiment_helpers import quick_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on a shared small CPU
@@ -101,11 +103,11 @@ def test_report_holds_the_tables_and_a_real_plot(quick):
 
 def test_a_checkpoint_is_decoded_alone(tmp_path, quick):
     torch.manual_seed(0)
-    data = pipeline.prepare_data("shakespeare", pipeline.TokenizerSpec("char"), "train", None)
+    data = prepare_data("shakespeare", TokenizerSpec("char"), "train", None)
     from arlm.train.presets import resolve
 
-    model = pipeline.build_model(resolve("lstm", "tiny", []), data.tokenizer.vocab_size)
-    folder = pipeline.save_model(tmp_path / "lstm", model, data.tokenizer)
+    model = build_model(resolve("lstm", "tiny", []), data.tokenizer.vocab_size)
+    folder = save_model(tmp_path / "lstm", model, data.tokenizer)
     results = decoding.run(ExperimentConfig(out=tmp_path / "out", quick=True, threads=1, checkpoint=folder,
                                             show_progress=False))
     assert list(results["models"]) == ["rnn (lstm)"]
@@ -116,7 +118,7 @@ def test_an_ngram_checkpoint_or_a_missing_one_is_a_one_line_error(tmp_path):
     tok = train_tokenizer("char", ["abc abc", "cab"])
     stream = np.array([1, *tok.encode("abc abc"), 2, 1, *tok.encode("cab"), 2])
     ngram = NGramModel.fit(stream, order=2, vocab=tok.vocab, smoothing="add-k", k=1.0)
-    folder = pipeline.save_model(tmp_path / "ngram", ngram, tok)
+    folder = save_model(tmp_path / "ngram", ngram, tok)
     with pytest.raises(MismatchError, match="n-gram") as e:
         decoding.run(ExperimentConfig(out=tmp_path / "out", quick=True, checkpoint=folder))
     assert "\n" not in str(e.value)

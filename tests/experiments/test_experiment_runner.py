@@ -19,7 +19,7 @@ from arlm.experiments import EXPERIMENTS, ExperimentConfig
 from arlm.experiments.plots import new_figure, save_png
 from arlm.experiments.runner import read_results, render_report, run_experiment
 from arlm.models.ngram import NGramModel
-from arlm.pipeline import save_model
+from arlm.usecases.checkpoints import save_model
 from cli_helpers import arlm, ok, one_line_error
 
 

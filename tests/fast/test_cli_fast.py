@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from arlm import pipeline
 from arlm.data.tokenizers import train_tokenizer
 from arlm.models.ngram import NGramModel
 from arlm.models.transformer import TransformerConfig, TransformerLM
+from arlm.usecases.checkpoints import load_model, save_model
+from arlm.usecases.decoding import decode, load_draft
 from cli_helpers import arlm, one_line_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -39,16 +40,16 @@ def models(tmp_path_factory) -> dict[str, Path]:
     (root / "text.txt").write_text("\n".join(LINES) + "\n", encoding="utf-8")
     chars = train_tokenizer("char", LINES)
     stream = np.array([i for line in chars.encode_lines(LINES) for i in [1, *line.tolist(), 2]])
-    pipeline.save_model(root / "tf", _transformer(chars.vocab_size, 0), chars)
-    pipeline.save_model(root / "tf_draft", _transformer(chars.vocab_size, 1), chars)
+    save_model(root / "tf", _transformer(chars.vocab_size, 0), chars)
+    save_model(root / "tf_draft", _transformer(chars.vocab_size, 1), chars)
     ngram = NGramModel.fit(stream, order=4, vocab=chars.vocab, smoothing="kn", discount_fallback=True)
-    pipeline.save_model(root / "char_ngram", ngram, chars)
+    save_model(root / "char_ngram", ngram, chars)
     words = train_tokenizer("word", LINES)
     wstream = np.array([i for line in words.encode_lines(LINES) for i in [1, *line.tolist(), 2]])
     wngram = NGramModel.fit(wstream, order=2, vocab=words.vocab, smoothing="kn", discount_fallback=True)
-    pipeline.save_model(root / "word_ngram", wngram, words)
+    save_model(root / "word_ngram", wngram, words)
     other_chars = train_tokenizer("char", ["xyz qwv"])  # another character vocabulary
-    pipeline.save_model(root / "other_tf", _transformer(other_chars.vocab_size, 2), other_chars)
+    save_model(root / "other_tf", _transformer(other_chars.vocab_size, 2), other_chars)
     return {name: root / name for name in ("tf", "tf_draft", "char_ngram", "word_ngram", "other_tf")} | {
         "root": root, "text": root / "text.txt"}
 
@@ -137,15 +138,15 @@ def test_the_python_api_refuses_bad_drafts(models):
     from arlm.decode.config import DecodingConfig
     from arlm.errors import ConfigError, MismatchError
 
-    model, tok = pipeline.load_model(models["tf"])
+    model, tok = load_model(models["tf"])
     ids = [tok.sos_id, *tok.encode("to be")]
     greedy = DecodingConfig(strategy="greedy", max_new_tokens=5)
     with pytest.raises(ConfigError, match="ARModel"):
-        pipeline.decode(model, tok, ids, greedy, draft=object())
+        decode(model, tok, ids, greedy, draft=object())
     with pytest.raises(ConfigError, match="≥ 1"):
-        pipeline.decode(model, tok, ids, greedy, draft=pipeline.load_draft("prompt-lookup", tok),
+        decode(model, tok, ids, greedy, draft=load_draft("prompt-lookup", tok),
                         draft_tokens=0)
     with pytest.raises(MismatchError, match="tokenizer"):
-        pipeline.load_draft(models["word_ngram"], tok)
-    out = pipeline.decode(model, tok, ids, greedy, draft=pipeline.load_draft(models["char_ngram"], tok))
-    assert out.tokens.tolist() == pipeline.decode(model, tok, ids, greedy).tokens[0].tolist()
+        load_draft(models["word_ngram"], tok)
+    out = decode(model, tok, ids, greedy, draft=load_draft(models["char_ngram"], tok))
+    assert out.tokens.tolist() == decode(model, tok, ids, greedy).tokens[0].tolist()

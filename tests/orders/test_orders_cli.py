@@ -20,9 +20,11 @@ import numpy as np
 import pytest
 import torch
 
-from arlm import pipeline
 from arlm.data.corpora import load_corpus
+from arlm.data.orders import reorder_split
 from arlm.streams import split_sequences
+from arlm.usecases.checkpoints import load_model, load_order
+from arlm.usecases.data import encode_split
 from cli_helpers import ok, one_line_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -91,7 +93,7 @@ def test_r2l_model_scores_the_same_text_in_its_own_order(work, family):
     report = json.loads(ok(arlm("eval", str(folder), "--corpus", "text.txt", "--split", "all", "--json",
                                 cwd=work)))
     # the reference: every test line reversed between [SOS] and [EOS], scored by the model itself
-    model, tok = pipeline.load_model(folder)
+    model, tok = load_model(folder)
     lines = load_corpus(str(work / "text.txt")).lines("all")
     nll = 0.0
     for line in lines:
@@ -227,11 +229,11 @@ def test_random_order_streams_are_the_same_tokens(work):
     if not (work / "rand-a").exists():  # made by the same-seed test when it ran first
         ok(arlm("train", "transformer", "--corpus", "text.txt", "--split", "all", "--val-split", "all",
                 "--order", "random", "--out", "rand-a", *STEPS, cwd=work))
-    _, tok = pipeline.load_model(work / "rand-a" / "last")
-    spec = pipeline.load_order(work / "rand-a" / "last")
-    split = pipeline.prepare_data(str(work / "text.txt"), tok, "all", None).train
-    ordered = pipeline.reorder_split(split, spec)
+    _, tok = load_model(work / "rand-a" / "last")
+    spec = load_order(work / "rand-a" / "last")
+    split = encode_split(str(work / "text.txt"), tok, "all").encoded
+    ordered = reorder_split(split, spec)
     for a, b in zip(split_sequences(split.tokens), split_sequences(ordered.tokens), strict=True):
         assert a[0] == b[0] and a[-1] == b[-1] and sorted(a.tolist()) == sorted(b.tolist())
     assert not np.array_equal(split.tokens, ordered.tokens)
-    assert np.array_equal(pipeline.reorder_split(split, spec).tokens, ordered.tokens)  # repeatable
+    assert np.array_equal(reorder_split(split, spec).tokens, ordered.tokens)  # repeatable

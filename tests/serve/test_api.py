@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from arlm import cli, pipeline
+from arlm import cli
 from arlm.decode.config import DecodingConfig
 from arlm.evaluate.likelihood import evaluate_likelihood
+from arlm.usecases.decoding import decode, encode_prompt
 
 
 def sse_events(text: str) -> list[tuple[str, dict]]:
@@ -57,11 +58,11 @@ def test_generate_gives_the_tokens_of_arlm_generate(client, models, folders, mod
     r = client.post("/v1/generate", json=body)
     assert r.status_code == 200, r.text
     got = r.json()
-    # the library: the same DecodingConfig through pipeline.decode
+    # the library: the same DecodingConfig through arlm.usecases.decoding.decode
     lm = models[model]
     config = DecodingConfig.from_dict({k: v for k, v in body.items() if k not in ("model", "prompt")})
-    ids = pipeline.encode_prompt(lm.model, lm.tokenizer, "the cat", 12)
-    samples = pipeline.decode(lm.model, lm.tokenizer, ids, config)
+    ids = encode_prompt(lm.model, lm.tokenizer, "the cat", 12)
+    samples = decode(lm.model, lm.tokenizer, ids, config)
     assert [t["id"] for t in got["tokens"]] == samples.rows()[0]
     expected = samples.log_probs[0, : got["num_tokens"]].tolist()
     assert [t["logprob"] for t in got["tokens"]] == pytest.approx(expected, abs=1e-5)
@@ -122,7 +123,7 @@ def test_next_distribution_before_and_after_processors(client, models):
     lm = models["tf"]
     V = lm.model.vocab_size
     prefix = "the cat"
-    ids = pipeline.encode_prompt(lm.model, lm.tokenizer, prefix, 1)
+    ids = encode_prompt(lm.model, lm.tokenizer, prefix, 1)
     with torch.no_grad():
         ref = lm.model.step(torch.tensor([ids]), lm.model.start(1))[0][0].exp()  # (V,)
 
@@ -171,8 +172,8 @@ def test_beam_tree_and_nbest(client, models):
     assert r.status_code == 200, r.text
     tree = r.json()
     lm = models["tf"]
-    ids = pipeline.encode_prompt(lm.model, lm.tokenizer, "the", 6)
-    beams = pipeline.decode(lm.model, lm.tokenizer, ids, DecodingConfig(strategy="beam", num_beams=3,
+    ids = encode_prompt(lm.model, lm.tokenizer, "the", 6)
+    beams = decode(lm.model, lm.tokenizer, ids, DecodingConfig(strategy="beam", num_beams=3,
                                                                          max_new_tokens=6))
     n = int(beams.lengths[0, 0])
     assert [t["id"] for t in tree["best"][0]["tokens"]] == beams.tokens[0, 0, :n].tolist()

@@ -10,10 +10,10 @@ import time
 import httpx
 import pytest
 
-from arlm import pipeline
 from arlm.decode.config import DecodingConfig
 from arlm.serve import create_app
 from arlm.serve.server import serve_in_thread
+from arlm.usecases.decoding import decode, encode_prompt
 from conftest import slow_app
 
 EOS = 2
@@ -87,10 +87,10 @@ def test_concurrent_streams_are_all_served(models):
         for t in threads:
             t.join(timeout=120)
     assert not errors, errors
-    ids = pipeline.encode_prompt(lm.model, lm.tokenizer, "the dog", 15)
+    ids = encode_prompt(lm.model, lm.tokenizer, "the dog", 15)
     for seed in seeds:  # interleaving does not change anyone's tokens
         config = DecodingConfig(max_new_tokens=15, seed=seed)
-        assert results[seed] == pipeline.decode(lm.model, lm.tokenizer, ids, config).rows()[0]
+        assert results[seed] == decode(lm.model, lm.tokenizer, ids, config).rows()[0]
 
 
 def test_full_queue_answers_503(models):

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from arlm.errors import ConfigError
-from arlm.pipeline import build_model
 from arlm.train import TrainConfig
 from arlm.train.presets import list_presets, load_preset, parse_value, resolve
+from arlm.usecases.train import build_model
 
 
 def test_builtin_presets_parse_and_build_every_family() -> None:

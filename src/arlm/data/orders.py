@@ -395,3 +395,16 @@ def invert_stream(stream: np.ndarray, order: Order, index: np.ndarray | None = N
                               "stream_permutation index that reordered the stream")
         index = stream_permutation(stream, order)  # [SOS]/[EOS] positions do not move
     return stream[inverse_permutation(index)]
+
+
+def reorder_split(split, spec: OrderSpec, seed: int | None = None):
+    """An :class:`~arlm.data.cache.EncodedSplit`'s sequences in the model's order ``spec`` (the same
+    tokens; ``num_chars`` unchanged, so bits per character compare across orders). ``random`` draws
+    from ``seed`` (default: the spec's). The split itself when the order is the identity."""
+    from arlm.data.cache import EncodedSplit
+
+    if spec.identity:
+        return split
+    tokens = to_model_order(split.tokens, spec, seed)
+    tokens.setflags(write=False)
+    return EncodedSplit(tokens, split.num_chars, split.num_sequences, split.num_bytes)

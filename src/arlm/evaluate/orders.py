@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from arlm.data.cache import EncodedSplit
-from arlm.data.orders import OrderSpec
+from arlm.data.orders import OrderSpec, reorder_split
 from arlm.errors import ConfigError
 from arlm.evaluate.likelihood import LikelihoodReport, bits_per_unit, evaluate_likelihood
 from arlm.models.sigma_gpt import random_orders
@@ -34,8 +34,6 @@ def evaluate_in_order(model, split: EncodedSplit, spec: OrderSpec, *, sos_id: in
     """Score a split (reading order) in the model's order ``spec``: the same tokens and characters, so
     the numbers compare across orders. A ``random`` order draws one permutation per sequence from
     ``seed`` (default: the spec's), so an evaluation repeats exactly."""
-    from arlm.pipeline import reorder_split
-
     ordered = reorder_split(split, spec, seed)
     return evaluate_likelihood(model, ordered.tokens, num_chars=split.num_chars,
                                num_bytes=split.num_bytes, sos_id=sos_id,

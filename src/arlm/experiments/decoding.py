@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from arlm import pipeline
 from arlm.decode.config import DecodingConfig
 from arlm.decode.search import beam_search, generate
 from arlm.errors import MismatchError
@@ -48,6 +47,9 @@ from arlm.evaluate import metrics
 from arlm.experiments import ExperimentConfig
 from arlm.experiments.plots import new_figure, save_png
 from arlm.progress import progress
+from arlm.usecases.checkpoints import load_model
+from arlm.usecases.data import TokenizerSpec, prepare_data
+from arlm.usecases.train import build_model, make_train_config
 
 NAME = "decoding"
 SUMMARY = "greedy, beam, sampling, top-k, top-p and min-p continuing the same Shakespeare prefixes (F22)"
@@ -115,7 +117,7 @@ def load_neural(path: Path):
     """A neural model folder -> (model, tokenizer); an n-gram (folder or ARPA file) is refused."""
     from arlm.models.neural import NeuralLM
 
-    model, tokenizer = pipeline.load_model(path)
+    model, tokenizer = load_model(path)
     if not isinstance(model, NeuralLM):
         raise MismatchError(f"{path} holds an n-gram model; the decoding experiment compares strategies "
                             "on a neural model: pass a Transformer or LSTM model folder (arlm train …)")
@@ -127,16 +129,16 @@ def train_models(config: ExperimentConfig, bar, task) -> list[dict[str, Any]]:
     from arlm.train.presets import resolve
     from arlm.train.trainer import Trainer
 
-    data = pipeline.prepare_data("shakespeare", pipeline.TokenizerSpec("char"), "train", None)
+    data = prepare_data("shakespeare", TokenizerSpec("char"), "train", None)
     preset = QUICK_PRESET if config.quick else PRESET
     out = []
     for name, command, steps, quick_steps in MODELS:
         steps = quick_steps if config.quick else steps
         bar.update(task, description=f"training the {name} ({steps:,} steps)")
         settings = resolve(command, preset, [f"seed={config.seed}", f"max_steps={steps}"])
-        train_config = pipeline.make_train_config(settings, eval_interval=0, show_progress=False,
-                                                  out_dir=None, device=config.device)
-        model = pipeline.build_model(settings, data.tokenizer.vocab_size, seed=config.seed)
+        train_config = make_train_config(settings, eval_interval=0, show_progress=False, out_dir=None,
+                                         device=config.device)
+        model = build_model(settings, data.tokenizer.vocab_size, seed=config.seed)
         started = time.perf_counter()
         summary = Trainer(model, train_config, data.train, None).train()
         out.append({"name": name, "model": model, "tokenizer": data.tokenizer,

@@ -220,9 +220,9 @@ def run_ladder(plan: LadderPlan, seed: int = 0, device: str = "cpu", show_progre
 
     ``neural=False`` stops after the word n-gram table (no char n-grams, no networks). ``log`` (a
     callable taking one string) hears one line per finished stage."""
-    from arlm import pipeline
     from arlm.data.cache import EncodedSplit, encode_corpus
     from arlm.data.corpora import load_corpus
+    from arlm.usecases.data import TokenizerSpec, build_tokenizer, encode_split, prepare_data
 
     log = log or (lambda message: None)
     corpus = load_corpus("shakespeare")
@@ -234,7 +234,7 @@ def run_ladder(plan: LadderPlan, seed: int = 0, device: str = "cpu", show_progre
         ticker = _Bar(bar, bar.add_task("ladder", total=total), total=total)
 
         # ----- word n-grams: orders × smoothings --------------------------------------------------
-        word_tok = pipeline.build_tokenizer(corpus, pipeline.TokenizerSpec("word"))
+        word_tok = build_tokenizer(corpus, TokenizerSpec("word"))
         word_train = _first_lines(encode_corpus(corpus, "train", word_tok), corpus.lines("train"),
                                   plan.train_lines)
         word_test_split = encode_corpus(corpus, "test", word_tok)
@@ -254,12 +254,13 @@ def run_ladder(plan: LadderPlan, seed: int = 0, device: str = "cpu", show_progre
             return results
 
         # ----- characters: n-grams and networks on the same test lines ------------------------------
-        data = pipeline.prepare_data(corpus, pipeline.TokenizerSpec("char"), "train", "test")
+        data = prepare_data(corpus, TokenizerSpec("char"), "train", None)
+        test_split = encode_split(corpus, data.tokenizer, "test").encoded
         train = _first_lines(data.train, corpus.lines("train"), plan.train_lines)
         data = dataclasses.replace(data, train=EncodedSplit(train.tokens, train.chars, train.lines,
                                                             train.bytes))
-        test = _first_lines(data.val, test_texts, plan.test_lines)
-        curve = _first_lines(data.val, test_texts, plan.curve_lines)
+        test = _first_lines(test_split, test_texts, plan.test_lines)
+        curve = _first_lines(test_split, test_texts, plan.curve_lines)
         results["data"].update(char_vocab=data.tokenizer.vocab_size, train_chars=data.train.num_chars,
                                longest_line=_longest(test.tokens))
         results["char_ngrams"] = _char_table(plan, data, test, curve, ticker)
@@ -363,17 +364,16 @@ def _train_rung(plan: LadderPlan, rung: NeuralRung, data, test: _Lines, curve: _
                 device: str, ticker: _Bar) -> dict:
     import torch
 
-    from arlm import pipeline
     from arlm.decode.search import ancestral_sample
     from arlm.evaluate.likelihood import evaluate_likelihood
     from arlm.train.presets import resolve
     from arlm.train.trainer import Trainer
+    from arlm.usecases.train import build_model, make_train_config
 
     settings = resolve(rung.command, plan.preset, [*rung.overrides, f"seed={seed}",
                                                    f"max_steps={rung.steps}"])
-    config = pipeline.make_train_config(settings, eval_interval=0, show_progress=False, out_dir=None,
-                                        device=device)
-    model = pipeline.build_model(settings, data.tokenizer.vocab_size)
+    config = make_train_config(settings, eval_interval=0, show_progress=False, out_dir=None, device=device)
+    model = build_model(settings, data.tokenizer.vocab_size)
     positions = getattr(model.config, "block_size", None)  # a Transformer reads at most this many tokens
     trainer = Trainer(model, config, data.train, None)
 

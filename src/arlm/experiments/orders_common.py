@@ -12,14 +12,13 @@ from arlm.streams import sequence_spans
 def train_in_order(command: str, corpus: str, order: str, overrides: list[str], seed: int, threads: int):
     """Train ``arlm train COMMAND`` in ``order`` without writing anything -> (model in eval mode,
     tokenizer, order spec). The budget is ``max_steps`` in ``overrides`` (equal for every order)."""
-    from arlm import pipeline
+    from arlm.usecases.train import TrainRequest, train_neural
 
-    trainer, _ = pipeline.train_neural(command, corpus=corpus, val_split="", preset="tiny",
-                                       overrides=[*overrides, f"seed={seed}", "show_progress=false"],
-                                       out_dir=None, threads=threads, order=order, log=lambda *_: None)
-    spec = pipeline.check_family_order(trainer.model.family, pipeline.order_spec(order, trainer.tokenizer,
-                                                                                 seed))
-    return trainer.model.eval(), trainer.tokenizer, spec
+    request = TrainRequest(command, corpus=corpus, val_split="", preset="tiny",
+                           overrides=[*overrides, f"seed={seed}", "show_progress=false"], out_dir=None,
+                           threads=threads, order=order)
+    result = train_neural(request, log=lambda *_: None)
+    return result.trainer.model.eval(), result.trainer.tokenizer, result.order
 
 
 def first_sequences(split: EncodedSplit, count: int | None) -> EncodedSplit:

@@ -56,16 +56,16 @@ def _bits_per_dim(nlls: np.ndarray) -> float:
 
 def _infill_raster(model, tok, tops: np.ndarray, samples: int, seed: int) -> np.ndarray:
     """Complete each image's bottom half by continuing its raster prefix (the top half): (N·S, 8, 8)."""
-    from arlm import pipeline
     from arlm.data.images import image_to_tokens, tokens_to_image
     from arlm.decode.config import DecodingConfig
+    from arlm.usecases.decoding import decode
 
     out = []
     for i, top in enumerate(tops):
         prompt = [tok.sos_id, *image_to_tokens(top)[: PIXELS // 2].tolist()]
         config = DecodingConfig(num_samples=samples, max_new_tokens=PIXELS // 2, seed=seed + i,
                                 banned=(tok.eos_id, tok.unk_id))
-        for row in pipeline.decode(model, tok, prompt, config).rows():
+        for row in decode(model, tok, prompt, config).rows():
             out.append(tokens_to_image(np.array(prompt[1:] + row)))
     return np.stack(out)
 
@@ -87,11 +87,13 @@ def run(config: ExperimentConfig) -> dict:
     """Train every (family, order), evaluate, mix, sample and infill; returns JSON-ready results."""
     import torch
 
-    from arlm import pipeline
     from arlm.data.images import digits, tokens_to_image
-    from arlm.evaluate.likelihood import bits_per_unit
-    from arlm.evaluate.orders import mixture_nll, sequence_nlls, sigma_gpt_orders, spread
+    from arlm.data.orders import reorder_split
+    from arlm.evaluate.orders import mixture_nll, sequence_nlls
     from arlm.streams import UNK_ID
+    from arlm.usecases.data import encode_split
+    from arlm.usecases.evaluate import random_orders_bits
+    from arlm.usecases.sample import sample_images
 
     torch.set_num_threads(config.threads)
     size = QUICK if config.quick else FULL
@@ -107,11 +109,11 @@ def run(config: ExperimentConfig) -> dict:
         for order in PIXEL_ORDERS:
             model, tok, spec = train_in_order(family, "digits", order, [*size["models"][family], *train],
                                               config.seed, config.threads)
-            test = pipeline.prepare_data("digits", tok, "test", None).train
-            nll = sequence_nlls(model, pipeline.reorder_split(test, spec).tokens)
+            test = encode_split("digits", tok, "test").encoded
+            nll = sequence_nlls(model, reorder_split(test, spec).tokens)
             per_order[order] = _bits_per_dim(nll)
             nlls.append(nll)
-            images = pipeline.sample_images(model, tok, spec, size["samples"], config.seed)
+            images = sample_images(model, tok, spec, size["samples"], config.seed)
             results["samples"][f"{family} {order}"] = images.tolist()
             if family == "transformer" and order == "raster":
                 results["infill"]["raster transformer"] = _infill_raster(
@@ -125,13 +127,11 @@ def run(config: ExperimentConfig) -> dict:
                                       "mean_bits_per_dim": float(np.mean(list(per_order.values())))}
     model, tok, spec = train_in_order("sigma_gpt", "digits", "random", [*size["models"]["sigma_gpt"], *train],
                                       config.seed, config.threads)
-    test = pipeline.prepare_data("digits", tok, "test", None).train
+    test = encode_split("digits", tok, "test").encoded
     raster = _bits_per_dim(sequence_nlls(model, test.tokens))
-    orders = sigma_gpt_orders(model, test.tokens, size["random_orders"], config.seed)
-    values = [bits_per_unit(nll, len(test_images) * PIXELS) for nll in orders["nll"]]
-    mean, std = spread(values)
-    results["sigma_gpt"] = {"raster": raster, "random_orders": values, "random_mean": mean,
-                            "random_std": std, "nll_per_image_std_nats": orders["nll_per_sequence_std"]}
+    orders = random_orders_bits(model, test, size["random_orders"], config.seed, len(test_images) * PIXELS)
+    results["sigma_gpt"] = {"raster": raster, "random_orders": orders.values, "random_mean": orders.mean,
+                            "random_std": orders.std, "nll_per_image_std_nats": orders.nll_per_sequence_std}
     drawn = model.sample(PIXELS, size["samples"], seed=config.seed, banned=(UNK_ID,))[:, 1:-1].cpu().numpy()
     results["samples"]["σ-GPT random"] = tokens_to_image(drawn).tolist()
     results["infill"]["σ-GPT"] = _infill_sigma(model, tops, size["infill_samples"], config.seed).tolist()

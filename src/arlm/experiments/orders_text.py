@@ -39,9 +39,10 @@ QUICK = {"steps": 15, "test_lines": 150, "exact_lines": 60, "random_orders": 2,
 
 def _exact_model(lines: int) -> dict:
     """MLE n-grams longer than every line, on the first ``lines`` training lines, scored on them."""
-    from arlm import pipeline
     from arlm.data.corpora import Corpus, Document, load_corpus
     from arlm.evaluate.orders import evaluate_in_order
+    from arlm.usecases.data import TokenizerSpec
+    from arlm.usecases.train import NgramRequest, train_ngram
 
     text = [line for line in load_corpus("shakespeare").lines("train") if len(line) <= 40][:lines]
     corpus = Corpus("shakespeare-short", [Document("lines", "\n".join(text))], "short lines",
@@ -49,23 +50,25 @@ def _exact_model(lines: int) -> dict:
     n = max(len(line) for line in text) + 2
     out = {}
     for order in ("l2r", "r2l", "fixed-random"):
-        model, _, spec, data = pipeline.train_ngram(corpus, n=n, smoothing="mle",
-                                                    tokenizer=pipeline.TokenizerSpec("char"), order=order)
-        out[order] = evaluate_in_order(model, data.train, spec, show_progress=False).bits_per_char
+        counted = train_ngram(NgramRequest(corpus, n=n, smoothing="mle", tokenizer=TokenizerSpec("char"),
+                                           order=order))
+        out[order] = evaluate_in_order(counted.model, counted.data.train, counted.order,
+                                       show_progress=False).bits_per_char
     return {"lines": len(text), "n": n, "bits_per_char": out}
 
 
 def _kneser_ney(test_lines: int) -> dict:
     """A modified Kneser-Ney 5-gram (chars) counted in each order, on the same test lines."""
-    from arlm import pipeline
     from arlm.evaluate.orders import evaluate_in_order
+    from arlm.usecases.data import TokenizerSpec, encode_split
+    from arlm.usecases.train import NgramRequest, train_ngram
 
     out = {}
     for order in ("l2r", "r2l"):
-        model, tok, spec, _ = pipeline.train_ngram("shakespeare", n=5, order=order, discount_fallback=True,
-                                                   tokenizer=pipeline.TokenizerSpec("char"))
-        test = first_sequences(pipeline.prepare_data("shakespeare", tok, "test", None).train, test_lines)
-        out[order] = evaluate_in_order(model, test, spec, show_progress=False).bits_per_char
+        counted = train_ngram(NgramRequest("shakespeare", n=5, order=order, discount_fallback=True,
+                                           tokenizer=TokenizerSpec("char")))
+        test = first_sequences(encode_split("shakespeare", counted.tokenizer, "test").encoded, test_lines)
+        out[order] = evaluate_in_order(counted.model, test, counted.order, show_progress=False).bits_per_char
     return out
 
 
@@ -73,9 +76,9 @@ def run(config: ExperimentConfig) -> dict:
     """Train and evaluate every order at one budget; returns every number the report shows."""
     import torch
 
-    from arlm import pipeline
-    from arlm.evaluate.likelihood import bits_per_unit
-    from arlm.evaluate.orders import evaluate_in_order, sigma_gpt_orders, spread
+    from arlm.evaluate.orders import evaluate_in_order
+    from arlm.usecases.data import encode_split
+    from arlm.usecases.evaluate import random_orders_bits
 
     torch.set_num_threads(config.threads)
     size = QUICK if config.quick else FULL
@@ -88,22 +91,19 @@ def run(config: ExperimentConfig) -> dict:
     for order in TEXT_ORDERS:
         model, tok, spec = train_in_order("transformer", "shakespeare", order, overrides, config.seed,
                                           config.threads)
-        test = first_sequences(pipeline.prepare_data("shakespeare", tok, "test", None).train,
-                               size["test_lines"])
+        test = first_sequences(encode_split("shakespeare", tok, "test").encoded, size["test_lines"])
         transformer[order] = evaluate_in_order(model, test, spec, seed=config.seed,
                                                show_progress=False).bits_per_char
     results["transformer"] = transformer
     model, tok, spec = train_in_order("sigma_gpt", "shakespeare", "l2r",
                                       [*overrides, f"l2r_fraction={SIGMA_L2R_FRACTION}"], config.seed,
                                       config.threads)
-    test = first_sequences(pipeline.prepare_data("shakespeare", tok, "test", None).train, size["test_lines"])
+    test = first_sequences(encode_split("shakespeare", tok, "test").encoded, size["test_lines"])
     l2r = evaluate_in_order(model, test, spec, show_progress=False).bits_per_char
-    orders = sigma_gpt_orders(model, test.tokens, size["random_orders"], config.seed)
-    values = [bits_per_unit(nll, test.num_chars) for nll in orders["nll"]]
-    mean, std = spread(values)
-    results["sigma_gpt"] = {"l2r_fraction": SIGMA_L2R_FRACTION, "l2r": l2r, "random_orders": values,
-                            "random_mean": mean, "random_std": std,
-                            "nll_per_line_std_nats": orders["nll_per_sequence_std"],
+    orders = random_orders_bits(model, test, size["random_orders"], config.seed, test.num_chars)
+    results["sigma_gpt"] = {"l2r_fraction": SIGMA_L2R_FRACTION, "l2r": l2r, "random_orders": orders.values,
+                            "random_mean": orders.mean, "random_std": orders.std,
+                            "nll_per_line_std_nats": orders.nll_per_sequence_std,
                             "ratio_to_l2r_transformer": l2r / transformer["l2r"]}
     return results
 

@@ -88,6 +88,7 @@ def family_of(folder: str | Path) -> str:
 
 
 def load_family_model(folder: str | Path, device: str = "cpu"):
-    """The model of any family from its folder (no tokenizer: see :func:`arlm.pipeline.load_model`)."""
+    """The model of any family from its folder (no tokenizer; with one:
+    :func:`arlm.usecases.checkpoints.load_model`)."""
     cls = FAMILIES[family_of(folder)].model_class
     return cls.load(folder, device=device) if cls is not NGramModel else cls.load(folder)

@@ -88,14 +88,14 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
             raise ServeError(413, f"{field} is {len(text):,} characters; this server accepts at most "
                                   f"{settings.max_prompt_chars:,} (--max-prompt-chars)")
 
-    def decoding(body, lm: LoadedModel, **defaults: Any):
+    def decoding(body, lm: LoadedModel, prompt_tokens: list[int], **defaults: Any):
         """The request's DecodingConfig: ``defaults`` for the fields it left out; a max_new_tokens
-        left out fits the model's context; the server's caps checked."""
+        left out fits the model's context after the prompt (``prompt_tokens``, its ids); the server's
+        caps checked."""
         if "max_new_tokens" not in body.model_fields_set and "max_new_tokens" not in defaults:
             room = DEFAULT_NEW_TOKENS
             if lm.block_size:
-                used = (1 + len(lm.tokenizer.encode(getattr(body, "prompt", "")))
-                        + len(getattr(body, "tokens", [])))
+                used = 1 + len(prompt_tokens) + len(getattr(body, "tokens", []))
                 room = lm.block_size + 1 - used
             defaults["max_new_tokens"] = max(1, min(DEFAULT_NEW_TOKENS, settings.max_new_tokens_cap, room))
         config = body.decoding(**defaults)
@@ -127,11 +127,12 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
         stats["requests"] += 1
         lm = pick(body.model)
         check_prompt(body.prompt)
-        config = decoding(body, lm)
+        prompt_tokens = lm.tokenizer.encode(body.prompt)
+        config = decoding(body, lm, prompt_tokens)
         if body.stream and config.strategy == "beam":
             raise DecodingError("stream", "stream: beam search finishes its hypotheses together; use "
                                           "stream=false or POST /v1/beam for the search tree")
-        ids = engine.prompt_ids(lm, body.prompt, (), config.max_new_tokens)
+        ids = engine.prompt_ids(lm, prompt_tokens, (), config.max_new_tokens)
         if config.strategy == "beam":
             with admission.slot():
                 return await admission.run(engine.beam_result, lm, ids, config)
@@ -192,11 +193,12 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
         stats["requests"] += 1
         lm = pick(body.model)
         check_prompt(body.prompt)
-        config = decoding(body, lm, max_new_tokens=1)
+        prompt_tokens = lm.tokenizer.encode(body.prompt)
+        config = decoding(body, lm, prompt_tokens, max_new_tokens=1)
         if body.top_n > settings.top_n_cap:
             raise DecodingError("top_n", f"top_n is {body.top_n}; this server returns at most "
                                          f"{settings.top_n_cap} candidates")
-        ids = engine.prompt_ids(lm, body.prompt, body.tokens, 1)
+        ids = engine.prompt_ids(lm, prompt_tokens, body.tokens, 1)
         with admission.slot():
             return await admission.run(engine.next_distribution, lm, ids, config, body.top_n)
 
@@ -205,11 +207,12 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
         stats["requests"] += 1
         lm = pick(body.model)
         check_prompt(body.prompt)
-        config = decoding(body, lm, strategy="beam")
+        prompt_tokens = lm.tokenizer.encode(body.prompt)
+        config = decoding(body, lm, prompt_tokens, strategy="beam")
         if config.strategy != "beam":
             raise DecodingError("strategy", f"/v1/beam runs beam search, not {config.strategy!r}; leave "
                                             "strategy out or set it to 'beam'")
-        ids = engine.prompt_ids(lm, body.prompt, (), config.max_new_tokens)
+        ids = engine.prompt_ids(lm, prompt_tokens, (), config.max_new_tokens)
         with admission.slot():
             return await admission.run(engine.beam_tree, lm, ids, config)
 
@@ -218,7 +221,7 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
         stats["requests"] += 1
         lm = pick(body.model)
         check_prompt(body.prompt)
-        ids = engine.prompt_ids(lm, body.prompt, body.tokens, None)
+        ids = engine.prompt_ids(lm, lm.tokenizer.encode(body.prompt), body.tokens, None)
         with admission.slot():
             return await admission.run(engine.attention_view, lm, ids, settings.attention_tokens)
 

@@ -1,7 +1,7 @@
 """The model work behind each endpoint, as plain functions of a loaded model (no HTTP here).
 
 * :class:`TokenStream` — sampling or greedy decoding one token per call (``POST /v1/generate``),
-  through :func:`arlm.pipeline.decode_steps`, so the same seed gives the tokens of ``arlm generate``;
+  through :func:`arlm.usecases.decoding.decode_steps`, so the same seed gives the tokens of ``arlm generate``;
 * :func:`beam_result` and :func:`beam_tree` — beam search's n-best, and every hypothesis it kept,
   finished or pruned at each step (``POST /v1/beam``);
 * :func:`score_text` — NLL, perplexity, bits per character and per-token log-probs (``POST /v1/score``);
@@ -23,12 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from arlm import pipeline
 from arlm.data.tokenizers import Tokenizer
 from arlm.decode.config import DecodingConfig
 from arlm.decode.search import BeamStep, beam_search
 from arlm.errors import ConfigError
 from arlm.serve.models import LoadedModel
+from arlm.usecases.decoding import check_context, decode, decode_steps
+from arlm.usecases.generate import nbest
 
 
 def num(x: float, digits: int | None = None) -> float | None:
@@ -76,17 +77,20 @@ class Pieces:
         return piece
 
 
-def prompt_ids(lm: LoadedModel, prompt: str, tokens: Sequence[int] = (),
+def prompt_ids(lm: LoadedModel, prompt_tokens: Sequence[int], tokens: Sequence[int] = (),
                max_new_tokens: int | None = 1) -> list[int]:
-    """[SOS] + the prompt's ids + ``tokens`` (ids continuing it), checked to fit the model's context
-    with room for ``max_new_tokens`` (:func:`arlm.pipeline.encode_prompt`; None: not checked)."""
+    """[SOS] + the prompt's ids (``prompt_tokens``, the request's prompt encoded once) + ``tokens`` (ids
+    continuing it), checked to fit the model's context with room for ``max_new_tokens``
+    (:func:`arlm.usecases.decoding.check_context`; None: not checked)."""
     for t in tokens:
         if not 0 <= t < lm.model.vocab_size:
             raise ConfigError(f"tokens: id {t} is outside the vocabulary of {lm.name} "
                               f"(0..{lm.model.vocab_size - 1})")
+    ids = [lm.tokenizer.sos_id, *prompt_tokens]
     if max_new_tokens is None:
-        return [lm.tokenizer.sos_id, *lm.tokenizer.encode(prompt), *tokens]
-    ids = [*pipeline.encode_prompt(lm.model, lm.tokenizer, prompt, max_new_tokens), *tokens]
+        return [*ids, *tokens]
+    check_context(lm.model, ids, max_new_tokens)
+    ids = [*ids, *tokens]
     if lm.block_size is not None and len(ids) + max_new_tokens - 1 > lm.block_size:
         raise ConfigError(f"the prompt and tokens are {len(ids)} tokens and max_new_tokens is "
                           f"{max_new_tokens}, more than the model's context of {lm.block_size}; "
@@ -108,7 +112,7 @@ class TokenStream:
 
     def __init__(self, lm: LoadedModel, ids: list[int], config: DecodingConfig) -> None:
         self.lm, self.prompt_ids, self.config = lm, ids, config
-        self._steps = pipeline.decode_steps(lm.model, lm.tokenizer, ids, config)
+        self._steps = decode_steps(lm.model, lm.tokenizer, ids, config)
         self._lock = threading.Lock()
         self._pieces = Pieces(lm.tokenizer, ids[1:])
         self.prompt_text = self._pieces.text
@@ -198,7 +202,7 @@ def beam_tree(lm: LoadedModel, ids: list[int], config: DecodingConfig) -> dict[s
 
 def beam_result(lm: LoadedModel, ids: list[int], config: DecodingConfig) -> dict[str, Any]:
     """``/v1/generate`` with strategy beam: the best hypothesis as a generation result, and the n-best."""
-    beams = pipeline.decode(lm.model, lm.tokenizer, ids, config)
+    beams = decode(lm.model, lm.tokenizer, ids, config)
     best = _nbest(lm, ids, beams)
     top = best[0] if best else {"text": lm.tokenizer.decode(ids[1:]), "tokens": [], "stop_reason": "length"}
     prompt = lm.tokenizer.decode(ids[1:])
@@ -211,17 +215,14 @@ def beam_result(lm: LoadedModel, ids: list[int], config: DecodingConfig) -> dict
 def _nbest(lm: LoadedModel, ids: list[int], beams) -> list[dict[str, Any]]:
     """The n-best list of prompt 0: text, tokens with the model's log-probs, scores."""
     out = []
-    for r in range(beams.tokens.shape[1]):
-        n = int(beams.lengths[0, r])
-        if n == 0:
-            continue
-        new = beams.tokens[0, r, :n].tolist()
+    for h in nbest(beams, lambda row: lm.tokenizer.decode(ids[1:] + row)):
+        new = h.tokens
         logps = _model_logprobs(lm, ids, new)
         pieces = Pieces(lm.tokenizer, ids[1:])
         tokens = [token_event(lm.tokenizer, i, t, pieces.add(t), lp)
                   for i, (t, lp) in enumerate(zip(new, logps, strict=True))]
-        out.append({"text": pieces.text, "tokens": tokens, "score": num(beams.scores[0, r], 6),
-                    "log_prob": num(beams.log_probs[0, r], 6), "stop_reason": beams.stop_reason[0][r]})
+        out.append({"text": h.text, "tokens": tokens, "score": num(h.score, 6),
+                    "log_prob": num(h.log_prob, 6), "stop_reason": h.stop_reason})
     return out
 
 
@@ -237,10 +238,24 @@ def _model_logprobs(lm: LoadedModel, ids: list[int], new: list[int]) -> list[flo
 # ---------------------------------------------------------------------------------------------
 
 
+class _KeepScores:
+    """A model whose ``score`` calls are kept (``scores``), so one forward gives both the likelihood
+    report and each token's log-prob."""
+
+    def __init__(self, model) -> None:
+        self.model, self.scores = model, []
+
+    def score(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.model.score(tokens)  # (B, T-1)
+        self.scores.append(out)
+        return out
+
+
 @torch.inference_mode()
 def score_text(lm: LoadedModel, text: str) -> dict[str, Any]:
     """NLL, perplexity and bits of ``text`` as one sequence [SOS] text [EOS]
-    (:func:`arlm.evaluate.likelihood.evaluate_likelihood`), and each token's log p(x_t | x_<t)."""
+    (:func:`arlm.evaluate.likelihood.evaluate_likelihood`), and each token's log p(x_t | x_<t), from
+    one forward."""
     from arlm.evaluate.likelihood import evaluate_likelihood
 
     tok = lm.tokenizer
@@ -248,10 +263,12 @@ def score_text(lm: LoadedModel, text: str) -> dict[str, Any]:
     if lm.block_size is not None and len(ids) > lm.block_size:
         raise ConfigError(f"text: {len(ids)} tokens ([SOS] and [EOS] included) do not fit the model's "
                           f"context of {lm.block_size}; shorten the text")
-    report = evaluate_likelihood(lm.model, [np.array(ids, dtype=np.int64)], num_chars=len(text) + 1,
+    model = _KeepScores(lm.model)
+    report = evaluate_likelihood(model, [np.array(ids, dtype=np.int64)], num_chars=len(text) + 1,
                                  sos_id=tok.sos_id, eos_id=tok.eos_id, unk_id=tok.unk_id,
                                  show_progress=False)
-    logps = lm.model.score(torch.tensor([ids]))[0].double().tolist()  # (T-1,)
+    (scores,) = model.scores  # one sequence that fits the context: one row, one forward
+    logps = scores[0].double().tolist()  # (T-1,)
     pieces = Pieces(tok, [])
     tokens = [token_event(tok, i, t, pieces.add(t), lp)
               for i, (t, lp) in enumerate(zip(ids[1:], logps, strict=True))]

@@ -65,14 +65,14 @@ def model_name(path: str | Path, taken: set[str]) -> str:
 
 
 def load_models(paths: Sequence[str | Path]) -> dict[str, LoadedModel]:
-    """Load every checkpoint once (:func:`arlm.pipeline.load_model`) -> {name: LoadedModel}."""
-    from arlm import pipeline
+    """Load every checkpoint once (:func:`arlm.usecases.checkpoints.load_model`) -> {name: LoadedModel}."""
+    from arlm.usecases.checkpoints import load_model
 
     if not paths:
         raise ConfigError("give at least one checkpoint to serve, e.g. `arlm serve runs/transformer/best`")
     models: dict[str, LoadedModel] = {}
     for path in paths:
-        model, tokenizer = pipeline.load_model(path)
+        model, tokenizer = load_model(path)
         if hasattr(model, "eval"):
             model.eval()
         name = model_name(path, set(models))

@@ -9,7 +9,7 @@ training settings, then in the model's; the value is read as a TOML value (numbe
 against the type of its setting, so ``lr=abc`` says that ``lr`` wants a number.
 
 The families and their ``[model.SECTION]`` tables come from :mod:`arlm.models.registry`; what a run
-does with the settings is :mod:`arlm.pipeline`'s business.
+does with the settings is :mod:`arlm.usecases.train`'s business.
 """
 
 from __future__ import annotations

@@ -1,0 +1,232 @@
+"""Training: ``arlm train ngram`` (:func:`train_ngram`) and ``arlm train FAMILY`` (:func:`train_neural`).
+
+* :func:`build_model`: a neural model from resolved preset settings, its initial weights drawn from
+  the run's seed (the same seed gives the same weights, in any process);
+* :func:`train_neural`: the whole run, checkpoints that are model folders (with ``order.json``) and
+  ``run.json``; every user error is raised before anything is written.
+
+The training seed is read in one place, :func:`training_seed`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from arlm.data.corpora import Corpus
+from arlm.data.orders import ORDER_FILE, OrderSpec, reorder_split
+from arlm.data.tokenizers import Tokenizer
+from arlm.errors import ConfigError, DataError, MismatchError
+from arlm.io import atomic_write
+from arlm.models.base import ARModel
+from arlm.models.registry import FAMILIES
+from arlm.train.presets import ResolvedSettings, resolve
+from arlm.usecases.checkpoints import check_resume, load_order, save_model
+from arlm.usecases.data import TokenizerSpec, TrainingData, order_spec, prepare_data
+
+if TYPE_CHECKING:
+    from arlm.train.trainer import Trainer, TrainSummary
+
+
+def training_seed(settings: ResolvedSettings) -> int:
+    """The run's seed (``train.seed``, default 0): initial weights, data order, dropout, random orders."""
+    return int(settings.train.get("seed", 0))
+
+
+def check_family_order(family: str, spec: OrderSpec) -> OrderSpec:
+    """σ-GPT trains on a fresh random order per sequence by itself: its data stays in reading order
+    (its order file says so); any order other than the default or ``random`` is refused."""
+    if family != "sigma_gpt":
+        return spec
+    if spec.name not in ("l2r", "raster", "random"):
+        raise ConfigError(f"σ-GPT draws a fresh random order for every sequence itself, so it takes no "
+                          f"--order {spec.name}; leave --order out (or pass random)")
+    return OrderSpec("raster" if spec.image else "l2r", spec.seed, spec.image)
+
+
+# ---------------------------------------------------------------------------------------------
+# N-grams
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NgramRequest:
+    """``arlm train ngram``: count n-grams of a corpus split read in ``order`` and smooth them."""
+
+    corpus: str | Corpus = "shakespeare"
+    split: str = "train"
+    n: int = 5
+    smoothing: str = "mkn"
+    k: float | None = None
+    discount_fallback: bool = False
+    tokenizer: TokenizerSpec | Tokenizer | None = None  # default: the word tokenizer
+    unit: str = "lines"
+    encoding: str = "utf-8"
+    order: str = "l2r"
+    seed: int = 0
+    out_dir: str | Path | None = None  # the model folder to write (None: nothing written)
+
+
+@dataclass
+class NgramResult:
+    """The counted model, its tokenizer, the order it reads in and the training data."""
+
+    model: ARModel
+    tokenizer: Tokenizer
+    order: OrderSpec
+    data: TrainingData
+
+
+def train_ngram(request: NgramRequest) -> NgramResult:
+    """Count the n-grams of ``request``; write the model folder when ``out_dir`` is given."""
+    from arlm.models.ngram import NGramModel
+
+    r = request
+    data = prepare_data(r.corpus, r.tokenizer or TokenizerSpec("word"), r.split, None, r.unit, r.encoding)
+    spec = order_spec(r.order, data.tokenizer, r.seed)
+    train = reorder_split(data.train, spec)
+    model = NGramModel.fit(train.tokens, order=r.n, vocab=data.tokenizer.vocab, smoothing=r.smoothing,
+                           k=r.k, discount_fallback=r.discount_fallback)
+    if r.out_dir is not None:
+        save_model(r.out_dir, model, data.tokenizer, spec)
+    return NgramResult(model, data.tokenizer, spec, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Neural models
+# ---------------------------------------------------------------------------------------------
+
+
+def build_model(settings: ResolvedSettings, vocab_size: int, seed: int | None = None):
+    """The model of ``settings`` for a vocabulary, its initial weights drawn from ``seed`` (default:
+    the training seed), so the same settings give the same weights in any process.
+
+    A Transformer's positions default to the training block_size.
+    """
+    import torch
+
+    family = FAMILIES[settings.family]
+    values = dict(settings.model)
+    block = settings.train.get("block_size", 128)
+    if "block_size" in {f.name for f in dataclasses.fields(family.config_class)}:
+        if "block_size" not in settings.model_fields_given or "block_size" not in values:
+            values["block_size"] = block
+        if values["block_size"] < block:
+            raise ConfigError(f"the {settings.family} model has {values['block_size']} positions but "
+                              f"training rows are block_size={block} tokens; raise model.block_size or "
+                              "lower train.block_size")
+    try:
+        config = family.config_class(vocab_size=vocab_size, **values)
+    except TypeError as e:
+        raise ConfigError(f"bad {settings.family} model settings: {e}") from e
+    torch.manual_seed(training_seed(settings) if seed is None else seed)
+    try:
+        return family.model_class(config)
+    except (AssertionError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"bad {settings.family} model settings ({e}); fix them with --set") from e
+
+
+def make_train_config(settings: ResolvedSettings, **extra: Any):
+    """The :class:`~arlm.train.trainer.TrainConfig` of ``settings``, with ``extra`` fields set."""
+    from arlm.train.trainer import TrainConfig
+
+    values = {**settings.train, **extra}
+    try:
+        return TrainConfig.from_dict(values)
+    except TypeError as e:
+        raise ConfigError(f"bad training settings: {e}") from e
+
+
+def check_stream_lengths(config, data: TrainingData) -> None:
+    """Each split must hold at least one training row (block_size + 1 tokens)."""
+    for name, split in (("training", data.train), ("validation", data.val)):
+        if split is not None and len(split.tokens) < config.block_size + 1:
+            raise DataError(f"the {name} split has {len(split.tokens):,} tokens, fewer than block_size + 1 = "
+                            f"{config.block_size + 1}; lower block_size (--set block_size=…) or use "
+                            "more data")
+
+
+@dataclass
+class TrainRequest:
+    """``arlm train COMMAND``: a neural family trained on ``corpus``'s ``split`` (validating on
+    ``val_split``, "" for none) with its sequences read in ``order``."""
+
+    command: str
+    corpus: str = "shakespeare"
+    split: str = "train"
+    val_split: str = "val"
+    preset: str = "tiny"
+    overrides: list[str] | None = None  # --set field=value
+    tokenizer: str = "char"
+    vocab_size: int | None = None
+    unit: str = "lines"
+    encoding: str = "utf-8"
+    out_dir: str | Path | None = "runs/model"  # None: nothing written
+    resume: str | Path | None = None
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    order: str = "l2r"
+
+
+@dataclass
+class TrainResult:
+    """The finished run: its trainer (the model, the tokenizer), summary, order and data."""
+
+    trainer: Trainer
+    summary: TrainSummary
+    order: OrderSpec
+    data: TrainingData
+
+
+def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> TrainResult:
+    """Train ``request``'s family, writing ``OUT/last`` and ``OUT/best`` (model folders, with
+    ``order.json``) and ``OUT/run.json``. Every user error is an ArlmError raised before anything
+    is written."""
+    import torch
+
+    from arlm.train.checkpoint import check_model
+    from arlm.train.trainer import Trainer
+
+    r = request
+    settings = resolve(r.command, r.preset, r.overrides or [])
+    if r.threads:
+        torch.set_num_threads(r.threads)
+    data = prepare_data(r.corpus, TokenizerSpec(r.tokenizer, vocab_size=r.vocab_size), r.split, r.val_split,
+                        r.unit, r.encoding)
+    tok = data.tokenizer
+    seed = training_seed(settings)
+    spec = check_family_order(settings.family, order_spec(r.order, tok, seed))
+    train_split = reorder_split(data.train, spec)
+    val_split = None if data.val is None else reorder_split(data.val, spec, seed + 1)
+    config = make_train_config(settings, out_dir=None if r.out_dir is None else str(r.out_dir))
+    check_stream_lengths(config, data)
+    if r.resume is not None:
+        check_resume(r.resume, tok, settings.family)
+        saved_order = load_order(r.resume)
+        if saved_order != spec:
+            raise MismatchError(f"checkpoint {r.resume} was trained in order {saved_order.name}, not "
+                                f"{spec.name}; resume with the same --order")
+    model = build_model(settings, tok.vocab_size, seed)
+    if r.resume is not None:
+        check_model(r.resume, model)
+    trainer = Trainer(model, config, train_split, val_split, tokenizer=tok,
+                      json_files={ORDER_FILE: spec.to_json()})
+    if trainer.dist.is_main:
+        log(f"{data.corpus.name} {r.split}: {len(data.train.tokens):,} tokens ({tok.kind}, vocabulary "
+            f"{tok.vocab_size:,}, order {spec.name}); {settings.family} {dataclasses.asdict(model.config)}; "
+            f"{model.num_parameters():,} parameters")
+    if r.out_dir is not None and trainer.dist.is_main:
+        out = Path(r.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        run = {"command": r.command, "preset": r.preset, "overrides": r.overrides or [], "corpus": r.corpus,
+               "split": r.split, "tokenizer": tok.kind, "unit": r.unit, "order": spec.to_json(),
+               "model": dataclasses.asdict(model.config), "train": dataclasses.asdict(config)}
+        with atomic_write(out / "run.json") as f:
+            json.dump(run, f, indent=2, default=str)
+    summary = trainer.train(resume_from=r.resume)
+    return TrainResult(trainer, summary, spec, data)
