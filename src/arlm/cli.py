@@ -55,6 +55,8 @@ QuantizeOpt = Annotated[str | None, typer.Option(
          "slightly different numbers.")]
 UnitOpt = Annotated[str, typer.Option(
     help="lines: each line is a sentence [SOS] … [EOS]; documents: each document is one sequence.")]
+ThreadsOpt = Annotated[int, typer.Option(
+    min=0, max=4096, help="torch CPU threads (0: torch's default; 1 is often fastest for tiny models).")]
 OrderOpt = Annotated[str, typer.Option(
     "--order", help="Factorization order the model reads its sequences in: l2r (default), r2l, random "
                     "(a fresh permutation per sequence), fixed-random (one per length); on images "
@@ -84,7 +86,7 @@ def corpus_list() -> None:
 def corpus_show(
     name: Annotated[str, typer.Argument(help="Corpus name or path.")],
     split: SplitOpt = "train",
-    lines: Annotated[int, typer.Option(help="How many lines to print.")] = 10,
+    lines: Annotated[int, typer.Option(min=0, help="How many lines to print.")] = 10,
     encoding: EncodingOpt = "utf-8",
 ) -> None:
     """Print the first lines of a corpus split, and its size."""
@@ -152,13 +154,14 @@ def train_ngram(
 def _train_neural(command: str, corpus: str, split: str, val_split: str, preset: str,
                   overrides: list[str] | None, tokenizer: str, vocab_size: int | None, unit: str,
                   encoding: str, out_dir: Path | None, resume: Path | None, threads: int,
-                  order: str = "l2r") -> None:
+                  order: str = "l2r", overwrite: bool = False) -> None:
     from arlm.usecases.train import TrainRequest, train_neural
 
     out_dir = out_dir or Path(f"runs/{command}")
     request = TrainRequest(command, corpus=corpus, split=split, val_split=val_split, preset=preset,
                            overrides=overrides, tokenizer=tokenizer, vocab_size=vocab_size, unit=unit,
-                           encoding=encoding, out_dir=out_dir, resume=resume, threads=threads, order=order)
+                           encoding=encoding, out_dir=out_dir, resume=resume, threads=threads, order=order,
+                           overwrite=overwrite)
     result = train_neural(request, log=err.print)
     if not result.trainer.dist.is_main:
         return
@@ -191,12 +194,14 @@ def _make_train_command(command: str, help_text: str) -> None:
             "--out", "-o", help="Run folder: last/, best/, metrics.jsonl (default runs/COMMAND).")] = None,
         resume: Annotated[Path | None, typer.Option(
             help="Continue exactly from a checkpoint folder, e.g. runs/transformer/last.")] = None,
-        threads: Annotated[int, typer.Option(
-            help="torch CPU threads (0: torch's default; 1 is often fastest for tiny models).")] = 0,
+        overwrite: Annotated[bool, typer.Option(
+            help="Replace a run already in --out (its checkpoints and metrics) with this one; without "
+                 "it, a folder holding another run is refused.")] = False,
+        threads: ThreadsOpt = 0,
         order: OrderOpt = "l2r",
     ) -> None:
         _train_neural(command, corpus, split, val_split, preset, overrides, tokenizer, vocab_size, unit,
-                      encoding, out_dir, resume, threads, order)
+                      encoding, out_dir, resume, threads, order, overwrite)
 
     train_neural.__doc__ = help_text
     train_app.command(command)(train_neural)
@@ -565,6 +570,7 @@ def quickstart(
         help="Tiny models, a few steps, the first 200 test lines (a smoke test; the ladder's --quick).")
     ] = False,
     threads: Annotated[int, typer.Option(
+        min=0, max=4096,
         help="torch CPU threads (0: torch's default). 1 by default: these small models gain little "
              "from more, and lose badly when other processes share the cores.")] = 1,
 ) -> None:
@@ -588,7 +594,7 @@ def serve(
         help="Model folders or .arpa files, loaded once; named after their folder.")],
     host: Annotated[str, typer.Option(help="Address to listen on; 0.0.0.0 exposes the server to the "
                                            "network (then set --api-key).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port (1-65535).")] = 8000,
     api_key: Annotated[str | None, typer.Option(
         envvar="ARLM_API_KEY", help="Require this key (`Authorization: Bearer KEY` or `X-API-Key`).")] = None,
     max_new_tokens_cap: Annotated[int, typer.Option(help="Largest max_new_tokens a request may ask.")] = 256,
@@ -596,11 +602,13 @@ def serve(
         help="Longest prompt or scored text, in characters.")] = 4000,
     queue: Annotated[int, typer.Option(help="Requests in flight at once; more are answered 503.")] = 64,
     workers: Annotated[int, typer.Option(help="Threads running model computations.")] = 1,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+    threads: Annotated[int, typer.Option(min=0, max=4096,
+                                         help="torch CPU threads (0: torch's default).")] = 0,
 ) -> None:
     """Serve models over HTTP: a JSON API under /v1 (streaming with server-sent events), its docs at
     /docs, and a playground at / that shows the next-token distribution, beam trees and attention."""
     from arlm.serve import ServeSettings, create_app, load_models
+    from arlm.serve.server import listen
     from arlm.serve.server import serve as run_server
 
     settings = ServeSettings(api_key=api_key, max_new_tokens_cap=max_new_tokens_cap,
@@ -613,8 +621,9 @@ def serve(
     app_ = create_app(models, settings)
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         err.print(f"warning: listening on {host} without --api-key: anyone who can reach it can use it")
+    sock = listen(host, port)  # a bad address fails here, before "serving"
     err.print(f"serving {', '.join(models)} on http://{host}:{port} (playground /, API /v1, docs /docs)")
-    run_server(app_, host, port)
+    run_server(app_, host, port, sock=sock)
 
 
 # ------------------------------------------------------------------------------------ experiments
@@ -635,8 +644,8 @@ def experiment(
         "--out", "-o", help="The experiment's folder (default runs/experiments/NAME); a folder holding "
                             "another experiment's results is refused.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
-    threads: Annotated[int, typer.Option(help="torch CPU threads (the same seed and threads give the "
-                                              "same numbers).")] = 1,
+    threads: Annotated[int, typer.Option(min=0, max=4096, help="torch CPU threads (the same seed and "
+                                                                "threads give the same numbers).")] = 1,
     seed: Annotated[int, typer.Option(help="The same seed gives the same numbers.")] = 0,
     checkpoint: Annotated[Path | None, typer.Option(
         help="A trained model folder, for experiments that take one instead of training their own.")] = None,

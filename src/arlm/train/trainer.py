@@ -316,6 +316,15 @@ def init_distributed(config: TrainConfig) -> DistContext:
     return ctx
 
 
+def end_distributed() -> None:
+    """End the torchrun process group if one is running. A run calls it on every way out, errors and
+    interrupts included (PyTorch warns that resources may leak when a process exits without it)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 class TrainingForward(nn.Module):
     """The training forward pass of a model, teacher forcing or scheduled sampling, as one module:
     ``(inputs (B, T), state, ratio ε) -> (logits (B, T, V), state)``. ``state`` is None for the

@@ -35,16 +35,16 @@ class TokenizerSpec:
         if self.kind == "word":
             opts["lowercase"] = self.lowercase
             opts["min_count"] = self.min_count
-            if self.vocab_size:
+            if self.vocab_size is not None:
                 opts["max_vocab"] = self.vocab_size
         elif self.kind == "whitespace":
             opts["whitespace"] = True
             opts["min_count"] = self.min_count
-            if self.vocab_size:
+            if self.vocab_size is not None:
                 opts["max_vocab"] = self.vocab_size
         elif self.kind == "char":
             opts["min_count"] = self.min_count
-        elif self.kind == "bpe" and self.vocab_size:
+        elif self.kind == "bpe" and self.vocab_size is not None:
             opts["vocab_size"] = self.vocab_size
         return opts
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +172,7 @@ class TrainRequest:
     resume: str | Path | None = None
     threads: int = 0  # torch CPU threads (0: torch's default)
     order: str = "l2r"
+    overwrite: bool = False  # replace a run already in out_dir (else: refused, unless resuming it)
 
 
 @dataclass
@@ -189,11 +191,14 @@ def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> Tr
     is written."""
     import torch
 
-    from arlm.train.checkpoint import check_model
-    from arlm.train.trainer import Trainer
+    from arlm.train.checkpoint import check_model, read_state
+    from arlm.train.trainer import Trainer, end_distributed
 
     r = request
+    check_threads(r.threads)
     settings = resolve(r.command, r.preset, r.overrides or [])
+    if r.out_dir is not None:
+        check_run_folder(Path(r.out_dir), r.resume, r.overwrite)
     if r.threads:
         torch.set_num_threads(r.threads)
     data = prepare_data(r.corpus, TokenizerSpec(r.tokenizer, vocab_size=r.vocab_size), r.split, r.val_split,
@@ -207,6 +212,7 @@ def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> Tr
     check_stream_lengths(config, data)
     if r.resume is not None:
         check_resume(r.resume, tok, settings.family)
+        read_state(r.resume)  # every file against its checksum, before anything is written
         saved_order = load_order(r.resume)
         if saved_order != spec:
             raise MismatchError(f"checkpoint {r.resume} was trained in order {saved_order.name}, not "
@@ -222,11 +228,54 @@ def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> Tr
             f"{model.num_parameters():,} parameters")
     if r.out_dir is not None and trainer.dist.is_main:
         out = Path(r.out_dir)
+        if r.overwrite and r.resume is None:
+            remove_run(out)
         out.mkdir(parents=True, exist_ok=True)
         run = {"command": r.command, "preset": r.preset, "overrides": r.overrides or [], "corpus": r.corpus,
                "split": r.split, "tokenizer": tok.kind, "unit": r.unit, "order": spec.to_json(),
                "model": dataclasses.asdict(model.config), "train": dataclasses.asdict(config)}
         with atomic_write(out / "run.json") as f:
             json.dump(run, f, indent=2, default=str)
-    summary = trainer.train(resume_from=r.resume)
+    try:
+        summary = trainer.train(resume_from=r.resume)
+    finally:
+        end_distributed()  # on every way out (errors and interrupts too): no leaked process group
     return TrainResult(trainer, summary, spec, data)
+
+
+MAX_THREADS = 4096
+
+
+def check_threads(threads: int) -> None:
+    """A torch thread count: 0 (torch's default) up to :data:`MAX_THREADS`."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 0 <= threads <= MAX_THREADS:
+        raise ConfigError(f"--threads must be an integer from 0 (torch's default) to {MAX_THREADS}, got "
+                          f"{threads!r}")
+
+
+RUN_ENTRIES = ("run.json", "metrics.jsonl", "last", "best", "tensorboard", ".last.old", ".best.old")
+
+
+def check_run_folder(out: Path, resume: str | Path | None, overwrite: bool) -> None:
+    """Refuse to train into a folder that holds another run, whose ``best/`` would be replaced and whose
+    metrics would be mixed with the new run's: resuming a checkpoint of that folder continues it,
+    ``overwrite`` replaces it whole."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; choose a folder for the run")
+    held = [name for name in RUN_ENTRIES if (out / name).exists()]
+    if not held or overwrite:
+        return
+    if resume is not None and Path(resume).resolve().parent == out.resolve():
+        return  # resuming this run's own checkpoint: the run goes on
+    raise ConfigError(f"{out} already holds a training run ({', '.join(held)}); continue it with "
+                      f"--resume {out / 'last'}, replace it with --overwrite, or choose another --out")
+
+
+def remove_run(out: Path) -> None:
+    """Remove the run in ``out`` (what :data:`RUN_ENTRIES` names), so a new one replaces it whole."""
+    for name in RUN_ENTRIES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
