@@ -23,8 +23,7 @@ Orders (:data:`PIXEL_ORDERS`, or :func:`pixel_order` by name):
 * ``random``: one fixed permutation drawn from ``seed`` (the same for every image).
 
 Z-order and Hilbert need a square image whose side is a power of two (1, 2, 4, 8, 16, …); the
-8×8 digits qualify. :func:`random_orders` draws a *fresh* permutation for every image instead
-(σ-GPT style), from a seeded ``np.random.Generator``.
+8×8 digits qualify.
 """
 
 from __future__ import annotations
@@ -153,19 +152,6 @@ def random_order(height: int, width: int, seed: int = 0) -> np.ndarray:
     """One uniformly random permutation, fixed by ``seed`` (the same for every image it is used on)."""
     _check_size("random", height, width)
     return np.random.default_rng(seed).permutation(height * width).astype(np.int64)
-
-
-def random_orders(count: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """(count, H·W): a fresh random pixel order for each of ``count`` images, drawn from ``rng``.
-
-    Keep the array: it is what undoes the reordering (``images_to_stream`` and
-    ``stream_to_images`` in :mod:`arlm.data.images` take it as their ``order``).
-    """
-    _check_size("random", height, width)
-    if count < 0:
-        raise ConfigError(f"cannot draw {count} pixel orders; ask for zero or more")
-    base = np.broadcast_to(np.arange(height * width, dtype=np.int64), (count, height * width))
-    return rng.permuted(base, axis=1)
 
 
 PIXEL_ORDERS: dict[str, Callable[..., np.ndarray]] = {
