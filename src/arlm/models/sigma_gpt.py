@@ -60,6 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from arlm.data.permutations import random_keys, random_permutations
 from arlm.errors import ConfigError, DataError
 from arlm.models.neural import NeuralLM
 from arlm.models.transformer import KVCache, TransformerConfig, TransformerLM
@@ -96,8 +97,7 @@ class SigmaGPTConfig(TransformerConfig):
 
 def random_orders(batch_size: int, n: int, generator: torch.Generator) -> Tensor:
     """(batch_size, n) LongTensor: an independent uniformly random permutation of 0..n-1 per row."""
-    keys = torch.rand(batch_size, n, generator=generator, device=generator.device)
-    return keys.argsort(dim=1)
+    return random_permutations(batch_size, n, generator)
 
 
 def full_order(order: Tensor) -> Tensor:
@@ -126,7 +126,7 @@ def random_order_batch(tokens: Tensor, generator: torch.Generator
     content = ~ended
     content[:, 0] = False
     slots = torch.arange(T, device=tokens.device).expand(B, T).float()
-    noise = torch.rand(B, T, generator=generator, device=generator.device).to(tokens.device)
+    noise = random_keys(B, T, generator).to(tokens.device)
     keys = torch.where(content, noise, slots + 1.0)  # content in [0, 1); the rest after it, in place
     keys[:, 0] = -1.0  # [SOS] first
     pi = keys.argsort(dim=1)  # (B, T)
@@ -347,7 +347,7 @@ class SigmaGPT(TransformerLM):
         known = known_mask[:, 1:-1]  # (B, n)
         g = torch.Generator(device=self.device).manual_seed(seed)
         slots = torch.arange(T - 2, device=self.device).expand(B, T - 2).float()
-        later = slots if order == "l2r" else torch.rand(B, T - 2, generator=g, device=self.device)
+        later = slots if order == "l2r" else random_keys(B, T - 2, g)
         keys = torch.where(known, slots - T, later)  # known first, left to right
         return self._generate(checked, known, keys.argsort(dim=1), g, temperature, tuple(banned))
 
