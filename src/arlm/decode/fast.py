@@ -52,12 +52,14 @@ from arlm.errors import ConfigError
 from arlm.models.transformer import KVCache, LeanTransformer, TransformerLM, causal_mask, rows_linear
 
 
-def split_heads(qkv: Tensor, batch_size: int, n_head: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Q, K, V side by side, (B·t, 3C) rows -> q, k, v, each (B, nh, t, hs) (views)."""
+def split_heads(qkv: Tensor, batch_size: int, n_head: int) -> tuple[Tensor, ...]:
+    """Q, K, V side by side, (B·t, 3C) rows -> q, k, v, each (B, nh, t, hs) (views; one new token
+    per row needs no transpose, and every op saved counts at batch 1)."""
     rows, three_c = qkv.shape
-    head_dim = three_c // (3 * n_head)
-    q, k, v = qkv.view(batch_size, rows // batch_size, 3, n_head, head_dim).permute(2, 0, 3, 1, 4)
-    return q, k, v
+    t, head_dim = rows // batch_size, three_c // (3 * n_head)
+    if t == 1:
+        return qkv.view(batch_size, 3, n_head, 1, head_dim).unbind(1)
+    return qkv.view(batch_size, t, 3, n_head, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
 
 class FastDecoder:
