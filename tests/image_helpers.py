@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from arlm.data.images import HEIGHT, WIDTH, digits, image_to_tokens, tokens_to_image
+from arlm.data.permutations import random_permutation
 from arlm.data.pixel_orders import _check_size, pixel_order
 from arlm.errors import ConfigError, DataError
 from arlm.streams import EOS_ID, SOS_ID
@@ -21,8 +22,8 @@ def random_orders(count: int, height: int, width: int, rng: np.random.Generator)
     _check_size("random", height, width)
     if count < 0:
         raise ConfigError(f"cannot draw {count} pixel orders; ask for zero or more")
-    base = np.broadcast_to(np.arange(height * width, dtype=np.int64), (count, height * width))
-    return rng.permuted(base, axis=1)
+    rows = [random_permutation(height * width, rng) for _ in range(count)]
+    return np.array(rows, dtype=np.int64).reshape(count, height * width)
 
 
 def pixel_orders_for(order: str | np.ndarray | None, count: int, height: int, width: int,
