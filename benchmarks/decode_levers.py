@@ -80,9 +80,9 @@ class _ContiguousLean(FastDecoder):
 
     def __init__(self, model) -> None:
         super().__init__(model)
-        for layer, block in zip(self.layers, model.transformer.h, strict=True):
-            for name, mod in (("qkv_2d", block.attn.c_attn), ("attn_out_2d", block.attn.c_proj),
-                              ("mlp_in_2d", block.mlp.c_fc), ("mlp_out_2d", block.mlp.c_proj)):
+        for layer, block in zip(self.lean.blocks, model.transformer.h, strict=True):
+            for name, mod in (("qkv", block.attn.c_attn), ("attn_out", block.attn.c_proj),
+                              ("mlp_in", block.mlp.c_fc), ("mlp_out", block.mlp.c_proj)):
                 if mod.bias is not None:
                     raise ArlmError("the contiguous-Wᵀ case takes a bias-free target (bias=false)")
                 w_t = mod.weight.detach().t().contiguous()  # (C_in, C_out), row-major
@@ -96,12 +96,14 @@ class _NoGemvLean(FastDecoder):
     def __init__(self, model) -> None:
         super().__init__(model)
         C = model.config.d_model
-        for layer in self.layers:
+        for layer in self.lean.blocks:
             qkv, c, fc = torch.zeros(1, 3 * C), torch.zeros(1, C), torch.zeros(1, 4 * C)  # outputs (1, ·)
-            layer.qkv_2d = lambda x, o=qkv: o.clone()
-            layer.attn_out_2d = lambda x, o=c: o.clone()
-            layer.mlp_in_2d = lambda x, o=fc: o.clone()
-            layer.mlp_out_2d = lambda x, o=c: o.clone()
+            layer.qkv, layer.attn_out, layer.mlp_in, layer.mlp_out = map(self._fixed, (qkv, c, fc, c))
+
+    @staticmethod
+    def _fixed(out: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A layer returning ``out`` (1, C_out) for one row (a prefill's rows: zeros of their shape)."""
+        return lambda x: out.clone() if len(x) == 1 else out.new_zeros(len(x), out.shape[1])
 
 
 def measure(args) -> dict:

@@ -50,7 +50,7 @@ def load_target(path: Path):
     """A trained arlm Transformer checkpoint (a model folder) as the target, in eval mode, with its
     tokenizer; anything else is a one-line error."""
     model, tok = load_model(path)
-    if not isinstance(model, TransformerLM) or not model.config.causal:
+    if not isinstance(model, TransformerLM) or not model.gpt2_layout or not model.config.causal:
         raise ConfigError(f"{path} holds a {type(model).__name__}, not a causal Transformer; pass a "
                           "checkpoint of `arlm train transformer`")
     return model.float().eval(), tok

@@ -7,27 +7,24 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from arlm.data import images as img
 from arlm.data.images import (
     VOCAB,
     VOCAB_SIZE,
     digits,
-    digits_stream,
     image_to_tokens,
-    images_to_stream,
     split_indices,
-    stream_to_images,
     tokens_to_image,
 )
-from arlm.data.pixel_orders import PIXEL_ORDERS, pixel_order, random_orders
+from arlm.data.pixel_orders import PIXEL_ORDERS, pixel_order
 from arlm.errors import ConfigError, DataError
 from arlm.streams import EOS_ID, SOS_ID, SPECIAL_TOKENS, sequence_spans
+from image_helpers import digits_stream, images_to_stream, random_orders, stream_to_images
 
 
 def test_vocabulary_shares_the_special_ids_of_every_tokenizer():
     assert VOCAB_SIZE == len(VOCAB) == 21
     assert VOCAB[:4] == SPECIAL_TOKENS
-    assert (img.SOS_ID, img.EOS_ID) == (SOS_ID, EOS_ID)
+    assert (VOCAB[SOS_ID], VOCAB[EOS_ID]) == ("[SOS]", "[EOS]")
     assert VOCAB[4] == "g0" and VOCAB[20] == "g16"
 
 

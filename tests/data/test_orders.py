@@ -11,8 +11,11 @@ from arlm.data.orders import (
     get_order,
     inverse_permutation,
     invert_stream,
+    order_for,
     stream_permutation,
 )
+from arlm.data.permutations import permutation_rng, random_permutation, seeded_permutation
+from arlm.data.pixel_orders import pixel_order
 from arlm.errors import ConfigError, DataError
 from arlm.streams import EOS_ID, SOS_ID
 
@@ -108,3 +111,16 @@ def test_errors():
         get_order("random").invert(_seq([4, 5, 6]))
     with pytest.raises(ConfigError, match="positions"):
         get_order("l2r").apply(_seq([4, 5, 6]), perm=np.array([0, 1]))
+
+
+def test_one_seeding_rule_for_text_and_images():
+    """fixed-random is seeded_permutation(n, seed) = default_rng([seed, n]).permutation(n), on text and
+    on images of n pixels alike; random draws from default_rng(seed), one permutation per sequence."""
+    expected = np.random.default_rng([3, 64]).permutation(64)
+    assert np.array_equal(seeded_permutation(64, 3), expected)
+    assert np.array_equal(get_order("fixed-random", seed=3).permutation(64), expected)
+    assert np.array_equal(order_for("fixed-random", (8, 8), seed=3).permutation(64), expected)
+    assert np.array_equal(pixel_order("random", 8, 8, seed=3), expected)
+    rng, reference = permutation_rng(7), np.random.default_rng(7)
+    for n in (5, 9):
+        assert np.array_equal(random_permutation(n, rng), reference.permutation(n))

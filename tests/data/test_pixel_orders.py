@@ -9,12 +9,12 @@ from arlm.data.pixel_orders import (
     hilbert,
     inverse_order,
     pixel_order,
-    random_orders,
     snake,
     visit_ranks,
     zorder,
 )
 from arlm.errors import ConfigError
+from image_helpers import random_orders
 
 SQUARE_SIZES = [(1, 1), (2, 2), (4, 4), (8, 8), (16, 16)]
 

@@ -334,3 +334,17 @@ def test_bad_inputs_are_clear_errors():
         model.infill(tokens, torch.ones_like(tokens, dtype=torch.bool), order="r2l")
     with pytest.raises(ConfigError):
         SigmaGPTConfig(vocab_size=V, d_model=10, n_head=3)
+
+
+def test_a_transformer_subclass_that_the_gpt2_layout_readers_refuse():
+    """σ-GPT is a TransformerLM (E + P + Q), so what reads a model by GPT-2's layout refuses it."""
+    from arlm.decode.fast import FastDecoder, fast_decoder
+    from arlm.models.attention_maps import attention_weights
+
+    model = _model()
+    assert isinstance(model, TransformerLM) and not model.gpt2_layout and model.step_all is None
+    assert fast_decoder(model) is model
+    with pytest.raises(ConfigError, match="Transformer"):
+        FastDecoder(model)
+    with pytest.raises(ConfigError, match="Transformer"):
+        attention_weights(model, torch.tensor([1, 5, 6]))

@@ -3,7 +3,8 @@
 p(x) = ∏_i p(x_σ(i) | x_σ(<i)) for any permutation σ. An :class:`Order` gives, for a sequence of
 ``T`` content tokens, a permutation ``perm`` (int64, shape (T,)) meaning "position i of the
 reordered sequence holds content token ``perm[i]``", so ``reordered = content[perm]`` and
-``content = reordered[inverse_permutation(perm)]``.
+``content = reordered[inverse_permutation(perm)]``. Random orders are drawn by
+:mod:`arlm.data.permutations`, with one seeding rule for text and images.
 
 Convention: **[SOS] stays first and [EOS] stays last.** Only the content tokens between them are
 permuted, so every model still starts from [SOS] and is still asked to end with [EOS]; in
@@ -37,17 +38,15 @@ from typing import ClassVar
 
 import numpy as np
 
+from arlm.data.permutations import (
+    inverse_permutation,
+    permutation_rng,
+    random_permutation,
+    seeded_permutation,
+)
 from arlm.errors import ConfigError, FormatError
 from arlm.io import atomic_write
 from arlm.streams import EOS_ID, SOS_ID, sequence_spans
-
-
-def inverse_permutation(perm: np.ndarray) -> np.ndarray:
-    """The permutation that undoes ``perm``: ``x[perm][inverse_permutation(perm)] == x``."""
-    perm = np.asarray(perm, dtype=np.int64)
-    inv = np.empty_like(perm)
-    inv[perm] = np.arange(len(perm), dtype=np.int64)
-    return inv
 
 
 def _content_bounds(tokens: np.ndarray) -> tuple[int, int]:
@@ -158,13 +157,13 @@ class Random(Order):
     random = True
 
     def __init__(self, seed: int | None = 0):
-        self._rng = np.random.default_rng(seed)
+        self._rng = permutation_rng(seed)
 
     def __repr__(self) -> str:
         return "Random()"
 
     def permutation(self, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
-        return (rng or self._rng).permutation(length).astype(np.int64)
+        return random_permutation(length, rng or self._rng)
 
     def invert(self, tokens: np.ndarray, perm: np.ndarray | None = None) -> np.ndarray:
         if perm is None:
@@ -187,7 +186,7 @@ class FixedRandom(Order):
         return f"FixedRandom(seed={self.seed})"
 
     def permutation(self, length: int, rng: np.random.Generator | None = None) -> np.ndarray:
-        return np.random.default_rng([self.seed, length]).permutation(length).astype(np.int64)
+        return seeded_permutation(length, self.seed)
 
 
 class PixelOrder(Order):
@@ -238,9 +237,10 @@ def order_names(image: bool) -> tuple[str, ...]:
 def order_for(name: str, image_shape: tuple[int, int] | None = None, seed: int = 0) -> Order:
     """The order ``name`` for text (``image_shape`` None) or for images of ``image_shape`` (H, W).
 
-    On images ``fixed-random`` is one random pixel permutation (:func:`~arlm.data.pixel_orders.random_order`)
-    and ``raster``/``snake``/``zorder``/``hilbert`` are pixel orders (Z-order and Hilbert need a square
-    image whose side is a power of two); on text only :data:`ORDERS` fit.
+    On images ``fixed-random`` is one random pixel permutation (:func:`~arlm.data.pixel_orders.random_order`:
+    the permutation ``fixed-random`` gives a text of H·W tokens) and ``raster``/``snake``/``zorder``/
+    ``hilbert`` are pixel orders (Z-order and Hilbert need a square image whose side is a power of
+    two); on text only :data:`ORDERS` fit.
     """
     if name in PIXEL_ORDERS or (image_shape is not None and name == "fixed-random"):
         if image_shape is None:
@@ -338,7 +338,7 @@ def to_model_order(stream: np.ndarray, spec: OrderSpec, seed: int | None = None)
         return stream
     seed = spec.seed if seed is None else seed
     _check_seed(seed)
-    rng = np.random.default_rng(seed) if spec.name == "random" else None
+    rng = permutation_rng(seed) if spec.name == "random" else None
     return apply_to_stream(stream, spec.order(), rng)
 
 

@@ -20,11 +20,11 @@ Orders (:data:`PIXEL_ORDERS`, or :func:`pixel_order` by name):
   four quadrants in the order top-left, top-right, bottom-left, bottom-right, recursively;
 * ``hilbert``: the Hilbert curve, which keeps consecutive pixels 4-neighbours *and* keeps each
   quadrant together; it starts at the top-left corner and ends at the top-right one;
-* ``random``: one fixed permutation drawn from ``seed`` (the same for every image).
+* ``random``: one fixed permutation drawn from ``seed`` (the same for every image, and the same as
+  ``fixed-random`` on a text of H·W tokens: :mod:`arlm.data.permutations`).
 
 Z-order and Hilbert need a square image whose side is a power of two (1, 2, 4, 8, 16, …); the
-8×8 digits qualify. :func:`random_orders` draws a *fresh* permutation for every image instead
-(σ-GPT style), from a seeded ``np.random.Generator``.
+8×8 digits qualify.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from arlm.data.permutations import inverse_permutation, seeded_permutation
 from arlm.errors import ConfigError
 
 
@@ -40,10 +41,7 @@ from arlm.errors import ConfigError
 def inverse_order(order: np.ndarray) -> np.ndarray:
     """The permutation that undoes ``order``: ``seq[inverse_order(order)]`` is the raster layout,
     and ``inverse_order(order)[i]`` is the step at which raster pixel i is visited."""
-    order = np.asarray(order, dtype=np.int64)
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(order.size, dtype=np.int64)
-    return inverse
+    return inverse_permutation(order)
 
 
 def visit_ranks(order: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -150,22 +148,11 @@ def hilbert(height: int, width: int) -> np.ndarray:
 
 
 def random_order(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """One uniformly random permutation, fixed by ``seed`` (the same for every image it is used on)."""
+    """One uniformly random permutation, fixed by ``seed`` (the same for every image it is used on):
+    :func:`~arlm.data.permutations.seeded_permutation` of H·W, what ``fixed-random`` gives a text of
+    H·W tokens."""
     _check_size("random", height, width)
-    return np.random.default_rng(seed).permutation(height * width).astype(np.int64)
-
-
-def random_orders(count: int, height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """(count, H·W): a fresh random pixel order for each of ``count`` images, drawn from ``rng``.
-
-    Keep the array: it is what undoes the reordering (``images_to_stream`` and
-    ``stream_to_images`` in :mod:`arlm.data.images` take it as their ``order``).
-    """
-    _check_size("random", height, width)
-    if count < 0:
-        raise ConfigError(f"cannot draw {count} pixel orders; ask for zero or more")
-    base = np.broadcast_to(np.arange(height * width, dtype=np.int64), (count, height * width))
-    return rng.permuted(base, axis=1)
+    return seeded_permutation(height * width, seed)
 
 
 PIXEL_ORDERS: dict[str, Callable[..., np.ndarray]] = {

@@ -8,16 +8,17 @@ each of those ops is a kernel launch of a few microseconds, and the launches, no
 set the pace. :class:`FastDecoder` removes what it can, in two ways:
 
 * **The lean step** (every device; the default): the same computation as
-  :meth:`~arlm.models.transformer.TransformerLM.step` written as one flat function over weights
-  fetched once — no module calls, no dropout, no mask for one new token (it attends to every cached
-  key), the head applied to the last position only (``step``) or to every new one (``step_all``, a
-  speculative verifier's pass), the head's [PAD]/[SOS] mask added as a fixed (V,) vector. It writes
-  into the same preallocated :class:`~arlm.models.transformer.KVCache`, so ``select`` (beam search,
-  finished rows) and ``crop`` (rejected draft tokens) are the cache's own.
+  :meth:`~arlm.models.transformer.TransformerLM.step` through the model's lean forward
+  (:class:`~arlm.models.transformer.LeanTransformer`: the blocks over weights fetched once, no module
+  calls, no dropout), with the attention written here: no mask for one new token (it attends to every
+  cached key), the head applied to the last position only (``step``) or to every new one
+  (``step_all``, a speculative verifier's pass), the head's [PAD]/[SOS] mask added as a fixed (V,)
+  vector. It writes into the same preallocated :class:`~arlm.models.transformer.KVCache`, so
+  ``select`` (beam search, finished rows) and ``crop`` (rejected draft tokens) are the cache's own.
 * **The static step** (``static=True``; captured with CUDA graphs when ``cuda_graphs=True``): the
-  lean step with *static shapes*: the position is a tensor, the new key and value are written with
-  ``index_copy_`` at that position, and the query attends to the whole preallocated cache,
-  positions > the current one masked:
+  same lean forward with another attention, of *static shapes*: the position is a tensor, the new
+  key and value are written with ``index_copy_`` at that position, and the query attends to the
+  whole preallocated cache, positions > the current one masked:
 
       A = softmax(q Kᵀ / √D + M),    M_j = 0 if j ≤ pos, -inf otherwise    (over all block_size keys)
 
@@ -48,45 +49,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from arlm.errors import ConfigError
-from arlm.models.transformer import KVCache, TransformerLM, causal_mask
+from arlm.models.transformer import KVCache, LeanTransformer, TransformerLM, causal_mask, rows_linear
 
 
-def _linear(module: nn.Module) -> Callable[[Tensor], Tensor]:
-    """A plain ``nn.Linear`` as F.linear over its weights (no module call); any other layer (an
-    int8 dynamically quantized Linear) as its own forward."""
-    if type(module) is nn.Linear:
-        weight, bias = module.weight, module.bias
-        return lambda x: F.linear(x, weight, bias)
-    return module.forward
-
-
-def _linear_2d(module: nn.Module) -> Callable[[Tensor], Tensor]:
-    """The same layer for a (B, C_in) input, called as the kernel F.linear itself dispatches to:
-    ``torch.addmm(b, x, Wᵀ)`` over a Wᵀ view taken once (the same numbers, less dispatch per call);
-    an int8 layer as its own forward."""
-    if type(module) is nn.Linear:
-        weight_t, bias = module.weight.t(), module.bias  # (C_in, C_out) view, (C_out,)
-        if bias is None:
-            return lambda x: torch.mm(x, weight_t)
-        return lambda x: torch.addmm(bias, x, weight_t)
-    return module.forward
-
-
-class _Layer:
-    """One block's weights and callables, fetched once: LN_1, QKV, output projection, LN_2, MLP."""
-
-    def __init__(self, block: nn.Module) -> None:
-        self.ln_1 = (block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
-        self.ln_2 = (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
-        self.qkv = _linear(block.attn.c_attn)
-        self.attn_out = _linear(block.attn.c_proj)
-        self.mlp_in = _linear(block.mlp.c_fc)
-        self.mlp_out = _linear(block.mlp.c_proj)
-        # the one-token step's (B, C) forms (see _linear_2d)
-        self.qkv_2d = _linear_2d(block.attn.c_attn)
-        self.attn_out_2d = _linear_2d(block.attn.c_proj)
-        self.mlp_in_2d = _linear_2d(block.mlp.c_fc)
-        self.mlp_out_2d = _linear_2d(block.mlp.c_proj)
+def split_heads(qkv: Tensor, batch_size: int, n_head: int) -> tuple[Tensor, ...]:
+    """Q, K, V side by side, (B·t, 3C) rows -> q, k, v, each (B, nh, t, hs) (views; one new token
+    per row needs no transpose, and every op saved counts at batch 1)."""
+    rows, three_c = qkv.shape
+    t, head_dim = rows // batch_size, three_c // (3 * n_head)
+    if t == 1:
+        return qkv.view(batch_size, 3, n_head, 1, head_dim).unbind(1)
+    return qkv.view(batch_size, t, 3, n_head, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
 
 
 class FastDecoder:
@@ -102,7 +75,7 @@ class FastDecoder:
     """
 
     def __init__(self, model: TransformerLM, static: bool = False, cuda_graphs: bool = False) -> None:
-        if not isinstance(model, TransformerLM):
+        if not isinstance(model, TransformerLM) or not model.gpt2_layout:
             raise ConfigError(f"FastDecoder takes a Transformer (or GPT-2) model, not a "
                               f"{type(model).__name__}; decode other families directly")
         if model.config.attention != "sdpa" or not model.config.causal:
@@ -116,28 +89,24 @@ class FastDecoder:
         self.config = model.config
         self.static = static or cuda_graphs
         self.cuda_graphs = cuda_graphs
-        t = model.transformer
-        self.wte, self.wpe = t.wte.weight, t.wpe.weight
-        self.ln_f = (t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
-        self.layers = [_Layer(block) for block in t.h]
+        self.lean = LeanTransformer(model)  # the model's forward without module calls
         # the head as lm_head plus a fixed (V,) mask, 0 or -inf: the family's head() (which masks
         # [PAD] and [SOS], or nothing for GPT-2) without building an index tensor per step — which
         # a CUDA graph could not capture (a host-to-device copy)
-        self.lm_head = _linear(model.lm_head)
         with torch.inference_mode():
-            zero = torch.zeros(1, model.config.d_model, device=device, dtype=self.wte.dtype)
+            zero = torch.zeros(1, model.config.d_model, device=device, dtype=self.lean.wte.dtype)
             self.head_mask = (model.head(zero) - model.lm_head(zero))[0].float()  # (V,)
         head = model.lm_head
         if type(head) is nn.Linear and head.bias is None and head.weight.dtype == torch.float32:
-            # the one-token head: logits + mask in one kernel, addmm(M, x, Eᵀ) (M is 0 or -inf, so
-            # adding it inside the kernel or after gives the same numbers)
+            # logits + mask in one kernel, addmm(M, x, Eᵀ) (M is 0 or -inf, so adding it inside the
+            # kernel or after gives the same numbers)
             head_t, mask = head.weight.t(), self.head_mask  # (C, V), (V,)
-            self.head_2d: Callable[[Tensor], Tensor] = lambda x: torch.addmm(mask, x, head_t)
+            self.head: Callable[[Tensor], Tensor] = lambda x: torch.addmm(mask, x, head_t)
         else:
-            lm_head = _linear_2d(head)
-            self.head_2d = lambda x: lm_head(x).float() + self.head_mask
+            lm_head = rows_linear(head)
+            self.head = lambda x: lm_head(x).float() + self.head_mask
         self._device = device
-        self._positions = torch.arange(model.config.block_size, device=device)  # lean_step's write positions
+        self._positions = torch.arange(model.config.block_size, device=device)  # positions to write
         self._steps: dict[int, _StaticStep] = {}  # batch size -> its static (captured) step
 
     # ----- the ARModel interface ---------------------------------------------------------------------
@@ -167,9 +136,9 @@ class FastDecoder:
         """tokens (B, t) -> the log-probs after every one of them (B, t, V), by the lean path (what a
         speculative verifier calls: the context's new tokens plus the draft's proposals)."""
         tokens = self._check(tokens, state)
-        x = self.lean_forward(tokens, state)  # (B, t, C)
+        x = self.lean_forward(tokens, state)  # (B·t, C)
         state.advance(tokens.shape[1])
-        return self.log_softmax_head(x), state  # (B, t, V)
+        return self.log_softmax_head(x).view(*tokens.shape, -1), state  # (B, t, V)
 
     def _check(self, tokens: Tensor, state: KVCache) -> Tensor:
         if not (type(tokens) is Tensor and tokens.dtype == torch.long and tokens.dim() == 2
@@ -193,101 +162,68 @@ class FastDecoder:
             with torch.inference_mode():
                 return self.step(tokens, state)
         tokens = self._check(tokens, state)
-        if tokens.shape[1] == 1 and self.static:
-            logp = self._static(tokens.shape[0]).step(tokens, state)
-        elif tokens.shape[1] == 1:
-            logp = self.lean_step(tokens, state)
+        B, t = tokens.shape
+        if t == 1 and self.static:
+            logp = self._static(B).step(tokens, state)
         else:
-            x = self.lean_forward(tokens, state)[:, -1]  # (B, C): the head on the last position only
+            x = self.lean_forward(tokens, state)  # (B·t, C)
+            x = x if t == 1 else x.view(B, t, -1)[:, -1]  # (B, C): the head on the last position only
             logp = self.log_softmax_head(x)  # (B, V)
-        state.advance(tokens.shape[1])
+        state.advance(t)
         return logp, state
 
-    # ----- the lean forward pass and the static one-token step -------------------------------------
+    # ----- the lean forward with two attentions: over the filled cache, or static over the whole block ----
 
     def log_softmax_head(self, x: Tensor) -> Tensor:
-        """(..., C) final hidden states -> log-softmax of the family's logits (..., V), in fp32."""
-        return F.log_softmax(self.lm_head(x).float() + self.head_mask, dim=-1)
+        """(N, C) final hidden states -> log-softmax of the family's logits (N, V), in fp32."""
+        return F.log_softmax(self.head(x), dim=-1)
 
     def lean_forward(self, tokens: Tensor, cache: KVCache) -> Tensor:
-        """tokens (B, t) at positions L..L+t-1 (L = cache.length) -> final hidden states LN_f(z) (B, t, C).
+        """tokens (B, t) at positions L..L+t-1 (L = cache.length) -> final hidden states LN_f(z) (B·t, C).
 
-        Writes K, V of the new positions into the cache (does not advance it). One new token attends
-        to every cached key with no mask; t > 1 new tokens (a speculative verification) with the
-        causal mask shifted by L."""
-        cfg = self.config
-        (B, t), C, nh, hs = tokens.shape, cfg.d_model, cfg.n_head, cfg.head_dim
-        L = cache.length
-        mask = None if t == 1 else causal_mask(t, L + t, L, tokens.device).to(self.wte.dtype)  # (t, L+t)
-        x = F.embedding(tokens, self.wte) + self.wpe[L : L + t]  # (B, t, C): z_0 = E[x] + P[pos]
-        for i, layer in enumerate(self.layers):
-            h = F.layer_norm(x, (C,), *layer.ln_1)
-            q, k, v = layer.qkv(h).view(B, t, 3, nh, hs).permute(2, 0, 3, 1, 4)  # 3 x (B, nh, t, hs)
-            cache.k[i, :, :, L : L + t] = k
-            cache.v[i, :, :, L : L + t] = v
-            keys, values = cache.k[i, :, :, : L + t], cache.v[i, :, :, : L + t]  # (B, nh, L+t, hs)
-            y = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)  # (B, nh, t, hs)
-            y = y.view(B, t, C) if t == 1 else y.transpose(1, 2).reshape(B, t, C)  # heads side by side
-            x = x + layer.attn_out(y)
-            h = F.layer_norm(x, (C,), *layer.ln_2)
-            x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate="tanh"))  # (B, t, C)
-        return F.layer_norm(x, (C,), *self.ln_f)
+        Writes K, V of the new positions into the cache (does not advance it): one ``index_copy_``
+        each into the cache's per-layer views. One new token attends to every cached key with no
+        mask; t > 1 new tokens (a prefill, a speculative verification) with the causal mask shifted by L."""
+        (B, t), nh = tokens.shape, self.config.n_head
+        L, end = cache.length, cache.length + t
+        positions = self._positions[L:end]  # (t,) the positions to write
+        mask = None if t == 1 else causal_mask(t, end, L, tokens.device).to(self.lean.wte.dtype)  # (t, L+t)
+        layers = cache.layers()
 
-    def lean_step(self, tokens: Tensor, cache: KVCache) -> Tensor:
-        """One new token per row, tokens (B, 1) at position L = cache.length -> log-probs (B, V).
+        def attend(layer: int, qkv: Tensor) -> Tensor:  # (B·t, 3C) -> (B·t, C)
+            q, k, v = split_heads(qkv, B, nh)  # 3 x (B, nh, t, hs)
+            k_cache, v_cache = layers[layer]  # (B, nh, block, hs)
+            k_cache.index_copy_(2, positions, k)
+            v_cache.index_copy_(2, positions, v)
+            y = F.scaled_dot_product_attention(q, k_cache[:, :, :end], v_cache[:, :, :end],
+                                               attn_mask=mask)  # (B, nh, t, hs)
+            return y.view(B, -1) if t == 1 else y.transpose(1, 2).reshape(B * t, -1)  # heads side by side
 
-        :meth:`lean_forward` for t = 1 with the fewest tensor operations a layer allows (each costs
-        microseconds of dispatch, as much as its arithmetic at batch 1): (B, C) rows throughout, the
-        Linear layers as ``addmm`` over Wᵀ views taken once, the residual added in place to the
-        layer's fresh output, K and V written with one ``index_copy_`` each into per-layer views of
-        the cache, the head and its mask in one ``addmm``, ``torch.layer_norm`` and ``torch.embedding``
-        called without F's Python wrappers. The operations and their order are :meth:`lean_forward`'s,
-        so the numbers are too. Writes K, V at L (does not advance)."""
-        cfg = self.config
-        B, C, nh, hs = tokens.shape[0], cfg.d_model, cfg.n_head, cfg.head_dim
-        L = cache.length
-        end = L + 1
-        where = self._positions[L:end]  # (1,) the cache position to write
-        x = torch.embedding(self.wte, tokens[:, 0]) + self.wpe[L]  # (B, C): z_0 = E[x] + P[L]
-        for layer, (k_cache, v_cache) in zip(self.layers, cache.layers(), strict=True):
-            h = torch.layer_norm(x, (C,), *layer.ln_1)
-            q, k, v = layer.qkv_2d(h).view(B, 3, nh, 1, hs).unbind(1)  # 3 x (B, nh, 1, hs)
-            k_cache.index_copy_(2, where, k)  # (B, nh, block, hs) at L
-            v_cache.index_copy_(2, where, v)
-            y = F.scaled_dot_product_attention(q, k_cache[:, :, :end], v_cache[:, :, :end])  # (B, nh, 1, hs)
-            x = layer.attn_out_2d(y.view(B, C)).add_(x)  # (B, C): heads side by side, then + residual
-            h = torch.layer_norm(x, (C,), *layer.ln_2)
-            x = layer.mlp_out_2d(F.gelu(layer.mlp_in_2d(h), approximate="tanh")).add_(x)
-        x = torch.layer_norm(x, (C,), *self.ln_f)
-        return F.log_softmax(self.head_2d(x), dim=-1)  # (B, V)
+        return self.lean(tokens, positions, attend)
 
     def static_step(self, token: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         """token (B,), pos () int64 tensor, caches (n_layer, B, nh, block, hs) -> log-probs (B, V).
 
         Every shape is fixed and no Python value depends on the position: what a CUDA graph records.
         """
-        cfg = self.config
-        B, C, nh, hs = token.shape[0], cfg.d_model, cfg.n_head, cfg.head_dim
-        block, scale = k_cache.shape[3], 1.0 / math.sqrt(hs)
+        B, nh = token.shape[0], self.config.n_head
+        block, scale = k_cache.shape[3], 1.0 / math.sqrt(self.config.head_dim)
         visible = torch.arange(block, device=token.device) <= pos  # (block,): keys j ≤ pos
-        mask = torch.zeros(1, block, device=token.device, dtype=self.wte.dtype).masked_fill(
+        mask = torch.zeros(1, block, device=token.device, dtype=self.lean.wte.dtype).masked_fill(
             ~visible, float("-inf"))  # (1, block): the additive M of the one query
         where = pos.view(1)  # (1,) the cache position to write
-        x = F.embedding(token, self.wte) + self.wpe.index_select(0, where)  # (B, C)
-        for i, layer in enumerate(self.layers):
-            h = F.layer_norm(x, (C,), *layer.ln_1)
-            q, k, v = layer.qkv(h).view(B, 3, nh, hs).unbind(1)  # 3 x (B, nh, hs)
-            k_cache[i].index_copy_(2, where, k.unsqueeze(2))  # (B, nh, block, hs) at pos
-            v_cache[i].index_copy_(2, where, v.unsqueeze(2))
+
+        def attend(layer: int, qkv: Tensor) -> Tensor:  # (B, 3C) -> (B, C)
+            q, k, v = split_heads(qkv, B, nh)  # 3 x (B, nh, 1, hs)
+            k_cache[layer].index_copy_(2, where, k)  # (B, nh, block, hs) at pos
+            v_cache[layer].index_copy_(2, where, v)
             # one query against every slot: two batched mat-vec products and a softmax, written out
             # (fp32 SDPA with a mask picks a memory-efficient kernel that took 115 µs a layer on an H100)
-            scores = (q * scale).unsqueeze(2) @ k_cache[i].transpose(-2, -1) + mask  # (B, nh, 1, block)
-            y = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v_cache[i]  # (B, nh, 1, hs)
-            x = x + layer.attn_out(y.view(B, C))
-            h = F.layer_norm(x, (C,), *layer.ln_2)
-            x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate="tanh"))
-        x = F.layer_norm(x, (C,), *self.ln_f)
-        return self.log_softmax_head(x)  # (B, V)
+            scores = (q * scale) @ k_cache[layer].transpose(-2, -1) + mask  # (B, nh, 1, block)
+            y = F.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype) @ v_cache[layer]  # (B, nh, 1, hs)
+            return y.view(B, -1)
+
+        return self.log_softmax_head(self.lean(token.view(B, 1), where, attend))  # (B, V)
 
     def _static(self, batch_size: int) -> _StaticStep:
         if batch_size not in self._steps:
@@ -349,7 +285,7 @@ class _StaticStep:
 def fast_decoder(model: Any, enabled: bool = True) -> Any:
     """``model`` wrapped in a :class:`FastDecoder` when it is a Transformer in eval mode that the lean
     step supports (and ``enabled``); any other model unchanged."""
-    if (enabled and isinstance(model, TransformerLM) and not model.training
+    if (enabled and isinstance(model, TransformerLM) and model.gpt2_layout and not model.training
             and model.config.attention == "sdpa" and model.config.causal):
         return FastDecoder(model)
     return model

@@ -36,7 +36,7 @@ def attention_weights(model: TransformerLM, tokens: Tensor) -> Tensor:
     The hidden states are the model's own (each block runs as in ``forward``); only the softmax of
     each head is recomputed explicitly from that block's queries and keys.
     """
-    if not isinstance(model, TransformerLM):
+    if not isinstance(model, TransformerLM) or not model.gpt2_layout:
         raise ConfigError(f"attention weights need a Transformer, not a {type(model).__name__}")
     tokens = model._tokens(tokens.reshape(1, -1))  # (1, T)
     cfg = model.config

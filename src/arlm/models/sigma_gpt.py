@@ -54,16 +54,16 @@ known token and every token drawn so far.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from arlm.data.permutations import random_keys, random_permutations
 from arlm.errors import ConfigError, DataError
-from arlm.models.neural import NeuralLM, mask_unpredictable
-from arlm.models.transformer import Block, KVCache, TransformerConfig, TransformerLM
+from arlm.models.neural import NeuralLM
+from arlm.models.transformer import KVCache, TransformerConfig, TransformerLM
 from arlm.streams import EOS_ID, PAD_ID, SOS_ID, UNK_ID
 
 INFILL_ORDERS = ("random", "l2r")
@@ -97,8 +97,7 @@ class SigmaGPTConfig(TransformerConfig):
 
 def random_orders(batch_size: int, n: int, generator: torch.Generator) -> Tensor:
     """(batch_size, n) LongTensor: an independent uniformly random permutation of 0..n-1 per row."""
-    keys = torch.rand(batch_size, n, generator=generator, device=generator.device)
-    return keys.argsort(dim=1)
+    return random_permutations(batch_size, n, generator)
 
 
 def full_order(order: Tensor) -> Tensor:
@@ -127,7 +126,7 @@ def random_order_batch(tokens: Tensor, generator: torch.Generator
     content = ~ended
     content[:, 0] = False
     slots = torch.arange(T, device=tokens.device).expand(B, T).float()
-    noise = torch.rand(B, T, generator=generator, device=generator.device).to(tokens.device)
+    noise = random_keys(B, T, generator).to(tokens.device)
     keys = torch.where(content, noise, slots + 1.0)  # content in [0, 1); the rest after it, in place
     keys[:, 0] = -1.0  # [SOS] first
     pi = keys.argsort(dim=1)  # (B, T)
@@ -158,56 +157,46 @@ def _content_only(logits: Tensor) -> Tensor:
     return logits.index_fill(-1, torch.tensor([EOS_ID], device=logits.device), float("-inf"))
 
 
-class SigmaGPT(NeuralLM):
+class SigmaGPT(TransformerLM):
+    """A :class:`~arlm.models.transformer.TransformerLM` with a second position table Q
+    (``transformer.wpe_next``), read in any order; left to right (the ARModel interface) it is the
+    Transformer with Q[t] added to every input."""
+
     family = "sigma_gpt"
     config_class = SigmaGPTConfig
     batch_kind = "sequences"  # the Trainer gives it one whole [SOS] … [EOS] sequence per row
+    gpt2_layout = False  # E + P + Q: no lean forward, attention maps or GPT-2 export
+    step_all = None  # a speculative verifier feeds σ-GPT one token at a time, as it always has
 
-    def __init__(self, config: SigmaGPTConfig) -> None:
-        super().__init__(config)
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(config.vocab_size, config.d_model),  # E
-            wpe=nn.Embedding(config.block_size, config.d_model),  # P: position of the input token
-            wpe_next=nn.Embedding(config.block_size, config.d_model),  # Q: row p-1 = position p
-            drop=nn.Dropout(config.dropout),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.d_model, bias=config.bias),
-        ))
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        if config.tie_weights:
-            self.lm_head.weight = self.transformer.wte.weight
-        self.apply(TransformerLM._init_weights)  # GPT-2 initialisation, as the Transformer's
-        for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+    def _position_tables(self, config: SigmaGPTConfig) -> dict[str, nn.Module]:
+        """P, the position of the input token, then Q, the position to predict (row p-1 = position p)."""
+        return {**super()._position_tables(config),
+                "wpe_next": nn.Embedding(config.block_size, config.d_model)}  # Q
 
     # ----- the forward pass in any order -------------------------------------------------------
 
-    def _run(self, tokens: Tensor, positions: Tensor, next_positions: Tensor,
-             cache: KVCache | None = None) -> Tensor:
+    def _run(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
+        """tokens (B, T) read left to right (π(i) = i), after cache.length positions -> (B, T, C)."""
+        offset = 0 if cache is None else cache.length
+        pos = torch.arange(offset, offset + tokens.shape[1], device=tokens.device)  # (T,)
+        return self._run_in_order(tokens, pos, pos + 1, cache)
+
+    def _run_in_order(self, tokens: Tensor, positions: Tensor, next_positions: Tensor,
+                      cache: KVCache | None = None) -> Tensor:
         """tokens, positions π(i), next_positions π(i+1), all (B, t) -> hidden states (B, t, C).
 
         With a cache the t steps come after the cache.length steps already fed."""
-        t = tokens.shape[1]
         offset = 0 if cache is None else cache.length
-        block = self.config.block_size
-        if offset + t > block:
-            raise ConfigError(f"the sequence would be {offset + t} tokens long but the model's "
-                              f"block_size is {block}; feed at most {block} tokens (crop the context)")
+        self._check_length(offset + tokens.shape[1])
         wte, wpe, wpe_next = self.transformer.wte, self.transformer.wpe, self.transformer.wpe_next
         x = wte(tokens) + wpe(positions) + wpe_next(next_positions - 1)  # (B, t, C): E + P + Q
-        x = self.transformer.drop(x)
-        for i, layer in enumerate(self.transformer.h):
-            x = layer(x, cache, i)  # (B, t, C)
-        if cache is not None:
-            cache.advance(t)
-        return self.transformer.ln_f(x)  # (B, t, C)
+        return self._blocks(x, cache)
 
     def forward_positions(self, inputs: Tensor, positions: Tensor, next_positions: Tensor) -> Tensor:
         """inputs x_π(i), positions π(i), next_positions π(i+1), all (B, t) -> logits (B, t, V) of
         x_π(i+1), [PAD] and [SOS] at -inf. What a training loop calls (see random_order_batch)."""
-        return self.head(self._run(self._tokens(inputs), positions.to(self.device),
-                                   next_positions.to(self.device)))
+        return self.head(self._run_in_order(self._tokens(inputs), positions.to(self.device),
+                                            next_positions.to(self.device)))
 
     def _check_sequences(self, tokens: Tensor) -> None:
         if tokens.shape[1] < 2:
@@ -246,7 +235,7 @@ class SigmaGPT(NeuralLM):
         pi = full_order(self._check_order(order, B, T - 2))  # (B, T)
         after = torch.full((B, 1), T, dtype=torch.long, device=tokens.device)
         next_pi = torch.cat([pi[:, 1:], after], dim=1)  # (B, T)
-        return self.head(self._run(tokens.gather(1, pi), pi, next_pi))  # (B, T, V)
+        return self.head(self._run_in_order(tokens.gather(1, pi), pi, next_pi))  # (B, T, V)
 
     def log_prob(self, tokens: Tensor, order: Tensor, known_length: bool = True) -> Tensor:
         """Joint log p(x) (B,) of rows ``[SOS] x_1 … x_n [EOS]`` generated in ``order`` (B, n).
@@ -299,10 +288,10 @@ class SigmaGPT(NeuralLM):
         # steps whose targets are known in every row go in one prefill: k0 steps
         k0 = int(known_step.long().cumprod(dim=1).sum(dim=1).min()) if n else 0
         if k0:
-            self._run(out.gather(1, pi[:, :k0]), pi[:, :k0], pi[:, 1 : k0 + 1], cache)
+            self._run_in_order(out.gather(1, pi[:, :k0]), pi[:, :k0], pi[:, 1 : k0 + 1], cache)
         for i in range(k0, n):
             cur, nxt = pi[:, i : i + 1], pi[:, i + 1 : i + 2]  # (B, 1)
-            h = self._run(out.gather(1, cur), cur, nxt, cache)  # (B, 1, C)
+            h = self._run_in_order(out.gather(1, cur), cur, nxt, cache)  # (B, 1, C)
             logits = _content_only(_at_least_float32(self.head(h[:, 0])))  # (B, V)
             if banned:  # ids that may not fill a slot (e.g. [UNK] in an image)
                 logits = logits.index_fill(-1, torch.tensor(banned, device=logits.device), float("-inf"))
@@ -358,7 +347,7 @@ class SigmaGPT(NeuralLM):
         known = known_mask[:, 1:-1]  # (B, n)
         g = torch.Generator(device=self.device).manual_seed(seed)
         slots = torch.arange(T - 2, device=self.device).expand(B, T - 2).float()
-        later = slots if order == "l2r" else torch.rand(B, T - 2, generator=g, device=self.device)
+        later = slots if order == "l2r" else random_keys(B, T - 2, g)
         keys = torch.where(known, slots - T, later)  # known first, left to right
         return self._generate(checked, known, keys.argsort(dim=1), g, temperature, tuple(banned))
 
@@ -390,31 +379,4 @@ class SigmaGPT(NeuralLM):
             if state is not None:
                 raise ConfigError("the σ-GPT model carries no state between calls; pass state=None")
             return self.forward_positions(tokens[..., 0], tokens[..., 1], tokens[..., 2]), None
-        return super().forward(tokens, state)
-
-    # ----- the ARModel interface: the left-to-right order ---------------------------------------
-
-    def features(self, tokens: Tensor) -> Tensor:
-        """tokens (B, T) read left to right (π(i) = i) -> final hidden states (B, T, C)."""
-        pos = torch.arange(tokens.shape[1], device=tokens.device)  # (T,)
-        return self._run(tokens, pos, pos + 1)
-
-    def head(self, features: Tensor) -> Tensor:
-        """(..., C) -> logits (..., V) = LN_f(z) Eᵀ, [PAD] and [SOS] at -inf."""
-        return mask_unpredictable(self.lm_head(features))
-
-    def start(self, batch_size: int) -> KVCache:
-        """An empty cache, allocated once for block_size positions."""
-        p = self.transformer.wte.weight
-        return KVCache.allocate(self.config, batch_size, p.dtype, p.device)
-
-    def step(self, tokens: Tensor, state: KVCache) -> tuple[Tensor, KVCache]:
-        """tokens (B, t), left to right -> (log p(next | all fed so far) (B, V), the cache, updated
-        in place)."""
-        tokens = self._tokens(tokens)
-        if tokens.shape[0] != state.batch_size:
-            raise ConfigError(f"step got {tokens.shape[0]} rows but the cache holds "
-                              f"{state.batch_size}; select the cache rows first")
-        pos = torch.arange(state.length, state.length + tokens.shape[1], device=tokens.device)
-        x = self._run(tokens, pos, pos + 1, state)  # (B, t, C)
-        return F.log_softmax(self.head(x[:, -1]).float(), dim=-1), state  # (B, V), as log_probs
+        return NeuralLM.forward(self, tokens, state)  # no state between calls, as for training

@@ -24,6 +24,11 @@ The keys and values of a position never change once computed (causality), so :cl
 keeps them in tensors allocated once, (n_layer, B, n_head, block_size, head_dim); ``step`` writes
 the new positions' K, V in place and attends from the new queries to all positions < length + t.
 
+**The lean forward.** :class:`LeanTransformer` is the same arithmetic over (N, C) rows without module
+calls (weights fetched once, eval mode), the attention left to its caller: the one forward that the
+fast decoding paths of :mod:`arlm.decode.fast` (the lean step, a prefill, the static CUDA-graph step)
+share. A change to :class:`Block` is mirrored once, in :class:`LeanBlock` next to it.
+
 Parameter names follow GPT-2 / nanoGPT (``transformer.wte``, ``transformer.h.0.attn.c_attn``, …,
 ``lm_head``), so GPT-2 weights map onto them one to one (HF's Conv1D weights are transposed).
 """
@@ -31,7 +36,9 @@ Parameter names follow GPT-2 / nanoGPT (``transformer.wte``, ``transformer.h.0.a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -244,6 +251,73 @@ class Block(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
+# The lean forward: the blocks' arithmetic without module calls, for the fast decoding paths
+# ---------------------------------------------------------------------------------------------
+
+# attend(layer, qkv): a layer's Q, K, V side by side, (N, 3C) -> the attention output, heads side by
+# side, (N, C). The caller's part: how K and V are cached and which keys each query sees.
+Attend = Callable[[int, Tensor], Tensor]
+
+
+def rows_linear(module: nn.Module) -> Callable[[Tensor], Tensor]:
+    """A Linear layer for (N, C_in) rows, called as the kernel ``F.linear`` itself dispatches to:
+    ``torch.addmm(b, x, Wᵀ)`` over a Wᵀ view taken once (the same numbers, less dispatch per call);
+    any other layer (an int8 dynamically quantized Linear) as its own forward."""
+    if type(module) is nn.Linear:
+        weight_t, bias = module.weight.t(), module.bias  # (C_in, C_out) view, (C_out,)
+        if bias is None:
+            return lambda x: torch.mm(x, weight_t)
+        return lambda x: torch.addmm(bias, x, weight_t)
+    return module.forward
+
+
+class LeanBlock:
+    """A :class:`Block` over (N, C) rows in eval mode, its weights fetched once: LN_1, the QKV and
+    output projections, LN_2, the MLP. The residual is added in place to each sub-layer's fresh
+    output (the same numbers as ``x + f(x)``, one tensor fewer)."""
+
+    def __init__(self, block: Block, layer: int) -> None:
+        self.layer = layer
+        self.shape = (block.ln_1.normalized_shape[0],)  # (C,)
+        self.ln_1 = (block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
+        self.ln_2 = (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
+        self.qkv = rows_linear(block.attn.c_attn)
+        self.attn_out = rows_linear(block.attn.c_proj)
+        self.mlp_in = rows_linear(block.mlp.c_fc)
+        self.mlp_out = rows_linear(block.mlp.c_proj)
+
+    def __call__(self, x: Tensor, attend: Attend) -> Tensor:
+        """x (N, C) -> (N, C): z + Attn(LN_1(z)), then z + MLP(LN_2(z))."""
+        h = torch.layer_norm(x, self.shape, *self.ln_1)
+        x = self.attn_out(attend(self.layer, self.qkv(h))).add_(x)  # (N, C)
+        h = torch.layer_norm(x, self.shape, *self.ln_2)
+        return self.mlp_out(F.gelu(self.mlp_in(h), approximate="tanh")).add_(x)  # (N, C)
+
+
+class LeanTransformer:
+    """A :class:`TransformerLM`'s forward without module calls: tokens at given positions -> final
+    hidden states, every block a :class:`LeanBlock`, the attention the caller's ``attend``.
+
+    The model must stay in eval mode with its weights unchanged while this is used (they are fetched
+    once; int8 Linear layers are called as the modules they have become)."""
+
+    def __init__(self, model: TransformerLM) -> None:
+        t = model.transformer
+        self.wte, self.wpe = t.wte.weight, t.wpe.weight  # E (V, C), P (block_size, C)
+        self.shape = (model.config.d_model,)  # (C,)
+        self.ln_f = (t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
+        self.blocks = [LeanBlock(block, i) for i, block in enumerate(t.h)]
+
+    def __call__(self, tokens: Tensor, positions: Tensor, attend: Attend) -> Tensor:
+        """tokens (B, t) at ``positions`` (t,) -> LN_f(z) (B·t, C), row b·t + i for tokens[b, i]."""
+        x = torch.embedding(self.wte, tokens) + torch.embedding(self.wpe, positions)  # (B, t, C)
+        x = x.view(-1, self.shape[0])  # (B·t, C): z_0 = E[x] + P[pos]
+        for block in self.blocks:
+            x = block(x, attend)  # (B·t, C)
+        return torch.layer_norm(x, self.shape, *self.ln_f)
+
+
+# ---------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------
 
@@ -251,12 +325,16 @@ class Block(nn.Module):
 class TransformerLM(NeuralLM):
     family = "transformer"
     config_class = TransformerConfig
+    # The input is E[x_t] + P[t] and the parameters are GPT-2's, nothing more: what reads a model by
+    # that layout (the lean forward, attention maps, GPT-2 export) takes it. σ-GPT, a subclass with a
+    # second position table, is not.
+    gpt2_layout: ClassVar[bool] = True
 
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__(config)
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.d_model),  # E
-            wpe=nn.Embedding(config.block_size, config.d_model),  # P
+            **self._position_tables(config),  # P
             drop=nn.Dropout(config.dropout),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=nn.LayerNorm(config.d_model, bias=config.bias),
@@ -270,6 +348,10 @@ class TransformerLM(NeuralLM):
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
+    def _position_tables(self, config: TransformerConfig) -> dict[str, nn.Module]:
+        """The learned position tables, made right after E (the order draws the initial weights)."""
+        return {"wpe": nn.Embedding(config.block_size, config.d_model)}  # P
+
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
         if isinstance(module, nn.Linear):
@@ -279,21 +361,30 @@ class TransformerLM(NeuralLM):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
+    def _check_length(self, length: int) -> None:
+        """A ConfigError when a sequence of ``length`` tokens would not fit the learned positions."""
+        if length > self.config.block_size:
+            raise ConfigError(f"the sequence would be {length} tokens long but the model's "
+                              f"block_size is {self.config.block_size}; feed at most "
+                              f"{self.config.block_size} tokens (crop the context)")
+
     def _run(self, tokens: Tensor, cache: KVCache | None = None) -> Tensor:
         """tokens (B, T) at positions offset..offset+T-1 -> final hidden states (B, T, C)."""
         T = tokens.shape[1]  # tokens: (B, T)
         offset = 0 if cache is None else cache.length
-        if offset + T > self.config.block_size:
-            raise ConfigError(f"the sequence would be {offset + T} tokens long but the model's "
-                              f"block_size is {self.config.block_size}; feed at most "
-                              f"{self.config.block_size} tokens (crop the context)")
+        self._check_length(offset + T)
         pos = torch.arange(offset, offset + T, device=tokens.device)  # (T,)
         x = self.transformer.wte(tokens) + self.transformer.wpe(pos)  # (B, T, C)
+        return self._blocks(x, cache)
+
+    def _blocks(self, x: Tensor, cache: KVCache | None) -> Tensor:
+        """Input vectors z_0 (B, T, C) -> final hidden states LN_f(z) (B, T, C); the cache (if any)
+        is written at positions cache.length.. and advanced by T."""
         x = self.transformer.drop(x)
         for i, block in enumerate(self.transformer.h):
             x = block(x, cache, i)  # (B, T, C)
         if cache is not None:
-            cache.advance(T)
+            cache.advance(x.shape[1])
         return self.transformer.ln_f(x)  # (B, T, C)
 
     def features(self, tokens: Tensor) -> Tensor:

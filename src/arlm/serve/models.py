@@ -42,7 +42,7 @@ class LoadedModel:
     @property
     def has_attention(self) -> bool:
         """True for the Transformers whose attention weights :mod:`arlm.models.attention_maps` reads."""
-        return isinstance(self.model, TransformerLM)
+        return isinstance(self.model, TransformerLM) and self.model.gpt2_layout
 
     def info(self) -> dict[str, Any]:
         """The JSON that GET /v1/models lists."""

@@ -138,7 +138,7 @@ def export_gpt2(checkpoint: str | Path, hf_folder: str | Path) -> Path:
         raise ConfigError(f"{hf_folder} already exists and is not an empty folder; choose a new folder "
                           "or remove it first")
     model, tokenizer = load_model(checkpoint, need_tokenizer=False)
-    if not isinstance(model, TransformerLM):
+    if not isinstance(model, TransformerLM) or not model.gpt2_layout:
         raise MismatchError(f"{checkpoint} holds a {family_of(checkpoint)!r} model; only Transformer and "
                             "GPT-2 models export to GPT-2's format")
     if isinstance(tokenizer, ForeignTokenizer):
