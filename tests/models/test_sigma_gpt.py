@@ -239,6 +239,17 @@ def test_random_order_batch_shuffles_content_and_keeps_sos_eos_and_padding():
         random_order_batch(tokens[:, 1:], g)
 
 
+def test_a_sequence_cut_by_its_row_reads_positions_the_model_has():
+    """Rows are block_size + 1 tokens: a longer line is cut, and its last token stays last, so the
+    positions read (π(i), i < T-1) index the block_size position embeddings (an IndexError before)."""
+    tokens = torch.tensor([[SOS_ID, 4, 5, 6, 7, 8, 9]])  # no [EOS]: cut
+    model = _model(block_size=6)
+    for seed in range(20):
+        inputs, pos, nxt, targets = random_order_batch(tokens, torch.Generator().manual_seed(seed))
+        assert int(pos.max()) <= 5 and int(nxt[0, -1]) == 6
+        assert model.forward_positions(inputs, pos, nxt).shape == (1, 6, model.vocab_size)
+
+
 def test_full_order_puts_sos_first_and_eos_last():
     assert full_order(torch.tensor([[2, 0, 1]])).tolist() == [[0, 3, 1, 2, 4]]
 

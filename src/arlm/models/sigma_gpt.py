@@ -112,8 +112,9 @@ def random_order_batch(tokens: Tensor, generator: torch.Generator
     """A σ-GPT training batch: each row read in a fresh random order.
 
     ``tokens`` (B, T): one sequence per row, ``[SOS] x_1 … x_n [EOS]`` right-padded with [PAD] (or
-    cut before its [EOS]); the content slots 1..n of each row are shuffled, [SOS] stays first and
-    [EOS] and the padding keep their slots. Returns four (B, T-1) LongTensors: ``inputs`` x_π(i),
+    cut before its [EOS]: its last token then keeps the last slot, so every position read is below
+    T-1, the model's block_size); the content slots 1..n of each row are shuffled, [SOS] stays first
+    and [EOS] and the padding keep their slots. Returns four (B, T-1) LongTensors: ``inputs`` x_π(i),
     ``positions`` π(i), ``next_positions`` π(i+1) and ``targets`` x_π(i+1) ([PAD] targets are not
     to be scored); ``model.forward_positions(inputs, positions, next_positions)`` predicts targets.
     """
@@ -125,6 +126,7 @@ def random_order_batch(tokens: Tensor, generator: torch.Generator
     ended = ((tokens == EOS_ID) | (tokens == PAD_ID)).long().cumsum(dim=1) > 0  # (B, T)
     content = ~ended
     content[:, 0] = False
+    content[:, -1] = False  # a sequence cut by the row keeps its last token last: positions stay < T-1
     slots = torch.arange(T, device=tokens.device).expand(B, T).float()
     noise = random_keys(B, T, generator).to(tokens.device)
     keys = torch.where(content, noise, slots + 1.0)  # content in [0, 1); the rest after it, in place
