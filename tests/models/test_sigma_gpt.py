@@ -245,7 +245,7 @@ def test_a_sequence_cut_by_its_row_reads_positions_the_model_has():
     tokens = torch.tensor([[SOS_ID, 4, 5, 6, 7, 8, 9]])  # no [EOS]: cut
     model = _model(block_size=6)
     for seed in range(20):
-        inputs, pos, nxt, targets = random_order_batch(tokens, torch.Generator().manual_seed(seed))
+        inputs, pos, nxt, _ = random_order_batch(tokens, torch.Generator().manual_seed(seed))
         assert int(pos.max()) <= 5 and int(nxt[0, -1]) == 6
         assert model.forward_positions(inputs, pos, nxt).shape == (1, 6, model.vocab_size)
 
