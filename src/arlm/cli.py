@@ -516,31 +516,28 @@ def generate_text(
                   f"  {n} tokens ({beams.stop_reason[0][r]})  {text}", flush=True)
         return
 
+    from arlm.data.detokenize import IncrementalDetokenizer
+
     n_samples = config.sequences_per_prompt
     new: list[list[int]] = [[] for _ in range(n_samples)]
-    shown_text = [tok.decode(ids[1:])]
+    streamed = IncrementalDetokenizer(tok, ids[1:])  # one sample: its text, token by token
 
     def on_token(step) -> None:
         for row, token, finished in zip(step.rows.tolist(), step.tokens.tolist(),
                                         step.finished.tolist(), strict=True):
             new[row].append(token)
             if n_samples == 1:  # stream: print what the new token adds to the text
-                text = tok.decode(ids[1:] + new[0])
-                if text.startswith(shown_text[0]):
-                    sys.stdout.write(text[len(shown_text[0]):])
-                else:  # the tokenizer re-joined earlier text: start a fresh line
-                    sys.stdout.write("\n" + text)
-                shown_text[0] = text
+                sys.stdout.write(streamed.add(token))
                 sys.stdout.flush()
             elif finished:  # several samples: print each as soon as it is complete
                 print(f"[{row + 1}] {tok.decode(ids[1:] + new[row])}", flush=True)
 
     if n_samples == 1:
-        sys.stdout.write(shown_text[0])
+        sys.stdout.write(streamed.prompt_text)
         sys.stdout.flush()
     result = pipeline.decode(model, tok, ids, config, on_token=on_token, fast=fast)
     if n_samples == 1:
-        sys.stdout.write("\n")
+        sys.stdout.write(streamed.flush() + "\n")
         sys.stdout.flush()
     lens = result.lengths.tolist()
     err.print(f"({', '.join(f'{n} tokens, {r}' for n, r in zip(lens, result.stop_reason, strict=True))})",
