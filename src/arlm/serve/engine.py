@@ -109,7 +109,10 @@ class TokenStream:
                 return None
             token, logp = int(step.tokens[0]), float(step.log_probs[0])
             self.tokens.append(token)
-            event = token_event(self.lm.tokenizer, len(self.tokens) - 1, token, self._text.add(token), logp)
+            piece = self._text.add(token)
+            if bool(step.finished[0]):  # the last token: the text held back to the end is its own
+                piece += self._text.flush()
+            event = token_event(self.lm.tokenizer, len(self.tokens) - 1, token, piece, logp)
             self.events.append(event)
             return event
 
@@ -128,8 +131,8 @@ class TokenStream:
     def result(self) -> dict[str, Any]:
         """The whole answer: prompt, text (prompt + completion, as ``arlm generate`` prints it),
         completion, tokens with log-probs, and the stop reason. The tokens' texts join to the
-        completion, but for text still held back at the end (an incomplete UTF-8 character, which the
-        text shows as U+FFFD)."""
+        completion (closed early, the text also holds what was held back: an incomplete UTF-8
+        character, shown as U+FFFD)."""
         text = self._text.text + self._text.pending
         completion = text[len(self.prompt_text):]
         return {"model": self.lm.name, "prompt": self.prompt_text, "text": text, "completion": completion,
