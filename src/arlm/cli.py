@@ -7,19 +7,22 @@ library; :func:`main` prints it on one line and exits with code 2 (never a trace
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import inspect
 import json
 import math
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from arlm.decode.config import KNOB_TYPES, DecodingConfig, DecodingError, flag_of
 from arlm.errors import ArlmError, ConfigError, Interrupted
 
 if TYPE_CHECKING:
@@ -326,14 +329,81 @@ def score_text(
     out.print(table)
 
 
+# ------------------------------------------------------------------------------ decoding options
+def _decoding_config(**fields: Any) -> DecodingConfig:
+    """A DecodingConfig from command-line values; a bad one names its flag (top_p -> --top-p)."""
+    try:
+        return DecodingConfig(**fields)
+    except DecodingError as e:
+        flag = flag_of(e.field)
+        message = str(e)
+        for name in sorted(fields, key=len, reverse=True):
+            message = message.replace(name, flag_of(name))
+        raise ConfigError(message if flag in message else f"{flag}: {message}") from None
+
+
+def _decoding_options(only: tuple[str, ...] | None = None, defaults: dict[str, Any] | None = None,
+                      helps: dict[str, str] | None = None,
+                      check: Callable[[dict[str, Any]], None] | None = None) -> Callable:
+    """Give a command DecodingConfig's knobs as options, made from the fields (help text, flag,
+    short name, command-line default); the command takes them as one value, its ``config`` parameter.
+
+    ``only``: the knobs it offers (default: every knob with a flag); ``defaults`` / ``helps``: where
+    the command's meaning differs from the field's; ``check``: run on the knobs' values first.
+    """
+    knobs = [f for f in dataclasses.fields(DecodingConfig)
+             if (f.name in only if only is not None else f.metadata["cli"])]
+
+    def option(f: dataclasses.Field) -> inspect.Parameter:
+        kind = KNOB_TYPES[f.name]
+        default = (defaults or {}).get(f.name, f.metadata["cli_default"])
+        if get_origin(kind) is tuple:  # a repeatable option
+            kind, default = list[get_args(kind)[0]] | None, None
+        decls = [flag_of(f.name), *([f.metadata["short"]] if f.metadata["short"] else [])]
+        info = typer.Option(*decls, help=(helps or {}).get(f.name, f.metadata["help"]))
+        return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                 annotation=Annotated[kind, info])
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        own = inspect.signature(command, eval_str=True).parameters
+        params: list[inspect.Parameter] = []
+        for p in own.values():
+            params += [option(f) for f in knobs] if p.name == "config" else [
+                p.replace(kind=inspect.Parameter.KEYWORD_ONLY)]
+
+        def with_config(**values: Any) -> None:
+            chosen = {f.name: values.pop(f.name) for f in knobs}
+            if check is not None:
+                check(chosen)
+            for f in knobs:
+                if get_origin(KNOB_TYPES[f.name]) is tuple:
+                    chosen[f.name] = tuple(chosen[f.name] or ())
+            command(**values, config=_decoding_config(**chosen))
+
+        with_config.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+        with_config.__annotations__ = {p.name: p.annotation for p in params}
+        for attribute in ("__name__", "__qualname__", "__doc__", "__module__"):
+            setattr(with_config, attribute, getattr(command, attribute))
+        return with_config
+
+    return decorate
+
+
 # ---------------------------------------------------------------------------------------- sample
+def _positive_temperature(knobs: dict[str, Any]) -> None:
+    if not knobs["temperature"] > 0:
+        raise ConfigError(f"--temperature must be > 0 for sampling, got {knobs['temperature']}; "
+                          "use `arlm generate --strategy greedy` for temperature 0")
+
+
 @app.command("sample")
+@_decoding_options(only=("num_samples", "max_new_tokens", "temperature", "seed"),
+                   defaults={"num_samples": 5, "temperature": 1.0}, check=_positive_temperature,
+                   helps={"num_samples": "Samples to draw.",
+                          "temperature": "> 0; below 1 sharpens, above 1 flattens."})
 def sample(
     model_path: Annotated[Path, typer.Argument(help="A model folder or an .arpa file.")],
-    num_samples: Annotated[int, typer.Option("--num-samples", "-n")] = 5,
-    max_new_tokens: Annotated[int, typer.Option(help="Stop a sample after this many tokens.")] = 60,
-    temperature: Annotated[float, typer.Option(help="> 0; below 1 sharpens, above 1 flattens.")] = 1.0,
-    seed: Annotated[int, typer.Option(help="The same seed gives the same samples.")] = 0,
+    config: DecodingConfig,
     png: Annotated[Path | None, typer.Option(
         help="Image models: also write the samples as a PNG grid to this file.")] = None,
 ) -> None:
@@ -343,11 +413,7 @@ def sample(
     from arlm.usecases.sample import ImageSamples, SampleRequest
     from arlm.usecases.sample import sample as draw_samples
 
-    if not temperature > 0:
-        raise ConfigError(f"--temperature must be > 0 for sampling, got {temperature}; "
-                          "use `arlm generate --strategy greedy` for temperature 0")
-    config = _decoding_config(num_samples=num_samples, max_new_tokens=max_new_tokens,
-                              temperature=temperature, seed=seed)
+    num_samples = config.sequences_per_prompt
     result = draw_samples(SampleRequest(model_path, config, need_images=png is not None))
     if isinstance(result, ImageSamples):
         from arlm.data.image_render import ascii_images, save_image_grid
@@ -366,49 +432,16 @@ def sample(
 
 
 # -------------------------------------------------------------------------------------- generate
-def _decoding_config(**fields):
-    """A DecodingConfig from command-line values; a bad one names its flag (top_p -> --top-p)."""
-    from arlm.decode.config import DecodingConfig, DecodingError
-
-    try:
-        return DecodingConfig(**fields)
-    except DecodingError as e:
-        flag = "--" + {"stop_strings": "stop"}.get(e.field, e.field).replace("_", "-")
-        names = {f: "--" + {"stop_strings": "stop"}.get(f, f).replace("_", "-") for f in fields}
-        message = str(e)
-        for name, option in sorted(names.items(), key=lambda kv: -len(kv[0])):
-            message = message.replace(name, option)
-        raise ConfigError(message if flag in message else f"{flag}: {message}") from None
-
-
 @app.command("generate")
+@_decoding_options()
 def generate_text(
     model_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT",
                                                help="A model folder or an .arpa file.")],
     prompt: Annotated[str, typer.Option(
         help="Text to continue, encoded with the model's tokenizer after [SOS]; empty: from [SOS]. "
              "Pieces the tokenizer does not know become [UNK] (with a warning).")] = "",
-    strategy: Annotated[str, typer.Option(
-        help="sample (temperature and any truncation), greedy (argmax), top-k (default k 50), "
-             "top-p (default p 0.9) or beam (prints the n-best with scores).")] = "sample",
-    temperature: Annotated[float | None, typer.Option(
-        help="≥ 0 (default 1); 0 is greedy. Sampling strategies only.")] = None,
-    top_k: Annotated[int | None, typer.Option(help="Keep the k most probable tokens (0: off).")] = None,
-    top_p: Annotated[float | None, typer.Option(
-        help="Nucleus: keep the smallest set with mass ≥ p, p in (0, 1] (1: off).")] = None,
-    min_p: Annotated[float, typer.Option(help="Keep w iff p(w) ≥ min_p · max p (0: off).")] = 0.0,
-    repetition_penalty: Annotated[float, typer.Option(help="> 1 discourages repeats (1: off).")] = 1.0,
-    no_repeat_ngram_size: Annotated[int, typer.Option(
-        help="Never repeat an n-gram of this size (0: off).")] = 0,
-    num_beams: Annotated[int, typer.Option(help="Beam width K (beam).")] = 4,
-    length_penalty: Annotated[float, typer.Option(
-        help="Beam score s/|y|^α: 0 raw log-prob, 1 per-token average.")] = 1.0,
-    num_samples: Annotated[int | None, typer.Option(
-        "--num-samples", "-n", help="Samples to draw (default 1); beam: n-best size (default K).")] = None,
-    seed: Annotated[int, typer.Option(help="The same seed gives the same samples.")] = 0,
-    max_new_tokens: Annotated[int, typer.Option(help="At most this many new tokens per sample.")] = 60,
-    stop: Annotated[list[str] | None, typer.Option(
-        help="Stop a sample once its text contains this string (repeatable; kept in the output).")] = None,
+    *,
+    config: DecodingConfig,
     draft: Annotated[str | None, typer.Option(
         help="Speculative decoding: a draft model folder with the same tokenizer (an n-gram, a small "
              "Transformer, …) or prompt-lookup (copy what followed the last n-gram earlier on). "
@@ -429,11 +462,6 @@ def generate_text(
     """
     from arlm.usecases.generate import GenerateRequest, Generation, NBest, generate
 
-    config = _decoding_config(
-        strategy=strategy, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-        repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-        num_beams=num_beams, length_penalty=length_penalty, num_samples=num_samples, seed=seed,
-        max_new_tokens=max_new_tokens, stop_strings=tuple(stop or ()))
     request = GenerateRequest(model_path, prompt, config, draft=draft, draft_tokens=draft_tokens,
                               quantize=quantize, fast=fast, timed=as_json)
     result = generate(request, on_text=_write, on_sample=_print_sample, on_unknown=_warn_unknown)

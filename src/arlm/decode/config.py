@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import typing
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from arlm.decode.processors import LogitsPipeline, build_processors
@@ -54,25 +55,121 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
+# ---------------------------------------------------------------------------------------------
+# A knob: a field that carries its help text, its bounds and its command-line flag
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values of a numeric knob: integers, or finite numbers, in an interval.
+
+    ``must`` is how an error message says it ("an integer ≥ 1", "in (0, 1]"), ``fix`` what it
+    suggests; :meth:`json_schema` gives the interval to the server's OpenAPI document.
+    """
+
+    integer: bool
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    must: str = ""
+    fix: str = ""
+
+    def admits(self, value: Any) -> bool:
+        """Whether ``value`` is of the right kind and inside the interval."""
+        if not (_is_int(value) if self.integer else _is_number(value)):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def message(self, name: str, value: Any) -> str:
+        """The one sentence of a bad value: "top_p must be in (0, 1], got 1.5; 1 disables it, …"."""
+        return f"{name} must be {self.must}, got {value!r}" + (f"; {self.fix}" if self.fix else "")
+
+    def json_schema(self) -> dict[str, Any]:
+        """The interval as JSON Schema keywords (minimum, exclusiveMaximum, …)."""
+        out: dict[str, Any] = {}
+        if self.low is not None:
+            out["exclusiveMinimum" if self.low_open else "minimum"] = self.low
+        if self.high is not None:
+            out["exclusiveMaximum" if self.high_open else "maximum"] = self.high
+        return out
+
+
+def knob(default: Any, help: str, *, bounds: Bounds | None = None, flag: str | None = None,
+         short: str | None = None, cli: bool = True, cli_default: Any = dataclasses.MISSING) -> Any:
+    """A DecodingConfig field with what every front end shows of it.
+
+    ``help``: the one text of ``arlm generate --help`` and of the server's /docs; ``bounds``: its
+    interval (checked by DecodingConfig, shown in the OpenAPI document); ``flag`` / ``short``: its
+    command-line option (default ``--field-name``; ``cli=False``: the server's only);
+    ``cli_default``: the command line's default when it differs from the library's.
+    """
+    return field(default=default, metadata={
+        "help": help, "bounds": bounds, "cli": cli, "short": short,
+        "cli_default": default if cli_default is dataclasses.MISSING else cli_default,
+        "flag": flag})
+
+
+def flag_of(name: str) -> str:
+    """The command-line option of a knob: ``top_p`` -> ``--top-p``, ``stop_strings`` -> ``--stop``."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(DecodingConfig)}.get(name, {})
+    return meta.get("flag") or "--" + name.replace("_", "-")
+
+
 @dataclass(frozen=True)
 class DecodingConfig:
     """A decoding strategy and its settings. ``None`` means "the strategy's default"."""
 
-    strategy: str = "sample"
-    max_new_tokens: int = 100  # new tokens per sequence at most
-    temperature: float | None = None  # ≥ 0; default 1 (greedy: 0)
-    top_k: int | None = None  # keep the k most probable tokens; 0: off (top-k strategy: 50)
-    top_p: float | None = None  # nucleus mass p in (0, 1]; 1: off (top-p strategy: 0.9)
-    min_p: float = 0.0  # keep w iff p(w) ≥ min_p · max p; 0: off
-    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the sequence; 1: off
-    no_repeat_ngram_size: int = 0  # never repeat an n-gram of this size; 0: off
-    banned: tuple[int, ...] = ()  # token ids never generated
-    num_beams: int = 4  # beam: K
-    length_penalty: float = 1.0  # beam: rank by s / |y|^α
-    early_stopping: bool | str = True  # beam: True, False or "never" (HF's semantics)
-    num_samples: int | None = None  # sequences per prompt (default 1; beam: the n-best size, default K)
-    stop_strings: tuple[str, ...] = ()  # sampling/greedy: stop once the new text contains one
-    seed: int | None = 0  # the same seed gives the same samples
+    strategy: str = knob(
+        "sample", "sample (temperature and any truncation), greedy (argmax), top-k (default k 50), "
+                  "top-p (default p 0.9) or beam (prints the n-best with scores).")
+    max_new_tokens: int = knob(
+        100, "At most this many new tokens per sample.", cli_default=60,
+        bounds=Bounds(integer=True, low=1, must="an integer ≥ 1", fix="e.g. 60"))
+    temperature: float | None = knob(  # default 1 (greedy: 0)
+        None, "≥ 0 (default 1); 0 is greedy. Sampling strategies only.",
+        bounds=Bounds(integer=False, low=0, must="a finite number ≥ 0",
+                      fix="0 is greedy, 1 is the model's own distribution"))
+    top_k: int | None = knob(  # top-k strategy: 50
+        None, "Keep the k most probable tokens (0: off).",
+        bounds=Bounds(integer=True, low=0, must="an integer ≥ 0",
+                      fix="0 disables it, e.g. 50 keeps 50 tokens"))
+    top_p: float | None = knob(  # top-p strategy: 0.9
+        None, "Nucleus: keep the smallest set with mass ≥ p, p in (0, 1] (1: off).",
+        bounds=Bounds(integer=False, low=0, low_open=True, high=1, must="in (0, 1]",
+                      fix="1 disables it, e.g. 0.9"))
+    min_p: float = knob(
+        0.0, "Keep w iff p(w) ≥ min_p · max p (0: off).",
+        bounds=Bounds(integer=False, low=0, high=1, must="in [0, 1]", fix="0 disables it, e.g. 0.05"))
+    repetition_penalty: float = knob(
+        1.0, "> 1 discourages repeats (1: off).",
+        bounds=Bounds(integer=False, low=0, low_open=True, must="> 0", fix="1 disables it, e.g. 1.3"))
+    no_repeat_ngram_size: int = knob(
+        0, "Never repeat an n-gram of this size (0: off).",
+        bounds=Bounds(integer=True, low=0, must="an integer ≥ 0", fix="0 disables it"))
+    banned: tuple[int, ...] = knob((), "Token ids never generated.", cli=False)
+    num_beams: int = knob(
+        4, "Beam width K (beam).", bounds=Bounds(integer=True, low=1, must="an integer ≥ 1", fix="e.g. 4"))
+    length_penalty: float = knob(
+        1.0, "Beam score s/|y|^α: 0 raw log-prob, 1 per-token average.",
+        bounds=Bounds(integer=False, low=-MAX_LENGTH_PENALTY, high=MAX_LENGTH_PENALTY,
+                      must=f"a number in [-{MAX_LENGTH_PENALTY:g}, {MAX_LENGTH_PENALTY:g}]",
+                      fix="1.0 averages per token, 0 is raw log p"))
+    early_stopping: bool | str = knob(  # HF's semantics
+        True, "Beam: true, false or 'never'.", cli=False)
+    num_samples: int | None = knob(  # default 1; beam: the n-best size, default K
+        None, "Samples to draw (default 1); beam: n-best size (default K).", short="-n",
+        bounds=Bounds(integer=True, low=1, must="an integer ≥ 1"))
+    stop_strings: tuple[str, ...] = knob(  # sampling/greedy only
+        (), "Stop a sample once its text contains this string (repeatable; kept in the output).",
+        flag="--stop")
+    seed: int | None = knob(
+        0, "The same seed gives the same samples.",
+        bounds=Bounds(integer=True, low=-(2**63), high=2**64, high_open=True,
+                      must="a 64-bit integer or none"))
 
     def __post_init__(self) -> None:
         # normalise sequences given as lists (JSON, the CLI) to tuples
@@ -83,51 +180,32 @@ class DecodingConfig:
         self._check()
 
     def _check(self) -> None:
+        for f in dataclasses.fields(self):  # each field on its own, in order
+            value, bounds = getattr(self, f.name), f.metadata["bounds"]
+            if bounds is not None and not (value is None and f.name in NULLABLE) and not bounds.admits(value):
+                raise DecodingError(f.name, bounds.message(f.name, value))
+            self._check_value(f.name, value)
+        self._check_together()
+
+    @staticmethod
+    def _check_value(name: str, value: Any) -> None:
+        """The fields that are not numbers in an interval."""
+        if name == "strategy" and value not in STRATEGIES:
+            raise DecodingError("strategy", f"unknown strategy {value!r}; use one of {', '.join(STRATEGIES)}")
+        if name == "banned" and not all(_is_int(b) and b >= 0 for b in value):
+            raise DecodingError("banned", f"banned must be token ids (integers ≥ 0), got {list(value)!r}")
+        if name == "early_stopping" and (value not in EARLY_STOPPING or not isinstance(value, bool | str)):
+            raise DecodingError("early_stopping", f"early_stopping must be True, False or 'never', got "
+                                                  f"{value!r}")
+        if name == "stop_strings" and any(not isinstance(s, str) or not s for s in value):
+            raise DecodingError("stop_strings", "stop_strings holds an empty string or a non-text value; "
+                                                "remove it (an empty string would stop every row at once)")
+
+    def _check_together(self) -> None:
+        """The settings that exclude each other."""
         def bad(field: str, message: str) -> DecodingError:
             return DecodingError(field, message)
 
-        if self.strategy not in STRATEGIES:
-            raise bad("strategy", f"unknown strategy {self.strategy!r}; use one of {', '.join(STRATEGIES)}")
-        if not _is_int(self.max_new_tokens) or self.max_new_tokens < 1:
-            raise bad("max_new_tokens", f"max_new_tokens must be an integer ≥ 1, "
-                                        f"got {self.max_new_tokens!r}; "
-                                        "e.g. 60")
-        t = self.temperature
-        if t is not None and not (_is_number(t) and t >= 0):
-            raise bad("temperature", f"temperature must be a finite number ≥ 0, got {t!r}; 0 is greedy, "
-                                     "1 is the model's own distribution")
-        if self.top_k is not None and not (_is_int(self.top_k) and self.top_k >= 0):
-            raise bad("top_k", f"top_k must be an integer ≥ 0, got {self.top_k!r}; 0 disables it, "
-                               "e.g. 50 keeps 50 tokens")
-        p = self.top_p
-        if p is not None and not (_is_number(p) and 0 < p <= 1):
-            raise bad("top_p", f"top_p must be in (0, 1], got {p!r}; 1 disables it, e.g. 0.9")
-        if not (_is_number(self.min_p) and 0 <= self.min_p <= 1):
-            raise bad("min_p", f"min_p must be in [0, 1], got {self.min_p!r}; 0 disables it, e.g. 0.05")
-        if not (_is_number(self.repetition_penalty) and self.repetition_penalty > 0):
-            raise bad("repetition_penalty", f"repetition_penalty must be > 0, got "
-                                            f"{self.repetition_penalty!r}; 1 disables it, e.g. 1.3")
-        if not (_is_int(self.no_repeat_ngram_size) and self.no_repeat_ngram_size >= 0):
-            raise bad("no_repeat_ngram_size", f"no_repeat_ngram_size must be an integer ≥ 0, got "
-                                              f"{self.no_repeat_ngram_size!r}; 0 disables it")
-        if not all(_is_int(b) and b >= 0 for b in self.banned):
-            raise bad("banned", f"banned must be token ids (integers ≥ 0), got {list(self.banned)!r}")
-        if not _is_int(self.num_beams) or self.num_beams < 1:
-            raise bad("num_beams", f"num_beams must be an integer ≥ 1, got {self.num_beams!r}; e.g. 4")
-        if not (_is_number(self.length_penalty) and abs(self.length_penalty) <= MAX_LENGTH_PENALTY):
-            raise bad("length_penalty", f"length_penalty must be a number in [-{MAX_LENGTH_PENALTY:g}, "
-                                        f"{MAX_LENGTH_PENALTY:g}], got {self.length_penalty!r}; 1.0 averages "
-                                        "per token, 0 is raw log p")
-        if self.early_stopping not in EARLY_STOPPING or not isinstance(self.early_stopping, bool | str):
-            raise bad("early_stopping", f"early_stopping must be True, False or 'never', got "
-                                        f"{self.early_stopping!r}")
-        if self.num_samples is not None and not (_is_int(self.num_samples) and self.num_samples >= 1):
-            raise bad("num_samples", f"num_samples must be an integer ≥ 1, got {self.num_samples!r}")
-        if any(not isinstance(s, str) or not s for s in self.stop_strings):
-            raise bad("stop_strings", "stop_strings holds an empty string or a non-text value; remove it "
-                                      "(an empty string would stop every row at once)")
-        if self.seed is not None and not (_is_int(self.seed) and -(2**63) <= self.seed < 2**64):
-            raise bad("seed", f"seed must be a 64-bit integer or none, got {self.seed!r}")
         if self.strategy == "top-k" and self.top_k == 0:
             raise bad("top_k", "the top-k strategy needs top_k ≥ 1 (e.g. 50); 0 would disable it")
         if self.strategy == "beam":
@@ -201,6 +279,11 @@ class DecodingConfig:
                 raise DecodingError(key, f"unknown decoding setting {key!r}; the settings are "
                                          f"{', '.join(names)}")
         return cls(**values)
+
+
+KNOB_TYPES: dict[str, Any] = typing.get_type_hints(DecodingConfig)  # field -> its type
+# the fields where None means "the strategy's default"
+NULLABLE = frozenset(n for n, t in KNOB_TYPES.items() if type(None) in typing.get_args(t))
 
 
 def decoding_config(config: DecodingConfig | None, settings: dict[str, Any],

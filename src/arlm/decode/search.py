@@ -50,6 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from arlm.data.detokenize import IncrementalDetokenizer
 from arlm.decode.config import DecodingConfig, decoding_config
 from arlm.decode.processors import LogitsPipeline
 from arlm.errors import ConfigError
@@ -57,6 +58,36 @@ from arlm.models.base import ARModel, as_long_tensor
 from arlm.streams import EOS_ID, PAD_ID, SOS_ID
 
 STOP_EOS, STOP_LENGTH, STOP_STRING = "eos", "length", "stop_string"
+
+
+# ---------------------------------------------------------------------------------------------
+# Stop strings
+# ---------------------------------------------------------------------------------------------
+
+
+class StopStrings:
+    """Whether a row's new text contains a stop string yet, one token at a time.
+
+    Each row's text is decoded incrementally (:class:`~arlm.data.detokenize.IncrementalDetokenizer`
+    over ``decode``) and only its end is searched: the characters a new token adds, the text held
+    back, and the ``len(stop) - 1`` characters before them; an earlier match would have stopped the
+    row already. So a row stops at the token where ``decode(new tokens)`` first contains a stop
+    string, with work per token that does not grow with the row.
+    """
+
+    def __init__(self, stop_strings: tuple[str, ...] | list[str], decode: Callable[[list[int]], str]):
+        self.stop_strings = tuple(stop_strings)
+        self.decode = decode
+        self.keep = max(len(s) for s in self.stop_strings) - 1  # characters that may start a match
+        self.rows: dict[int, tuple[IncrementalDetokenizer, str]] = {}  # row -> (its text, its end)
+
+    def add(self, row: int, token: int) -> bool:
+        """Read row ``row``'s next token -> whether its text now contains a stop string."""
+        detok, end = self.rows.get(row) or (IncrementalDetokenizer(self.decode), "")
+        piece = detok.add(token)
+        searched = end + piece + detok.pending
+        self.rows[row] = (detok, (end + piece)[-self.keep:] if self.keep else "")
+        return any(s in searched for s in self.stop_strings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,6 +239,7 @@ def stream(
     if stop_strings and decode is None:
         raise ConfigError("stop_strings need decode=, a callback from token ids to text "
                           "(e.g. tokenizer.decode)")
+    stops = StopStrings(stop_strings, decode) if stop_strings else None
     device = _device_of(model)
     prompts, plen = _prompt_tensor(prompt, sos_id, pad_id, ragged=True)  # (B, Tp), (B,)
     prompts, plen = prompts.to(device), plen.to(device)
@@ -286,11 +318,11 @@ def stream(
         # ----- which rows stop with this token (over the n live rows; None: no row can) -----
         is_eos = None if eos_id is None else (nxt == eos_id if gen is None else gen & (nxt == eos_id))
         done = is_eos  # (n,) bool or None
-        if stop_strings:
+        if stops is not None:
             done = torch.zeros_like(nxt, dtype=torch.bool) if done is None else done.clone()
             for i in (done.logical_not() if gen is None else gen & ~done).nonzero().squeeze(1).tolist():
                 row = int(alive[i])
-                if any(s in decode(out_tok[row, : lengths[row]].tolist()) for s in stop_strings):
+                if stops.add(row, int(nxt[i])):  # the row's new text contains a stop string
                     done[i] = True
                     reasons[row] = STOP_STRING
         if uniform:
@@ -336,8 +368,9 @@ def generate(model: ARModel, prompt=None, config: DecodingConfig | None = None, 
 
     * ``eos_id`` — the token that ends a row (None: never); ``sos_id``/``pad_id`` — the vocabulary's;
     * ``processors`` — a ready pipeline instead of the config's (the config then only says greedy or not);
-    * ``decode`` (ids -> text) — needed by ``stop_strings``: a row stops once the text of its new tokens
-      contains a stop string (the token completing it is kept);
+    * ``decode`` (ids -> text, e.g. ``tokenizer.decode``) — needed by ``stop_strings``: a row stops once
+      the text of its new tokens contains a stop string (the token completing it is kept); the text
+      is decoded incrementally (:class:`StopStrings`);
     * ``generator`` — instead of ``seed``; the same seed gives the same samples;
     * ``on_token`` — called with each :class:`Step` as it is produced (streaming).
     """

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from arlm.data.detokenize import IncrementalDetokenizer
 from arlm.data.tokenizers import Tokenizer
 from arlm.decode.config import DecodingConfig
 from arlm.decode.search import BeamStep, beam_search
@@ -54,27 +55,6 @@ def token_event(tokenizer: Tokenizer, index: int, token: int, piece: str, logp: 
     """One token as the API shows it: position, id, its text in context, log p and p under the model."""
     return {"index": index, "id": token, "text": piece, "logprob": num(logp, 6),
             "prob": num(math.exp(logp), 6), "special": is_special(tokenizer, token)}
-
-
-class Pieces:
-    """The text each new token adds after a prefix: decode(prefix + new) minus decode(prefix + old).
-
-    Tokenizers join tokens (a word tokenizer puts spaces between words, BPE merges bytes), so a
-    token's text is only known in context. When the joined text is not an extension of the
-    previous one the token's own text is used.
-    """
-
-    def __init__(self, tokenizer: Tokenizer, prefix: Sequence[int]) -> None:
-        self.tokenizer = tokenizer
-        self.ids = list(prefix)
-        self.text = tokenizer.decode(self.ids)
-
-    def add(self, token: int) -> str:
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids)
-        piece = text[len(self.text):] if text.startswith(self.text) else token_text(self.tokenizer, token)
-        self.text = text
-        return piece
 
 
 def prompt_ids(lm: LoadedModel, prompt_tokens: Sequence[int], tokens: Sequence[int] = (),
@@ -114,8 +94,8 @@ class TokenStream:
         self.lm, self.prompt_ids, self.config = lm, ids, config
         self._steps = decode_steps(lm.model, lm.tokenizer, ids, config)
         self._lock = threading.Lock()
-        self._pieces = Pieces(lm.tokenizer, ids[1:])
-        self.prompt_text = self._pieces.text
+        self._text = IncrementalDetokenizer(lm.tokenizer, ids[1:])  # each token's text in context
+        self.prompt_text = self._text.prompt_text
         self.tokens: list[int] = []
         self.events: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
@@ -133,7 +113,10 @@ class TokenStream:
                 return None
             token, logp = int(step.tokens[0]), float(step.log_probs[0])
             self.tokens.append(token)
-            event = token_event(self.lm.tokenizer, len(self.tokens) - 1, token, self._pieces.add(token), logp)
+            piece = self._text.add(token)
+            if bool(step.finished[0]):  # the last token: the text held back to the end is its own
+                piece += self._text.flush()
+            event = token_event(self.lm.tokenizer, len(self.tokens) - 1, token, piece, logp)
             self.events.append(event)
             return event
 
@@ -151,9 +134,11 @@ class TokenStream:
 
     def result(self) -> dict[str, Any]:
         """The whole answer: prompt, text (prompt + completion, as ``arlm generate`` prints it),
-        completion, tokens with log-probs, and the stop reason."""
-        text = self._pieces.text
-        completion = text[len(self.prompt_text):] if text.startswith(self.prompt_text) else text
+        completion, tokens with log-probs, and the stop reason. The tokens' texts join to the
+        completion (closed early, the text also holds what was held back: an incomplete UTF-8
+        character, shown as U+FFFD)."""
+        text = self._text.text + self._text.pending
+        completion = text[len(self.prompt_text):]
         return {"model": self.lm.name, "prompt": self.prompt_text, "text": text, "completion": completion,
                 "tokens": self.events, "num_tokens": len(self.tokens), "stop_reason": self.stop_reason,
                 "config": self.config.to_dict()}
@@ -218,9 +203,11 @@ def _nbest(lm: LoadedModel, ids: list[int], beams) -> list[dict[str, Any]]:
     for h in nbest(beams, lambda row: lm.tokenizer.decode(ids[1:] + row)):
         new = h.tokens
         logps = _model_logprobs(lm, ids, new)
-        pieces = Pieces(lm.tokenizer, ids[1:])
+        pieces = IncrementalDetokenizer(lm.tokenizer, ids[1:])
         tokens = [token_event(lm.tokenizer, i, t, pieces.add(t), lp)
                   for i, (t, lp) in enumerate(zip(new, logps, strict=True))]
+        if tokens:  # the text held back to the end is the last token's
+            tokens[-1]["text"] += pieces.flush()
         out.append({"text": h.text, "tokens": tokens, "score": num(h.score, 6),
                     "log_prob": num(h.log_prob, 6), "stop_reason": h.stop_reason})
     return out
@@ -269,7 +256,7 @@ def score_text(lm: LoadedModel, text: str) -> dict[str, Any]:
                                  show_progress=False)
     (scores,) = model.scores  # one sequence that fits the context: one row, one forward
     logps = scores[0].double().tolist()  # (T-1,)
-    pieces = Pieces(tok, [])
+    pieces = IncrementalDetokenizer(tok)
     tokens = [token_event(tok, i, t, pieces.add(t), lp)
               for i, (t, lp) in enumerate(zip(ids[1:], logps, strict=True))]
     return {"model": lm.name, "text": text, "num_tokens": report.num_tokens, "nll": num(report.nll),

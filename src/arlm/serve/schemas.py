@@ -1,20 +1,25 @@
 """Request bodies of the /v1 API (pydantic models: the OpenAPI page at /docs is generated from them).
 
 Decoding settings are the fields of :class:`arlm.decode.config.DecodingConfig`, given flat next to
-the prompt. A field left out takes DecodingConfig's default; the values are checked by
-DecodingConfig itself, so a bad one is answered 422 with the library's sentence naming the field.
-Unknown fields are refused (422), so a misspelt knob is never silently ignored.
+the prompt; :class:`DecodingFields` is made from those fields (their types, help texts and bounds),
+so a knob is declared once, in the library. A field left out, or sent as JSON null, takes
+DecodingConfig's default; the values are checked by DecodingConfig itself, so a bad one is answered
+422 with the library's sentence naming the field. Unknown fields are refused (422), so a misspelt
+knob is never silently ignored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from arlm.decode.config import DecodingConfig
+from arlm.decode.config import KNOB_TYPES, STRATEGIES, DecodingConfig
 
 MAX_TOKENS = 4096  # token ids a request may add after its prompt
+KNOBS = tuple(f.name for f in dataclasses.fields(DecodingConfig))
+
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -22,32 +27,38 @@ class Body(BaseModel):
     model: str | None = Field(None, description="A name from GET /v1/models (default: the first model).")
 
 
-class DecodingFields(Body):
-    """The knobs of DecodingConfig (see docs/decoding.md)."""
+class _Decoding(Body):
+    """What the requests that decode share: null knobs are unset, and the DecodingConfig they make."""
 
-    strategy: str | None = Field(None, description="sample, greedy, top-k, top-p or beam.")
-    max_new_tokens: int | None = Field(None, description="New tokens at most (capped by the server).")
-    temperature: float | None = Field(None, description="≥ 0; 0 is greedy, 1 the model's distribution.")
-    top_k: int | None = Field(None, description="Keep the k most probable tokens (0: off).")
-    top_p: float | None = Field(None, description="Nucleus mass in (0, 1] (1: off).")
-    min_p: float | None = Field(None, description="Keep w iff p(w) ≥ min_p · max p (0: off).")
-    repetition_penalty: float | None = Field(None, description="> 1 discourages repeats (1: off).")
-    no_repeat_ngram_size: int | None = Field(None, description="Never repeat an n-gram of this size.")
-    banned: list[int] | None = Field(None, description="Token ids never generated.")
-    num_beams: int | None = Field(None, description="Beam width K (beam).")
-    length_penalty: float | None = Field(None, description="Beam ranking s/|y|^α.")
-    early_stopping: bool | str | None = Field(None, description="Beam: true, false or 'never'.")
-    num_samples: int | None = Field(None, description="Sequences per request: 1 (beam: the n-best size).")
-    stop_strings: list[str] | None = Field(None, description="Stop once the new text contains one.")
-    seed: int | None = Field(None, description="The same seed gives the same tokens (default 0).")
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_unset(cls, data: Any) -> Any:
+        """A knob sent as JSON null is left out (so it takes its default)."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (k in KNOBS and v is None)}
+        return data
 
     def decoding(self, **defaults: Any) -> DecodingConfig:
         """The DecodingConfig of the fields that were sent (``defaults`` for the others)."""
-        names = set(DecodingFields.model_fields) - set(Body.model_fields)
-        given = {k: v for k, v in self.model_dump(exclude_unset=True).items() if k in names}
-        if "early_stopping" in given and given["early_stopping"] is None:
-            del given["early_stopping"]
+        given = {k: v for k, v in self.model_dump(exclude_unset=True).items() if k in KNOBS}
         return DecodingConfig.from_dict({**defaults, **given})
+
+
+def _knob_field(f: dataclasses.Field) -> tuple[Any, Any]:
+    """(type, pydantic Field) of one DecodingConfig field: optional, described, its bounds shown.
+
+    The bounds go to the schema only: DecodingConfig checks them, with its own messages.
+    """
+    extra = f.metadata["bounds"].json_schema() if f.metadata["bounds"] is not None else {}
+    if f.name == "strategy":
+        extra["enum"] = [*STRATEGIES, None]
+    return KNOB_TYPES[f.name] | None, Field(None, description=f.metadata["help"],
+                                            json_schema_extra=extra or None)
+
+
+DecodingFields = create_model(
+    "DecodingFields", __base__=_Decoding, __doc__="The knobs of DecodingConfig (see docs/decoding.md).",
+    **{f.name: _knob_field(f) for f in dataclasses.fields(DecodingConfig)})
 
 
 class GenerateRequest(DecodingFields):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from arlm.data.detokenize import IncrementalDetokenizer
 from arlm.data.orders import OrderSpec
 from arlm.data.tokenizers import Tokenizer
 from arlm.decode.config import DecodingConfig
@@ -223,30 +224,13 @@ def _ignore(*_: Any) -> None:
     pass
 
 
-class _StreamedText:
-    """The text of a prompt and the tokens added to it so far; :meth:`add` returns what to write
-    for a new token: what it adds to the text, or (when the tokenizer re-joined earlier text) a line
-    break and the whole new text."""
-
-    def __init__(self, tokenizer: Tokenizer, prefix: list[int]) -> None:
-        self.tokenizer, self.ids = tokenizer, list(prefix)
-        self.text = tokenizer.decode(self.ids)
-
-    def add(self, token: int) -> str:
-        self.ids.append(token)
-        text = self.tokenizer.decode(self.ids)
-        shown = text[len(self.text):] if text.startswith(self.text) else "\n" + text
-        self.text = text
-        return shown
-
-
 def _stream(model: ARModel, tok: Tokenizer, ids: list[int], config: DecodingConfig, spec: OrderSpec,
             fast: bool, on_text: TextListener, on_sample: SampleListener) -> GeneratedTexts:
     """Sampling or greedy decoding, handing out one sequence's text as it grows, or each of several
     sequences once it is complete."""
     n_samples = config.sequences_per_prompt
     new: list[list[int]] = [[] for _ in range(n_samples)]
-    text = _StreamedText(tok, ids[1:])
+    text = IncrementalDetokenizer(tok, ids[1:])  # one sequence's text, token by token
 
     def on_token(step) -> None:
         for row, token, finished in zip(step.rows.tolist(), step.tokens.tolist(),
@@ -258,8 +242,10 @@ def _stream(model: ARModel, tok: Tokenizer, ids: list[int], config: DecodingConf
                 on_sample(row, tok.decode(ids[1:] + new[row]))
 
     if n_samples == 1:
-        on_text(text.text)
+        on_text(text.prompt_text)
     result = decode(model, tok, ids, config, on_token=on_token, fast=fast)
+    if n_samples == 1:
+        on_text(text.flush())  # the text held back to the end (an unfinished UTF-8 character)
     texts = [tok.decode(ids[1:] + row) for row in result.rows()]
     return GeneratedTexts(texts, result.lengths.tolist(), list(result.stop_reason), spec, streamed=True)
 
