@@ -22,10 +22,12 @@ import math
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from arlm.decode.processors import LogitsPipeline, build_processors
 from arlm.errors import ConfigError
+
+if TYPE_CHECKING:  # processors import torch; a command line that only parses its options does not
+    from arlm.decode.processors import LogitsPipeline
 
 STRATEGIES = ("sample", "greedy", "top-k", "top-p", "beam")
 EARLY_STOPPING = (True, False, "never")
@@ -253,6 +255,8 @@ class DecodingConfig:
 
     def processors(self) -> LogitsPipeline:
         """The logits processors these settings make (beam search: the penalties and bans only)."""
+        from arlm.decode.processors import build_processors
+
         if self.strategy == "beam":
             return build_processors(1.0, 0, 1.0, 0.0, self.repetition_penalty,
                                     self.no_repeat_ngram_size, self.banned)
