@@ -33,6 +33,12 @@ STRATEGIES = ("sample", "greedy", "top-k", "top-p", "beam")
 EARLY_STOPPING = (True, False, "never")
 DEFAULT_TOP_K, DEFAULT_TOP_P = 50, 0.9  # what the top-k and top-p strategies use unless told
 MAX_LENGTH_PENALTY = 10.0  # |α| beyond this overflows |y|^α (and no one ranks hypotheses that way)
+# Caps that keep a request's buffers and arithmetic finite (an error names the cap):
+MAX_NEW_TOKENS = 1_000_000  # new tokens per sequence (an n-gram has no context to stop it)
+MAX_SEQUENCES = 10_000  # num_samples (sequences per prompt)
+MAX_BEAMS = 1_000  # num_beams
+MAX_TOTAL_TOKENS = 10_000_000  # sequences (or beams) × max_new_tokens: the ids buffer of one call
+REPETITION_PENALTY_RANGE = (1e-3, 1e3)  # logits ÷ or × the penalty stay finite (1e-320 gave inf/nan)
 
 
 class DecodingError(ConfigError):
@@ -130,7 +136,8 @@ class DecodingConfig:
                   "top-p (default p 0.9) or beam (prints the n-best with scores).")
     max_new_tokens: int = knob(
         100, "At most this many new tokens per sample.", cli_default=60,
-        bounds=Bounds(integer=True, low=1, must="an integer ≥ 1", fix="e.g. 60"))
+        bounds=Bounds(integer=True, low=1, high=MAX_NEW_TOKENS,
+                      must=f"an integer ≥ 1 and ≤ {MAX_NEW_TOKENS:,}", fix="e.g. 60"))
     temperature: float | None = knob(  # default 1 (greedy: 0)
         None, "≥ 0 (default 1); 0 is greedy. Sampling strategies only.",
         bounds=Bounds(integer=False, low=0, must="a finite number ≥ 0",
@@ -148,13 +155,17 @@ class DecodingConfig:
         bounds=Bounds(integer=False, low=0, high=1, must="in [0, 1]", fix="0 disables it, e.g. 0.05"))
     repetition_penalty: float = knob(
         1.0, "> 1 discourages repeats (1: off).",
-        bounds=Bounds(integer=False, low=0, low_open=True, must="> 0", fix="1 disables it, e.g. 1.3"))
+        bounds=Bounds(integer=False, low=REPETITION_PENALTY_RANGE[0], high=REPETITION_PENALTY_RANGE[1],
+                      must=f"> 0, in [{REPETITION_PENALTY_RANGE[0]:g}, {REPETITION_PENALTY_RANGE[1]:g}] "
+                           "so that the penalized scores stay finite", fix="1 disables it, e.g. 1.3"))
     no_repeat_ngram_size: int = knob(
         0, "Never repeat an n-gram of this size (0: off).",
         bounds=Bounds(integer=True, low=0, must="an integer ≥ 0", fix="0 disables it"))
     banned: tuple[int, ...] = knob((), "Token ids never generated.", cli=False)
     num_beams: int = knob(
-        4, "Beam width K (beam).", bounds=Bounds(integer=True, low=1, must="an integer ≥ 1", fix="e.g. 4"))
+        4, "Beam width K (beam).",
+        bounds=Bounds(integer=True, low=1, high=MAX_BEAMS, must=f"an integer ≥ 1 and ≤ {MAX_BEAMS:,}",
+                      fix="e.g. 4"))
     length_penalty: float = knob(
         1.0, "Beam score s/|y|^α: 0 raw log-prob, 1 per-token average.",
         bounds=Bounds(integer=False, low=-MAX_LENGTH_PENALTY, high=MAX_LENGTH_PENALTY,
@@ -164,7 +175,8 @@ class DecodingConfig:
         True, "Beam: true, false or 'never'.", cli=False)
     num_samples: int | None = knob(  # default 1; beam: the n-best size, default K
         None, "Samples to draw (default 1); beam: n-best size (default K).", short="-n",
-        bounds=Bounds(integer=True, low=1, must="an integer ≥ 1"))
+        bounds=Bounds(integer=True, low=1, high=MAX_SEQUENCES,
+                      must=f"an integer ≥ 1 and ≤ {MAX_SEQUENCES:,}"))
     stop_strings: tuple[str, ...] = knob(  # sampling/greedy only
         (), "Stop a sample once its text contains this string (repeatable; kept in the output).",
         flag="--stop")
@@ -226,6 +238,12 @@ class DecodingConfig:
                                              ("min_p", True)) if on)
                 raise bad(field, "beam search does not sample: temperature, top_k, top_p and min_p do "
                                  "not apply; drop them or pick a sampling strategy")
+
+        rows = max(self.sequences_per_prompt, self.num_beams if self.strategy == "beam" else 1)
+        if rows * self.max_new_tokens > MAX_TOTAL_TOKENS:
+            raise bad("max_new_tokens", f"{rows:,} sequences × max_new_tokens {self.max_new_tokens:,} is "
+                                        f"more than the {MAX_TOTAL_TOKENS:,} new tokens one call may make; "
+                                        "lower max_new_tokens or the number of sequences")
 
     # ----- what the settings amount to ----------------------------------------------------------
 
