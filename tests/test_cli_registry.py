@@ -21,6 +21,9 @@ import torch
 
 from arlm.models.registry import FAMILIES, TRAIN_COMMANDS
 from cli_helpers import arlm, ok, one_line_error, word_lines
+from extras import require
+
+NO_TRANSFORMERS = "HF transformers is not installed (pip install -e .[interop])"
 
 ONE_STEP = ["--threads", "1", "--set", "max_steps=2", "--set", "eval_interval=1", "--preset", "tiny"]
 
@@ -73,7 +76,7 @@ def _hf_tokenizer(path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def hf_gpt2(tmp_path_factory):
-    transformers = pytest.importorskip("transformers")
+    transformers = require("transformers", reason=NO_TRANSFORMERS)
     folder = tmp_path_factory.mktemp("hf") / "tiny-gpt2"
     torch.manual_seed(0)
     config = transformers.GPT2Config(vocab_size=V, n_positions=32, n_embd=16, n_layer=2, n_head=2,
@@ -115,7 +118,7 @@ def test_imported_gpt2_generates_hf_greedy_tokens_and_evaluates(hf_gpt2, tmp_pat
 
 
 def test_gpt2_round_trip_and_bad_folders(hf_gpt2, tmp_path):
-    transformers = pytest.importorskip("transformers")
+    transformers = require("transformers", reason=NO_TRANSFORMERS)
     hf, folder = hf_gpt2
     ok(arlm("import-gpt2", str(folder), "gpt", cwd=tmp_path))
     ok(arlm("export-gpt2", "gpt", "back", cwd=tmp_path))
