@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 import torch
 
 from arlm.models.registry import FAMILIES, TRAIN_COMMANDS
-from cli_helpers import arlm, ok, one_line_error, word_lines
+from cli_helpers import arlm, arlm_process, console_script, ok, one_line_error, word_lines
 from extras import require
 
 NO_TRANSFORMERS = "HF transformers is not installed (pip install -e .[interop])"
@@ -187,13 +186,14 @@ def _train_cmd(out: str, steps: int) -> list[str]:
 
 def test_same_seed_same_weights_and_kill_9_resume_is_exact(work):
     ok(arlm(*_train_cmd("a", 40), cwd=work))
-    ok(arlm(*_train_cmd("b", 40), cwd=work))
+    ok(arlm_process(*_train_cmd("b", 40), cwd=work))  # in another process: nothing carried over in memory
     weights = (work / "a" / "last" / "model.safetensors").read_bytes()
     assert weights == (work / "b" / "last" / "model.safetensors").read_bytes()
 
-    # killed at some step after its first checkpoint, then resumed from OUT/last
+    # killed at some step after its first checkpoint, then resumed from OUT/last: a process of its own,
+    # since SIGKILL must end the whole program mid-step, with no cleanup, as a crash or an OOM kill does
     env = {**os.environ, "ARLM_CACHE": str(work / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "arlm.cli", *_train_cmd("c", 40)], cwd=work, env=env,
+    proc = subprocess.Popen([console_script(), *_train_cmd("c", 40)], cwd=work, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = work / "c" / "last" / "trainer_state.json"
     deadline = time.monotonic() + 120
