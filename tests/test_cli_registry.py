@@ -184,6 +184,7 @@ def _train_cmd(out: str, steps: int) -> list[str]:
             "--out", out, *SEEDED, "--set", f"max_steps={steps}"]
 
 
+@pytest.mark.slow  # three training runs of 40 steps, one in a process of its own
 def test_same_seed_same_weights_and_kill_9_resume_is_exact(work):
     ok(arlm(*_train_cmd("a", 40), cwd=work))
     ok(arlm_process(*_train_cmd("b", 40), cwd=work))  # in another process: nothing carried over in memory

@@ -13,6 +13,8 @@ import pytest
 
 from cli_helpers import arlm, arlm_process, ok, one_line_error
 
+pytestmark = pytest.mark.slow  # each test starts the installed script: a new Python that imports torch
+
 TEXT = "the cat sat on the mat .\na dog saw the cat .\nthe dog sat on the log .\n"
 
 

@@ -15,7 +15,8 @@ from arlm.experiments import ExperimentConfig, decoding
 from arlm.models.ngram import NGramModel
 from experiment_helpers import quick_run
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on a shared small CPU
+# slow: runs the quick experiment once for the module
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # tiny models on a shared small CPU
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import httpx
+import pytest
 
 from cli_helpers import arlm, console_script
 
@@ -20,6 +21,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # starts the installed script: a new Python that imports torch
 def test_serve_starts_answers_and_stops_cleanly(folders, tmp_path):
     port = free_port()
     args = ["serve", str(folders["tf"]), str(folders["tri"]), "--port", str(port), "--api-key", "k",

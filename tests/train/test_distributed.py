@@ -4,8 +4,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow  # two training processes under torchrun
 
 SCRIPT = textwrap.dedent('''
     import sys
