@@ -43,12 +43,13 @@ def _as_a_new_process(cwd: Path):
     try:
         os.chdir(cwd)
         os.environ["ARLM_CACHE"] = str(Path(cwd) / "cache")
-        main.__package__ = None  # as under the console script: click names the program `arlm` in its
-        # messages ("see `arlm eval --help`"), not `python -m pytest.arlm`
+        # as under the console script: click names the program `arlm` in its messages ("see `arlm
+        # eval --help`"), not `python -m pytest.arlm`
+        main.__package__ = None
         with warnings.catch_warnings():
             warnings.resetwarnings()
             for action, category, module in DEFAULT_WARNING_FILTERS:
-                warnings.filterwarnings(action, category=category, module=module)
+                warnings.filterwarnings(action, category=category, module=module, append=True)
             warnings.showwarning = _show_warning
             yield
     finally:
