@@ -1,17 +1,110 @@
-"""Running `arlm …` as a user does (a subprocess) and checking its one-line errors."""
+"""Running `arlm …` and checking what it printed: one runner, :func:`arlm`, in this process (the
+default: no interpreter start, no torch import per call), and :func:`arlm_process`, the installed
+console script in a new process, for the few tests of the script itself and the ones that need a
+process of their own (a kill, a live server)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import random
+import shutil
 import subprocess
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
+import numpy as np
+import torch
 
-def arlm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`arlm ARGS` in ``cwd``, its token cache kept inside ``cwd``."""
-    return subprocess.run([sys.executable, "-m", "arlm.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, env={**os.environ, "ARLM_CACHE": str(cwd / "cache")})
+# Python's warning filters in a fresh process (`python -W` and PYTHONWARNINGS unset): a command run in
+# this process shows on its stderr the warnings a user would see, not those pytest's filters pick.
+DEFAULT_WARNING_FILTERS = [("default", DeprecationWarning, "__main__"), ("ignore", DeprecationWarning, ""),
+                           ("ignore", PendingDeprecationWarning, ""), ("ignore", ImportWarning, ""),
+                           ("ignore", ResourceWarning, "")]
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+@contextlib.contextmanager
+def _as_a_new_process(cwd: Path):
+    """Working folder ``cwd``, token cache ``cwd/cache`` and fresh warning filters for the block; the
+    process state a command may change (working folder, environment, argv, torch threads, random
+    generators) is put back afterwards, so the tests that follow see none of it."""
+    saved_cwd, saved_argv, saved_env = os.getcwd(), sys.argv, dict(os.environ)
+    main = sys.modules["__main__"]  # pytest's, when run as `python -m pytest`
+    saved_package = main.__dict__.get("__package__")
+    threads = torch.get_num_threads()
+    rng = torch.random.get_rng_state(), random.getstate(), np.random.get_state()
+    try:
+        os.chdir(cwd)
+        os.environ["ARLM_CACHE"] = str(Path(cwd) / "cache")
+        # as under the console script: click names the program `arlm` in its messages ("see `arlm
+        # eval --help`"), not `python -m pytest.arlm`
+        main.__package__ = None
+        with warnings.catch_warnings():
+            warnings.resetwarnings()
+            for action, category, module in DEFAULT_WARNING_FILTERS:
+                warnings.filterwarnings(action, category=category, module=module, append=True)
+            warnings.showwarning = _show_warning
+            yield
+    finally:
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
+        main.__package__ = saved_package
+        for name in set(os.environ) | set(saved_env):  # only what changed: other threads may read it
+            if name not in saved_env:
+                del os.environ[name]
+            elif os.environ.get(name) != saved_env[name]:
+                os.environ[name] = saved_env[name]
+        torch.set_num_threads(threads)
+        torch.random.set_rng_state(rng[0])
+        random.setstate(rng[1])
+        np.random.set_state(rng[2])
+
+
+def arlm(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess:
+    """`arlm ARGS` in ``cwd`` (its token cache kept inside ``cwd``), run in this process through
+    ``arlm.cli.main``: the exit code, stdout and stderr a user would get from the console script,
+    a traceback included (exit code 1) if the command raised."""
+    from arlm import cli
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with _as_a_new_process(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        sys.argv = ["arlm", *argv]
+        try:
+            cli.main()
+            code = 0
+        except SystemExit as e:  # what the interpreter makes of sys.exit(code)
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            if not isinstance(e.code, int | None):
+                print(e.code, file=sys.stderr)
+        except Exception:  # uncaught: Python prints the traceback and exits with 1
+            traceback.print_exc()
+            code = 1
+    return subprocess.CompletedProcess(["arlm", *argv], code, out.getvalue(), err.getvalue())
+
+
+def console_script() -> str:
+    """The path of the installed `arlm` console script (next to this Python, else on PATH)."""
+    beside = Path(sys.executable).with_name("arlm")
+    found = str(beside) if beside.is_file() else shutil.which("arlm")
+    if found is None:
+        raise AssertionError("the `arlm` console script is not installed: pip install -e .")
+    return found
+
+
+def arlm_process(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`arlm ARGS` as a user runs it: the installed console script in a new process, in ``cwd``, its
+    token cache kept inside ``cwd``. Slow (it starts Python and imports torch): only for testing the
+    script itself; everything else uses :func:`arlm`."""
+    return subprocess.run([console_script(), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "ARLM_CACHE": str(Path(cwd) / "cache")}, timeout=timeout)
 
 
 def one_line_error(r: subprocess.CompletedProcess, *words: str) -> str:

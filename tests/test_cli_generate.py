@@ -63,17 +63,17 @@ def test_sampling_is_seeded(models, strategy):
     assert _ok(arlm(*args, cwd=models["root"])) == out
 
 
-def test_sampling_options_and_stop(models, inproc):
+def test_sampling_options_and_stop(models):
     for strategy in ("sample", "top-k"):
-        out = _ok(inproc("generate", str(models["ngram"]), "--strategy", strategy, "-n", "2",
-                         "--max-new-tokens", "5", cwd=models["root"]))
+        out = _ok(arlm("generate", str(models["ngram"]), "--strategy", strategy, "-n", "2",
+                       "--max-new-tokens", "5", cwd=models["root"]))
         assert len(out.splitlines()) == 2
     out = _ok(arlm("generate", str(models["tf"]), "--temperature", "0.7", "--top-k", "5",
                    "--top-p", "0.9", "--min-p", "0.01", "--repetition-penalty", "1.3",
                    "--no-repeat-ngram-size", "2", "--max-new-tokens", "10", cwd=models["root"]))
     assert out.endswith("\n")
-    r = inproc("generate", str(models["ngram"]), "--prompt", "the", "--stop", "sat",
-               "--stop", "saw", "--strategy", "greedy", "--max-new-tokens", "12", cwd=models["root"])
+    r = arlm("generate", str(models["ngram"]), "--prompt", "the", "--stop", "sat",
+             "--stop", "saw", "--strategy", "greedy", "--max-new-tokens", "12", cwd=models["root"])
     out = _ok(r)
     # the stop reason goes to stderr, the text (ending with the stop string) to stdout
     assert "stop_string" in r.stderr and "stop_string" not in out
@@ -81,7 +81,7 @@ def test_sampling_options_and_stop(models, inproc):
 
 
 @pytest.mark.parametrize("kind", ["ngram", "tf"])
-def test_beam_prints_nbest_with_scores(models, kind, inproc):
+def test_beam_prints_nbest_with_scores(models, kind):
     out = _ok(arlm("generate", str(models[kind]), "--prompt", "the", "--strategy", "beam",
                    "--num-beams", "3", "--length-penalty", "0.5", "--max-new-tokens", "6",
                    cwd=models["root"]))
@@ -89,7 +89,7 @@ def test_beam_prints_nbest_with_scores(models, kind, inproc):
     assert 1 <= len(lines) <= 3 and lines[0].startswith("1. score ")
     scores = [float(line.split()[2]) for line in lines]
     assert scores == sorted(scores, reverse=True)
-    one = _ok(inproc("generate", str(models[kind]), "--prompt", "the", "--strategy", "beam",
+    one = _ok(arlm("generate", str(models[kind]), "--prompt", "the", "--strategy", "beam",
                    "--num-beams", "3", "--num-samples", "1", "--length-penalty", "0.5",
                    "--max-new-tokens", "6", cwd=models["root"]))
     assert one.strip() == lines[0]
@@ -114,22 +114,22 @@ def test_unknown_prompt_piece_warns_and_uses_unk(models):
     (["--strategy", "top-k", "--top-k", "0"], ["--top-k"]),
     (["--strategy", "beam", "--stop", "."], ["--stop"]),
 ])
-def test_bad_settings(models, args, words, inproc):
-    _bad(inproc("generate", str(models["ngram"]), *args, cwd=models["root"]), *words)
+def test_bad_settings(models, args, words):
+    _bad(arlm("generate", str(models["ngram"]), *args, cwd=models["root"]), *words)
 
 
-def test_prompt_longer_than_context_is_an_error(models, inproc):
+def test_prompt_longer_than_context_is_an_error(models):
     long = " ".join(["the cat sat"] * 5)  # 15 words + [SOS] = 16 tokens = block_size
     _bad(arlm("generate", str(models["tf"]), "--prompt", long, cwd=models["root"]),
          "block_size", "16")
-    _bad(inproc("generate", str(models["tf"]), "--prompt", "the cat", "--max-new-tokens", "20",
-              cwd=models["root"]), "block_size", "--max-new-tokens to ≤ 14")
+    _bad(arlm("generate", str(models["tf"]), "--prompt", "the cat", "--max-new-tokens", "20",
+            cwd=models["root"]), "block_size", "--max-new-tokens to ≤ 14")
     # exactly fitting: 3 prompt tokens + 14 new = 16 fed positions + the last, never fed
-    _ok(inproc("generate", str(models["tf"]), "--prompt", "the cat", "--max-new-tokens", "14",
-             "--strategy", "greedy", cwd=models["root"]))
+    _ok(arlm("generate", str(models["tf"]), "--prompt", "the cat", "--max-new-tokens", "14",
+           "--strategy", "greedy", cwd=models["root"]))
     # n-gram models have no context limit
-    _ok(inproc("generate", str(models["ngram"]), "--prompt", long * 20, "--max-new-tokens", "3",
-             cwd=models["root"]))
+    _ok(arlm("generate", str(models["ngram"]), "--prompt", long * 20, "--max-new-tokens", "3",
+           cwd=models["root"]))
 
 
 def test_missing_checkpoint(models):

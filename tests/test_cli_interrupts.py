@@ -15,6 +15,7 @@ import time
 import pytest
 
 from arlm.train import read_state
+from cli_helpers import arlm
 
 
 def _wait_for(condition, process: subprocess.Popen, timeout: float = 240.0) -> None:
@@ -49,28 +50,28 @@ def test_an_interrupted_training_run_says_where_its_last_checkpoint_is(tmp_path,
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temp folder left behind
 
 
-def test_ctrl_c_in_any_command_exits_130_with_one_line(inproc, monkeypatch):
-    import arlm.data.corpora
+def test_ctrl_c_in_any_command_exits_130_with_one_line(tmp_path, monkeypatch):
+    from arlm.data import corpora
 
     def interrupted():
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(arlm.data.corpora, "list_corpora", interrupted)
-    result = inproc("corpus", "list")
+    monkeypatch.setattr(corpora, "list_corpora", interrupted)
+    result = arlm("corpus", "list", cwd=tmp_path)
     assert result.returncode == 130
     assert result.stderr.strip().splitlines() == ["interrupted: nothing was written"]
 
 
-def test_sigterm_in_any_command_exits_143_with_one_line(inproc, monkeypatch):
-    import arlm.data.corpora
+def test_sigterm_in_any_command_exits_143_with_one_line(tmp_path, monkeypatch):
+    from arlm.data import corpora
 
     def terminated():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises in this thread long before
         raise AssertionError("SIGTERM did not stop the command")
 
-    monkeypatch.setattr(arlm.data.corpora, "list_corpora", terminated)
-    result = inproc("corpus", "list")
+    monkeypatch.setattr(corpora, "list_corpora", terminated)
+    result = arlm("corpus", "list", cwd=tmp_path)
     assert result.returncode == 143
     assert result.stderr.strip().splitlines() == ["terminated: nothing was written"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the command's handler is gone again

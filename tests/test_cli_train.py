@@ -1,4 +1,4 @@
-"""`arlm train window|rnn|lstm|gru|transformer` end to end (subprocess, tiny preset, a few steps).
+"""`arlm train window|rnn|lstm|gru|transformer` end to end (tiny preset, a few steps).
 
 A run writes OUT/last and OUT/best with tokenizer.json beside the model files, so `arlm eval` and
 `arlm sample` read them; bad input gives one line on stderr, exit code 2, and nothing written or lost.

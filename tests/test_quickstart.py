@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import math
 
+import pytest
 from rich.console import Console
 
 from arlm.quickstart import run_quickstart
+
+pytestmark = pytest.mark.slow  # trains the quickstart's model ladder
 
 
 def _run(**kw) -> tuple[dict, str]:

@@ -97,6 +97,7 @@ def child_line(niceness: int) -> str:
     """The command line a child process makes after raising its niceness by ``niceness``."""
     code = "import report; print(report.command_line('z.py', [], argv=['--iters', '5']))"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "benchmarks")])}
+    # a process of its own: its niceness is raised, which a process can never lower again
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
                           preexec_fn=lambda: os.nice(niceness))
     return done.stdout

@@ -212,6 +212,7 @@ def _chi2(counts, p):
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # 3000 seeded generations per case
 @pytest.mark.parametrize("draft, settings", [
     ("bigram", {}),
     ("bigram", {"temperature": 0.7, "top_k": 3}),

@@ -13,6 +13,8 @@ import pytest
 from arlm.experiments.complexity import QUICK, SERIES, fit_power_law
 from cli_helpers import arlm, ok
 
+pytestmark = pytest.mark.slow  # runs the quick experiment once for the module
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:

@@ -17,7 +17,8 @@ from arlm.usecases.data import TokenizerSpec, prepare_data
 from arlm.usecases.train import build_model
 from experiment_helpers import quick_run
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on a shared small CPU
+# slow: runs the quick experiment once for the module
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # tiny models on a shared small CPU
 
 
 @pytest.fixture(scope="module")

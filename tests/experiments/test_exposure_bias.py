@@ -19,7 +19,8 @@ from experiment_helpers import quick_run
 SETUP = eb.QUICK
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models on a shared small CPU
+# slow: runs the quick experiment once for the module
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # tiny models on a shared small CPU
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,8 @@ import pytest
 from arlm.experiments.ladder import QUICK, curve_steps
 from cli_helpers import arlm, ok
 
+pytestmark = pytest.mark.slow  # runs the quick experiment once for the module
+
 PLOTS = {"ladder.png": (320, 640), "learning_curves.png": (400, 640), "ngram_orders.png": (340, 800)}
 
 

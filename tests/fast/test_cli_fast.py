@@ -4,6 +4,7 @@ the same tokens on every path, the reported numbers, and bad input as one line w
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -54,58 +55,51 @@ def models(tmp_path_factory) -> dict[str, Path]:
         "root": root, "text": root / "text.txt"}
 
 
-@pytest.fixture()
-def run(inproc):
-    """`arlm …` in this process through cli.main: (exit code, stdout, stderr)."""
-
-    def call(*args: str) -> tuple[int, str, str]:
-        r = inproc(*args)
-        return r.returncode, r.stdout, r.stderr
-
-    return call
-
-
 GREEDY = ("--prompt", "to be", "--strategy", "greedy", "--max-new-tokens", "40")
 
 
-def _json(result) -> dict:
-    code, out, err = result
-    assert code == 0, err
-    return json.loads(out)
+def _json(r: subprocess.CompletedProcess) -> dict:
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
 
 
-def test_every_draft_and_path_gives_the_plain_greedy_tokens(run, models):
-    plain = _json(run("generate", models["tf"], *GREEDY, "--json", "--no-fast"))
+def test_every_draft_and_path_gives_the_plain_greedy_tokens(models):
+    root = models["root"]
+    plain = _json(arlm("generate", models["tf"], *GREEDY, "--json", "--no-fast", cwd=root))
     assert plain["text"].startswith("to be") and len(plain["tokens"]) == plain["new_tokens"] == 40
     assert plain["tokens_per_s"] > 0 and plain["draft"] is None
-    assert _json(run("generate", models["tf"], *GREEDY, "--json"))["tokens"] == plain["tokens"]
+    assert _json(arlm("generate", models["tf"], *GREEDY, "--json", cwd=root))["tokens"] == plain["tokens"]
     for draft in ("prompt-lookup", models["char_ngram"], models["tf_draft"]):
-        out = _json(run("generate", models["tf"], *GREEDY, "--json", "--draft", draft, "--draft-tokens", "3"))
+        out = _json(arlm("generate", models["tf"], *GREEDY, "--json", "--draft", draft, "--draft-tokens", "3",
+                         cwd=root))
         assert out["tokens"] == plain["tokens"] and out["text"] == plain["text"]
         assert out["proposed"] > 0 and out["draft_tokens"] == 3  # the draft really took part
         assert out["tokens_per_target_forward"] == pytest.approx(40 / out["target_forwards"])
         assert out["accepted"] == round(out["acceptance_rate"] * out["proposed"])
-    code, text, err = run("generate", models["tf"], *GREEDY, "--draft", "prompt-lookup")
+    r = arlm("generate", models["tf"], *GREEDY, "--draft", "prompt-lookup", cwd=root)
+    code, text, err = r.returncode, r.stdout, r.stderr
     assert code == 0 and text.strip() == plain["text"].strip() and "acceptance" in err
 
 
-def test_sampling_with_a_draft_is_seeded(run, models):
+def test_sampling_with_a_draft_is_seeded(models):
     args = ("generate", models["tf"], "--prompt", "to", "--max-new-tokens", "30", "--seed", "4", "--json",
             "--draft", models["tf_draft"])
-    a, b = _json(run(*args)), _json(run(*args))
+    a, b = (_json(arlm(*args, cwd=models["root"])) for _ in range(2))
     assert a["tokens"] == b["tokens"] and len(a["tokens"]) <= 30
 
 
-def test_int8_generation_and_the_perplexity_change(run, models):
-    out = _json(run("generate", models["tf"], *GREEDY, "--json", "--quantize", "int8"))
+def test_int8_generation_and_the_perplexity_change(models):
+    root = models["root"]
+    out = _json(arlm("generate", models["tf"], *GREEDY, "--json", "--quantize", "int8", cwd=root))
     assert out["quantize"] == "int8" and len(out["tokens"]) == 40
-    ev = _json(run("eval", models["tf"], "--corpus", models["text"], "--split", "all", "--quantize", "int8",
-                   "--json"))
+    ev = _json(arlm("eval", models["tf"], "--corpus", models["text"], "--split", "all", "--quantize", "int8",
+                    "--json", cwd=root))
     fp32, int8 = ev["fp32"]["perplexity"], ev["int8"]["perplexity"]
     assert fp32 > 1 and int8 > 1 and fp32 != int8 and abs(int8 / fp32 - 1) < 0.05
     assert ev["perplexity_change_percent"] == pytest.approx((int8 / fp32 - 1) * 100)
     assert ev["fp32"]["num_tokens"] == ev["int8"]["num_tokens"] and ev["int8"]["tokens_per_s"] > 0
-    plain = _json(run("eval", models["tf"], "--corpus", models["text"], "--split", "all", "--json"))
+    plain = _json(arlm("eval", models["tf"], "--corpus", models["text"], "--split", "all", "--json",
+                       cwd=root))
     assert plain["perplexity"] == pytest.approx(fp32)
 
 
@@ -119,9 +113,9 @@ def test_int8_generation_and_the_perplexity_change(run, models):
     (("--draft", "missing"), ("missing",)),
     (("--quantize", "int4"), ("int8",)),
 ])
-def test_bad_input_is_one_line_and_exit_code_2(run, models, monkeypatch, args, words):
-    monkeypatch.chdir(models["root"])
-    code, _, err = run("generate", "tf", "--prompt", "to", *args)
+def test_bad_input_is_one_line_and_exit_code_2(models, args, words):
+    r = arlm("generate", "tf", "--prompt", "to", *args, cwd=models["root"])
+    code, err = r.returncode, r.stderr
     assert code == 2 and "Traceback" not in err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:"), err
@@ -129,7 +123,7 @@ def test_bad_input_is_one_line_and_exit_code_2(run, models, monkeypatch, args, w
         assert w in lines[0], lines[0]
 
 
-def test_quantizing_a_count_model_is_refused_in_a_subprocess(models):
+def test_quantizing_a_count_model_is_refused(models):
     r = arlm("generate", "char_ngram", "--quantize", "int8", cwd=models["root"])
     one_line_error(r, "neural")
 

@@ -9,7 +9,8 @@ from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer
 from train_helpers import steps_agree
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# slow: torch.compile builds graphs
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def _trainer(compile: bool) -> Trainer:

@@ -23,6 +23,7 @@ from arlm.errors import ConfigError, FormatError
 from arlm.interop.arpa import escape_token, read_arpa, unescape_token, write_arpa
 from arlm.models.ngram import NGramModel
 from arlm.streams import EOS_ID, SOS_ID, UNK_ID
+from extras import require
 
 SPECIALS = ["[PAD]", "[SOS]", "[EOS]", "[UNK]"]
 TOY = ["a b c", "a b a", "b c a b", "c a"]
@@ -310,7 +311,7 @@ def test_unreadable_files(tmp_path):
 @pytest.mark.parametrize("smoothing", ["mkn", "kn"])
 @pytest.mark.parametrize("order", [2, 3, 5])
 def test_kenlm_scores_our_arpa_like_we_do(tmp_path, smoothing, order):
-    kenlm = pytest.importorskip("kenlm", reason="the kenlm module is not installed")
+    kenlm = require("kenlm", reason="the kenlm module is not installed (pip install -e .[kenlm])")
     sents = pydoc_sentences(3000)
     m = fit(sents[:2500], order, smoothing)
     path = write_arpa(m, tmp_path / "m.arpa")
@@ -323,7 +324,7 @@ def test_kenlm_scores_our_arpa_like_we_do(tmp_path, smoothing, order):
 
 
 def test_kenlm_scores_our_mle_arpa(tmp_path):
-    kenlm = pytest.importorskip("kenlm", reason="the kenlm module is not installed")
+    kenlm = require("kenlm", reason="the kenlm module is not installed (pip install -e .[kenlm])")
     sents = pydoc_sentences(500)
     m = fit(sents, 3, "mle")
     k = kenlm.Model(str(write_arpa(m, tmp_path / "m.arpa")))

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-transformers = pytest.importorskip(
+from extras import require
+
+transformers = require(
     "transformers", reason="the GPT-2 interop tests compare with HF transformers; pip install transformers")
 
 from arlm.decode.search import beam_search, generate  # noqa: E402

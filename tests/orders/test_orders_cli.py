@@ -5,15 +5,9 @@ and infills; digits give bits per dimension and PNG grids; bad input is one line
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
-import os
 import random
-import subprocess
-import sys
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -25,42 +19,9 @@ from arlm.data.orders import reorder_split
 from arlm.streams import split_sequences
 from arlm.usecases.checkpoints import load_model, load_order
 from arlm.usecases.data import encode_split
-from cli_helpers import ok, one_line_error
+from cli_helpers import arlm, ok, one_line_error
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-
-
-def arlm(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """`arlm ARGS` run in this process (``arlm.cli.main``, its one-line errors and exit codes included)
-    with ``cwd`` as working folder and token cache: the same as a subprocess, without starting Python
-    and torch again for every call."""
-    from arlm import cli
-
-    old_cwd, old_argv, old_cache = os.getcwd(), sys.argv, os.environ.get("ARLM_CACHE")
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    try:
-        os.chdir(cwd)
-        os.environ["ARLM_CACHE"] = str(Path(cwd) / "cache")
-        sys.argv = ["arlm", *args]
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                cli.main()
-            except SystemExit as e:
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-            except Exception:  # a traceback: what the tests must never see
-                code = 1
-                traceback.print_exc(file=err)
-    finally:
-        os.chdir(old_cwd)
-        sys.argv = old_argv
-        if old_cache is None:
-            os.environ.pop("ARLM_CACHE", None)
-        else:
-            os.environ["ARLM_CACHE"] = old_cache
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 WORDS = ["the", "a", "cat", "dog", "sat", "on", "mat", "log", "saw", "and", "met", "was", "."]
 STEPS = ["--threads", "1", "--preset", "tiny", "--set", "max_steps=3", "--set", "eval_interval=3",

@@ -13,6 +13,8 @@ from PIL import Image
 
 from arlm.experiments import EXPERIMENTS, ExperimentConfig, experiment_module
 
+pytestmark = pytest.mark.slow  # runs the quick orders experiments
+
 
 def _png_ok(path) -> None:
     with Image.open(path) as im:

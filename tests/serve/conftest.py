@@ -3,6 +3,7 @@ and loaded the way `arlm serve` loads them."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -34,22 +35,25 @@ def client(models):
 
 class SlowModel:
     """A model whose every step takes ``delay`` seconds (so a test can act in the middle of a
-    generation); ``steps`` counts the step calls."""
+    generation); ``steps`` counts the step calls and ``threads`` holds the threads that made them."""
 
     def __init__(self, inner, delay: float = 0.02) -> None:
         self.inner, self.delay, self.steps = inner, delay, 0
+        self.threads: set[threading.Thread] = set()
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def step(self, tokens, state):
         self.steps += 1
+        self.threads.add(threading.current_thread())
         time.sleep(self.delay)
         return self.inner.step(tokens, state)
 
 
 def slow_app(models: dict[str, LoadedModel], **settings):
-    """An app serving the trigram model (no context limit) as a slow model named "slow"."""
+    """An app serving the trigram model (no context limit) as a slow model named "slow" (the default),
+    and as itself, "tri": a request to "tri" passes through the same worker queue without a slow step."""
     tri = models["tri"]
     slow = LoadedModel("slow", SlowModel(tri.model), tri.tokenizer)
-    return create_app({"slow": slow}, ServeSettings(**settings)), slow.model
+    return create_app({"slow": slow, "tri": tri}, ServeSettings(**settings)), slow.model

@@ -11,13 +11,14 @@ Run as a script to refresh docs/serving.png from a real checkpoint::
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from extras import in_ci
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -34,7 +35,7 @@ def need_browser() -> None:
         missing.append("selenium (pip)")
     if missing:
         reason = f"the browser test needs {', '.join(missing)} (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(reason)
         pytest.skip(reason)
 

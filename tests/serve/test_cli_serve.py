@@ -7,10 +7,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 
 import httpx
+import pytest
+
+from cli_helpers import arlm, console_script
 
 
 def free_port() -> int:
@@ -19,12 +21,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # starts the installed script: a new Python that imports torch
 def test_serve_starts_answers_and_stops_cleanly(folders, tmp_path):
     port = free_port()
     args = ["serve", str(folders["tf"]), str(folders["tri"]), "--port", str(port), "--api-key", "k",
             "--max-new-tokens-cap", "5"]
-    proc = subprocess.Popen([sys.executable, "-m", "arlm.cli", *args],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    # a process of its own: a live server on a real port, stopped by a real SIGTERM
+    proc = subprocess.Popen([console_script(), *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "ARLM_CACHE": str(tmp_path / "cache")})
     try:
         url, auth = f"http://127.0.0.1:{port}", {"Authorization": "Bearer k"}
@@ -51,20 +55,7 @@ def test_serve_starts_answers_and_stops_cleanly(folders, tmp_path):
     assert f"serving tf, tri on http://127.0.0.1:{port}" in err
 
 
-def run_inproc(monkeypatch, capsys, *args: str) -> tuple[int, str]:
-    """`arlm ARGS` through cli.main in this process -> (exit code, stderr)."""
-    from arlm import cli
-
-    monkeypatch.setattr(sys, "argv", ["arlm", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as e:
-        code = e.code or 0
-    return code, capsys.readouterr().err
-
-
-def test_serve_bad_input_is_one_line(folders, tmp_path, monkeypatch, capsys):
+def test_serve_bad_input_is_one_line(folders, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -72,7 +63,8 @@ def test_serve_bad_input_is_one_line(folders, tmp_path, monkeypatch, capsys):
         for args, word in [((str(tmp_path / "missing"),), "does not exist"),
                            ((str(folders["tf"]), "--queue", "0"), "queue"),
                            ((str(folders["tf"]), "--port", str(port)), "cannot listen")]:
-            code, err = run_inproc(monkeypatch, capsys, "serve", *args)
+            r = arlm("serve", *args, cwd=tmp_path)
+            code, err = r.returncode, r.stderr
             lines = [line for line in err.splitlines() if line.startswith("error:")]
             assert code == 2 and len(lines) == 1 and word in lines[0], err
             assert "Traceback" not in err

@@ -54,12 +54,18 @@ def test_disconnect_stops_the_generation(models):
         wait_for(lambda: stats["streams_cancelled"] == 1, "the server to notice the disconnect")
         wait_for(lambda: app.state.admission.active == 0, "the slot to be released")
         steps = slow.steps
-        time.sleep(0.3)  # 15 more steps' worth of time: a generation still running would move on
+        assert app.state.settings.workers == 1
+        # A request to the plain model waits in the one worker's queue behind every job queued
+        # before it (the generation's close, or a generation still running): once it is answered,
+        # a generation that had not stopped would have taken more steps (all 200, run as one job).
+        drained = client.post("/v1/generate", json={**body, "model": "tri", "stream": False,
+                                                     "max_new_tokens": 3})
+        assert drained.status_code == 200
         assert slow.steps == steps < 200  # stopped long before its 200 tokens
         assert stats["streams_done"] == 0
-        # and the server still serves
+        # and the server still serves the slow model
         again = client.post("/v1/generate", json={**body, "stream": False, "max_new_tokens": 3})
-        assert again.status_code == 200
+        assert again.status_code == 200 and slow.steps > steps
 
 
 def test_concurrent_streams_are_all_served(models):
@@ -135,9 +141,8 @@ def test_shutdown_is_clean_with_a_stream_in_flight(models):
     assert not reader.is_alive()
     assert seen[0] == "200" and seen[-1] == "done:shutdown"  # cut short, not run to 250 tokens, and
     assert seen.count("token") < 250  # ended with a well-formed final event
-    steps = slow.steps
-    time.sleep(0.2)
-    assert slow.steps == steps
+    # the workers have been joined: no thread that stepped the model is left to take another step
+    assert slow.threads and not any(thread.is_alive() for thread in slow.threads)
 
 
 @pytest.mark.parametrize("path", ["/v1/generate"])

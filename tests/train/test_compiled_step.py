@@ -15,7 +15,8 @@ from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, _only_the_batch_and_h
 from arlm.train.trainer import nll_sum
 from train_helpers import steps_agree
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# slow: torch.compile builds graphs: minutes on 2 cores
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 STREAM = np.random.default_rng(0).integers(3, 16, size=4000)
 

@@ -4,8 +4,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from safetensors.torch import load_file
+
+pytestmark = pytest.mark.slow  # two training processes under torchrun
 
 SCRIPT = textwrap.dedent('''
     import sys
@@ -45,6 +48,8 @@ def test_two_processes_match_one(tmp_path):
     """Each family trained 6 steps (with a checkpoint at 3) by 1 process and by 2 under torchrun."""
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
+    # processes of their own: torchrun starts the two ranks, and the one-process run must see the same
+    # fresh interpreter (no process group, default threads) as each of them
     single = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "0"],
                             capture_output=True, text=True, timeout=120)
     assert single.returncode == 0, single.stderr[-2000:]

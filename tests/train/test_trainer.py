@@ -19,6 +19,7 @@ from arlm.streams import PAD_ID, SOS_ID
 from arlm.train import TrainConfig, Trainer, TrainingError, read_state
 from arlm.train.batches import loss_targets
 from arlm.train.trainer import FUSED_ADAMW_ON_CPU, clip_grad_norm, param_groups
+from extras import require
 from train_helpers import counting_corpus, only_the_poisoned_step_was_skipped, poison_one_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -342,7 +343,7 @@ def test_fused_adamw_on_the_cpu_is_opt_in_and_resumes_either_way(tmp_path):
 
 
 def test_tensorboard_scalars_equal_the_metrics_file(tmp_path):
-    event_accumulator = pytest.importorskip(
+    event_accumulator = require(
         "tensorboard.backend.event_processing.event_accumulator",
         reason="tensorboard is not installed (pip install tensorboard)")
     trainer = Trainer(make("transformer"), config(out_dir=str(tmp_path), max_steps=20, eval_interval=10,

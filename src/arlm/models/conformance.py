@@ -1,6 +1,7 @@
 """A conformance check that every ARModel family runs (and that a user's own model can run).
 
-It asserts what the interface promises:
+It checks what the interface promises, raising :class:`ConformanceError` (an ``AssertionError``, so
+test runners report it as a failure; raised, not asserted, so it holds under ``python -O`` too):
 
 1. every next-token distribution sums to one (over all V tokens, in float64);
 2. ``score`` equals ``log_probs`` gathered at the next tokens;
@@ -17,22 +18,30 @@ from torch import Tensor
 from arlm.models.base import ARModel, target_mask
 
 
+class ConformanceError(AssertionError):
+    """A model breaks a promise of the ARModel interface; the message names the check and the numbers."""
+
+
 def _close(a: Tensor, b: Tensor, atol: float, what: str) -> None:
+    """Raise ConformanceError unless ``a`` and ``b`` agree within ``atol`` (two -inf agree)."""
     a, b = a.double(), b.double()
     both_inf = torch.isneginf(a) & torch.isneginf(b)
     diff = torch.where(both_inf, torch.zeros_like(a), (a - b).abs())
     worst = float(diff.max()) if diff.numel() else 0.0
-    assert worst <= atol, f"{what}: max abs difference {worst:.3g} > {atol:g}"
+    if not worst <= atol:  # also catches NaN
+        raise ConformanceError(f"{what}: max abs difference {worst:.3g} > {atol:g}")
 
 
 def check_conformance(model: ARModel, tokens: Tensor, atol: float = 1e-5) -> None:
-    """Run all interface checks on ``tokens`` (B, T), rows starting with [SOS]. Raises AssertionError."""
+    """Run all interface checks on ``tokens`` (B, T), rows starting with [SOS]; raises ConformanceError
+    naming the first check that fails."""
     tokens = torch.as_tensor(tokens).long()
     B, T = tokens.shape
     V = model.vocab_size
 
     lp = model.log_probs(tokens)  # (B, T, V)
-    assert lp.shape == (B, T, V), f"log_probs shape {tuple(lp.shape)} != {(B, T, V)}"
+    if lp.shape != (B, T, V):
+        raise ConformanceError(f"log_probs shape {tuple(lp.shape)} != {(B, T, V)}")
 
     # 1. distributions sum to one
     sums = lp.double().exp().sum(-1)  # (B, T)
@@ -41,7 +50,8 @@ def check_conformance(model: ARModel, tokens: Tensor, atol: float = 1e-5) -> Non
 
     # 2. score == gathered log_probs (where the target is not padding)
     sc = model.score(tokens)  # (B, T-1)
-    assert sc.shape == (B, T - 1), f"score shape {tuple(sc.shape)} != {(B, T - 1)}"
+    if sc.shape != (B, T - 1):
+        raise ConformanceError(f"score shape {tuple(sc.shape)} != {(B, T - 1)}")
     gathered = lp[:, :-1].gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1)
     mask = target_mask(tokens)
     _close(sc[mask], gathered[mask], atol, "score vs log_probs")
