@@ -35,8 +35,8 @@ def test_the_caps_themselves_are_accepted():
 
 
 def test_sequences_times_length_past_the_buffer_cap_is_refused():
-    with pytest.raises(DecodingError, match="more than the 10,000,000 new tokens") as info:
-        DecodingConfig(num_samples=1000, max_new_tokens=100_000)
+    with pytest.raises(DecodingError, match="more than the 100,000,000 new tokens") as info:
+        DecodingConfig(num_samples=10_000, max_new_tokens=100_000)
     assert info.value.field == "max_new_tokens"
 
 

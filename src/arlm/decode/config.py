@@ -35,9 +35,9 @@ DEFAULT_TOP_K, DEFAULT_TOP_P = 50, 0.9  # what the top-k and top-p strategies us
 MAX_LENGTH_PENALTY = 10.0  # |α| beyond this overflows |y|^α (and no one ranks hypotheses that way)
 # Caps that keep a request's buffers and arithmetic finite (an error names the cap):
 MAX_NEW_TOKENS = 1_000_000  # new tokens per sequence (an n-gram has no context to stop it)
-MAX_SEQUENCES = 10_000  # num_samples (sequences per prompt)
+MAX_SEQUENCES = 1_000_000  # num_samples (sequences per prompt: statistics draw tens of thousands)
 MAX_BEAMS = 1_000  # num_beams
-MAX_TOTAL_TOKENS = 10_000_000  # sequences (or beams) × max_new_tokens: the ids buffer of one call
+MAX_TOTAL_TOKENS = 100_000_000  # sequences (or beams) × max_new_tokens: the ids buffer of one call (800 MB)
 REPETITION_PENALTY_RANGE = (1e-3, 1e3)  # logits ÷ or × the penalty stay finite (1e-320 gave inf/nan)
 
 
