@@ -5,7 +5,8 @@
   next-token distributions stage by stage, beam trees, attention maps), free of HTTP;
 * :mod:`arlm.serve.limits` — the server's caps and the bounded admission of requests;
 * :mod:`arlm.serve.schemas` — the request bodies (the OpenAPI page at /docs);
-* :mod:`arlm.serve.app` — :func:`create_app`, the FastAPI application;
+* :mod:`arlm.serve.service` — the server's state and the checks before any model work;
+* :mod:`arlm.serve.app` — :func:`create_app`, the FastAPI application, and its routes;
 * :mod:`arlm.serve.server` — running it with uvicorn, in the foreground or in a thread;
 * ``static/`` — the playground page (hand-written HTML, CSS and JavaScript; nothing from a CDN).
 

@@ -1,0 +1,91 @@
+"""What every route of the app needs, as one object: the models, the limits, the worker pool and the
+counters, with the checks that come before any model work (the API key, the model's name, the
+prompt's size, the decoding settings against the server's caps).
+
+:func:`arlm.serve.app.create_app` makes one :class:`Service` per app and keeps it in
+``app.state.service``; each route receives it as a FastAPI dependency.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import Request
+
+from arlm.decode.config import DecodingConfig, DecodingError
+from arlm.serve.limits import Admission, ServeError, ServeSettings
+from arlm.serve.models import LoadedModel
+
+DEFAULT_NEW_TOKENS = 100  # max_new_tokens when a request leaves it out (capped by the server's limit)
+
+
+class Service:
+    """The server's state and its request checks (no HTTP routing here)."""
+
+    def __init__(self, models: dict[str, LoadedModel], settings: ServeSettings) -> None:
+        if not models:
+            raise ServeError(500, "no models to serve")
+        self.models, self.settings = models, settings
+        self.admission = Admission(settings.queue, settings.workers)
+        self.stats = {"requests": 0, "tokens": 0, "streams_done": 0, "streams_cancelled": 0}
+
+    def check_key(self, request: Request) -> None:
+        """401 unless the request carries the API key (when the server has one)."""
+        if self.settings.api_key is None:
+            return
+        auth = request.headers.get("authorization", "")
+        given = auth[7:] if auth.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+        if not hmac.compare_digest(given.encode(), self.settings.api_key.encode()):
+            raise ServeError(401, "missing or wrong API key; send it as `Authorization: Bearer KEY` "
+                                  "or `X-API-Key: KEY`")
+
+    def pick(self, name: str | None) -> LoadedModel:
+        """The model a request names (404 for an unknown name), or the first one; counts the request."""
+        self.stats["requests"] += 1
+        if name is None:
+            return next(iter(self.models.values()))
+        if name not in self.models:
+            raise ServeError(404, f"unknown model {name!r}; this server has {', '.join(self.models)} "
+                                  "(GET /v1/models)")
+        return self.models[name]
+
+    def check_prompt(self, text: str, field: str = "prompt") -> None:
+        """413 for a prompt (or scored text) over the server's cap."""
+        if len(text) > self.settings.max_prompt_chars:
+            raise ServeError(413, f"{field} is {len(text):,} characters; this server accepts at most "
+                                  f"{self.settings.max_prompt_chars:,} (--max-prompt-chars)")
+
+    def decoding(self, body: Any, lm: LoadedModel, prompt_tokens: list[int],
+                 **defaults: Any) -> DecodingConfig:
+        """The request's DecodingConfig: ``defaults`` for the fields it left out; a max_new_tokens
+        left out fits the model's context after the prompt (``prompt_tokens``, its ids); the server's
+        caps checked."""
+        settings = self.settings
+        if "max_new_tokens" not in body.model_fields_set and "max_new_tokens" not in defaults:
+            room = DEFAULT_NEW_TOKENS
+            if lm.block_size:
+                used = 1 + len(prompt_tokens) + len(getattr(body, "tokens", []))
+                room = lm.block_size + 1 - used
+            defaults["max_new_tokens"] = max(1, min(DEFAULT_NEW_TOKENS, settings.max_new_tokens_cap, room))
+        config = body.decoding(**defaults)
+        if config.max_new_tokens > settings.max_new_tokens_cap:
+            raise DecodingError("max_new_tokens", f"max_new_tokens is {config.max_new_tokens}; this "
+                                f"server allows at most {settings.max_new_tokens_cap} (--max-new-tokens-cap)")
+        if config.strategy == "beam" and config.num_beams > settings.num_beams_cap:
+            raise DecodingError("num_beams", f"num_beams is {config.num_beams}; this server allows at "
+                                             f"most {settings.num_beams_cap}")
+        if config.strategy != "beam" and config.sequences_per_prompt != 1:
+            raise DecodingError("num_samples", "the server returns one sample per request; send several "
+                                               "requests with different seeds")
+        return config
+
+
+def get_service(request: Request) -> Service:
+    """The app's :class:`Service` (a FastAPI dependency)."""
+    return request.app.state.service
+
+
+def check_key(request: Request) -> None:
+    """The API-key check as a FastAPI dependency of every /v1 route."""
+    get_service(request).check_key(request)
