@@ -647,9 +647,9 @@ def serve(
         torch.set_num_threads(threads)
     models = load_models(model_paths)
     app_ = create_app(models, settings)
+    sock = listen(host, port)  # a bad address fails here, before "serving"
     if host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
         err.print(f"warning: listening on {host} without --api-key: anyone who can reach it can use it")
-    sock = listen(host, port)  # a bad address fails here, before "serving"
     err.print(f"serving {', '.join(models)} on http://{host}:{port} (playground /, API /v1, docs /docs)")
     run_server(app_, host, port, sock=sock)
 

@@ -762,6 +762,8 @@ class Trainer:
         for group in self.optimizer.param_groups:  # the saved groups carry their implementation: use ours
             group["fused"], group["foreach"] = self.fused or None, None
         self.step = int(meta["step"])
+        if self.out_dir is not None and Path(folder).resolve() == (self.out_dir / "last").resolve():
+            self.last_saved_step = self.step  # this run's own last checkpoint
         self._forget_metrics_after(self.step)
         self.tokens_seen = int(meta["tokens_seen"])
         self.window_index = int(meta["window_index"])
@@ -889,8 +891,6 @@ class Trainer:
         cfg = self.config
         if resume_from is not None:
             self.load(resume_from)
-            if self.out_dir is not None and Path(resume_from).resolve() == (self.out_dir / "last").resolve():
-                self.last_saved_step = self.step
         end = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
         self.stopped_by = None
         history: list[dict[str, Any]] = []

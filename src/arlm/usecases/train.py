@@ -191,7 +191,7 @@ def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> Tr
     is written."""
     import torch
 
-    from arlm.train.checkpoint import check_model, read_state
+    from arlm.train.checkpoint import check_model
     from arlm.train.trainer import Trainer, end_distributed
 
     r = request
@@ -212,7 +212,6 @@ def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> Tr
     check_stream_lengths(config, data)
     if r.resume is not None:
         check_resume(r.resume, tok, settings.family)
-        read_state(r.resume)  # every file against its checksum, before anything is written
         saved_order = load_order(r.resume)
         if saved_order != spec:
             raise MismatchError(f"checkpoint {r.resume} was trained in order {saved_order.name}, not "
@@ -222,6 +221,8 @@ def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> Tr
         check_model(r.resume, model)
     trainer = Trainer(model, config, train_split, val_split, tokenizer=tok,
                       json_files={ORDER_FILE: spec.to_json()})
+    if r.resume is not None:
+        trainer.load(r.resume)  # a checkpoint that does not fit fails here, before the summary
     if trainer.dist.is_main:
         log(f"{data.corpus.name} {r.split}: {len(data.train.tokens):,} tokens ({tok.kind}, vocabulary "
             f"{tok.vocab_size:,}, order {spec.name}); {settings.family} {dataclasses.asdict(model.config)}; "
@@ -237,7 +238,7 @@ def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> Tr
         with atomic_write(out / "run.json") as f:
             json.dump(run, f, indent=2, default=str)
     try:
-        summary = trainer.train(resume_from=r.resume)
+        summary = trainer.train()  # from the resumed state, if any
     finally:
         end_distributed()  # on every way out (errors and interrupts too): no leaked process group
     return TrainResult(trainer, summary, spec, data)
