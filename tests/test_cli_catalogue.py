@@ -145,3 +145,14 @@ def test_an_unknown_encoding_is_refused(work):
     only_an_error(arlm("train", "ngram", "--corpus", "text.txt", "--split", "all", "--encoding",
                        "nosuch-enc", "--out", "enc", cwd=work), "unknown encoding 'nosuch-enc'")
     assert not (work / "enc").exists()
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    (["--smoothing", "add-k", "--arpa", "m.arpa"], "no exact ARPA form"),
+    (["--arpa", "."], "is a folder; name a file"),
+])
+def test_an_arpa_file_that_cannot_be_written_is_refused_before_counting(work, tmp_path, extra, words):
+    r = arlm("train", "ngram", "--corpus", str(work / "text.txt"), "--split", "all", "-n", "2",
+             "--discount-fallback", "--out", "ng", *extra, cwd=tmp_path)
+    only_an_error(r, words)
+    assert not (tmp_path / "ng").exists() and not (tmp_path / "m.arpa").exists()

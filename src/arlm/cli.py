@@ -142,15 +142,12 @@ def train_ngram(
     result = train_ngram(NgramRequest(
         corpus, split=split, n=ngram_order, smoothing=smoothing, k=k, discount_fallback=discount_fallback,
         tokenizer=TokenizerSpec(tokenizer, lowercase, vocab_size, min_count), unit=unit, encoding=encoding,
-        order=order, out_dir=out_dir))
+        order=order, out_dir=out_dir, arpa=arpa))
     train, tok = result.data.train, result.tokenizer
     err.print(f"{result.data.corpus.name} {split}: {train.num_sequences:,} sequences, {len(train.tokens):,} "
               f"tokens, vocabulary {tok.vocab_size:,} ({tok.kind}), order {result.order.name}")
     err.print(f"saved {ngram_order}-gram ({smoothing}) to {out_dir}")
     if arpa is not None:
-        from arlm.interop.arpa import write_arpa
-
-        write_arpa(result.model, arpa)
         err.print(f"wrote ARPA {arpa}")
 
 

@@ -70,6 +70,7 @@ class NgramRequest:
     order: str = "l2r"
     seed: int = 0
     out_dir: str | Path | None = None  # the model folder to write (None: nothing written)
+    arpa: str | Path | None = None  # also write the model as an ARPA file
 
 
 @dataclass
@@ -87,6 +88,8 @@ def train_ngram(request: NgramRequest) -> NgramResult:
     from arlm.models.ngram import NGramModel
 
     r = request
+    if r.arpa is not None:
+        check_arpa_target(Path(r.arpa), r.smoothing, r.n)
     data = prepare_data(r.corpus, r.tokenizer or TokenizerSpec("word"), r.split, None, r.unit, r.encoding)
     spec = order_spec(r.order, data.tokenizer, r.seed)
     train = reorder_split(data.train, spec)
@@ -94,7 +97,21 @@ def train_ngram(request: NgramRequest) -> NgramResult:
                            k=r.k, discount_fallback=r.discount_fallback)
     if r.out_dir is not None:
         save_model(r.out_dir, model, data.tokenizer, spec)
+    if r.arpa is not None:
+        from arlm.interop.arpa import write_arpa
+
+        write_arpa(model, r.arpa)
     return NgramResult(model, data.tokenizer, spec, data)
+
+
+def check_arpa_target(path: Path, smoothing: str, n: int) -> None:
+    """What would stop the ARPA file after the model is counted, refused before: a folder as the
+    file, or a smoothing without an ARPA form (add-k above order 1)."""
+    if path.is_dir():
+        raise ConfigError(f"--arpa {path} is a folder; name a file to write (e.g. {path / 'model.arpa'})")
+    if smoothing in ("add-k", "laplace") and n > 1:
+        raise ConfigError(f"{smoothing} smoothing above order 1 has no exact ARPA form (unseen words get a "
+                          "per-context constant, not a backoff); use mle, kn or mkn, or leave --arpa out")
 
 
 # ---------------------------------------------------------------------------------------------
