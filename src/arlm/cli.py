@@ -688,7 +688,10 @@ def experiment(
         return
     config = runner.experiment_config(name, quick=quick, out=out_dir, device=device, threads=threads,
                                       seed=seed, checkpoint=checkpoint)
-    folder = runner.run_experiment(name, config, log=err.print)
+    import shlex
+
+    typed = shlex.join(["arlm", *sys.argv[1:]])  # the Reproduce line: the command as it was typed
+    folder = runner.run_experiment(name, config, log=err.print, command=typed)
     out.print(f"report: {folder / runner.REPORT}")
 
 

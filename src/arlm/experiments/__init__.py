@@ -10,6 +10,10 @@ An experiment is a module of this package with
   with :func:`arlm.experiments.plots.save_png`. It reads ``results`` only, so ``arlm report DIR``
   re-renders a report from ``results.json`` alone.
 
+Each must follow the protocol of :mod:`arlm.experiments.protocol` (choices on validation, the test
+split read once at the end, equal budgets, seeds with intervals); docs/experiments.md, "The protocol",
+states it and names the experiments that do not follow it yet.
+
 :data:`EXPERIMENTS` maps names to module paths (imported on demand, so listing them is cheap).
 """
 

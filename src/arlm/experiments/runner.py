@@ -4,12 +4,16 @@
 thread count, the output folder), runs the experiment, and writes into ``config.out``:
 
 * ``results.json``: ``{"experiment", "summary", "command", "config", "provenance", "results"}``, where
-  ``results`` is what the experiment's ``run`` returned (every number the report shows) and
+  ``results`` is what the experiment's ``run`` returned (every number the report shows; with
+  ``results["protocol"]``, what :class:`~arlm.experiments.protocol.Protocol` recorded) and
   ``provenance`` records the package versions (arlm, torch, numpy, python), the machine (platform, CPU
-  count, torch threads, device) and the date. It is written atomically, so a crash leaves the previous
-  results or the new ones, never half.
-* ``report.md``: a header (the experiment, the command that reproduces it, the provenance), then the
-  experiment's ``render`` body: the claim, tables of what was measured, where and why they differ.
+  count, torch threads, device), the date, the load average at the start and the end (``load``) and
+  where ``command`` came from (``command_from``: "cli", the command as typed; "python", the equivalent
+  command of a run started from Python, whose ``argv`` is kept). It is written atomically, so a crash
+  leaves the previous results or the new ones, never half.
+* ``report.md``: a header (the experiment, the command that reproduces it, the provenance, the load and
+  the protocol), then the experiment's ``render`` body: the claim, tables of what was measured, where
+  and why they differ. A results.json written before a provenance field existed renders without it.
 * the PNG plots that ``render`` draws (:func:`arlm.experiments.plots.save_png`).
 
 ``render_report(folder)`` reads ``results.json`` only and writes ``report.md`` and the plots again: the
@@ -23,13 +27,14 @@ import json
 import math
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from arlm.errors import ConfigError, DataError, FormatError, MismatchError
-from arlm.experiments import EXPERIMENTS, ExperimentConfig, experiment_module
+from arlm.experiments import EXPERIMENTS, ExperimentConfig, experiment_module, protocol
 from arlm.io import atomic_write
 
 RESULTS = "results.json"
@@ -158,7 +163,8 @@ def provenance(config: ExperimentConfig) -> dict[str, Any]:
 
 
 def command_line(name: str, config: ExperimentConfig) -> str:
-    """The ``arlm experiment`` command that reproduces ``config``."""
+    """The ``arlm experiment`` command equivalent to ``config`` (for a run started from Python; the CLI
+    passes the command as typed)."""
     parts = ["arlm", "experiment", name]
     if config.quick:
         parts.append("--quick")
@@ -183,9 +189,12 @@ def _config_dict(config: ExperimentConfig) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_experiment(name: str, config: ExperimentConfig, log=None) -> Path:
+def run_experiment(name: str, config: ExperimentConfig, log=None, command: str | None = None) -> Path:
     """Run experiment ``name`` with ``config`` and write results.json, report.md and the plots into
-    ``config.out``; returns that folder. Bad input raises an ArlmError before anything is written."""
+    ``config.out``; returns that folder. Bad input raises an ArlmError before anything is written.
+
+    ``command``: the command line that started the run, as typed (the CLI passes its own); None for a
+    run started from Python, which records the equivalent ``arlm experiment`` command and says so."""
     module = experiment_module(name)
     check_device(config.device)
     if config.threads < 1:
@@ -204,11 +213,17 @@ def run_experiment(name: str, config: ExperimentConfig, log=None) -> Path:
 
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    load_at_start = protocol.load_average()
     started = time.perf_counter()
     results = module.run(config)
     info = provenance(config)
     info["seconds"] = round(time.perf_counter() - started, 1)
-    data = {"experiment": name, "summary": module.SUMMARY, "command": command_line(name, config),
+    info["load"] = protocol.load_record(load_at_start, protocol.load_average())
+    info["command_from"] = "cli" if command is not None else "python"
+    if command is None:
+        info["argv"] = list(sys.argv)
+    data = {"experiment": name, "summary": module.SUMMARY,
+            "command": command if command is not None else command_line(name, config),
             "config": _config_dict(config), "provenance": info, "results": results}
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / RESULTS) as f:
@@ -227,6 +242,8 @@ def render_report(folder: str | Path) -> Path:
     module = experiment_module(data["experiment"])
     try:
         body = module.render(data["results"], folder)
+    except protocol.ProtocolError:
+        raise
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise FormatError(f"{folder / RESULTS} lacks what the {data['experiment']} report needs "
                           f"({type(e).__name__}: {e}); run the experiment again") from e
@@ -241,13 +258,18 @@ def _header(data: dict[str, Any]) -> str:
     machine = info.get("machine", {})
     seconds = info.get("seconds")
     took = "" if seconds is None or not math.isfinite(seconds) else f", ran in {seconds:,.0f} s"
+    started_from = ""
+    if info.get("command_from") == "python":  # not typed: the equivalent command, and what ran instead
+        argv = " ".join(info.get("argv") or ["?"])
+        started_from = (f" This run was started from Python (`{argv}`), not by this command: it is the "
+                        "equivalent command.")
     lines = [
         f"# Experiment `{data['experiment']}`",
         "",
         f"{data.get('summary', '')}",
         "",
         f"Reproduce: `{data.get('command', '')}` (then `arlm report DIR` re-renders this page and its "
-        "plots from `results.json`).",
+        f"plots from `results.json`).{started_from}",
         "",
         f"Run on {info.get('date', '?')}{took}: "
         + ", ".join(f"{k} {v}" for k, v in versions.items())
@@ -255,6 +277,11 @@ def _header(data: dict[str, Any]) -> str:
         f"{machine.get('torch_threads', '?')} torch thread(s), device {machine.get('device', '?')}.",
         "",
     ]
+    if isinstance(info.get("load"), dict):  # recorded since the protocol (older results.json lack it)
+        lines += [protocol.load_sentence(info["load"]), ""]
+    record = data["results"].get("protocol")
+    if isinstance(record, dict):
+        lines += [protocol.protocol_sentence(record), ""]
     return "\n".join(lines)
 
 
