@@ -340,7 +340,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         loc = [str(p) for p in first["loc"] if p != "body"]
         field = ".".join(loc) or "body"
         if first["type"] == "extra_forbidden":
-            return answer(422, f"unknown field {field!r}; see the request schema at /docs", field=field)
+            return answer(422, f"unknown field {field!r}; see the request schema at /openapi.json",
+                          field=field)
         if first["type"] == "missing":
             return answer(422, f"{field} is required", field=field)
         if first["type"] in ("model_attributes_type", "dict_type"):

@@ -1,4 +1,4 @@
-"""Request bodies of the /v1 API (pydantic models: the OpenAPI page at /docs is generated from them).
+"""The /v1 API's request and error bodies (pydantic models: /openapi.json is generated from them).
 
 Decoding settings are the fields of :class:`arlm.decode.config.DecodingConfig`, given flat next to
 the prompt; :class:`DecodingFields` is made from those fields (their types, help texts and bounds),
