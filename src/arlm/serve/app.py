@@ -202,12 +202,14 @@ async def generate(body: GenerateRequest, request: Request, svc: ServiceDep):
             svc.stats["tokens"] += len(tokens.tokens)
             return tokens.result()
     admission.admit()
-    deadline = svc.deadline()
+    deadline, tokens = svc.deadline(), None
     try:
         tokens = engine.TokenStream(lm, ids, config)
         first = await svc.work(request, tokens.advance, deadline=deadline)  # its errors are still a 4xx
     except BaseException:
         admission.release()
+        if tokens is not None:  # out of time (or the client left) before the first token
+            admission.submit(tokens.close, "cancelled")
         raise
     return StreamingResponse(_events(request, svc, tokens, first, deadline), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
