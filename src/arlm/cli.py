@@ -629,6 +629,12 @@ def serve(
     workers: Annotated[int, typer.Option(help="Threads running model computations.")] = 1,
     threads: Annotated[int, typer.Option(min=0, max=4096,
                                          help="torch CPU threads (0: torch's default).")] = 0,
+    request_timeout: Annotated[float, typer.Option(
+        help="Seconds a request may take; then its work is cancelled and it is answered 504 (a stream "
+             "ends with an error event).")] = 60.0,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="Let web pages of this origin call the API (repeatable, e.g. https://example.org); "
+             "none: CORS off.")] = None,
 ) -> None:
     """Serve models over HTTP: a JSON API under /v1 (streaming with server-sent events), its docs at
     /docs, and a playground at / that shows the next-token distribution, beam trees and attention."""
@@ -637,7 +643,8 @@ def serve(
     from arlm.serve.server import serve as run_server
 
     settings = ServeSettings(api_key=api_key, max_new_tokens_cap=max_new_tokens_cap,
-                             max_prompt_chars=max_prompt_chars, queue=queue, workers=workers)
+                             max_prompt_chars=max_prompt_chars, queue=queue, workers=workers,
+                             request_timeout=request_timeout, cors_origins=tuple(cors_origin or ()))
     if threads:
         import torch
 

@@ -29,3 +29,27 @@ def test_null_means_unset(client, knob):
     assert r.status_code == 200, r.text
     left_out = {k: v for k, v in GOOD.items() if k != knob}
     assert r.json() == client.post("/v1/generate", json=left_out).json()
+
+
+@pytest.mark.parametrize(("path", "field"), [
+    ("/v1/generate", "prompt"), ("/v1/generate", "stream"), ("/v1/generate", "model"),
+    ("/v1/next", "tokens"), ("/v1/next", "top_n"), ("/v1/next", "prompt"),
+    ("/v1/beam", "prompt"), ("/v1/attention", "tokens"), ("/v1/attention", "prompt"),
+])
+def test_null_means_unset_for_every_optional_field(client, path, field):
+    body = {"model": "tf", "max_new_tokens": 2} if path != "/v1/attention" else {"model": "tf"}
+    if path == "/v1/beam":
+        body["num_beams"] = 2
+    r = client.post(path, json={**body, field: None})
+    assert r.status_code == 200, r.text
+    assert r.json() == client.post(path, json=body).json()
+
+
+def test_every_optional_field_is_nullable_in_the_document(client):
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("GenerateRequest", "NextRequest", "BeamRequest", "ScoreRequest", "AttentionRequest"):
+        required = set(schemas[name].get("required", ()))
+        for field, prop in schemas[name]["properties"].items():
+            nullable = {"type": "null"} in prop.get("anyOf", ())
+            assert nullable == (field not in required), (name, field)
+    assert schemas["ScoreRequest"]["required"] == ["text"]

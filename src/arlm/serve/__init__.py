@@ -4,7 +4,7 @@
 * :mod:`arlm.serve.engine` — the model work of each endpoint (generation token by token, scoring,
   next-token distributions stage by stage, beam trees, attention maps), free of HTTP;
 * :mod:`arlm.serve.limits` — the server's caps and the bounded admission of requests;
-* :mod:`arlm.serve.schemas` — the request bodies (the OpenAPI page at /docs);
+* :mod:`arlm.serve.schemas` — the request and error bodies (the OpenAPI document at /openapi.json);
 * :mod:`arlm.serve.service` — the server's state and the checks before any model work;
 * :mod:`arlm.serve.app` — :func:`create_app`, the FastAPI application, and its routes;
 * :mod:`arlm.serve.server` — running it with uvicorn, in the foreground or in a thread;

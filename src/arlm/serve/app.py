@@ -1,4 +1,4 @@
-"""The HTTP application: the JSON API under /v1, its OpenAPI page at /docs, and the playground at /.
+"""The HTTP application: the JSON API under /v1, its documentation at /docs, and the playground at /.
 
 :func:`create_app` takes models that are already loaded (``arlm serve`` loads them once, at start)
 and the server's :class:`~arlm.serve.limits.ServeSettings`, and keeps them in one
@@ -6,10 +6,17 @@ and the server's :class:`~arlm.serve.limits.ServeSettings`, and keeps them in on
 the service as a dependency, parses, checks limits, and hands the model work to
 :mod:`arlm.serve.engine` on worker threads (:class:`~arlm.serve.limits.Admission`).
 
-Errors are answered as ``{"detail": "one line"}`` with a 4xx status, never a 500: an unknown model
-is 404, a bad decoding setting 422 naming the field (``DecodingError.field``), a prompt over the cap
-413, malformed JSON 400, a wrong or missing API key 401, a full queue 503. Every other
-:class:`~arlm.errors.ArlmError` the library raises (a prompt longer than the model's context, …) is 422.
+Errors are answered as ``{"detail": "one line"}`` (:class:`~arlm.serve.schemas.ErrorBody`) with a
+4xx status, never a 500: an unknown model is 404, a bad decoding setting 422 naming the field
+(``DecodingError.field``), a prompt over the cap 413, malformed JSON 400, a body that is not
+``application/json`` 415, a wrong or missing API key 401, a full queue 503, a request over its time
+limit 504. Every other :class:`~arlm.errors.ArlmError` the library raises (a prompt longer than the
+model's context, …) is 422. Each route declares the statuses it can answer (``responses=``), so the
+OpenAPI document is the contract the answers keep (tests/serve/test_contract.py checks it).
+
+Requiring JSON bodies keeps other web pages from making the server work with a plain cross-site
+form or text POST (a JSON POST from another origin needs CORS, off unless ``cors_origins`` names
+origins).
 
 Streaming (``"stream": true``) answers with server-sent events::
 
@@ -17,12 +24,16 @@ Streaming (``"stream": true``) answers with server-sent events::
     event: token   data: {"index", "id", "text", "logprob", "prob", "special"}    (one per token)
     event: done    data: {"stop_reason", "text", "completion", "num_tokens"}
 
+    event: error   data: {"detail"}                                              (instead of done)
+
 Between tokens the server checks whether the client is still there; if not, the generation stops.
 When the server shuts down, running streams end after their current token with stop reason "shutdown".
+A stream past the time limit ends with an error event.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,16 +42,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arlm.decode.config import DecodingError
 from arlm.errors import ArlmError
 from arlm.serve import engine
-from arlm.serve.limits import ServeError, ServeSettings
+from arlm.serve.limits import Cancel, ServeError, ServeSettings
 from arlm.serve.models import LoadedModel
-from arlm.serve.schemas import AttentionRequest, BeamRequest, GenerateRequest, NextRequest, ScoreRequest
+from arlm.serve.schemas import (
+    AttentionRequest,
+    BeamRequest,
+    ErrorBody,
+    GenerateRequest,
+    NextRequest,
+    ScoreRequest,
+)
 from arlm.serve.service import Service, check_key, get_service
 
 STATIC = resources.files("arlm.serve") / "static"
@@ -55,7 +75,7 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
         yield
         service.admission.close()  # clean shutdown: no new work, running jobs finish, threads stop
 
-    app = FastAPI(title="arlm", version="1", lifespan=lifespan,
+    app = FastAPI(title="arlm", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Autoregressive language models: generate, stream, score, and look inside "
                               "decoding (next-token distributions, beam trees, causal attention).")
     app.state.service = service
@@ -65,6 +85,12 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
     app.include_router(v1)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_api_route("/", playground, include_in_schema=False)
+    app.add_api_route("/docs", api_docs, include_in_schema=False)
+    app.add_middleware(RequireJSON)
+    if service.settings.cors_origins:  # added last: the outermost, so it answers preflights
+        app.add_middleware(CORSMiddleware, allow_origins=list(service.settings.cors_origins),
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "X-API-Key"])
     return app
 
 
@@ -73,11 +99,74 @@ async def playground() -> FileResponse:
     return FileResponse(str(STATIC / "index.html"))
 
 
+async def api_docs(request: Request) -> HTMLResponse:
+    """The API's operations, listed from the OpenAPI document, on a page that loads nothing from
+    elsewhere (Swagger UI would come from a CDN and stay blank offline)."""
+    document = request.app.openapi()
+    rows = "".join(
+        f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
+        f"<td>{html.escape(op.get('summary', ''))}</td></tr>"
+        for path, operations in document["paths"].items() for method, op in operations.items())
+    return HTMLResponse(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>arlm API</title>"
+        "<link rel=stylesheet href=/static/style.css></head><body><main>"
+        f"<h1>arlm API</h1><p>{html.escape(document['info'].get('description', ''))}</p>"
+        "<p>The whole contract (every request field with its help text and bounds, every answer and "
+        "error) is the OpenAPI document at <a href=/openapi.json>/openapi.json</a>: open it in any "
+        "OpenAPI viewer or client generator. This page loads nothing from other sites.</p>"
+        f"<table><tr><th>method</th><th>path</th><th>what</th></tr>{rows}</table>"
+        "<p>See docs/serving.md.</p></main></body></html>")
+
+
+class RequireJSON:
+    """ASGI middleware: a POST to the API must carry ``Content-Type: application/json`` (415 otherwise),
+    so a web page elsewhere cannot make the server work with a plain form or text POST."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].startswith("/v1/"):
+            headers = dict(scope["headers"])
+            media = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if media != b"application/json" and not (media.startswith(b"application/")
+                                                      and media.endswith(b"+json")):
+                shown = media.decode("latin-1") or "none"
+                response = JSONResponse({"detail": f"the body must be JSON sent with Content-Type: "
+                                                   f"application/json (got {shown})"}, status_code=415)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 # ---------------------------------------------------------------------------------------------
 # The API
 # ---------------------------------------------------------------------------------------------
 
-v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_key)])
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` of a route: each status it may answer, with :class:`ErrorBody` and why."""
+    return {status: {"model": ErrorBody, "description": ERRORS[status]} for status in statuses}
+
+
+ERRORS = {
+    400: "Malformed JSON.",
+    401: "Missing or wrong API key (when the server has one).",
+    404: "Unknown model.",
+    413: "Prompt or text over the server's --max-prompt-chars.",
+    415: "The body is not sent as application/json.",
+    422: "A bad, missing or unknown field, named in `field`; settings the model or the server cannot "
+         "honour (a prompt longer than the model's context, max_new_tokens over the cap, …).",
+    503: "The server is busy (its --queue is full) or shutting down; retry.",
+    504: "The request took longer than the server's --request-timeout; its work was cancelled.",
+}
+MODEL_WORK = (400, 401, 404, 413, 415, 422, 503, 504)  # what a POST that runs the model may answer
+STREAM_CONTENT = {"text/event-stream": {"schema": {  # one server-sent event (stream=true)
+    "type": "object", "required": ["event", "data"],
+    "description": "Server-sent events: start, one token event per token, then done (or error).",
+    "properties": {"event": {"type": "string", "enum": ["start", "token", "done", "error"]},
+                   "data": {"type": "string", "contentMediaType": "application/json"}}}}}
+
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_key)], responses=errors(401))
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
@@ -91,7 +180,8 @@ async def health(svc: ServiceDep) -> dict[str, Any]:
     return {"status": "ok", "active": svc.admission.active, "queue": svc.settings.queue, **svc.stats}
 
 
-@v1.post("/generate", summary="Continue a prompt (JSON, or server-sent events with stream=true)")
+@v1.post("/generate", summary="Continue a prompt (JSON, or server-sent events with stream=true)",
+         responses={200: {"content": STREAM_CONTENT}, **errors(*MODEL_WORK)})
 async def generate(body: GenerateRequest, request: Request, svc: ServiceDep):
     lm = svc.pick(body.model)
     svc.check_prompt(body.prompt)
@@ -101,29 +191,34 @@ async def generate(body: GenerateRequest, request: Request, svc: ServiceDep):
         raise DecodingError("stream", "stream: beam search finishes its hypotheses together; use "
                                       "stream=false or POST /v1/beam for the search tree")
     ids = engine.prompt_ids(lm, prompt_tokens, (), config.max_new_tokens)
-    admission = svc.admission
+    admission, cancel = svc.admission, Cancel()
     if config.strategy == "beam":
         with admission.slot():
-            return await admission.run(engine.beam_result, lm, ids, config)
+            return await svc.work(request, engine.beam_result, lm, ids, config, cancel, cancel=cancel)
     if not body.stream:
         with admission.slot():
             tokens = engine.TokenStream(lm, ids, config)
-            await admission.run(tokens.run)
+            await svc.work(request, tokens.run, cancel, cancel=cancel)
             svc.stats["tokens"] += len(tokens.tokens)
             return tokens.result()
     admission.admit()
+    deadline, tokens = svc.deadline(), None
     try:
         tokens = engine.TokenStream(lm, ids, config)
-        first = await admission.run(tokens.advance)  # errors of the first step are still a 4xx
+        first = await svc.work(request, tokens.advance, deadline=deadline)  # its errors are still a 4xx
     except BaseException:
         admission.release()
+        if tokens is not None:  # out of time (or the client left) before the first token
+            admission.submit(tokens.close, "cancelled")
         raise
-    return StreamingResponse(_events(request, svc, tokens, first), media_type="text/event-stream",
+    return StreamingResponse(_events(request, svc, tokens, first, deadline), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _events(request: Request, svc: Service, tokens: engine.TokenStream, first: dict | None):
-    """The stream's server-sent events: start, one token event per token, done (or error)."""
+async def _events(request: Request, svc: Service, tokens: engine.TokenStream, first: dict | None,
+                  deadline: float):
+    """The stream's server-sent events: start, one token event per token, done (or error: a bad step,
+    or the time limit, ``deadline`` on the event loop's clock)."""
     admission, stats = svc.admission, svc.stats
     finished = False
     try:
@@ -139,7 +234,7 @@ async def _events(request: Request, svc: Service, tokens: engine.TokenStream, fi
                 tokens.close("shutdown")
                 break
             try:
-                event = await admission.run(tokens.advance)
+                event = await svc.work(request, tokens.advance, deadline=deadline)
             except ArlmError as e:
                 yield _sse("error", {"detail": _one_line(str(e))})
                 return
@@ -153,16 +248,18 @@ async def _events(request: Request, svc: Service, tokens: engine.TokenStream, fi
             admission.submit(tokens.close, "disconnected")
 
 
-@v1.post("/score", summary="NLL, perplexity, bits/char and per-token log-probs of a text")
-async def score(body: ScoreRequest, svc: ServiceDep) -> dict[str, Any]:
+@v1.post("/score", summary="NLL, perplexity, bits/char and per-token log-probs of a text",
+         responses=errors(*MODEL_WORK))
+async def score(body: ScoreRequest, request: Request, svc: ServiceDep) -> dict[str, Any]:
     lm = svc.pick(body.model)
     svc.check_prompt(body.text, "text")
     with svc.admission.slot():
-        return await svc.admission.run(engine.score_text, lm, body.text)
+        return await svc.work(request, engine.score_text, lm, body.text)
 
 
-@v1.post("/next", summary="The next-token distribution after a prefix, before and after the processors")
-async def next_token(body: NextRequest, svc: ServiceDep) -> dict[str, Any]:
+@v1.post("/next", summary="The next-token distribution after a prefix, before and after the processors",
+         responses=errors(*MODEL_WORK))
+async def next_token(body: NextRequest, request: Request, svc: ServiceDep) -> dict[str, Any]:
     lm = svc.pick(body.model)
     svc.check_prompt(body.prompt)
     prompt_tokens = lm.tokenizer.encode(body.prompt)
@@ -172,11 +269,12 @@ async def next_token(body: NextRequest, svc: ServiceDep) -> dict[str, Any]:
                                      f"{svc.settings.top_n_cap} candidates")
     ids = engine.prompt_ids(lm, prompt_tokens, body.tokens, 1)
     with svc.admission.slot():
-        return await svc.admission.run(engine.next_distribution, lm, ids, config, body.top_n)
+        return await svc.work(request, engine.next_distribution, lm, ids, config, body.top_n)
 
 
-@v1.post("/beam", summary="Beam search with its tree: every hypothesis kept, finished or pruned")
-async def beam(body: BeamRequest, svc: ServiceDep) -> dict[str, Any]:
+@v1.post("/beam", summary="Beam search with its tree: every hypothesis kept, finished or pruned",
+         responses=errors(*MODEL_WORK))
+async def beam(body: BeamRequest, request: Request, svc: ServiceDep) -> dict[str, Any]:
     lm = svc.pick(body.model)
     svc.check_prompt(body.prompt)
     prompt_tokens = lm.tokenizer.encode(body.prompt)
@@ -185,17 +283,19 @@ async def beam(body: BeamRequest, svc: ServiceDep) -> dict[str, Any]:
         raise DecodingError("strategy", f"/v1/beam runs beam search, not {config.strategy!r}; leave "
                                         "strategy out or set it to 'beam'")
     ids = engine.prompt_ids(lm, prompt_tokens, (), config.max_new_tokens)
+    cancel = Cancel()
     with svc.admission.slot():
-        return await svc.admission.run(engine.beam_tree, lm, ids, config)
+        return await svc.work(request, engine.beam_tree, lm, ids, config, cancel, cancel=cancel)
 
 
-@v1.post("/attention", summary="A Transformer's causal mask and attention weights over a text")
-async def attention(body: AttentionRequest, svc: ServiceDep) -> dict[str, Any]:
+@v1.post("/attention", summary="A Transformer's causal mask and attention weights over a text",
+         responses=errors(*MODEL_WORK))
+async def attention(body: AttentionRequest, request: Request, svc: ServiceDep) -> dict[str, Any]:
     lm = svc.pick(body.model)
     svc.check_prompt(body.prompt)
     ids = engine.prompt_ids(lm, lm.tokenizer.encode(body.prompt), body.tokens, None)
     with svc.admission.slot():
-        return await svc.admission.run(engine.attention_view, lm, ids, svc.settings.attention_tokens)
+        return await svc.work(request, engine.attention_view, lm, ids, svc.settings.attention_tokens)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,8 +315,9 @@ def _one_line(message: str) -> str:
 def _install_error_handlers(app: FastAPI) -> None:
     """Every error as {"detail": one line} with a 4xx status (503 when busy)."""
 
-    def answer(status: int, detail: str, **extra: Any) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    def answer(status: int, detail: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+        if status == 401:
+            headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
         return JSONResponse({"detail": _one_line(detail), **extra}, status_code=status, headers=headers)
 
     @app.exception_handler(ServeError)
@@ -241,14 +342,20 @@ def _install_error_handlers(app: FastAPI) -> None:
         loc = [str(p) for p in first["loc"] if p != "body"]
         field = ".".join(loc) or "body"
         if first["type"] == "extra_forbidden":
-            return answer(422, f"unknown field {field!r}; see the request schema at /docs", field=field)
+            return answer(422, f"unknown field {field!r}; see the request schema at /openapi.json",
+                          field=field)
         if first["type"] == "missing":
             return answer(422, f"{field} is required", field=field)
         if first["type"] in ("model_attributes_type", "dict_type"):
             return answer(422, "the body must be a JSON object", field=field)
+        ctx = first.get("ctx", {})
+        if first["type"] in ("too_long", "string_too_long"):
+            what = "characters" if first["type"] == "string_too_long" else "entries"
+            got = f", got {ctx['actual_length']:,}" if "actual_length" in ctx else ""
+            return answer(422, f"{field}: at most {ctx['max_length']:,} {what}{got}", field=field)
         return answer(422, f"{field}: {first['msg']}", field=field)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
-        return answer(e.status_code, str(e.detail))
+        return answer(e.status_code, str(e.detail), headers=e.headers)  # a 405 keeps its Allow header
 

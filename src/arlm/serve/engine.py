@@ -10,6 +10,8 @@
 * :func:`attention_view` — a Transformer's causal mask and attention weights (``POST /v1/attention``).
 
 Every function returns JSON-ready values: a non-finite float (log 0, an infinite perplexity) is None.
+The long ones (a whole generation, beam search) take a :class:`~arlm.serve.limits.Cancel` flag and
+check it between steps, so a request that ran out of time or lost its client stops there.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ import torch
 from arlm.data.detokenize import IncrementalDetokenizer
 from arlm.data.tokenizers import Tokenizer
 from arlm.decode.config import DecodingConfig
+from arlm.decode.fast import fast_decoder
 from arlm.decode.search import BeamStep, beam_search
 from arlm.errors import ConfigError
+from arlm.serve.limits import Cancel
 from arlm.serve.models import LoadedModel
-from arlm.usecases.decoding import check_context, decode, decode_steps
+from arlm.usecases.decoding import check_context, decode_steps
 from arlm.usecases.generate import nbest
 
 
@@ -120,10 +124,13 @@ class TokenStream:
             self.events.append(event)
             return event
 
-    def run(self) -> None:
-        """Advance to the end."""
-        while self.advance() is not None:
-            pass
+    def run(self, cancel: Cancel | None = None) -> None:
+        """Advance to the end (or until ``cancel`` is set: :class:`~arlm.serve.limits.Cancelled`)."""
+        while True:
+            if cancel is not None:
+                cancel.check()
+            if self.advance() is None:
+                return
 
     def close(self, reason: str = "cancelled") -> None:
         """Stop early (the generator is closed; its model state is freed)."""
@@ -149,16 +156,24 @@ class TokenStream:
 # ---------------------------------------------------------------------------------------------
 
 
-def beam_tree(lm: LoadedModel, ids: list[int], config: DecodingConfig) -> dict[str, Any]:
-    """Run beam search from ``ids``, recording each step (:class:`arlm.decode.search.BeamStep`).
+def beam_tree(lm: LoadedModel, ids: list[int], config: DecodingConfig,
+              cancel: Cancel | None = None) -> dict[str, Any]:
+    """Run beam search from ``ids``, recording each step (:class:`arlm.decode.search.BeamStep`);
+    ``cancel``, when set, stops it between steps.
 
     Nodes: the prompt (id 0) and every candidate among the 2K best of each step, with its parent
     node, token, joint log-prob ``score`` s(y) and ``status``: "kept" (a live beam next step),
     "finished" (joined the n-best list with ``norm`` = s / |y|^α) or "pruned".
     """
     steps: list[BeamStep] = []
+
+    def record(step: BeamStep) -> None:
+        if cancel is not None:
+            cancel.check()
+        steps.append(step)
+
     beams = beam_search(lm.model, [ids], config, eos_id=lm.tokenizer.eos_id, sos_id=lm.tokenizer.sos_id,
-                        pad_id=lm.tokenizer.pad_id, trace=steps.append)
+                        pad_id=lm.tokenizer.pad_id, trace=record)
     tok = lm.tokenizer
     alpha = float(config.length_penalty)
     nodes: list[dict[str, Any]] = [{"id": 0, "step": -1, "parent": None, "token": None,
@@ -185,9 +200,14 @@ def beam_tree(lm: LoadedModel, ids: list[int], config: DecodingConfig) -> dict[s
             "best": _nbest(lm, ids, beams)}
 
 
-def beam_result(lm: LoadedModel, ids: list[int], config: DecodingConfig) -> dict[str, Any]:
-    """``/v1/generate`` with strategy beam: the best hypothesis as a generation result, and the n-best."""
-    beams = decode(lm.model, lm.tokenizer, ids, config)
+def beam_result(lm: LoadedModel, ids: list[int], config: DecodingConfig,
+                cancel: Cancel | None = None) -> dict[str, Any]:
+    """``/v1/generate`` with strategy beam: the best hypothesis as a generation result, and the n-best.
+    The search is :func:`arlm.usecases.decoding.decode`'s (the same model step, the same hypotheses);
+    ``cancel``, when set, stops it between steps."""
+    tok = lm.tokenizer
+    beams = beam_search(fast_decoder(lm.model, True), [ids], config, eos_id=tok.eos_id, sos_id=tok.sos_id,
+                        pad_id=tok.pad_id, trace=cancel.check if cancel is not None else None)
     best = _nbest(lm, ids, beams)
     top = best[0] if best else {"text": lm.tokenizer.decode(ids[1:]), "tokens": [], "stop_reason": "length"}
     prompt = lm.tokenizer.decode(ids[1:])

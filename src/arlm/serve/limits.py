@@ -6,15 +6,21 @@ queue, not an unbounded wait), then hands its computations to a pool of ``worker
 streaming request submits one job per token, so concurrent streams interleave token by token and
 each client sees its first token soon, whatever the number of clients; the slot is released when
 its response ends (finished, failed, or the client went away).
+
+Each request also has a time limit (``request_timeout`` seconds): past it, or when its client has
+gone, its :class:`Cancel` flag is set, and the model work, which checks the flag between steps
+(tokens, beam-search steps), stops there; a job still waiting for a worker never starts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from arlm.errors import ArlmError, ConfigError
@@ -30,6 +36,19 @@ class ServeError(ArlmError):
         self.status = status
 
 
+class Cancelled(Exception):
+    """Raised inside model work whose request was cancelled (out of time, or its client left)."""
+
+
+class Cancel(threading.Event):
+    """Set when a request's work must stop; the work calls :meth:`check` between its steps."""
+
+    def check(self, *_: Any) -> None:
+        """Raise :class:`Cancelled` once set (any arguments are ignored, so it can be a step hook)."""
+        if self.is_set():
+            raise Cancelled
+
+
 @dataclass(frozen=True)
 class ServeSettings:
     """The server's limits; every cap is checked before any model work starts."""
@@ -42,6 +61,8 @@ class ServeSettings:
     top_n_cap: int = 200  # /v1/next: candidates per answer at most
     num_beams_cap: int = 16  # /v1/beam and beam generation: K at most
     attention_tokens: int = 64  # /v1/attention: the first this many tokens are shown
+    request_timeout: float = 60.0  # seconds a request may take; then its work is cancelled (504)
+    cors_origins: tuple[str, ...] = field(default=())  # origins allowed cross-site (none: CORS off)
 
     def __post_init__(self) -> None:
         for name in ("max_new_tokens_cap", "max_prompt_chars", "queue", "workers", "top_n_cap",
@@ -49,6 +70,16 @@ class ServeSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer ≥ 1, got {value!r}")
+        timeout = self.request_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+                math.isfinite(timeout) and timeout > 0):
+            raise ConfigError(f"request_timeout must be a number of seconds > 0, got {timeout!r}; "
+                              "e.g. --request-timeout 60")
+        object.__setattr__(self, "cors_origins", tuple(self.cors_origins))
+        for origin in self.cors_origins:
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ConfigError(f"--cors-origin {origin!r} is not an origin; give scheme and host, "
+                                  "e.g. --cors-origin https://example.org")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("the API key is empty; pass a non-empty --api-key or none")
 

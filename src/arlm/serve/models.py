@@ -45,9 +45,9 @@ class LoadedModel:
         return isinstance(self.model, TransformerLM) and self.model.gpt2_layout
 
     def info(self) -> dict[str, Any]:
-        """The JSON that GET /v1/models lists."""
+        """The JSON that GET /v1/models lists: the name, never the checkpoint's path on the server."""
         num = getattr(self.model, "num_parameters", None)
-        return {"name": self.name, "family": self.family, "path": self.path,
+        return {"name": self.name, "family": self.family,
                 "vocab_size": self.model.vocab_size, "tokenizer": self.tokenizer.kind,
                 "block_size": self.block_size, "parameters": num() if callable(num) else None,
                 "attention": self.has_attention}

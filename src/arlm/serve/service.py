@@ -1,6 +1,7 @@
 """What every route of the app needs, as one object: the models, the limits, the worker pool and the
 counters, with the checks that come before any model work (the API key, the model's name, the
-prompt's size, the decoding settings against the server's caps).
+prompt's size, the decoding settings against the server's caps), and :meth:`Service.work`, which runs
+model work on a worker within the request's time limit and cancels it when the client leaves.
 
 :func:`arlm.serve.app.create_app` makes one :class:`Service` per app and keeps it in
 ``app.state.service``; each route receives it as a FastAPI dependency.
@@ -8,16 +9,21 @@ prompt's size, the decoding settings against the server's caps).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import Request
 
 from arlm.decode.config import DecodingConfig, DecodingError
-from arlm.serve.limits import Admission, ServeError, ServeSettings
+from arlm.serve.limits import Admission, Cancel, ServeError, ServeSettings
 from arlm.serve.models import LoadedModel
 
 DEFAULT_NEW_TOKENS = 100  # max_new_tokens when a request leaves it out (capped by the server's limit)
+DISCONNECT_POLL_S = 0.1  # how often a waiting request checks that its client is still there
+CLIENT_GONE = 499  # the status of an answer nobody reads (the client left); nginx's convention
+T = TypeVar("T")
 
 
 class Service:
@@ -79,6 +85,37 @@ class Service:
             raise DecodingError("num_samples", "the server returns one sample per request; send several "
                                                "requests with different seeds")
         return config
+
+
+    def deadline(self) -> float:
+        """When a request that starts now runs out of time (the event loop's clock)."""
+        return asyncio.get_running_loop().time() + self.settings.request_timeout
+
+    async def work(self, request: Request, fn: Callable[..., T], *args: Any, cancel: Cancel | None = None,
+                   deadline: float | None = None) -> T:
+        """``fn(*args)`` on a worker thread, awaited until ``deadline`` (default: the request's time
+        limit from now). Out of time: ``cancel`` is set (the work stops at its next step; a job still
+        queued never starts) and the request is answered 504. A client that leaves cancels it too."""
+        loop = asyncio.get_running_loop()
+        deadline = self.deadline() if deadline is None else deadline
+        future = asyncio.ensure_future(self.admission.run(fn, *args))
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise ServeError(504, f"the request took longer than this server's time limit of "
+                                          f"{self.settings.request_timeout:g} s (--request-timeout) and "
+                                          "was cancelled; ask for fewer tokens or beams")
+                done, _ = await asyncio.wait({future}, timeout=min(remaining, DISCONNECT_POLL_S))
+                if done:
+                    return future.result()
+                if await request.is_disconnected():
+                    raise ServeError(CLIENT_GONE, "the client closed the connection")
+        finally:
+            if not future.done():
+                if cancel is not None:
+                    cancel.set()
+                future.cancel()
 
 
 def get_service(request: Request) -> Service:
