@@ -60,11 +60,35 @@ tokens are fed again. The target is verified in one pass when it has ``step_all`
 other targets are fed one token at a time — exact, but with no speed-up (``target_forwards``
 counts every call).
 
+**The schedule** (:class:`DraftSchedule`, one per call: no state outlives it). A fixed k loses when
+the draft is rarely right: every proposal costs a draft step and a wider verifying pass, and a
+weak target with a char 7-gram draft that agreed on 9% of its proposals decoded at 0.54× plain
+greedy. So the number of proposals adapts, round by round, from counts only (never from timers, so
+the same seed gives the same tokens):
+
+* the draft length follows HF's "heuristic" schedule (assisted generation), capped: k + 2 after a
+  round whose proposals were all accepted, k − 1 otherwise, between 1 and the ``k`` passed (which
+  is the maximum and the first length);
+* speculation switches off while it does not pay. A round's gain, in target forwards, is the tokens
+  it accepted minus what its proposals cost beyond a plain step (:class:`RoundCost`: the wider
+  verifying pass and the draft's steps, relative to a target step, from fixed per-kind constants
+  and parameter counts); the gains are summed with a decay (a window of a few rounds), starting
+  from a credit of one token. Below zero the rounds become plain target steps (the draft is not
+  called); every few tokens a probe round proposes again (after 4 plain steps, then 8, 16, … up to
+  64 while the probes lose; back to 4 after a probe that gains), and speculation switches back on
+  once the decayed gain is positive again. A draft that can never pay (its one-token round costs
+  a target forward or more, e.g. a target without ``step_all``) is never called.
+
+Which tokens come out does not depend on the schedule (greedy gives plain greedy's tokens; sampling
+keeps p̃, since each round's length depends only on the rounds before it); only the speed does.
+``adaptive=False`` proposes k tokens every round.
+
 Batch size 1 only: rows of a batch would accept different numbers of tokens per round.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -94,6 +118,10 @@ class SpeculativeStats:
     proposed: int = 0  # draft tokens sent to the target for verification
     accepted: int = 0  # of those, kept
     new_tokens: int = 0  # tokens generated ([EOS] included)
+    draft_rounds: int = 0  # rounds that asked the draft for proposals
+    draft_length_sum: int = 0  # the draft lengths asked for, summed over those rounds
+    rounds_off: int = 0  # rounds with speculation switched off: a plain target step, no draft call
+    probes: int = 0  # of the draft rounds, those that proposed again while speculation was off
 
     @property
     def acceptance_rate(self) -> float:
@@ -104,6 +132,11 @@ class SpeculativeStats:
     def tokens_per_target_forward(self) -> float:
         """new tokens / target forward calls: 1 for plain decoding, up to k + 1 here."""
         return self.new_tokens / self.target_forwards if self.target_forwards else 0.0
+
+    @property
+    def mean_draft_length(self) -> float:
+        """The mean number of proposals asked of the draft per draft round (0 when none)."""
+        return self.draft_length_sum / self.draft_rounds if self.draft_rounds else 0.0
 
 
 @dataclass
@@ -191,13 +224,19 @@ class Sampler:
 # ---------------------------------------------------------------------------------------------
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """The length of the longest common prefix of two lists: a binary search on slice equality (the
+    comparisons run in C, so a round costs a few µs however long the context)."""
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return hi
+    while hi - lo > 1:  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 class _Fed:
@@ -220,7 +259,7 @@ class _Fed:
     def rewind(self, context: Sequence[int]) -> list[int]:
         """Roll back to the longest fed prefix of ``context`` (leaving ≥ 1 token to feed, so that the
         next step returns the distribution after the whole context); return the tokens to feed."""
-        keep = min(_common_prefix(self.tokens, context), len(context) - 1)
+        keep = min(_common_prefix(self.tokens, list(context)), len(context) - 1)
         if keep < len(self.tokens):
             if self.can_crop:
                 self.state = self.state.crop(keep)
@@ -362,12 +401,129 @@ class PromptLookupDraft:
     def propose(self, context: Sequence[int], k: int, sampler: Sampler) -> tuple[list[int], None]:
         context = list(context)
         T = len(context)
+        data = array("q", context).tobytes()  # 8 bytes a token: bytes.rfind searches in C
         for n in range(self.max_ngram, self.min_ngram - 1, -1):
-            tail = context[T - n:]
-            for start in range(T - n - 1, -1, -1):  # the match must end before the tail does
-                if context[start : start + n] == tail:
+            if n >= T:  # no room for an earlier occurrence
+                continue
+            tail = data[(T - n) * 8 :]
+            end = (T - 1) * 8  # the match must end before the tail does: start + n ≤ T − 1
+            while (at := data.rfind(tail, 0, end)) >= 0:
+                if at % 8 == 0:  # aligned on a token
+                    start = at // 8
                     return context[start + n : start + n + k], None
+                end = at + len(tail) - 1  # a match across token boundaries: look further back
         return [], None
+
+
+# ---------------------------------------------------------------------------------------------
+# How many tokens to propose: the draft length and the on/off switch (module docstring)
+# ---------------------------------------------------------------------------------------------
+
+# Cost estimates, fixed (deterministic: the same seed gives the same tokens), measured once on one
+# CPU core (docs/fast_decoding.md) and rounded towards caution (a draft judged too costly only loses
+# some speed-up; one judged too cheap could make decoding slower than plain greedy).
+STEP_OVERHEAD = 250_000  # a model step's fixed cost (Python, kernel calls), in parameter reads
+NGRAM_STEP_PER_ORDER = 200_000  # an n-gram model's step, per order (its backoff), in parameter reads
+PROPOSAL_CALL = 50_000  # one proposal of a draft with no model (prompt lookup's search), in parameter reads
+VERIFY_FIRST = 0.5  # a verifying pass over 2 positions instead of 1 (a masked attention), in target steps
+VERIFY_PER_TOKEN = 0.12  # each further position of that pass, in target steps
+GAIN_DECAY = 0.8  # the decayed sum of the rounds' gains forgets a round's weight by this factor a round
+FIRST_CREDIT = 1.0  # the sum's start: one token of credit before the first round
+PROBE_DECAY = 0.5  # a probe halves the (negative) sum before adding its own gain: old evidence fades
+PROBE_FIRST, PROBE_LAST = 4, 64  # plain rounds before a probe: doubled while the probes lose
+
+
+def step_cost(model: object) -> float:
+    """An estimate of one decoding step's cost, in parameter reads, from the model's kind and size
+    (never timed): a network STEP_OVERHEAD + its parameter count, an n-gram model
+    NGRAM_STEP_PER_ORDER × its order, anything else STEP_OVERHEAD."""
+    inner = getattr(model, "model", model)  # a FastDecoder (or another wrapper) around its model
+    if isinstance(inner, torch.nn.Module):
+        return STEP_OVERHEAD + sum(p.numel() for p in inner.parameters())
+    order = getattr(inner, "order", None)
+    if isinstance(order, int):
+        return NGRAM_STEP_PER_ORDER * order
+    return STEP_OVERHEAD
+
+
+@dataclass(frozen=True)
+class RoundCost:
+    """What a round's proposals cost beyond a plain target step, in target steps."""
+
+    verify_first: float  # verifying the first proposal (a pass over 2 positions instead of 1)
+    verify_per_token: float  # verifying each further proposal
+    draft_call: float  # one call of a draft with no model (prompt lookup's search)
+    draft_step: float  # one step of a draft model
+
+    @classmethod
+    def of(cls, target: ARModel, draft: Draft, one_pass: bool) -> RoundCost:
+        """The estimates for ``draft`` proposing to ``target`` (verified in one pass, or a step a token)."""
+        verify_first, verify_per_token = (VERIFY_FIRST, VERIFY_PER_TOKEN) if one_pass else (1.0, 1.0)
+        target_step = step_cost(target)
+        if isinstance(draft, ModelDraft):
+            return cls(verify_first, verify_per_token, 0.0, step_cost(draft.model) / target_step)
+        return cls(verify_first, verify_per_token, PROPOSAL_CALL / target_step, 0.0)
+
+    def extra(self, proposed: int, draft_forwards: int) -> float:
+        """The cost of a round that called the draft, beyond a plain target step."""
+        verify = self.verify_first + self.verify_per_token * (proposed - 1) if proposed else 0.0
+        return verify + self.draft_call + self.draft_step * draft_forwards
+
+    @property
+    def break_even(self) -> float:
+        """The cost of a round with one proposal (one draft step): the acceptance rate above which
+        proposing pays at all."""
+        return self.extra(1, 1)
+
+
+@dataclass
+class DraftSchedule:
+    """The draft length and the on/off switch of one :func:`speculative_generate` call (module
+    docstring): :meth:`next_length` before a round, :meth:`update` with the round's counts after it.
+    With ``adaptive=False``: k_max every round."""
+
+    k_max: int
+    cost: RoundCost
+    adaptive: bool = True
+    k: int = 0  # the draft length of the next round that proposes (set to k_max at the start)
+    gain: float = FIRST_CREDIT  # the decayed sum of the rounds' gains, in target forwards
+    on: bool = True  # speculation on; off: plain target steps, with a probe every `backoff` rounds
+    wait: int = 0  # plain rounds left before the next probe (while off; -1: never, it cannot pay)
+    backoff: int = PROBE_FIRST
+    probing: bool = False  # the current round is a probe
+
+    def __post_init__(self) -> None:
+        self.k = self.k_max
+        if self.adaptive and self.cost.break_even >= 1:  # no acceptance rate could make it pay
+            self.on, self.wait = False, -1
+
+    def next_length(self) -> int:
+        """The number of proposals to ask for this round: 0 for a plain target step (no draft call)."""
+        self.probing = False
+        if not self.adaptive or self.on:
+            return self.k
+        if self.wait != 0:
+            self.wait -= self.wait > 0
+            return 0
+        self.probing = True
+        return self.k
+
+    def update(self, proposed: int, accepted: int, draft_forwards: int) -> None:
+        """After a round that called the draft: the next length (HF's heuristic: + 2 when every
+        proposal was accepted, − 1 otherwise, within [1, k_max]) and whether speculation stays on."""
+        if not self.adaptive:
+            return
+        if proposed:
+            self.k = min(self.k_max, self.k + 2) if accepted == proposed else max(1, self.k - 1)
+        gain = accepted - self.cost.extra(proposed, draft_forwards)  # tokens won, in target forwards
+        if self.probing:
+            self.gain = min(self.gain, 0.0) * PROBE_DECAY + gain
+            self.backoff = PROBE_FIRST if gain > 0 else min(2 * self.backoff, PROBE_LAST)
+        else:
+            self.gain = GAIN_DECAY * self.gain + gain
+        self.on = self.gain > 0
+        if not self.on:
+            self.wait = self.backoff
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,13 +574,15 @@ def speculative_generate(
     config: DecodingConfig | None = None,
     *,
     k: int = 4,
+    adaptive: bool = True,
+    cost: RoundCost | None = None,
     processors: LogitsPipeline | None = None,
     eos_id: int | None = EOS_ID,
     sos_id: int = SOS_ID,
     generator: torch.Generator | None = None,
     **settings: Any,
 ) -> SpeculativeResult:
-    """Decode ``target`` from ``prompt`` (one row; None = [SOS]) with ``draft`` proposing k tokens a round.
+    """Decode ``target`` from ``prompt`` (one row; None = [SOS]), ``draft`` proposing ≤ k tokens a round.
 
     ``draft``: an ARModel on the target's vocabulary, or a :class:`Draft` such as
     :class:`PromptLookupDraft`. The settings are a :class:`~arlm.decode.config.DecodingConfig` (or its
@@ -432,6 +590,11 @@ def speculative_generate(
     greedy strategy is greedy; the output then equals ``greedy_search``); the tokens are distributed
     as plain sampling from the (processed) target. Stops on ``eos_id`` or after ``max_new_tokens``.
     The same ``seed`` (or ``generator`` state) gives the same tokens.
+
+    ``k`` is the first and the largest draft length: with ``adaptive`` (the default) the length
+    follows the acceptance and speculation switches off while it does not pay
+    (:class:`DraftSchedule`); ``adaptive=False`` proposes k tokens every round. ``cost``: what a
+    round's proposals cost, in target steps (default: :meth:`RoundCost.of`'s fixed estimates).
     """
     # ----- validate (ConfigError / MismatchError, one sentence naming problem and fix) -----
     if not isinstance(target, ARModel):
@@ -453,6 +616,12 @@ def speculative_generate(
     sampler = Sampler(processors, greedy, generator, device, eos_id)
     context = _prompt_list(prompt, sos_id)
     verifier = TargetVerifier(target)
+    if cost is None:
+        cost = RoundCost.of(target, draft, verifier.one_pass)
+    elif not isinstance(cost, RoundCost):
+        raise ConfigError(f"cost must be a RoundCost, got {type(cost).__name__}; leave it out for the "
+                          "built-in estimates")
+    schedule = DraftSchedule(k, cost, adaptive)
     stats = SpeculativeStats()
     draft_forwards0 = getattr(draft, "forwards", 0)
     out: list[int] = []
@@ -461,8 +630,17 @@ def speculative_generate(
 
     while len(out) < max_new_tokens:
         # ----- the draft proposes (never past the budget: the round adds one token of its own) -----
-        n_max = min(k, max_new_tokens - len(out) - 1)
-        proposals, q = draft.propose(context, n_max, sampler) if n_max > 0 else ([], None)
+        length = schedule.next_length()  # 0: speculation is off this round
+        n_max = min(length, max_new_tokens - len(out) - 1)
+        proposals, q, draft_forwards = [], None, 0
+        if n_max > 0:
+            forwards_before = getattr(draft, "forwards", 0)
+            proposals, q = draft.propose(context, n_max, sampler)
+            draft_forwards = getattr(draft, "forwards", 0) - forwards_before
+            stats.draft_rounds += 1
+            stats.draft_length_sum += n_max
+            stats.probes += schedule.probing
+        stats.rounds_off += length == 0
         proposals = list(proposals[:n_max])
         if eos_id is not None and eos_id in proposals:  # nothing after [EOS] is worth checking
             proposals = proposals[: proposals.index(eos_id) + 1]
@@ -472,6 +650,7 @@ def speculative_generate(
         stats.rounds += 1
         stats.proposed += len(proposals)
         new: list[int] = []
+        round_accepted = 0
         for i in range(len(proposals) + 1):
             scores = sampler.scores([*context, *new], logp[i])  # (V,) the processed target
             if i == len(proposals):  # all proposals accepted: a bonus token from p itself
@@ -485,9 +664,12 @@ def speculative_generate(
                 y, accepted = accept_or_resample(p, qi, proposals[i], generator)
             new.append(y)
             out_lp.append(float(logp[i, y]))
-            stats.accepted += accepted
+            round_accepted += accepted
             if not accepted or y == eos_id:
                 break
+        stats.accepted += round_accepted
+        if n_max > 0:
+            schedule.update(len(proposals), round_accepted, draft_forwards)
         context += new
         out += new
         if eos_id is not None and out[-1] == eos_id:
