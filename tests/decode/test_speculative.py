@@ -181,21 +181,32 @@ def test_a_target_without_step_all_is_fed_token_by_token_and_still_exact():
 # The schedule: the draft length follows the acceptance; speculation switches off and on again
 # ---------------------------------------------------------------------------------------------
 
-FREE = RoundCost(verify_first=0.0, verify_per_token=0.0, draft_call=0.0, draft_step=0.0)
+def test_the_speedup_of_a_round_is_the_expected_tokens_over_the_cost():
+    schedule = DraftSchedule(6, CHEAP)
+    a = schedule.acceptance  # the prior: 0.75
+    assert a == 0.75
+    for k in (1, 3, 6):
+        want = (1 - a ** (k + 1)) / (1 - a) / (1 + CHEAP.extra(k, k))
+        assert schedule.speedup(k) == pytest.approx(want)
+    k, speedup = schedule.best_length()
+    assert speedup == pytest.approx(max(schedule.speedup(j) for j in range(1, 7)))
+    assert schedule.speedup(k) == pytest.approx(speedup)
 
 
-def test_the_draft_length_follows_hf_heuristic_between_1_and_k():
-    """+2 after a round whose proposals were all accepted, −1 otherwise (a partial acceptance too),
-    never below 1 nor above k; a free draft never switches off."""
-    schedule = DraftSchedule(6, FREE)
-    pattern = "rrpa" + "rprrrr" + "aaa"  # each round: all accepted (a), some (p), none (r)
+def test_the_draft_length_follows_the_acceptance():
+    """All accepted: k stays at its maximum; then rejections: it shrinks, one length after another,
+    until speculation switches off; all accepted again (probes): back on and back up to k."""
+    schedule = DraftSchedule(6, CHEAP)
     lengths = []
-    for outcome in pattern:
+    for outcome in "aaaa" + "r" * 40 + "a" * 120:  # each round the draft was called: all (a) or none (r)
         k = schedule.next_length()
         lengths.append(k)
-        schedule.update(k, {"a": k, "p": k - 1, "r": 0}[outcome], 0)
-    assert lengths == [6, 5, 4, 3, 5, 4, 3, 2, 1, 1, 1, 3, 5]
-    assert schedule.next_length() == 6 and schedule.on
+        if k:
+            schedule.update(k, k if outcome == "a" else 0, k)
+    assert lengths[:4] == [6, 6, 6, 6]
+    shrinking = lengths[4 : lengths.index(0)]
+    assert shrinking == sorted(shrinking, reverse=True) and shrinking[-1] < 6  # shrinks, then off
+    assert lengths[-10:] == [6] * 10  # the draft agrees again: back on, at the maximum
 
 
 def test_a_fixed_schedule_proposes_k_every_round():
@@ -208,14 +219,17 @@ def test_a_fixed_schedule_proposes_k_every_round():
 def test_the_switch_goes_off_on_losing_rounds_and_probes_with_growing_gaps():
     schedule = DraftSchedule(4, CHEAP)
     calls = []
-    for i in range(120):
+    for i in range(200):
         k = schedule.next_length()
         if k:
-            calls.append(i)
+            calls.append((i, k))
             schedule.update(k, 0, k)  # a useless draft
-    assert calls[:2] == [0, 1]  # two losing rounds use up the first credit
-    gaps = [b - a - 1 for a, b in itertools.pairwise(calls[1:])]
-    assert gaps == [4, 8, 16, 32, 64][: len(gaps)] and len(gaps) >= 4  # plain rounds between probes
+    rounds = [i for i, _ in calls]
+    first = next(n for n in range(len(rounds)) if rounds[n] != n)  # the first round after a pause
+    assert 2 <= first <= 10  # a few losing rounds use up the prior
+    gaps = [b - a - 1 for a, b in itertools.pairwise(rounds[first - 1 :])]
+    assert gaps == [4, 8, 16, 32, 64, 64][: len(gaps)] and len(gaps) >= 5  # plain rounds between probes
+    assert all(k == 2 for _, k in calls[first:])  # a probe proposes 2 tokens
 
 
 class _ScriptedDraft:
@@ -246,7 +260,7 @@ def test_speculation_switches_off_on_a_useless_draft_and_on_again_when_it_agrees
     assert spec.tokens.tolist() == plain
     s = spec.stats
     useless = [c for c in draft.calls if c < agree_from]
-    assert len(useless) <= 8 and s.rounds_off >= agree_from - len(useless)  # off most of the time
+    assert len(useless) <= 14 and s.rounds_off >= agree_from - len(useless)  # off most of the time
     assert s.probes >= 3
     agreeing = [c for c in draft.calls if c >= agree_from]
     assert agreeing[0] < 80 and s.accepted >= 30  # on again soon after, and proposing k = 4

@@ -66,18 +66,21 @@ weak target with a char 7-gram draft that agreed on 9% of its proposals decoded 
 greedy. So the number of proposals adapts, round by round, from counts only (never from timers, so
 the same seed gives the same tokens):
 
-* the draft length follows HF's "heuristic" schedule (assisted generation), capped: k + 2 after a
-  round whose proposals were all accepted, k − 1 otherwise, between 1 and the ``k`` passed (which
-  is the maximum and the first length);
-* speculation switches off while it does not pay. A round's gain, in target forwards, is the tokens
-  it accepted minus what its proposals cost beyond a plain step (:class:`RoundCost`: the wider
-  verifying pass and the draft's steps, relative to a target step, from fixed per-kind constants
-  and parameter counts); the gains are summed with a decay (a window of a few rounds), starting
-  from a credit of one token. Below zero the rounds become plain target steps (the draft is not
-  called); every few tokens a probe round proposes again (after 4 plain steps, then 8, 16, … up to
-  64 while the probes lose; back to 4 after a probe that gains), and speculation switches back on
-  once the decayed gain is positive again. A draft that can never pay (its one-token round costs
-  a target forward or more, e.g. a target without ``step_all``) is never called.
+* the acceptance a (the probability that a proposal is accepted when those before it were) is
+  estimated from decayed counts of accepted and rejected proposals (a window of ~5 rounds);
+* a round of k proposals is expected to yield 1 + a + … + a^k tokens for 1 + c(k) target steps,
+  where c(k) is what the proposals cost beyond a plain step (:class:`RoundCost`: the wider verifying
+  pass and the draft's steps, relative to a target step, from fixed per-kind constants and
+  parameter counts). The next round proposes the k ≤ the ``k`` passed that maximises that ratio,
+  and speculation switches off while the best ratio is ≤ 1. HF's "heuristic" schedule (k + 2 after
+  a round whose proposals were all accepted, k − 1 otherwise) was measured first: it shrinks k
+  after every partial acceptance, to the lengths where the verifying pass's fixed cost weighs
+  most, and lost to a fixed k on a small target with prompt lookup (docs/fast_decoding.md);
+* while off the rounds are plain target steps (the draft is not called); a probe round proposes 2
+  tokens after 4 plain steps, then 8, 16, … up to 64 while the probes lose (back to 4 after one
+  that gains), and its counts, weighing more than the older ones, switch speculation back on
+  when the draft agrees again. A draft that can never pay (its one-token round costs a target
+  step or more, e.g. a target without ``step_all``) is never called.
 
 Which tokens come out does not depend on the schedule (greedy gives plain greedy's tokens; sampling
 keeps p̃, since each round's length depends only on the rounds before it); only the speed does.
@@ -425,11 +428,15 @@ class PromptLookupDraft:
 STEP_OVERHEAD = 250_000  # a model step's fixed cost (Python, kernel calls), in parameter reads
 NGRAM_STEP_PER_ORDER = 200_000  # an n-gram model's step, per order (its backoff), in parameter reads
 PROPOSAL_CALL = 50_000  # one proposal of a draft with no model (prompt lookup's search), in parameter reads
-VERIFY_FIRST = 0.5  # a verifying pass over 2 positions instead of 1 (a masked attention), in target steps
-VERIFY_PER_TOKEN = 0.12  # each further position of that pass, in target steps
-GAIN_DECAY = 0.8  # the decayed sum of the rounds' gains forgets a round's weight by this factor a round
-FIRST_CREDIT = 1.0  # the sum's start: one token of credit before the first round
-PROBE_DECAY = 0.5  # a probe halves the (negative) sum before adding its own gain: old evidence fades
+# a verifying pass over 2 positions instead of 1 (a masked attention, the head on every position):
+# VERIFY_FIRST target steps + VERIFY_OVERHEAD parameter reads; each further position VERIFY_PER_TOKEN
+# target steps + VERIFY_PER_TOKEN_OVERHEAD (the fixed parts weigh most on a small target)
+VERIFY_FIRST, VERIFY_OVERHEAD = 0.3, 150_000
+VERIFY_PER_TOKEN, VERIFY_PER_TOKEN_OVERHEAD = 0.08, 30_000
+PRIOR_ACCEPTED, PRIOR_REJECTED = 3.0, 1.0  # the counts before the first round: an acceptance of 0.75
+COUNT_DECAY = 0.8  # each round multiplies the counts by this before adding its own (a window of ~5)
+PROBE_DECAY = 0.5  # a probe halves them: the evidence from before speculation paused is stale
+PROBE_LENGTH = 2  # proposals in a probe round
 PROBE_FIRST, PROBE_LAST = 4, 64  # plain rounds before a probe: doubled while the probes lose
 
 
@@ -458,8 +465,11 @@ class RoundCost:
     @classmethod
     def of(cls, target: ARModel, draft: Draft, one_pass: bool) -> RoundCost:
         """The estimates for ``draft`` proposing to ``target`` (verified in one pass, or a step a token)."""
-        verify_first, verify_per_token = (VERIFY_FIRST, VERIFY_PER_TOKEN) if one_pass else (1.0, 1.0)
         target_step = step_cost(target)
+        verify_first, verify_per_token = 1.0, 1.0  # a step per proposal
+        if one_pass:
+            verify_first = VERIFY_FIRST + VERIFY_OVERHEAD / target_step
+            verify_per_token = VERIFY_PER_TOKEN + VERIFY_PER_TOKEN_OVERHEAD / target_step
         if isinstance(draft, ModelDraft):
             return cls(verify_first, verify_per_token, 0.0, step_cost(draft.model) / target_step)
         return cls(verify_first, verify_per_token, PROPOSAL_CALL / target_step, 0.0)
@@ -485,8 +495,9 @@ class DraftSchedule:
     k_max: int
     cost: RoundCost
     adaptive: bool = True
-    k: int = 0  # the draft length of the next round that proposes (set to k_max at the start)
-    gain: float = FIRST_CREDIT  # the decayed sum of the rounds' gains, in target forwards
+    k: int = 0  # the draft length of the next round that proposes (k_max at the start)
+    accepted: float = PRIOR_ACCEPTED  # decayed count of accepted proposals
+    rejected: float = PRIOR_REJECTED  # decayed count of rejected ones (at most one a round)
     on: bool = True  # speculation on; off: plain target steps, with a probe every `backoff` rounds
     wait: int = 0  # plain rounds left before the next probe (while off; -1: never, it cannot pay)
     backoff: int = PROBE_FIRST
@@ -497,6 +508,30 @@ class DraftSchedule:
         if self.adaptive and self.cost.break_even >= 1:  # no acceptance rate could make it pay
             self.on, self.wait = False, -1
 
+    @property
+    def acceptance(self) -> float:
+        """The estimated probability that a proposal is accepted, given that those before it were."""
+        return self.accepted / (self.accepted + self.rejected)
+
+    def speedup(self, k: int) -> float:
+        """The expected tokens per unit of cost (a plain target step: 1 token for 1) of a round of k
+        proposals, each accepted with probability :attr:`acceptance` after the ones before it:
+        (1 + a + … + a^k) / (1 + the proposals' cost)."""
+        a = self.acceptance
+        return sum(a**i for i in range(k + 1)) / (1 + self.cost.extra(k, k))
+
+    def best_length(self) -> tuple[int, float]:
+        """The length in [1, k_max] with the largest :meth:`speedup`, and that speed-up."""
+        a, tokens, term = self.acceptance, 1.0, 1.0
+        best = (1, 0.0)
+        for k in range(1, self.k_max + 1):
+            term *= a
+            tokens += term  # 1 + a + … + a^k
+            speedup = tokens / (1 + self.cost.extra(k, k))
+            if speedup > best[1]:
+                best = (k, speedup)
+        return best
+
     def next_length(self) -> int:
         """The number of proposals to ask for this round: 0 for a plain target step (no draft call)."""
         self.probing = False
@@ -506,22 +541,21 @@ class DraftSchedule:
             self.wait -= self.wait > 0
             return 0
         self.probing = True
-        return self.k
+        return min(PROBE_LENGTH, self.k_max)
 
     def update(self, proposed: int, accepted: int, draft_forwards: int) -> None:
-        """After a round that called the draft: the next length (HF's heuristic: + 2 when every
-        proposal was accepted, − 1 otherwise, within [1, k_max]) and whether speculation stays on."""
+        """After a round that called the draft: count its acceptances, take the length that maximises
+        the expected speed-up, and keep speculating only while that speed-up exceeds 1."""
         if not self.adaptive:
             return
-        if proposed:
-            self.k = min(self.k_max, self.k + 2) if accepted == proposed else max(1, self.k - 1)
-        gain = accepted - self.cost.extra(proposed, draft_forwards)  # tokens won, in target forwards
-        if self.probing:
-            self.gain = min(self.gain, 0.0) * PROBE_DECAY + gain
-            self.backoff = PROBE_FIRST if gain > 0 else min(2 * self.backoff, PROBE_LAST)
-        else:
-            self.gain = GAIN_DECAY * self.gain + gain
-        self.on = self.gain > 0
+        decay = PROBE_DECAY if self.probing else COUNT_DECAY
+        self.accepted = decay * self.accepted + accepted
+        self.rejected = decay * self.rejected + (accepted < proposed)
+        self.k, speedup = self.best_length()
+        self.on = speedup > 1
+        if self.probing:  # the gaps between probes double while the probes lose
+            won = accepted > self.cost.extra(proposed, draft_forwards)
+            self.backoff = PROBE_FIRST if won else min(2 * self.backoff, PROBE_LAST)
         if not self.on:
             self.wait = self.backoff
 
