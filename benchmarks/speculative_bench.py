@@ -157,7 +157,7 @@ def main() -> None:
     parser.add_argument("--order", type=int, default=7, help="the n-gram draft's order")
     parser.add_argument("--new", type=int, default=128, help="new tokens per run")
     parser.add_argument("--k", type=int, default=4, help="draft tokens per round (fixed; adaptive: the most)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print the section only")
     args = parser.parse_args()

@@ -262,7 +262,8 @@ class _Fed:
     def rewind(self, context: Sequence[int]) -> list[int]:
         """Roll back to the longest fed prefix of ``context`` (leaving ≥ 1 token to feed, so that the
         next step returns the distribution after the whole context); return the tokens to feed."""
-        keep = min(_common_prefix(self.tokens, list(context)), len(context) - 1)
+        context = context if isinstance(context, list) else list(context)
+        keep = min(_common_prefix(self.tokens, context), len(context) - 1)
         if keep < len(self.tokens):
             if self.can_crop:
                 self.state = self.state.crop(keep)
@@ -433,7 +434,8 @@ PROPOSAL_CALL = 50_000  # one proposal of a draft with no model (prompt lookup's
 # target steps + VERIFY_PER_TOKEN_OVERHEAD (the fixed parts weigh most on a small target)
 VERIFY_FIRST, VERIFY_OVERHEAD = 0.3, 150_000
 VERIFY_PER_TOKEN, VERIFY_PER_TOKEN_OVERHEAD = 0.08, 30_000
-PRIOR_ACCEPTED, PRIOR_REJECTED = 3.0, 1.0  # the counts before the first round: an acceptance of 0.75
+PRIOR_ACCEPTED, PRIOR_REJECTED = 6.0, 2.0  # the counts before the first round: an acceptance of 0.75
+# (worth ~2 rounds: two rounds rejected at once do not switch a draft off; three do)
 COUNT_DECAY = 0.8  # each round multiplies the counts by this before adding its own (a window of ~5)
 PROBE_DECAY = 0.5  # a probe halves them: the evidence from before speculation paused is stale
 PROBE_LENGTH = 2  # proposals in a probe round
