@@ -80,7 +80,8 @@ the same seed gives the same tokens):
   tokens after 4 plain steps, then 8, 16, … up to 64 while the probes lose (back to 4 after one
   that gains), and its counts, weighing more than the older ones, switch speculation back on
   when the draft agrees again. A draft that can never pay (its one-token round costs a target
-  step or more, e.g. a target without ``step_all``) is never called.
+  step or more, e.g. a target without ``step_all``) is never called: the call is plain decoding
+  (:func:`arlm.decode.search.generate`, at its speed).
 
 Which tokens come out does not depend on the schedule (greedy gives plain greedy's tokens; sampling
 keeps p̃, since each round's length depends only on the rounds before it); only the speed does.
@@ -101,7 +102,7 @@ from torch import Tensor
 
 from arlm.decode.config import DecodingConfig, check_positive_int, decoding_config
 from arlm.decode.processors import LogitsPipeline
-from arlm.decode.search import STOP_EOS, STOP_LENGTH, _device_of
+from arlm.decode.search import STOP_EOS, STOP_LENGTH, _device_of, generate
 from arlm.errors import ConfigError, MismatchError
 from arlm.models.base import ARModel, as_long_tensor
 from arlm.streams import EOS_ID, SOS_ID
@@ -511,6 +512,11 @@ class DraftSchedule:
             self.on, self.wait = False, -1
 
     @property
+    def never_pays(self) -> bool:
+        """No acceptance rate could make proposing pay: the draft is never called."""
+        return self.adaptive and self.wait < 0
+
+    @property
     def acceptance(self) -> float:
         """The estimated probability that a proposal is accepted, given that those before it were."""
         return self.accepted / (self.accepted + self.rejected)
@@ -658,6 +664,12 @@ def speculative_generate(
         raise ConfigError(f"cost must be a RoundCost, got {type(cost).__name__}; leave it out for the "
                           "built-in estimates")
     schedule = DraftSchedule(k, cost, adaptive)
+    if schedule.never_pays:  # plain decoding, through its own loop (the same tokens, at its speed)
+        plain = generate(target, [context], config, processors=processors, eos_id=eos_id, sos_id=sos_id,
+                         generator=generator)
+        n = int(plain.lengths[0])
+        stats = SpeculativeStats(target_forwards=n, rounds=n, new_tokens=n, rounds_off=n)
+        return SpeculativeResult(plain.tokens[0, :n], plain.log_probs[0, :n], plain.stop_reason[0], stats)
     stats = SpeculativeStats()
     draft_forwards0 = getattr(draft, "forwards", 0)
     out: list[int] = []
