@@ -68,7 +68,7 @@ def cases(target, ngram, prompt: list[int], new: int, k: int, stats: dict) -> di
     def plain():
         return generate(fast, ids, temperature=0, max_new_tokens=new, eos_id=None).rows()[0]
 
-    def spec(name, draft, adaptive):
+    def spec(name, draft, adaptive, k=k):
         def run():
             r = speculative_generate(fast, draft, ids, temperature=0, max_new_tokens=new, k=k, eos_id=None,
                                      adaptive=adaptive)
@@ -81,6 +81,8 @@ def cases(target, ngram, prompt: list[int], new: int, k: int, stats: dict) -> di
         for adaptive in (False, True):
             name = f"{draft_name}, {'adaptive' if adaptive else f'fixed k = {k}'}"
             out[name] = spec(name, draft, adaptive)
+    name = f"prompt lookup, adaptive, k ≤ {2 * k}"  # a longer largest length, where the draft agrees
+    out[name] = spec(name, PromptLookupDraft(), True, 2 * k)
     return out
 
 
@@ -128,7 +130,8 @@ def report(res: dict) -> list[str]:
         f"{res['ngram_tokens']:,} training tokens ({res['ngram_seconds']:.0f} s), and prompt lookup (last "
         f"1–3-gram). Fixed: k = {res['k']} "
         f"proposals every round (`adaptive=False`); adaptive: the default schedule with k = {res['k']} as "
-        f"the first and largest length. Prompts: the first {res['prompt_lens']['test text']} characters of "
+        f"the first and largest length (the last row of each: prompt lookup with k = {2 * res['k']}). "
+        f"Prompts: the first {res['prompt_lens']['test text']} characters of "
         f"the test split, and one test line repeated to {res['prompt_lens']['a repeated line']} characters; "
         f"{res['new']} new tokens, greedy, [EOS] disabled; batch 1, fp32, 1 torch thread. Medians of "
         f"{res['repeats']} runs after a warm-up, the cases of a target and prompt alternating round-robin. "
