@@ -141,23 +141,27 @@ def test_a_draft_as_costly_as_the_target_is_never_called():
     assert s.draft_rounds == s.proposed == s.draft_forwards == s.probes == 0
 
 
-def test_greedy_stops_on_eos_as_plain_greedy_does():
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_greedy_stops_on_eos_as_plain_greedy_does(schedule):
     target = _transformer(4, vocab_size=6, d_model=8)
     prompt = [SOS_ID, 4]
     plain = greedy_search(target, [prompt], max_new_tokens=30)
     assert plain.stop_reason == ["eos"]  # this seed reaches [EOS]: the case under test
     for draft in (_transformer(6, vocab_size=6, d_model=8), PromptLookupDraft(), target):
-        spec = speculative_generate(target, draft, prompt, k=3, max_new_tokens=30, temperature=0)
+        spec = speculative_generate(target, draft, prompt, k=3, max_new_tokens=30, temperature=0,
+                                    **SCHEDULES[schedule])
         assert spec.tokens.tolist() == plain.rows()[0] and spec.stop_reason == "eos"
 
 
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
 @pytest.mark.parametrize("draft", ["random transformer", "prompt lookup", "the target itself"])
-def test_greedy_with_processors_equals_plain_greedy_with_them(draft):
+def test_greedy_with_processors_equals_plain_greedy_with_them(draft, schedule):
     """The penalties depend on the prefix: verifying position i must see the accepted x_<i."""
     kw = dict(max_new_tokens=30, eos_id=None, repetition_penalty=1.5, no_repeat_ngram_size=3,
               banned=[7])
     plain = greedy_search(TARGET, [PROMPT], **kw)
-    spec = speculative_generate(TARGET, DRAFTS[draft](), PROMPT, k=3, temperature=0, **kw)
+    spec = speculative_generate(TARGET, DRAFTS[draft](), PROMPT, k=3, temperature=0, **kw,
+                                **SCHEDULES[schedule])
     assert spec.tokens.tolist() == plain.rows()[0]
     assert 7 not in spec.tokens.tolist()
 
@@ -377,21 +381,22 @@ def test_speculative_sampling_of_two_tokens_matches_the_target(draft, settings):
     proposer = BigramTable(vocab, seed=1) if draft == "bigram" else PromptLookupDraft()
     for seed in range(n):  # max_new_tokens=3, k=2: the first round verifies two proposals
         out = speculative_generate(target, proposer, prompt, k=2, max_new_tokens=3, eos_id=None,
-                                   seed=seed, **settings)
+                                   seed=seed, adaptive=False, **settings)  # the rule, every round
         a, b = out.tokens[:2].tolist()
         counts[a * vocab + b] += 1
     chi2, df = _chi2(counts, joint.flatten().numpy())
     assert chi2 < CHI2_999[df]
 
 
-def test_same_seed_same_tokens_and_stats_add_up():
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_same_seed_same_tokens_and_stats_add_up(schedule):
     draft = _transformer(1, d_model=8, n_layer=1)
-    runs = [speculative_generate(TARGET, draft, PROMPT, k=3, max_new_tokens=30, seed=s)
-            for s in (4, 4, 5)]
+    runs = [speculative_generate(TARGET, draft, PROMPT, k=3, max_new_tokens=30, seed=s,
+                                 **SCHEDULES[schedule]) for s in (4, 4, 5)]
     assert torch.equal(runs[0].tokens, runs[1].tokens) and runs[0].stats == runs[1].stats
     assert not torch.equal(runs[0].tokens, runs[2].tokens)
     gen = speculative_generate(TARGET, draft, PROMPT, k=3, max_new_tokens=30,
-                               generator=torch.Generator().manual_seed(4))
+                               generator=torch.Generator().manual_seed(4), **SCHEDULES[schedule])
     assert torch.equal(gen.tokens, runs[0].tokens)
     for r in runs:
         ids = r.tokens.tolist()
