@@ -106,7 +106,8 @@ def run(new: int, repeats: int, target_steps: int, draft_steps: int, k: int = 4,
 
     def spec(name, tgt, draft):
         def f():
-            r = speculative_generate(tgt, draft, prompt, temperature=0, max_new_tokens=new, k=k, eos_id=None)
+            r = speculative_generate(tgt, draft, prompt, temperature=0, max_new_tokens=new, k=k, eos_id=None,
+                                     adaptive=False)  # k every round (speculative_bench.py: the schedule)
             stats[name] = r.stats
             return r.tokens.tolist()
         return f

@@ -443,14 +443,23 @@ def generate_text(
         help="Speculative decoding: a draft model folder with the same tokenizer (an n-gram, a small "
              "Transformer, …) or prompt-lookup (copy what followed the last n-gram earlier on). "
              "Greedy gives the same tokens, sampling the same distribution, usually faster.")] = None,
-    draft_tokens: Annotated[int, typer.Option(help="Tokens the draft proposes per round (≥ 1).")] = 4,
+    draft_tokens: Annotated[int, typer.Option(
+        help="The most tokens the draft proposes per round (≥ 1), and the first round's number: it then "
+             "follows the acceptance, and speculation pauses while it does not pay (--fixed-draft: "
+             "this number every round).")] = 4,
+    adaptive_draft: Annotated[bool, typer.Option(
+        "--adaptive-draft/--fixed-draft",
+        help="Adapt the draft's number of tokens to the acceptance and pause speculation while it "
+             "does not pay (never much slower than plain decoding), or propose --draft-tokens every "
+             "round.")] = True,
     quantize: QuantizeOpt = None,
     fast: Annotated[bool, typer.Option(
         help="Decode a Transformer with the lean one-token step (same tokens; --no-fast: the "
              "model's own modules).")] = True,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object: text, tokens, decode tokens/s (loading excluded) and, with "
-                       "a draft, the acceptance rate and tokens per target forward.")] = False,
+                       "a draft, the acceptance rate, tokens per target forward and the draft "
+                       "schedule.")] = False,
 ) -> None:
     """Continue a prompt: stream sampled or greedy text as it is generated, or beam search's n-best.
 
@@ -460,7 +469,7 @@ def generate_text(
     from arlm.usecases.generate import GenerateRequest, Generation, NBest, generate
 
     request = GenerateRequest(model_path, prompt, config, draft=draft, draft_tokens=draft_tokens,
-                              quantize=quantize, fast=fast, timed=as_json)
+                              adaptive_draft=adaptive_draft, quantize=quantize, fast=fast, timed=as_json)
     result = generate(request, on_text=_write, on_sample=_print_sample, on_unknown=_warn_unknown)
     if isinstance(result, Generation):
         if as_json:

@@ -1,6 +1,8 @@
 """Speculative decoding: greedy equals plain greedy for every kind of draft, the acceptance rule
 preserves p (exactly and by sampling), the KV cache and draft states roll back, bad input."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +10,10 @@ import torch
 from arlm.decode.processors import build_processors
 from arlm.decode.search import greedy_search
 from arlm.decode.speculative import (
+    DraftSchedule,
     ModelDraft,
     PromptLookupDraft,
+    RoundCost,
     Sampler,
     TargetVerifier,
     accept_or_resample,
@@ -35,11 +39,11 @@ PROMPT = [SOS_ID, 5, 6, 7, 5, 6, 9, 4]
 CHI2_999 = {4: 18.47, 8: 26.12, 15: 37.70}
 
 
-def _transformer(seed, vocab_size=V, d_model=16, n_layer=2, std=0.4):
+def _transformer(seed, vocab_size=V, d_model=16, n_layer=2, std=0.4, block_size=64):
     """A random tiny Transformer with large weights, so that its distributions are peaked and its
     greedy text varied (a GPT-2 init is almost uniform and, with tied weights, repeats one token)."""
     torch.manual_seed(seed)
-    cfg = TransformerConfig(vocab_size=vocab_size, block_size=64, n_layer=n_layer, n_head=2,
+    cfg = TransformerConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=2,
                             d_model=d_model, tie_weights=False)
     model = TransformerLM(cfg).eval()
     with torch.no_grad():
@@ -81,6 +85,10 @@ def _rnn(seed=0, std=0.6):
 
 
 TARGET = _transformer(2)
+# a cost model under which any draft pays when it agrees (the built-in estimates judge a draft as
+# big as these tiny targets too costly, and never call it)
+CHEAP = RoundCost(verify_first=0.1, verify_per_token=0.05, draft_call=0.0, draft_step=0.05)
+SCHEDULES = {"fixed": dict(adaptive=False), "adaptive": {}, "adaptive, cheap drafts": dict(cost=CHEAP)}
 DRAFTS = {
     "random transformer": lambda: _transformer(1, d_model=8, n_layer=1),
     "perturbed transformer": lambda: _perturbed(TARGET, 2),
@@ -96,12 +104,13 @@ DRAFTS = {
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
 @pytest.mark.parametrize("k", [1, 4])
 @pytest.mark.parametrize("draft", sorted(DRAFTS))
-def test_greedy_speculative_equals_plain_greedy(draft, k):
+def test_greedy_speculative_equals_plain_greedy(draft, k, schedule):
     plain = greedy_search(TARGET, [PROMPT], max_new_tokens=40, eos_id=None)
     spec = speculative_generate(TARGET, DRAFTS[draft](), PROMPT, k=k, max_new_tokens=40,
-                                temperature=0, eos_id=None)
+                                temperature=0, eos_id=None, **SCHEDULES[schedule])
     assert spec.tokens.tolist() == plain.rows()[0]
     torch.testing.assert_close(spec.log_probs, plain.log_probs[0], atol=1e-5, rtol=1e-5)
     s = spec.stats
@@ -109,35 +118,50 @@ def test_greedy_speculative_equals_plain_greedy(draft, k):
     assert s.target_forwards == s.rounds  # a Transformer target verifies in one pass
     assert s.new_tokens == s.rounds + s.accepted  # each round: accepted tokens + one of the target's
     assert 0 <= s.accepted <= s.proposed <= k * s.rounds
-    if draft == "perturbed transformer":  # both branches of the rule ran: agreement and rollback
-        assert 0 < s.accepted < s.proposed
+    if draft == "perturbed transformer" and schedule != "adaptive":  # both branches of the rule
+        assert 0 < s.accepted < s.proposed  # ran: agreement and rollback
 
 
-def test_a_draft_equal_to_the_target_is_always_accepted():
+@pytest.mark.parametrize("schedule", ["fixed", "adaptive, cheap drafts"])
+def test_a_draft_equal_to_the_target_is_always_accepted(schedule):
     spec = speculative_generate(TARGET, TARGET, PROMPT, k=4, max_new_tokens=40, temperature=0,
-                                eos_id=None)
+                                eos_id=None, **SCHEDULES[schedule])
     s = spec.stats
     assert s.acceptance_rate == 1.0 and s.proposed == 32
     assert s.target_forwards == 8 and s.tokens_per_target_forward == 5.0  # k + 1 per pass
+    assert s.mean_draft_length == 4.0 and s.rounds_off == 0
 
 
-def test_greedy_stops_on_eos_as_plain_greedy_does():
+def test_a_draft_as_costly_as_the_target_is_never_called():
+    """Each proposal costs a draft step as dear as a target step: no acceptance rate could pay."""
+    spec = speculative_generate(TARGET, _perturbed(TARGET, 2), PROMPT, k=4, max_new_tokens=20,
+                                temperature=0, eos_id=None)
+    s = spec.stats
+    assert s.rounds_off == s.rounds == s.target_forwards == 20
+    assert s.draft_rounds == s.proposed == s.draft_forwards == s.probes == 0
+
+
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_greedy_stops_on_eos_as_plain_greedy_does(schedule):
     target = _transformer(4, vocab_size=6, d_model=8)
     prompt = [SOS_ID, 4]
     plain = greedy_search(target, [prompt], max_new_tokens=30)
     assert plain.stop_reason == ["eos"]  # this seed reaches [EOS]: the case under test
     for draft in (_transformer(6, vocab_size=6, d_model=8), PromptLookupDraft(), target):
-        spec = speculative_generate(target, draft, prompt, k=3, max_new_tokens=30, temperature=0)
+        spec = speculative_generate(target, draft, prompt, k=3, max_new_tokens=30, temperature=0,
+                                    **SCHEDULES[schedule])
         assert spec.tokens.tolist() == plain.rows()[0] and spec.stop_reason == "eos"
 
 
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
 @pytest.mark.parametrize("draft", ["random transformer", "prompt lookup", "the target itself"])
-def test_greedy_with_processors_equals_plain_greedy_with_them(draft):
+def test_greedy_with_processors_equals_plain_greedy_with_them(draft, schedule):
     """The penalties depend on the prefix: verifying position i must see the accepted x_<i."""
     kw = dict(max_new_tokens=30, eos_id=None, repetition_penalty=1.5, no_repeat_ngram_size=3,
               banned=[7])
     plain = greedy_search(TARGET, [PROMPT], **kw)
-    spec = speculative_generate(TARGET, DRAFTS[draft](), PROMPT, k=3, temperature=0, **kw)
+    spec = speculative_generate(TARGET, DRAFTS[draft](), PROMPT, k=3, temperature=0, **kw,
+                                **SCHEDULES[schedule])
     assert spec.tokens.tolist() == plain.rows()[0]
     assert 7 not in spec.tokens.tolist()
 
@@ -146,11 +170,132 @@ def test_a_target_without_step_all_is_fed_token_by_token_and_still_exact():
     target = _rnn(3)
     plain = greedy_search(target, [PROMPT], max_new_tokens=25, eos_id=None)
     spec = speculative_generate(target, _perturbed(target, 9), PROMPT, k=3, max_new_tokens=25,
-                                temperature=0, eos_id=None)
+                                temperature=0, eos_id=None, adaptive=False)
     assert spec.tokens.tolist() == plain.rows()[0]
     s = spec.stats
     assert s.target_forwards == s.rounds + s.proposed  # one call for the context, one per proposal
     assert 0 < s.accepted < s.proposed
+    # each proposal costs a target step: it can never pay, and the adaptive schedule never proposes
+    spec = speculative_generate(target, _perturbed(target, 9), PROMPT, k=3, max_new_tokens=25,
+                                temperature=0, eos_id=None, cost=None)
+    assert spec.tokens.tolist() == plain.rows()[0] and spec.stats.proposed == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The schedule: the draft length follows the acceptance; speculation switches off and on again
+# ---------------------------------------------------------------------------------------------
+
+def test_the_speedup_of_a_round_is_the_expected_tokens_over_the_cost():
+    schedule = DraftSchedule(6, CHEAP)
+    a = schedule.acceptance  # the prior: 0.75
+    assert a == 0.75
+    for k in (1, 3, 6):
+        want = (1 - a ** (k + 1)) / (1 - a) / (1 + CHEAP.extra(k, k))
+        assert schedule.speedup(k) == pytest.approx(want)
+    k, speedup = schedule.best_length()
+    assert speedup == pytest.approx(max(schedule.speedup(j) for j in range(1, 7)))
+    assert schedule.speedup(k) == pytest.approx(speedup)
+
+
+def test_the_draft_length_follows_the_acceptance():
+    """All accepted: k stays at its maximum; then rejections: it shrinks, one length after another,
+    until speculation switches off; all accepted again (probes): back on and back up to k."""
+    schedule = DraftSchedule(6, CHEAP)
+    lengths = []
+    for outcome in "aaaa" + "r" * 40 + "a" * 120:  # each round the draft was called: all (a) or none (r)
+        k = schedule.next_length()
+        lengths.append(k)
+        if k:
+            schedule.update(k, k if outcome == "a" else 0, k)
+    assert lengths[:4] == [6, 6, 6, 6]
+    shrinking = lengths[4 : lengths.index(0)]
+    assert shrinking == sorted(shrinking, reverse=True) and shrinking[-1] < 6  # shrinks, then off
+    assert lengths[-10:] == [6] * 10  # the draft agrees again: back on, at the maximum
+
+
+def test_a_fixed_schedule_proposes_k_every_round():
+    schedule = DraftSchedule(3, RoundCost(1.0, 1.0, 1.0, 1.0), adaptive=False)
+    for _ in range(5):
+        assert schedule.next_length() == 3
+        schedule.update(3, 0, 3)
+
+
+def test_the_switch_goes_off_on_losing_rounds_and_probes_with_growing_gaps():
+    schedule = DraftSchedule(4, CHEAP)
+    calls = []
+    for i in range(200):
+        k = schedule.next_length()
+        if k:
+            calls.append((i, k))
+            schedule.update(k, 0, k)  # a useless draft
+    rounds = [i for i, _ in calls]
+    first = next(n for n in range(len(rounds)) if rounds[n] != n)  # the first round after a pause
+    assert 2 <= first <= 10  # a few losing rounds use up the prior
+    gaps = [b - a - 1 for a, b in itertools.pairwise(rounds[first - 1 :])]
+    assert gaps == [4, 8, 16, 32, 64, 64][: len(gaps)] and len(gaps) >= 5  # plain rounds between probes
+    assert all(k == 2 for _, k in calls[first:])  # a probe proposes 2 tokens
+
+
+class _ScriptedDraft:
+    """Proposes a token the target never picks until ``agree_from`` tokens were generated, then the
+    target's own greedy continuation (read from ``reference``, prompt included); records the number of
+    generated tokens at each call."""
+
+    def __init__(self, reference, prompt_len, agree_from):
+        self.reference, self.prompt_len, self.agree_from = reference, prompt_len, agree_from
+        self.calls = []
+
+    def propose(self, context, k, sampler):
+        t = len(context)
+        self.calls.append(t - self.prompt_len)
+        if t - self.prompt_len >= self.agree_from:
+            return self.reference[t : t + k], None
+        right = self.reference[t]
+        return [4 if right != 4 else 5] * k, None
+
+
+def test_speculation_switches_off_on_a_useless_draft_and_on_again_when_it_agrees():
+    target = _transformer(2, block_size=160)
+    new, agree_from = 120, 40
+    plain = greedy_search(target, [PROMPT], max_new_tokens=new, eos_id=None).rows()[0]
+    draft = _ScriptedDraft(PROMPT + plain, len(PROMPT), agree_from)
+    spec = speculative_generate(target, draft, PROMPT, k=4, max_new_tokens=new, temperature=0,
+                                eos_id=None, cost=CHEAP)
+    assert spec.tokens.tolist() == plain
+    s = spec.stats
+    useless = [c for c in draft.calls if c < agree_from]
+    assert len(useless) <= 14 and s.rounds_off >= agree_from - len(useless)  # off most of the time
+    assert s.probes >= 3
+    agreeing = [c for c in draft.calls if c >= agree_from]
+    assert agreeing[0] < 80 and s.accepted >= 30  # on again soon after, and proposing k = 4
+    assert all(b - a == 5 for a, b in itertools.pairwise(agreeing[2:-1]))
+
+
+@pytest.mark.parametrize("draft", ["prompt lookup", "random transformer", "perturbed transformer"])
+def test_sampling_with_the_schedule_is_seeded(draft):
+    runs = [speculative_generate(TARGET, DRAFTS[draft](), PROMPT, k=4, max_new_tokens=40, seed=3,
+                                 eos_id=None, cost=CHEAP) for _ in range(2)]
+    assert torch.equal(runs[0].tokens, runs[1].tokens) and runs[0].stats == runs[1].stats
+    assert runs[0].stats.draft_rounds > 0
+
+
+def test_prompt_lookup_finds_what_a_plain_scan_finds():
+    """The byte search returns the most recent earlier occurrence, as a token-by-token scan does."""
+    sampler = Sampler(build_processors(), False, None, torch.device("cpu"))
+    look = PromptLookupDraft(max_ngram=3)
+
+    def scan(context, k):
+        T = len(context)
+        for n in range(3, 0, -1):
+            for start in range(T - n - 1, -1, -1):
+                if n < T and context[start : start + n] == context[T - n :]:
+                    return context[start + n : start + n + k]
+        return []
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        context = rng.integers(0, int(rng.integers(2, 300)), size=int(rng.integers(1, 40))).tolist()
+        assert look.propose(context, 3, sampler) == (scan(context, 3), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,21 +381,22 @@ def test_speculative_sampling_of_two_tokens_matches_the_target(draft, settings):
     proposer = BigramTable(vocab, seed=1) if draft == "bigram" else PromptLookupDraft()
     for seed in range(n):  # max_new_tokens=3, k=2: the first round verifies two proposals
         out = speculative_generate(target, proposer, prompt, k=2, max_new_tokens=3, eos_id=None,
-                                   seed=seed, **settings)
+                                   seed=seed, adaptive=False, **settings)  # the rule, every round
         a, b = out.tokens[:2].tolist()
         counts[a * vocab + b] += 1
     chi2, df = _chi2(counts, joint.flatten().numpy())
     assert chi2 < CHI2_999[df]
 
 
-def test_same_seed_same_tokens_and_stats_add_up():
+@pytest.mark.parametrize("schedule", sorted(SCHEDULES))
+def test_same_seed_same_tokens_and_stats_add_up(schedule):
     draft = _transformer(1, d_model=8, n_layer=1)
-    runs = [speculative_generate(TARGET, draft, PROMPT, k=3, max_new_tokens=30, seed=s)
-            for s in (4, 4, 5)]
+    runs = [speculative_generate(TARGET, draft, PROMPT, k=3, max_new_tokens=30, seed=s,
+                                 **SCHEDULES[schedule]) for s in (4, 4, 5)]
     assert torch.equal(runs[0].tokens, runs[1].tokens) and runs[0].stats == runs[1].stats
     assert not torch.equal(runs[0].tokens, runs[2].tokens)
     gen = speculative_generate(TARGET, draft, PROMPT, k=3, max_new_tokens=30,
-                               generator=torch.Generator().manual_seed(4))
+                               generator=torch.Generator().manual_seed(4), **SCHEDULES[schedule])
     assert torch.equal(gen.tokens, runs[0].tokens)
     for r in runs:
         ids = r.tokens.tolist()
@@ -271,7 +417,8 @@ def test_sampling_reaches_eos_and_stops_there():
     target, draft = _transformer(5, vocab_size=6, d_model=8), BigramTable(6, seed=2)
     reasons = set()
     for seed in range(20):
-        r = speculative_generate(target, draft, [SOS_ID], k=3, max_new_tokens=15, seed=seed)
+        r = speculative_generate(target, draft, [SOS_ID], k=3, max_new_tokens=15, seed=seed,
+                                 adaptive=False)
         ids = r.tokens.tolist()
         reasons.add(r.stop_reason)
         assert (ids.index(EOS_ID) == len(ids) - 1) if r.stop_reason == "eos" else EOS_ID not in ids

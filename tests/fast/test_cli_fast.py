@@ -70,12 +70,18 @@ def test_every_draft_and_path_gives_the_plain_greedy_tokens(models):
     assert plain["tokens_per_s"] > 0 and plain["draft"] is None
     assert _json(arlm("generate", models["tf"], *GREEDY, "--json", cwd=root))["tokens"] == plain["tokens"]
     for draft in ("prompt-lookup", models["char_ngram"], models["tf_draft"]):
-        out = _json(arlm("generate", models["tf"], *GREEDY, "--json", "--draft", draft, "--draft-tokens", "3",
-                         cwd=root))
-        assert out["tokens"] == plain["tokens"] and out["text"] == plain["text"]
-        assert out["proposed"] > 0 and out["draft_tokens"] == 3  # the draft really took part
-        assert out["tokens_per_target_forward"] == pytest.approx(40 / out["target_forwards"])
-        assert out["accepted"] == round(out["acceptance_rate"] * out["proposed"])
+        for schedule in ("--fixed-draft", "--adaptive-draft"):
+            out = _json(arlm("generate", models["tf"], *GREEDY, "--json", "--draft", draft, "--draft-tokens",
+                             "3", schedule, cwd=root))
+            assert out["tokens"] == plain["tokens"] and out["text"] == plain["text"]
+            assert out["draft_tokens"] == 3 and out["adaptive_draft"] == (schedule == "--adaptive-draft")
+            assert out["tokens_per_target_forward"] == pytest.approx(40 / out["target_forwards"])
+            assert out["accepted"] == round(out["acceptance_rate"] * out["proposed"])
+            assert out["rounds"] == out["target_forwards"] and out["mean_draft_tokens"] <= 3
+            if schedule == "--fixed-draft":  # the draft really took part, every round
+                assert out["proposed"] > 0 and out["rounds_off"] == 0
+            else:  # on a target this tiny, a verifying pass costs about a step: no draft can pay
+                assert out["proposed"] == 0 and out["rounds_off"] == out["rounds"] == 40
     r = arlm("generate", models["tf"], *GREEDY, "--draft", "prompt-lookup", cwd=root)
     code, text, err = r.returncode, r.stdout, r.stderr
     assert code == 0 and text.strip() == plain["text"].strip() and "acceptance" in err

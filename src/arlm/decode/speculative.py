@@ -60,11 +60,39 @@ tokens are fed again. The target is verified in one pass when it has ``step_all`
 other targets are fed one token at a time — exact, but with no speed-up (``target_forwards``
 counts every call).
 
+**The schedule** (:class:`DraftSchedule`, one per call: no state outlives it). A fixed k loses when
+the draft is rarely right: every proposal costs a draft step and a wider verifying pass, and a
+weak target with a char 7-gram draft that agreed on 9% of its proposals decoded at 0.54× plain
+greedy. So the number of proposals adapts, round by round, from counts only (never from timers, so
+the same seed gives the same tokens):
+
+* the acceptance a (the probability that a proposal is accepted when those before it were) is
+  estimated from decayed counts of accepted and rejected proposals (a window of ~5 rounds);
+* a round of k proposals is expected to yield 1 + a + … + a^k tokens for 1 + c(k) target steps,
+  where c(k) is what the proposals cost beyond a plain step (:class:`RoundCost`: the wider verifying
+  pass and the draft's steps, relative to a target step, from fixed per-kind constants and
+  parameter counts). The next round proposes the k ≤ the ``k`` passed that maximises that ratio,
+  and speculation switches off while the best ratio is ≤ 1. HF's "heuristic" schedule (k + 2 after
+  a round whose proposals were all accepted, k − 1 otherwise) was measured first: it shrinks k
+  after every partial acceptance, to the lengths where the verifying pass's fixed cost weighs
+  most, and lost to a fixed k on a small target with prompt lookup (docs/fast_decoding.md);
+* while off the rounds are plain target steps (the draft is not called); a probe round proposes 2
+  tokens after 4 plain steps, then 8, 16, … up to 64 while the probes lose (back to 4 after one
+  that gains), and its counts, weighing more than the older ones, switch speculation back on
+  when the draft agrees again. A draft that can never pay (its one-token round costs a target
+  step or more, e.g. a target without ``step_all``) is never called: the call is plain decoding
+  (:func:`arlm.decode.search.generate`, at its speed).
+
+Which tokens come out does not depend on the schedule (greedy gives plain greedy's tokens; sampling
+keeps p̃, since each round's length depends only on the rounds before it); only the speed does.
+``adaptive=False`` proposes k tokens every round.
+
 Batch size 1 only: rows of a batch would accept different numbers of tokens per round.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -74,7 +102,7 @@ from torch import Tensor
 
 from arlm.decode.config import DecodingConfig, check_positive_int, decoding_config
 from arlm.decode.processors import LogitsPipeline
-from arlm.decode.search import STOP_EOS, STOP_LENGTH, _device_of
+from arlm.decode.search import STOP_EOS, STOP_LENGTH, _device_of, generate
 from arlm.errors import ConfigError, MismatchError
 from arlm.models.base import ARModel, as_long_tensor
 from arlm.streams import EOS_ID, SOS_ID
@@ -94,6 +122,10 @@ class SpeculativeStats:
     proposed: int = 0  # draft tokens sent to the target for verification
     accepted: int = 0  # of those, kept
     new_tokens: int = 0  # tokens generated ([EOS] included)
+    draft_rounds: int = 0  # rounds that asked the draft for proposals
+    draft_length_sum: int = 0  # the draft lengths asked for, summed over those rounds
+    rounds_off: int = 0  # rounds with speculation switched off: a plain target step, no draft call
+    probes: int = 0  # of the draft rounds, those that proposed again while speculation was off
 
     @property
     def acceptance_rate(self) -> float:
@@ -104,6 +136,11 @@ class SpeculativeStats:
     def tokens_per_target_forward(self) -> float:
         """new tokens / target forward calls: 1 for plain decoding, up to k + 1 here."""
         return self.new_tokens / self.target_forwards if self.target_forwards else 0.0
+
+    @property
+    def mean_draft_length(self) -> float:
+        """The mean number of proposals asked of the draft per draft round (0 when none)."""
+        return self.draft_length_sum / self.draft_rounds if self.draft_rounds else 0.0
 
 
 @dataclass
@@ -191,13 +228,19 @@ class Sampler:
 # ---------------------------------------------------------------------------------------------
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    """The length of the longest common prefix of two lists: a binary search on slice equality (the
+    comparisons run in C, so a round costs a few µs however long the context)."""
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return hi
+    while hi - lo > 1:  # a[:lo] == b[:lo] and a[:hi] != b[:hi]
+        mid = (lo + hi) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 class _Fed:
@@ -220,6 +263,7 @@ class _Fed:
     def rewind(self, context: Sequence[int]) -> list[int]:
         """Roll back to the longest fed prefix of ``context`` (leaving ≥ 1 token to feed, so that the
         next step returns the distribution after the whole context); return the tokens to feed."""
+        context = context if isinstance(context, list) else list(context)
         keep = min(_common_prefix(self.tokens, context), len(context) - 1)
         if keep < len(self.tokens):
             if self.can_crop:
@@ -362,12 +406,166 @@ class PromptLookupDraft:
     def propose(self, context: Sequence[int], k: int, sampler: Sampler) -> tuple[list[int], None]:
         context = list(context)
         T = len(context)
+        data = array("q", context).tobytes()  # 8 bytes a token: bytes.rfind searches in C
         for n in range(self.max_ngram, self.min_ngram - 1, -1):
-            tail = context[T - n:]
-            for start in range(T - n - 1, -1, -1):  # the match must end before the tail does
-                if context[start : start + n] == tail:
+            if n >= T:  # no room for an earlier occurrence
+                continue
+            tail = data[(T - n) * 8 :]
+            end = (T - 1) * 8  # the match must end before the tail does: start + n ≤ T − 1
+            while (at := data.rfind(tail, 0, end)) >= 0:
+                if at % 8 == 0:  # aligned on a token
+                    start = at // 8
                     return context[start + n : start + n + k], None
+                end = at + len(tail) - 1  # a match across token boundaries: look further back
         return [], None
+
+
+# ---------------------------------------------------------------------------------------------
+# How many tokens to propose: the draft length and the on/off switch (module docstring)
+# ---------------------------------------------------------------------------------------------
+
+# Cost estimates, fixed (deterministic: the same seed gives the same tokens), measured once on one
+# CPU core (docs/fast_decoding.md) and rounded towards caution (a draft judged too costly only loses
+# some speed-up; one judged too cheap could make decoding slower than plain greedy).
+STEP_OVERHEAD = 250_000  # a model step's fixed cost (Python, kernel calls), in parameter reads
+NGRAM_STEP_PER_ORDER = 200_000  # an n-gram model's step, per order (its backoff), in parameter reads
+PROPOSAL_CALL = 50_000  # one proposal of a draft with no model (prompt lookup's search), in parameter reads
+# a verifying pass over 2 positions instead of 1 (a masked attention, the head on every position):
+# VERIFY_FIRST target steps + VERIFY_OVERHEAD parameter reads; each further position VERIFY_PER_TOKEN
+# target steps + VERIFY_PER_TOKEN_OVERHEAD (the fixed parts weigh most on a small target)
+VERIFY_FIRST, VERIFY_OVERHEAD = 0.3, 150_000
+VERIFY_PER_TOKEN, VERIFY_PER_TOKEN_OVERHEAD = 0.08, 30_000
+PRIOR_ACCEPTED, PRIOR_REJECTED = 6.0, 2.0  # the counts before the first round: an acceptance of 0.75
+# (worth ~2 rounds: two rounds rejected at once do not switch a draft off; three do)
+COUNT_DECAY = 0.8  # each round multiplies the counts by this before adding its own (a window of ~5)
+PROBE_DECAY = 0.5  # a probe halves them: the evidence from before speculation paused is stale
+PROBE_LENGTH = 2  # proposals in a probe round
+PROBE_FIRST, PROBE_LAST = 4, 64  # plain rounds before a probe: doubled while the probes lose
+
+
+def step_cost(model: object) -> float:
+    """An estimate of one decoding step's cost, in parameter reads, from the model's kind and size
+    (never timed): a network STEP_OVERHEAD + its parameter count, an n-gram model
+    NGRAM_STEP_PER_ORDER × its order, anything else STEP_OVERHEAD."""
+    inner = getattr(model, "model", model)  # a FastDecoder (or another wrapper) around its model
+    if isinstance(inner, torch.nn.Module):
+        return STEP_OVERHEAD + sum(p.numel() for p in inner.parameters())
+    order = getattr(inner, "order", None)
+    if isinstance(order, int):
+        return NGRAM_STEP_PER_ORDER * order
+    return STEP_OVERHEAD
+
+
+@dataclass(frozen=True)
+class RoundCost:
+    """What a round's proposals cost beyond a plain target step, in target steps."""
+
+    verify_first: float  # verifying the first proposal (a pass over 2 positions instead of 1)
+    verify_per_token: float  # verifying each further proposal
+    draft_call: float  # one call of a draft with no model (prompt lookup's search)
+    draft_step: float  # one step of a draft model
+
+    @classmethod
+    def of(cls, target: ARModel, draft: Draft, one_pass: bool) -> RoundCost:
+        """The estimates for ``draft`` proposing to ``target`` (verified in one pass, or a step a token)."""
+        target_step = step_cost(target)
+        verify_first, verify_per_token = 1.0, 1.0  # a step per proposal
+        if one_pass:
+            verify_first = VERIFY_FIRST + VERIFY_OVERHEAD / target_step
+            verify_per_token = VERIFY_PER_TOKEN + VERIFY_PER_TOKEN_OVERHEAD / target_step
+        if isinstance(draft, ModelDraft):
+            return cls(verify_first, verify_per_token, 0.0, step_cost(draft.model) / target_step)
+        return cls(verify_first, verify_per_token, PROPOSAL_CALL / target_step, 0.0)
+
+    def extra(self, proposed: int, draft_forwards: int) -> float:
+        """The cost of a round that called the draft, beyond a plain target step."""
+        verify = self.verify_first + self.verify_per_token * (proposed - 1) if proposed else 0.0
+        return verify + self.draft_call + self.draft_step * draft_forwards
+
+    @property
+    def break_even(self) -> float:
+        """The cost of a round with one proposal (one draft step): the acceptance rate above which
+        proposing pays at all."""
+        return self.extra(1, 1)
+
+
+@dataclass
+class DraftSchedule:
+    """The draft length and the on/off switch of one :func:`speculative_generate` call (module
+    docstring): :meth:`next_length` before a round, :meth:`update` with the round's counts after it.
+    With ``adaptive=False``: k_max every round."""
+
+    k_max: int
+    cost: RoundCost
+    adaptive: bool = True
+    k: int = 0  # the draft length of the next round that proposes (k_max at the start)
+    accepted: float = PRIOR_ACCEPTED  # decayed count of accepted proposals
+    rejected: float = PRIOR_REJECTED  # decayed count of rejected ones (at most one a round)
+    on: bool = True  # speculation on; off: plain target steps, with a probe every `backoff` rounds
+    wait: int = 0  # plain rounds left before the next probe (while off; -1: never, it cannot pay)
+    backoff: int = PROBE_FIRST
+    probing: bool = False  # the current round is a probe
+
+    def __post_init__(self) -> None:
+        self.k = self.k_max
+        if self.adaptive and self.cost.break_even >= 1:  # no acceptance rate could make it pay
+            self.on, self.wait = False, -1
+
+    @property
+    def never_pays(self) -> bool:
+        """No acceptance rate could make proposing pay: the draft is never called."""
+        return self.adaptive and self.wait < 0
+
+    @property
+    def acceptance(self) -> float:
+        """The estimated probability that a proposal is accepted, given that those before it were."""
+        return self.accepted / (self.accepted + self.rejected)
+
+    def speedup(self, k: int) -> float:
+        """The expected tokens per unit of cost (a plain target step: 1 token for 1) of a round of k
+        proposals, each accepted with probability :attr:`acceptance` after the ones before it:
+        (1 + a + … + a^k) / (1 + the proposals' cost)."""
+        a = self.acceptance
+        return sum(a**i for i in range(k + 1)) / (1 + self.cost.extra(k, k))
+
+    def best_length(self) -> tuple[int, float]:
+        """The length in [1, k_max] with the largest :meth:`speedup`, and that speed-up."""
+        a, tokens, term = self.acceptance, 1.0, 1.0
+        best = (1, 0.0)
+        for k in range(1, self.k_max + 1):
+            term *= a
+            tokens += term  # 1 + a + … + a^k
+            speedup = tokens / (1 + self.cost.extra(k, k))
+            if speedup > best[1]:
+                best = (k, speedup)
+        return best
+
+    def next_length(self) -> int:
+        """The number of proposals to ask for this round: 0 for a plain target step (no draft call)."""
+        self.probing = False
+        if not self.adaptive or self.on:
+            return self.k
+        if self.wait != 0:
+            self.wait -= self.wait > 0
+            return 0
+        self.probing = True
+        return min(PROBE_LENGTH, self.k_max)
+
+    def update(self, proposed: int, accepted: int, draft_forwards: int) -> None:
+        """After a round that called the draft: count its acceptances, take the length that maximises
+        the expected speed-up, and keep speculating only while that speed-up exceeds 1."""
+        if not self.adaptive:
+            return
+        decay = PROBE_DECAY if self.probing else COUNT_DECAY
+        self.accepted = decay * self.accepted + accepted
+        self.rejected = decay * self.rejected + (accepted < proposed)
+        self.k, speedup = self.best_length()
+        self.on = speedup > 1
+        if self.probing:  # the gaps between probes double while the probes lose
+            won = accepted > self.cost.extra(proposed, draft_forwards)
+            self.backoff = PROBE_FIRST if won else min(2 * self.backoff, PROBE_LAST)
+        if not self.on:
+            self.wait = self.backoff
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,13 +616,15 @@ def speculative_generate(
     config: DecodingConfig | None = None,
     *,
     k: int = 4,
+    adaptive: bool = True,
+    cost: RoundCost | None = None,
     processors: LogitsPipeline | None = None,
     eos_id: int | None = EOS_ID,
     sos_id: int = SOS_ID,
     generator: torch.Generator | None = None,
     **settings: Any,
 ) -> SpeculativeResult:
-    """Decode ``target`` from ``prompt`` (one row; None = [SOS]) with ``draft`` proposing k tokens a round.
+    """Decode ``target`` from ``prompt`` (one row; None = [SOS]), ``draft`` proposing ≤ k tokens a round.
 
     ``draft``: an ARModel on the target's vocabulary, or a :class:`Draft` such as
     :class:`PromptLookupDraft`. The settings are a :class:`~arlm.decode.config.DecodingConfig` (or its
@@ -432,6 +632,11 @@ def speculative_generate(
     greedy strategy is greedy; the output then equals ``greedy_search``); the tokens are distributed
     as plain sampling from the (processed) target. Stops on ``eos_id`` or after ``max_new_tokens``.
     The same ``seed`` (or ``generator`` state) gives the same tokens.
+
+    ``k`` is the first and the largest draft length: with ``adaptive`` (the default) the length
+    follows the acceptance and speculation switches off while it does not pay
+    (:class:`DraftSchedule`); ``adaptive=False`` proposes k tokens every round. ``cost``: what a
+    round's proposals cost, in target steps (default: :meth:`RoundCost.of`'s fixed estimates).
     """
     # ----- validate (ConfigError / MismatchError, one sentence naming problem and fix) -----
     if not isinstance(target, ARModel):
@@ -453,6 +658,18 @@ def speculative_generate(
     sampler = Sampler(processors, greedy, generator, device, eos_id)
     context = _prompt_list(prompt, sos_id)
     verifier = TargetVerifier(target)
+    if cost is None:
+        cost = RoundCost.of(target, draft, verifier.one_pass)
+    elif not isinstance(cost, RoundCost):
+        raise ConfigError(f"cost must be a RoundCost, got {type(cost).__name__}; leave it out for the "
+                          "built-in estimates")
+    schedule = DraftSchedule(k, cost, adaptive)
+    if schedule.never_pays:  # plain decoding, through its own loop (the same tokens, at its speed)
+        plain = generate(target, [context], config, processors=processors, eos_id=eos_id, sos_id=sos_id,
+                         generator=generator)
+        n = int(plain.lengths[0])
+        stats = SpeculativeStats(target_forwards=n, rounds=n, new_tokens=n, rounds_off=n)
+        return SpeculativeResult(plain.tokens[0, :n], plain.log_probs[0, :n], plain.stop_reason[0], stats)
     stats = SpeculativeStats()
     draft_forwards0 = getattr(draft, "forwards", 0)
     out: list[int] = []
@@ -461,8 +678,17 @@ def speculative_generate(
 
     while len(out) < max_new_tokens:
         # ----- the draft proposes (never past the budget: the round adds one token of its own) -----
-        n_max = min(k, max_new_tokens - len(out) - 1)
-        proposals, q = draft.propose(context, n_max, sampler) if n_max > 0 else ([], None)
+        length = schedule.next_length()  # 0: speculation is off this round
+        n_max = min(length, max_new_tokens - len(out) - 1)
+        proposals, q, draft_forwards = [], None, 0
+        if n_max > 0:
+            forwards_before = getattr(draft, "forwards", 0)
+            proposals, q = draft.propose(context, n_max, sampler)
+            draft_forwards = getattr(draft, "forwards", 0) - forwards_before
+            stats.draft_rounds += 1
+            stats.draft_length_sum += n_max
+            stats.probes += schedule.probing
+        stats.rounds_off += length == 0
         proposals = list(proposals[:n_max])
         if eos_id is not None and eos_id in proposals:  # nothing after [EOS] is worth checking
             proposals = proposals[: proposals.index(eos_id) + 1]
@@ -472,6 +698,7 @@ def speculative_generate(
         stats.rounds += 1
         stats.proposed += len(proposals)
         new: list[int] = []
+        round_accepted = 0
         for i in range(len(proposals) + 1):
             scores = sampler.scores([*context, *new], logp[i])  # (V,) the processed target
             if i == len(proposals):  # all proposals accepted: a bonus token from p itself
@@ -485,9 +712,12 @@ def speculative_generate(
                 y, accepted = accept_or_resample(p, qi, proposals[i], generator)
             new.append(y)
             out_lp.append(float(logp[i, y]))
-            stats.accepted += accepted
+            round_accepted += accepted
             if not accepted or y == eos_id:
                 break
+        stats.accepted += round_accepted
+        if n_max > 0:
+            schedule.update(len(proposals), round_accepted, draft_forwards)
         context += new
         out += new
         if eos_id is not None and out[-1] == eos_id:

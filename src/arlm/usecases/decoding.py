@@ -56,15 +56,18 @@ def check_context(model: ARModel, ids: list[int], max_new_tokens: int) -> None:
 
 def decode(model: ARModel, tokenizer: Tokenizer, prompt_ids: list[int], config: DecodingConfig,
            on_token: Callable | None = None, *, draft: Any = None, draft_tokens: int = 4,
-           fast: bool = True):
+           adaptive_draft: bool = True, fast: bool = True):
     """Continue one prompt with ``config``'s strategy: :class:`~arlm.decode.search.Samples` (sampling,
     greedy; ``on_token`` streams them) or :class:`~arlm.decode.search.Beams` (beam search).
 
     ``draft`` (a model on the same tokenizer, or a :class:`~arlm.decode.speculative.Draft` such as
-    prompt lookup; see :func:`load_draft`) turns on speculative decoding with ``draft_tokens``
-    proposals a round: a :class:`~arlm.decode.speculative.SpeculativeResult` (the same tokens as
-    plain greedy decoding; sampling keeps the model's distribution). ``fast`` decodes a Transformer
-    with the lean one-token step of :class:`~arlm.decode.fast.FastDecoder` (the same tokens).
+    prompt lookup; see :func:`load_draft`) turns on speculative decoding with at most
+    ``draft_tokens`` proposals a round (the first round's number; with ``adaptive_draft`` the number
+    then follows the acceptance and speculation pauses while it does not pay; without it,
+    ``draft_tokens`` every round): a :class:`~arlm.decode.speculative.SpeculativeResult` (the same
+    tokens as plain greedy decoding; sampling keeps the model's distribution). ``fast`` decodes a
+    Transformer with the lean one-token step of :class:`~arlm.decode.fast.FastDecoder` (the same
+    tokens).
     """
     from arlm.decode.fast import fast_decoder
     from arlm.decode.search import beam_search, generate
@@ -79,7 +82,8 @@ def decode(model: ARModel, tokenizer: Tokenizer, prompt_ids: list[int], config: 
 
         check_draft(config, draft_tokens)
         return speculative_generate(target, fast_decoder(draft, fast), [prompt_ids], config,
-                                    k=draft_tokens, eos_id=ids["eos_id"], sos_id=ids["sos_id"])
+                                    k=draft_tokens, adaptive=adaptive_draft, eos_id=ids["eos_id"],
+                                    sos_id=ids["sos_id"])
     if config.strategy == "beam":
         return beam_search(target, [prompt_ids], config, **ids)
     return generate(target, [prompt_ids], config, on_token=on_token,

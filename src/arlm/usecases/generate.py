@@ -95,6 +95,7 @@ class Generation:
     new_tokens: int  # over all sequences
     draft: str | None = None
     draft_tokens: int | None = None
+    adaptive_draft: bool = True
     stats: dict[str, Any] | None = None  # speculative decoding: acceptance rate, tokens per forward, …
     quantize: str | None = None
 
@@ -118,19 +119,20 @@ class Generation:
                "decode_seconds": round(self.seconds, 6), "tokens_per_s": round(self.tokens_per_second, 3),
                "quantize": self.quantize, "draft": self.draft}
         if self.draft is not None:
-            out.update({"draft_tokens": self.draft_tokens, **(self.stats or {})})
+            out.update({"draft_tokens": self.draft_tokens, "adaptive_draft": self.adaptive_draft,
+                        **(self.stats or {})})
         return out
 
 
 def run_generation(model: ARModel, tokenizer: Tokenizer, prompt: str, prompt_ids: list[int],
                    config: DecodingConfig, *, on_token: Callable | None = None, draft: Any = None,
                    draft_name: str | None = None, draft_tokens: int = 4, fast: bool = True,
-                   quantize: str | None = None) -> Generation:
+                   quantize: str | None = None, adaptive_draft: bool = True) -> Generation:
     """:func:`~arlm.usecases.decoding.decode`, timed (loading excluded), its output as text: a
     :class:`Generation`."""
     t0 = time.perf_counter()
     result = decode(model, tokenizer, prompt_ids, config, on_token, draft=draft, draft_tokens=draft_tokens,
-                    fast=fast)
+                    adaptive_draft=adaptive_draft, fast=fast)
     seconds = time.perf_counter() - t0
     head = prompt_ids[1:]
     stats = None
@@ -147,10 +149,12 @@ def run_generation(model: ARModel, tokenizer: Tokenizer, prompt: str, prompt_ids
         stats = {"acceptance_rate": round(s.acceptance_rate, 6),
                  "tokens_per_target_forward": round(s.tokens_per_target_forward, 6),
                  "target_forwards": s.target_forwards, "draft_forwards": s.draft_forwards,
-                 "proposed": s.proposed, "accepted": s.accepted}
+                 "proposed": s.proposed, "accepted": s.accepted, "rounds": s.rounds,
+                 "mean_draft_tokens": round(s.mean_draft_length, 6), "rounds_off": s.rounds_off,
+                 "probes": s.probes}
     return Generation(prompt, seqs, seconds, sum(len(s["tokens"]) for s in seqs),
                       draft_name if draft is not None else None, draft_tokens if draft is not None else None,
-                      stats, quantize)
+                      adaptive_draft, stats, quantize)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +176,7 @@ class GenerateRequest:
     config: DecodingConfig
     draft: str | None = None
     draft_tokens: int = 4
+    adaptive_draft: bool = True
     quantize: str | None = None
     fast: bool = True
     timed: bool = False
@@ -213,7 +218,8 @@ def generate(request: GenerateRequest, *, on_text: TextListener | None = None,
         raise ConfigError(str(e).replace("max_new_tokens", "--max-new-tokens")) from None
     if r.timed or r.draft is not None:  # the whole text at the end
         return run_generation(model, tok, r.prompt, ids, config, draft=draft_model, draft_name=r.draft,
-                              draft_tokens=r.draft_tokens, fast=r.fast, quantize=r.quantize)
+                              draft_tokens=r.draft_tokens, fast=r.fast, quantize=r.quantize,
+                              adaptive_draft=r.adaptive_draft)
     if config.strategy == "beam":
         beams = decode(model, tok, ids, config, fast=r.fast)
         return NBest(nbest(beams, lambda row: tok.decode(ids[1:] + row)))

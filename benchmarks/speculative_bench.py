@@ -1,0 +1,186 @@
+"""Speculative decoding with a fixed draft length against the adaptive schedule, and plain greedy.
+
+Two char Transformers of the same shape are trained in the run on Shakespeare's train split by the
+``arlm train transformer`` use case: a weak one (a few hundred steps) and a stronger one (more steps).
+Each decodes greedily from two prompts: a passage of the test split, and a short passage repeated
+(where a copying draft should agree). For each: plain greedy through the lean step
+(:class:`~arlm.decode.fast.FastDecoder`, what ``arlm generate`` runs), then speculative decoding with
+a char n-gram draft (Kneser-Ney, counted on the training split) and with prompt lookup, each with a
+fixed k (``adaptive=False``) and with the adaptive schedule (:class:`~arlm.decode.speculative.DraftSchedule`).
+Every speculative case is checked to give plain greedy's tokens. Batch 1, fp32, one torch thread;
+the cases of a target alternate round-robin (``report.round_robin``), so all see the same load.
+
+    python benchmarks/speculative_bench.py              # prints the table, updates docs/benchmarks.md
+    python benchmarks/speculative_bench.py --no-write   # a trial run: prints only
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from arlm.decode.fast import FastDecoder
+from arlm.decode.search import generate
+from arlm.decode.speculative import PromptLookupDraft, speculative_generate
+from arlm.models.ngram import NGramModel
+from arlm.usecases.train import TrainRequest, train_neural
+from report import OUTPUT_ONLY, command_line, round_robin, table_argv, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Speculative decoding: fixed k against the adaptive schedule"
+SHAPE = ["n_layer=2", "n_head=4", "d_model=128", "block_size=256", "batch_tokens=1536", "micro_batch_size=6",
+         "warmup_steps=20", "eval_interval=0", "show_progress=false", "lr=3e-3"]
+
+
+def train(steps: int) -> tuple[torch.nn.Module, object, dict]:
+    """A char Transformer trained for ``steps`` by the use case (seed 0, 1 thread), in eval mode."""
+    t0 = time.perf_counter()
+    request = TrainRequest("transformer", preset="tiny", tokenizer="char",
+                           overrides=[*SHAPE, f"max_steps={steps}", "seed=0"], out_dir=None, threads=1)
+    result = train_neural(request, log=lambda *_: None)
+    info = dict(steps=steps, seconds=time.perf_counter() - t0, val=result.summary.val_loss)
+    return result.trainer.model.eval(), result.trainer.tokenizer, info
+
+
+def prompts(tok) -> dict[str, list[int]]:
+    """[SOS] + the first ~120 characters of the test split, and one test line repeated to ~120."""
+    from arlm.data.corpora import load_corpus
+
+    lines = load_corpus("shakespeare").lines("test")
+    text = "\n".join(lines[:6])[:120]
+    line = next(x for x in lines if 24 <= len(x) <= 40)
+    repeated = "\n".join([line] * (120 // (len(line) + 1) + 1))[:120]
+    return {"test text": [tok.sos_id, *tok.encode(text)],
+            "a repeated line": [tok.sos_id, *tok.encode(repeated)]}
+
+
+def cases(target, ngram, prompt: list[int], new: int, k: int, stats: dict) -> dict[str, Callable]:
+    """name -> a call that decodes ``new`` tokens from ``prompt`` greedily ([EOS] disabled) -> the ids."""
+    fast = FastDecoder(target)
+    ids = torch.tensor([prompt])
+
+    def plain():
+        return generate(fast, ids, temperature=0, max_new_tokens=new, eos_id=None).rows()[0]
+
+    def spec(name, draft, adaptive, k=k):
+        def run():
+            r = speculative_generate(fast, draft, ids, temperature=0, max_new_tokens=new, k=k, eos_id=None,
+                                     adaptive=adaptive)
+            stats[name] = r.stats
+            return r.tokens.tolist()
+        return run
+
+    out = {"plain greedy": plain}
+    for draft_name, draft in (("n-gram", ngram), ("prompt lookup", PromptLookupDraft())):
+        for adaptive in (False, True):
+            name = f"{draft_name}, {'adaptive' if adaptive else f'fixed k = {k}'}"
+            out[name] = spec(name, draft, adaptive)
+    name = f"prompt lookup, adaptive, k ≤ {2 * k}"  # a longer largest length, where the draft agrees
+    out[name] = spec(name, PromptLookupDraft(), True, 2 * k)
+    return out
+
+
+def run(weak_steps: int, strong_steps: int, order: int, new: int, k: int, repeats: int) -> dict:
+    from arlm.data.cache import encode_corpus
+    from arlm.data.corpora import load_corpus
+
+    torch.set_num_threads(1)
+    targets = {"weak": train(weak_steps), "strong": train(strong_steps)}
+    tok = targets["weak"][1]
+    t0 = time.perf_counter()
+    train_split = encode_corpus(load_corpus("shakespeare"), "train", tok)
+    ngram = NGramModel.fit(train_split.tokens, order=order, vocab=tok.vocab, smoothing="kn",
+                           discount_fallback=True)
+    ngram_seconds = time.perf_counter() - t0
+    rows = []
+    for target_name, (target, _, _) in targets.items():
+        for prompt_name, prompt in prompts(tok).items():
+            stats: dict = {}
+            runs = round_robin(cases(target, ngram, prompt, new, k, stats), repeats)
+            base = runs["plain greedy"]
+            for name, r in runs.items():
+                s = stats.get(name)
+                rows.append(dict(target=target_name, prompt=prompt_name, case=name, seconds=r.median,
+                                 ratio=base.median / r.median, same=r.last == base.last,
+                                 acceptance=None if s is None else s.acceptance_rate,
+                                 per_forward=None if s is None else s.tokens_per_target_forward,
+                                 mean_k=None if s is None else s.mean_draft_length,
+                                 off=None if s is None else s.rounds_off,
+                                 rounds=None if s is None else s.rounds))
+    return dict(rows=rows, targets={n: t[2] for n, t in targets.items()},
+                params=targets["weak"][0].num_parameters(), order=order, ngram_tokens=len(train_split.tokens),
+                ngram_seconds=ngram_seconds, new=new, k=k, repeats=repeats,
+                prompt_lens={n: len(p) - 1 for n, p in prompts(tok).items()})
+
+
+def report(res: dict) -> list[str]:
+    w, s = res["targets"]["weak"], res["targets"]["strong"]
+    lines = [
+        f"Targets: char Transformers of 2 layers × 4 heads × 128, block 256 ({res['params'] / 1e6:.2f}M "
+        f"parameters), trained in the run by `usecases.train.train_neural` on Shakespeare's train split "
+        f"(6 × 256 tokens a step, seed 0, 1 thread): weak {w['steps']} steps ({w['seconds']:.0f} s, val "
+        f"loss {w['val']:.3f} nats/char), strong {s['steps']} steps ({s['seconds']:.0f} s, val loss "
+        f"{s['val']:.3f}). Drafts: a char {res['order']}-gram (Kneser-Ney) counted on the same "
+        f"{res['ngram_tokens']:,} training tokens ({res['ngram_seconds']:.0f} s), and prompt lookup (last "
+        f"1–3-gram). Fixed: k = {res['k']} "
+        f"proposals every round (`adaptive=False`); adaptive: the default schedule with k = {res['k']} as "
+        f"the first and largest length (the last row of each: prompt lookup with k = {2 * res['k']}). "
+        f"Prompts: the first {res['prompt_lens']['test text']} characters of "
+        f"the test split, and one test line repeated to {res['prompt_lens']['a repeated line']} characters; "
+        f"{res['new']} new tokens, greedy, [EOS] disabled; batch 1, fp32, 1 torch thread. Medians of "
+        f"{res['repeats']} runs after a warm-up, the cases of a target and prompt alternating round-robin. "
+        "\"vs plain\": plain greedy's time / the case's (the lean step, as `arlm generate`); \"mean k\": the "
+        "mean draft length asked for; \"off\": rounds with speculation switched off, of all rounds.",
+        "",
+        "| target | prompt | case | tok/s | vs plain | same tokens | acceptance | tokens / target forward "
+        "| mean k | off |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    def fmt(r: dict, key: str, spec: str) -> str:
+        return "-" if r[key] is None else format(r[key], spec)
+
+    for r in res["rows"]:
+        off = "-" if r["off"] is None else f"{r['off']}/{r['rounds']}"
+        lines.append(f"| {r['target']} | {r['prompt']} | {r['case']} | {res['new'] / r['seconds']:,.0f} | "
+                     f"{r['ratio']:.2f}× | {'yes' if r['same'] else 'NO'} | {fmt(r, 'acceptance', '.1%')} | "
+                     f"{fmt(r, 'per_forward', '.2f')} | {fmt(r, 'mean_k', '.2f')} | {off} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--weak-steps", type=int, default=300, help="training steps of the weak target")
+    parser.add_argument("--strong-steps", type=int, default=1000, help="training steps of the strong target")
+    parser.add_argument("--order", type=int, default=7, help="the n-gram draft's order")
+    parser.add_argument("--new", type=int, default=128, help="new tokens per run")
+    parser.add_argument("--k", type=int, default=4, help="draft tokens per round (fixed; adaptive: the most)")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument("--no-write", action="store_true", help="print the section only")
+    args = parser.parse_args()
+    for name in ("weak_steps", "strong_steps", "new", "k", "repeats", "order"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}",
+                  file=sys.stderr)
+            sys.exit(2)
+    load = os.getloadavg()
+    res = run(args.weak_steps, args.strong_steps, args.order, args.new, args.k, args.repeats)
+    line = command_line("speculative_bench.py", ["platform", "python", "torch"],
+                        argv=table_argv(parser, drop=OUTPUT_ONLY), load=[load, os.getloadavg()],
+                        note="2 cores shared with other engineers' jobs: absolute tokens/s move with the "
+                             "load, the ratios come from alternating runs")
+    section = "\n".join([SECTION, "", line, "", *report(res)]) + "\n"
+    print(section)
+    if not args.no_write:
+        write_section(args.out, SECTION, section)
+        print(f"updated {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
