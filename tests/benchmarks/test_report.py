@@ -34,6 +34,7 @@ def recorder(log: list[str], name: str):
     return call
 
 
+@pytest.mark.slow  # real timed rounds
 def test_cases_take_turns_warmups_first_and_every_case_is_timed_repeats_times():
     log: list[str] = []
     runs = round_robin({n: recorder(log, n) for n in "abc"}, 3, warmup=2, keep_results=True)

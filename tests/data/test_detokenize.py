@@ -82,6 +82,7 @@ def _check(tok: Tokenizer, prefix: list[int], ids: list[int]) -> None:
     assert "".join(pieces) == tok.decode(prefix + ids) == detok.text
 
 
+@pytest.mark.slow  # a hypothesis property over every tokenizer kind
 @pytest.mark.parametrize("kind", list(TOKENIZERS))
 def test_pieces_join_to_the_decoded_text(kind):
     tok = TOKENIZERS[kind]
@@ -123,6 +124,7 @@ def _byte_ids(tok: Tokenizer) -> list[int]:
     return [_bytes_id(tok, bytes([b])) for b in range(256)]
 
 
+@pytest.mark.slow  # a hypothesis property
 @pytest.mark.parametrize("kind", ["byte", "bpe", "foreign-bytes"])
 def test_characters_among_broken_bytes(kind):
     """Whole characters, byte by byte, among stray bytes that are never valid UTF-8: long runs of

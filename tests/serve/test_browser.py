@@ -20,6 +20,8 @@ import pytest
 
 from extras import in_ci
 
+pytestmark = pytest.mark.slow  # a real browser against a live server
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 WIDTH, HEIGHT = 1400, 1000

@@ -16,6 +16,8 @@ from arlm.serve.server import serve_in_thread
 from arlm.usecases.decoding import decode, encode_prompt
 from conftest import slow_app
 
+pytestmark = pytest.mark.slow  # live servers on real sockets
+
 EOS = 2
 
 
