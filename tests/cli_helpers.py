@@ -118,6 +118,17 @@ def one_line_error(r: subprocess.CompletedProcess, *words: str) -> str:
     return errors[0]
 
 
+def only_an_error(r: subprocess.CompletedProcess, *words: str) -> str:
+    """Exit code 2 and stderr is exactly one `error:` line holding ``words``: nothing (no summary, no
+    warning) printed before it."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
 def ok(r: subprocess.CompletedProcess) -> str:
     """Exit code 0, no traceback; the standard output."""
     assert r.returncode == 0, r.stderr

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import arlm, ok, word_lines
+from cli_helpers import arlm, ok, only_an_error, word_lines
 
 FAST = ["--threads", "1", "--set", "max_steps=2", "--set", "eval_interval=2", "--set", "log_interval=1"]
 
@@ -22,16 +22,6 @@ def contents(folder: Path) -> dict[str, str]:
         return {}
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file() and "cache" not in p.parts}
-
-
-def only_an_error(r: subprocess.CompletedProcess, *words: str) -> str:
-    """Exit 2 and stderr is exactly one `error:` line holding ``words`` (no summary printed first)."""
-    assert r.returncode == 2, (r.returncode, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    for word in words:
-        assert word in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -13,19 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import arlm, word_lines
+from cli_helpers import arlm, only_an_error, word_lines
 
 FAST = ["--threads", "1", "--set", "max_steps=4", "--set", "eval_interval=2", "--set", "log_interval=2"]
 
 
-
-
-def _one_line_error(r: subprocess.CompletedProcess) -> str:
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
-    assert "Traceback" not in r.stderr
-    return lines[0]
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -99,16 +91,16 @@ def test_resume_continues(work: Path, lstm_run: Path) -> None:
 ])
 def test_bad_settings_exit_2_and_write_nothing(work: Path, extra: list[str], words: str) -> None:
     r = _train(work, "transformer", "bad", *extra)
-    assert words in _one_line_error(r)
+    assert words in only_an_error(r)
     assert not (work / "bad").exists()
 
 
 def test_resume_from_another_model_or_tokenizer_is_refused(work: Path, lstm_run: Path) -> None:
     before = _digest(lstm_run / "last")
     r = _train(work, "transformer", "lstm", "--resume", "lstm/last")
-    assert "model" in _one_line_error(r)
+    assert "model" in only_an_error(r)
     r = _train(work, "lstm", "lstm", "--resume", "lstm/last", "--tokenizer", "byte")
-    assert "tokenizer" in _one_line_error(r)
+    assert "tokenizer" in only_an_error(r)
     r = _train(work, "lstm", "lstm", "--resume", "lstm/last", "--set", "model.d_hidden=32")
-    assert "configuration" in _one_line_error(r)
+    assert "configuration" in only_an_error(r)
     assert _digest(lstm_run / "last") == before
