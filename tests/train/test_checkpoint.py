@@ -165,3 +165,14 @@ def test_metrics_hold_one_run_without_repeated_steps_after_a_resume(tmp_path):
     steps = [s for s, _ in _steps(cut / "metrics.jsonl")]
     assert steps == sorted(steps)
     assert _steps(cut / "metrics.jsonl") == _steps(whole / "metrics.jsonl")
+
+
+def test_the_interrupt_note_names_the_checkpoint_on_disk(tmp_path):
+    """An interrupt can land after a checkpoint's swap but before the trainer notes it: the note reads
+    the step from the checkpoint on disk, not from the trainer's bookkeeping."""
+    trainer = Trainer(make("transformer"), config(tmp_path, max_steps=8), TRAIN, VAL)
+    trainer.train(steps=4)  # last/ at step 4
+    trainer.last_saved_step = None  # as if interrupted between the swap and the bookkeeping
+    assert f"the last checkpoint is {tmp_path / 'last'} (step 4)" in trainer.saved_note()
+    fresh = Trainer(make("transformer"), config(tmp_path / "empty", max_steps=8), TRAIN, VAL)
+    assert "before its first checkpoint; nothing was saved" in fresh.saved_note()

@@ -877,10 +877,14 @@ class Trainer:
         if self.out_dir is None:
             return f"training stopped at step {self.step}; nothing was saved (no out_dir)"
         last = self.out_dir / "last"
-        if self.last_saved_step is None:
+        saved = self.last_saved_step
+        if last.is_dir():  # the disk decides: an interrupt may come after a swap, before its bookkeeping
+            with contextlib.suppress(ArlmError):
+                saved = int(ckpt.read_state(last)["step"])
+        if saved is None:
             return f"training stopped at step {self.step} before its first checkpoint; nothing was saved"
-        return (f"training stopped at step {self.step}; the last checkpoint is {last} (step "
-                f"{self.last_saved_step}): continue with --resume {last}")
+        return (f"training stopped at step {self.step}; the last checkpoint is {last} (step {saved}): "
+                f"continue with --resume {last}")
 
     def train(self, resume_from: str | Path | None = None, steps: int | None = None) -> TrainSummary:
         """Train until ``max_steps`` (or ``steps`` more steps, ``max_seconds`` of this call's wall clock,
