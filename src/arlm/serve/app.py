@@ -183,9 +183,7 @@ async def health(svc: ServiceDep) -> dict[str, Any]:
 @v1.post("/generate", summary="Continue a prompt (JSON, or server-sent events with stream=true)",
          responses={200: {"content": STREAM_CONTENT}, **errors(*MODEL_WORK)})
 async def generate(body: GenerateRequest, request: Request, svc: ServiceDep):
-    lm = svc.pick(body.model)
-    svc.check_prompt(body.prompt)
-    prompt_tokens = lm.tokenizer.encode(body.prompt)
+    lm, prompt_tokens = svc.prompt(body)
     config = svc.decoding(body, lm, prompt_tokens)
     if body.stream and config.strategy == "beam":
         raise DecodingError("stream", "stream: beam search finishes its hypotheses together; use "
@@ -260,9 +258,7 @@ async def score(body: ScoreRequest, request: Request, svc: ServiceDep) -> dict[s
 @v1.post("/next", summary="The next-token distribution after a prefix, before and after the processors",
          responses=errors(*MODEL_WORK))
 async def next_token(body: NextRequest, request: Request, svc: ServiceDep) -> dict[str, Any]:
-    lm = svc.pick(body.model)
-    svc.check_prompt(body.prompt)
-    prompt_tokens = lm.tokenizer.encode(body.prompt)
+    lm, prompt_tokens = svc.prompt(body)
     config = svc.decoding(body, lm, prompt_tokens, max_new_tokens=1)
     if body.top_n > svc.settings.top_n_cap:
         raise DecodingError("top_n", f"top_n is {body.top_n}; this server returns at most "
@@ -275,9 +271,7 @@ async def next_token(body: NextRequest, request: Request, svc: ServiceDep) -> di
 @v1.post("/beam", summary="Beam search with its tree: every hypothesis kept, finished or pruned",
          responses=errors(*MODEL_WORK))
 async def beam(body: BeamRequest, request: Request, svc: ServiceDep) -> dict[str, Any]:
-    lm = svc.pick(body.model)
-    svc.check_prompt(body.prompt)
-    prompt_tokens = lm.tokenizer.encode(body.prompt)
+    lm, prompt_tokens = svc.prompt(body)
     config = svc.decoding(body, lm, prompt_tokens, strategy="beam")
     if config.strategy != "beam":
         raise DecodingError("strategy", f"/v1/beam runs beam search, not {config.strategy!r}; leave "
@@ -291,9 +285,8 @@ async def beam(body: BeamRequest, request: Request, svc: ServiceDep) -> dict[str
 @v1.post("/attention", summary="A Transformer's causal mask and attention weights over a text",
          responses=errors(*MODEL_WORK))
 async def attention(body: AttentionRequest, request: Request, svc: ServiceDep) -> dict[str, Any]:
-    lm = svc.pick(body.model)
-    svc.check_prompt(body.prompt)
-    ids = engine.prompt_ids(lm, lm.tokenizer.encode(body.prompt), body.tokens, None)
+    lm, prompt_tokens = svc.prompt(body)
+    ids = engine.prompt_ids(lm, prompt_tokens, body.tokens, None)
     with svc.admission.slot():
         return await svc.work(request, engine.attention_view, lm, ids, svc.settings.attention_tokens)
 

@@ -56,6 +56,12 @@ class Service:
                                   "(GET /v1/models)")
         return self.models[name]
 
+    def prompt(self, body: Any) -> tuple[LoadedModel, list[int]]:
+        """The model a request names and its prompt, checked against the cap and encoded once."""
+        lm = self.pick(body.model)
+        self.check_prompt(body.prompt)
+        return lm, lm.tokenizer.encode(body.prompt)
+
     def check_prompt(self, text: str, field: str = "prompt") -> None:
         """413 for a prompt (or scored text) over the server's cap."""
         if len(text) > self.settings.max_prompt_chars:
