@@ -105,3 +105,69 @@ def test_training_with_scheduled_sampling_lowers_loss(make, tmp_path):
 def test_bad_scheduled_sampling_config(bad):
     with pytest.raises(ConfigError):
         TrainConfig(batch_tokens=128, block_size=16, micro_batch_size=8, **bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bengio et al. (2015) on cases whose answer is known
+# ---------------------------------------------------------------------------------------------
+
+
+class Successor(torch.nn.Module):
+    """A recurrent stand-in whose prediction is certain: after input token x it predicts x + 1 (mod V),
+    and it counts the steps it was run (its state)."""
+
+    recurrent = True
+
+    def __init__(self, vocab: int = 20) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.fed: list[torch.Tensor] = []
+
+    def forward(self, inputs, state=None):
+        self.fed.append(inputs.clone())
+        logits = torch.full((*inputs.shape, self.vocab), -1e9)
+        logits.scatter_(-1, ((inputs + 1) % self.vocab)[..., None], 0.0)  # (B, T, V): one-hot at x + 1
+        return logits, (0 if state is None else state) + inputs.shape[1]
+
+
+def test_the_replacement_is_the_models_own_prediction_for_the_previous_position():
+    """ε = 0: every input after the first is the model's sample given the *mixed* prefix, so the inputs
+    fed are x_0, x_0 + 1, x_0 + 2, …, whatever the gold tokens were (a sampled one-hot is certain)."""
+    model = Successor()
+    gold = torch.tensor([[SOS_ID, 9, 4, 17, 6, 12], [5, 8, 8, 8, 8, 8]])
+    for pick in ("sample", "argmax"):
+        model.fed.clear()
+        _, steps = TrainingForward(model, pick=pick)(gold, None, 0.0)
+        fed = torch.cat(model.fed, dim=1)
+        assert steps == gold.shape[1]  # one step at a time
+        assert fed.tolist() == [[SOS_ID, 2, 3, 4, 5, 6], [5, 6, 7, 8, 9, 10]]
+
+
+def test_each_input_token_has_its_own_coin_with_probability_epsilon():
+    """ε = 0.3 over many rows: each token is kept with probability 0.3, independently of its neighbours
+    (the share of rows keeping two given positions is 0.09)."""
+    torch.manual_seed(0)
+    model = Successor(vocab=50)
+    gold = torch.full((4000, 6), 40)  # the successor chain never predicts 40 from the rows' start 40
+    gold[:, 0] = 30
+    TrainingForward(model, pick="argmax")(gold, None, 0.3)
+    fed = torch.cat(model.fed, dim=1)[:, 1:]  # (N, 5): the inputs after the first
+    kept = fed == 40
+    assert abs(kept.float().mean().item() - 0.3) < 0.02  # 5 σ of a binomial share over 20,000 coins
+    both = (kept[:, 1] & kept[:, 3]).float().mean().item()
+    assert abs(both - 0.09) < 0.015
+
+
+def test_epsilon_decays_per_optimizer_step_by_the_schedule(tmp_path):
+    """The Trainer feeds step i (0-based) the schedule's ε_i; the log names a step by the number of
+    updates done, so its step s ran with ε_{s-1}."""
+    from arlm.train.schedules import teacher_forcing_ratio
+
+    cfg = TrainConfig(batch_tokens=128, micro_batch_size=8, block_size=16, lr=1e-2, warmup_steps=2,
+                      max_steps=12, eval_interval=0, log_interval=1, device="cpu", show_progress=False,
+                      scheduled_sampling="exponential", ss_k=0.8, out_dir=str(tmp_path))
+    summary = Trainer(rnn(), cfg, TRAIN).train()
+    logged = {x["step"]: x["teacher_forcing"] for x in summary.history if "teacher_forcing" in x}
+    assert len(logged) >= 10
+    for step, ratio in logged.items():
+        assert ratio == pytest.approx(teacher_forcing_ratio(step - 1, "exponential", 0.8), rel=1e-12)
