@@ -176,3 +176,24 @@ def test_l2r_fraction_reads_some_training_rows_left_to_right():
     assert sorted(targets[0].tolist()) == sorted(window[0, 1:].tolist())  # the same targets, reordered
     with pytest.raises(ConfigError, match="l2r_fraction"):
         SigmaGPTConfig(vocab_size=11, l2r_fraction=1.5)
+
+
+def test_the_curriculum_decays_the_share_of_left_to_right_rows():
+    """l2r_start = 1 → l2r_fraction = 0: every row left to right at the first step, none at the last, about
+    half half-way; the share is linear in the training progress."""
+    torch.manual_seed(0)
+    model = SigmaGPT(SigmaGPTConfig(vocab_size=40, block_size=16, n_layer=1, n_head=2, d_model=16,
+                                    l2r_fraction=0.0, l2r_start=1.0))
+    window = torch.cat([torch.full((2000, 1), SOS_ID), torch.randint(4, 40, (2000, 12)),
+                        torch.full((2000, 1), EOS_ID)], 1)
+
+    def l2r_rows(progress: float) -> float:
+        inputs, _ = model.training_inputs(window, torch.Generator().manual_seed(1), progress)
+        return (inputs[..., 1] == torch.arange(13)).all(1).float().mean().item()  # positions in order
+
+    assert l2r_rows(0.0) == 1.0 and l2r_rows(1.0) == 0.0
+    assert abs(l2r_rows(0.5) - 0.5) < 0.05 and abs(l2r_rows(0.25) - 0.75) < 0.05
+    assert model.config.l2r_share(0.3) == pytest.approx(0.7)
+    assert SigmaGPTConfig(vocab_size=11, l2r_fraction=0.25).l2r_share(0.0) == 0.25  # no curriculum
+    with pytest.raises(ConfigError, match="l2r_start"):
+        SigmaGPTConfig(vocab_size=11, l2r_start=-0.1)

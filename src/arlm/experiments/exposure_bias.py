@@ -49,10 +49,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +70,7 @@ from arlm.experiments.protocol import (
     comparison_sentence,
     summarize,
 )
+from arlm.experiments.workers import in_workers, worker_count
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.progress import progress
 from arlm.streams import EOS_ID, SOS_ID, SPECIAL_TOKENS, UNK_ID
@@ -256,8 +254,7 @@ _SHARED: dict[str, Any] = {}  # what every job of a pool reads: set once per pro
 
 
 def _share(setup: Setup, oracle_seed: int, data: Any, device: str) -> None:
-    """A worker's start: one torch thread, the oracle and the data (training stream or test set)."""
-    torch.set_num_threads(1)
+    """A worker's start: the oracle and the data (training stream or test set)."""
     _SHARED.update(setup=setup, oracle=build_oracle(setup, oracle_seed).to(device), data=data, device=device)
 
 
@@ -301,27 +298,6 @@ def _measure_job(arm: str, seed: int, state: dict[str, Tensor]) -> tuple[str, in
     return arm, seed, measure(_SHARED["oracle"], student, _SHARED["data"], setup, seed + 2)
 
 
-def _in_workers(jobs: list[tuple], work: Callable, share: tuple, workers: int,
-                advance: Callable[[], None]) -> Iterable[Any]:
-    """``work(*job)`` for every job, in ``workers`` spawned processes (inline for one), each started with
-    ``_share(*share)``; yields the results in completion order."""
-    if workers <= 1:
-        threads = torch.get_num_threads()
-        _share(*share)
-        try:
-            for job in jobs:
-                yield work(*job)
-                advance()
-        finally:
-            torch.set_num_threads(threads)
-        return
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_share,
-                             initargs=share) as pool:
-        for result in pool.map(work, *zip(*jobs, strict=True)):
-            yield result
-            advance()
-
-
 def run(config: ExperimentConfig) -> dict:
     """Sample the oracle's corpus; train every arm × seed for the same number of steps; then, in the one
     final test, measure every student against the oracle; summarise over seeds and pair with teacher
@@ -329,7 +305,7 @@ def run(config: ExperimentConfig) -> dict:
     setup = QUICK if config.quick else FULL
     plan = schemes(setup)
     seeds = [config.seed + i for i in range(setup.seeds)]
-    workers = max(1, min(config.threads or (os.cpu_count() or 1), len(plan) * len(seeds)))
+    workers = worker_count(config.threads, len(plan) * len(seeds), os.cpu_count())
     oracle = build_oracle(setup, config.seed).to(config.device)
     train = sample(oracle, setup.n_train, setup.length, config.seed)  # (N, L)
     test = sample(oracle, setup.n_test, setup.length, config.seed + 1)
@@ -344,7 +320,7 @@ def run(config: ExperimentConfig) -> dict:
         advance = lambda: bar.advance(task)  # noqa: E731
         jobs = [(arm, scheme, seed) for seed in seeds for arm, scheme in plan.items()]
         share = (setup, config.seed, stream, config.device)
-        for arm, seed, state, info in _in_workers(jobs, _train_job, share, workers, advance):
+        for arm, seed, state, info in in_workers(jobs, _train_job, _share, share, workers, advance):
             trained[arm, seed] = state, info
             protocol.budget.spend(arm, setup.steps)
         protocol.budget.check_equal()
@@ -353,7 +329,7 @@ def run(config: ExperimentConfig) -> dict:
             test_set = torch.as_tensor(np.asarray(held_out))
             jobs = [(arm, seed, trained[arm, seed][0]) for seed in seeds for arm in plan]
             share = (setup, config.seed, test_set, config.device)
-            for arm, seed, result in _in_workers(jobs, _measure_job, share, workers, advance):
+            for arm, seed, result in in_workers(jobs, _measure_job, _share, share, workers, advance):
                 measured[arm, seed] = result
             reference = measure(oracle, oracle, test_set, setup, config.seed + 2)
     noise = torch.randint(NUM_SPECIAL, NUM_SPECIAL + setup.vocab, (setup.n_eval, setup.length),

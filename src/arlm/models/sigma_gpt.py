@@ -79,15 +79,30 @@ class SigmaGPTConfig(TransformerConfig):
     training sees "every slot before the next one is filled" almost only when the next slot is the
     [EOS] slot, so it learns to end there — exactly the configuration of every left-to-right step,
     whose [EOS] probability it then overestimates on text of varying length. Some left-to-right rows
-    teach it that configuration (images of one fixed length do not need them)."""
+    teach it that configuration (images of one fixed length do not need them).
+
+    ``l2r_start``: a curriculum (Pannatier et al. 2024 close most of the gap to a left-to-right model on
+    text with one): the share of left-to-right rows at the first training step, decaying linearly to
+    ``l2r_fraction`` at the last, f(i) = l2r_start + (l2r_fraction − l2r_start) · i / (max_steps − 1);
+    None: no curriculum, ``l2r_fraction`` throughout."""
 
     l2r_fraction: float = 0.0
+    l2r_start: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 0.0 <= self.l2r_fraction <= 1.0:
             raise ConfigError(f"l2r_fraction is a fraction of training rows, in [0, 1], "
                               f"not {self.l2r_fraction}")
+        if self.l2r_start is not None and not 0.0 <= self.l2r_start <= 1.0:
+            raise ConfigError(f"l2r_start is the share of left-to-right rows at the first step, in [0, 1], "
+                              f"not {self.l2r_start}")
+
+    def l2r_share(self, progress: float) -> float:
+        """The share of left-to-right training rows at ``progress`` (0: the first step, 1: the last)."""
+        if self.l2r_start is None:
+            return self.l2r_fraction
+        return self.l2r_start + (self.l2r_fraction - self.l2r_start) * min(1.0, max(0.0, progress))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,16 +370,18 @@ class SigmaGPT(TransformerLM):
 
     # ----- training: what the Trainer calls --------------------------------------------------------
 
-    def training_inputs(self, window: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def training_inputs(self, window: Tensor, generator: torch.Generator,
+                        progress: float = 1.0) -> tuple[Tensor, Tensor]:
         """A training batch, each row in a fresh random order (or, with probability
-        ``config.l2r_fraction``, left to right): window (B, T+1), one sequence per row
+        ``config.l2r_share(progress)``, left to right): window (B, T+1), one sequence per row
         (``batch_kind = "sequences"``) -> (inputs (B, T, 3) = [x_π(i), π(i), π(i+1)] per step,
         targets (B, T) = x_π(i+1), [PAD] not scored). ``forward`` reads such inputs."""
         inputs, positions, next_positions, targets = random_order_batch(window, generator)
-        if self.config.l2r_fraction > 0:
+        share = self.config.l2r_share(progress)
+        if share > 0:
             window = torch.as_tensor(window).long()
             B, T = inputs.shape
-            rows = torch.rand(B, generator=generator) < self.config.l2r_fraction  # (B,)
+            rows = torch.rand(B, generator=generator) < share  # (B,)
             slots = torch.arange(T).expand(B, T)
             l2r_targets = window[:, 1:].masked_fill(window[:, 1:] == SOS_ID, PAD_ID)
             inputs = torch.where(rows[:, None], window[:, :-1], inputs)

@@ -52,9 +52,10 @@ predictions, pass 2 (with gradient) reads the mixed inputs. [SOS] and [PAD] inpu
 **Models that make their own training inputs** (σ-GPT, a fresh random order per sequence): a model
 with ``batch_kind = "sequences"`` gets rows that each hold one whole ``[SOS] … [EOS]`` sequence,
 right-padded (:func:`~arlm.train.batches.random_sequences`; validation likewise), and a model with a
-``training_inputs(window, generator) -> (inputs, targets)`` method turns each batch into its own
-inputs and targets, drawing any randomness from the trainer's data generator (so a resumed run draws
-the same); the loss is then the same cross-entropy over the targets it returns.
+``training_inputs(window, generator, progress) -> (inputs, targets)`` method turns each batch into its
+own inputs and targets, drawing any randomness from the trainer's data generator (so a resumed run draws
+the same); ``progress`` = i / (max_steps - 1) at step i (0 … 1, for a curriculum); the loss is then the
+same cross-entropy over the targets it returns.
 
 **Safety.** A non-finite loss stops training with :class:`TrainingError` before the update, so the
 last checkpoint on disk (written atomically) stays the last good one. The validation loss is measured on
@@ -574,7 +575,8 @@ class Trainer:
         if self.training_inputs is None:
             all_inputs, all_targets = loss_targets(window)
         else:  # the model's own inputs (σ-GPT: a fresh order per row, from the data generator)
-            all_inputs, all_targets = self.training_inputs(window, self.generator)
+            progress = self.step / max(1, self.config.max_steps - 1)  # 0 at the first step, 1 at the last
+            all_inputs, all_targets = self.training_inputs(window, self.generator, progress)
         n_targets = max(1, int((all_targets != PAD_ID).sum()))  # N of the whole global batch
         inputs, targets = self._local_rows(all_inputs), self._local_rows(all_targets)
         if self.device.type == "cuda":  # copied from pinned memory, the copy does not hold up the host
