@@ -38,13 +38,34 @@ def test_orders_text_quick(tmp_path, monkeypatch):
     exact = results["exact"]["bits_per_char"]
     assert set(exact) == {"l2r", "r2l", "fixed-random"}
     assert max(exact.values()) - min(exact.values()) < 1e-9
-    for order in ("l2r", "r2l", "random"):
-        assert 0 < results["transformer"][order] < math.log2(200)
-    s = results["sigma_gpt"]
-    assert len(s["random_orders"]) == 2 and s["random_std"] >= 0
-    assert s["ratio_to_l2r_transformer"] == pytest.approx(s["l2r"] / results["transformer"]["l2r"])
+    seeds = results["seeds"]
+    for arm, a in results["arms"].items():
+        assert [r["seed"] for r in a["runs"]] == seeds
+        for r in a["runs"]:
+            assert 0 < r["bits_per_char"] < math.log2(200)
+            assert [step for step, _ in r["curve"]] == [6, 12]  # validation at every eval_interval
+        if arm.startswith("σ-GPT"):
+            assert 0 < a["summary"]["random_orders"]["mean"] < math.log2(200)
+    record = results["protocol"]
+    assert record["test_reads"] == 1 and record["budget"]["unit"] == "steps"
+    assert set(record["budget"]["per_arm"]) == set(module.ARMS)
+    c = results["comparisons"]["σ-GPT l2r − Transformer l2r"]
+    sigma = [r["bits_per_char"] for r in results["arms"]["σ-GPT"]["runs"]]
+    l2r = [r["bits_per_char"] for r in results["arms"]["Transformer l2r"]["runs"]]
+    assert c["ratio"] == pytest.approx(np.mean(sigma) / np.mean(l2r))
+    assert c["difference"]["mean"] == pytest.approx(np.mean(sigma) - np.mean(l2r))
+    # the sentences follow the numbers: a curriculum made clearly better, then clearly worse
+    for shift, words in ((-0.5, "The curriculum closes"), (+0.5, "does not close the gap")):
+        flipped = json.loads(json.dumps(results))
+        for r, base in zip(flipped["arms"]["σ-GPT"]["runs"], l2r, strict=True):
+            r["bits_per_char"] = base + 1.0 + 0.01 * r["seed"]  # σ-GPT clearly behind
+        for r, base in zip(flipped["arms"]["σ-GPT + curriculum"]["runs"], l2r, strict=True):
+            r["bits_per_char"] = base + 1.0 + shift + 0.02 * r["seed"]
+        flipped["comparisons"] = module.comparisons(flipped["arms"])
+        assert words in " ".join(module.findings(flipped))
     assert "orders_text.png" in report and module.NAME == "orders-text"
     _png_ok(tmp_path / "orders_text.png")
+    _png_ok(tmp_path / "learning_curves.png")
     # the same seed, the same numbers
     again = json.loads(json.dumps(module.run(ExperimentConfig(out=tmp_path, quick=True, seed=0))))
     assert again == results
