@@ -40,8 +40,8 @@ def test_serve_starts_answers_and_stops_cleanly(folders, tmp_path):
                 pass
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.1)
-        models = httpx.get(url + "/v1/models", headers=auth).json()["models"]
-        assert [m["name"] for m in models] == ["tf", "tri"]
+        models = httpx.get(url + "/v1/models", headers=auth).json()["data"]
+        assert [m["id"] for m in models] == ["tf", "tri"]
         assert httpx.get(url + "/v1/models").status_code == 401
         r = httpx.post(url + "/v1/generate", json={"model": "tri", "max_new_tokens": 6}, headers=auth)
         assert r.status_code == 422 and "--max-new-tokens-cap" in r.json()["detail"]
