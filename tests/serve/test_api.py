@@ -223,5 +223,6 @@ def test_playground_and_docs_are_served(client):
     assert "http" not in "".join(line for line in page.text.splitlines() if "src=" in line or "href=" in line)
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
-    paths = {"/v1/models", "/v1/completions", "/metrics", "/v1/generate", "/v1/score", "/v1/next", "/v1/beam", "/v1/attention"}
+    paths = {"/v1/models", "/v1/completions", "/metrics", "/v1/generate", "/v1/score", "/v1/next",
+             "/v1/beam", "/v1/attention"}
     assert paths <= set(schema["paths"])

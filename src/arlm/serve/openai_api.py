@@ -340,10 +340,22 @@ def _openai_words(text: str) -> str:
     return text
 
 
+def _param(field: str) -> str:
+    """A field's path without the union members pydantic names in it (``stop.constrained-str`` ->
+    ``stop``, ``prompt.list[int].3`` -> ``prompt.3``)."""
+    return ".".join(p for p in field.split(".") if re.fullmatch(r"\w+", p) and p not in TYPE_NAMES)
+
+
+TYPE_NAMES = frozenset(("str", "int", "float", "bool", "list", "dict"))
+
+
 def error_body(status: int, message: str, field: str | None = None) -> dict[str, Any]:
     """``{"error": {message, type, param, code}}`` for an answer of ``status``; arlm's knob names in
     ``message`` and ``field`` become OpenAI's (max_new_tokens -> max_tokens, stop_strings -> stop)."""
-    message = _openai_words(" ".join(message.split()))
+    message = " ".join(message.split())
+    if field:
+        message, field = message.replace(field, _param(field)), _param(field)
+    message = _openai_words(message)
     code = None
     if status == 401:
         code = "invalid_api_key"
