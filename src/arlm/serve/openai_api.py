@@ -141,7 +141,7 @@ async def completions(body: CompletionRequest, request: Request, svc: ServiceDep
     try:
         first = await anext(steps)  # a bad first step is still a 4xx
     except BaseException:
-        _end(svc, choices, finished=False)
+        _end(svc, choices, finished=False, stream=body.stream)
         raise
     if body.stream:
         include_usage = body.stream_options is not None and body.stream_options.include_usage
