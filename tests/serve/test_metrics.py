@@ -68,12 +68,30 @@ def test_metrics_need_the_key_and_speak_openmetrics(models):
         assert r.text.endswith("# EOF\n")
 
 
-def test_one_access_log_line_per_request(client, caplog):
-    with caplog.at_level(logging.INFO, logger="arlm.serve.access"):
+class Lines(logging.Handler):
+    """The messages of the records it handles."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_one_access_log_line_per_request(client):
+    log, lines = logging.getLogger("arlm.serve.access"), Lines()
+    level = log.level  # its handler on the logger itself: a live server's logging config stops propagation
+    log.addHandler(lines)
+    log.setLevel(logging.INFO)
+    try:
         client.post("/v1/completions", json={"model": "tf", "max_tokens": 2})
         client.post("/v1/completions", json={"model": "tf", "max_tokens": 2, "stream": True})
         client.get("/v1/models?x=1")
-    lines = [r.getMessage() for r in caplog.records if r.name == "arlm.serve.access"]
+    finally:
+        log.removeHandler(lines)
+        log.setLevel(level)
+    lines = lines.lines
     assert len(lines) == 3
     assert '"POST /v1/completions HTTP/1.1" 200' in lines[0] and lines[0].endswith("s")
     assert '"GET /v1/models?x=1 HTTP/1.1" 200' in lines[2]

@@ -12,6 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 
 from arlm.serve import ServeSettings, create_app
+from conftest import slow_app
 
 EOS = 2
 
@@ -247,3 +248,15 @@ def test_a_full_queue_is_503(models):
         openai_error(c.post("/v1/completions", json={"model": "tf", "n": 3}), 503, "busy")
         assert c.app.state.admission.active == 0  # the slots taken before the refusal are given back
         assert c.post("/v1/completions", json={"model": "tf", "n": 2, "max_tokens": 2}).status_code == 200
+
+
+def test_out_of_time_is_504_or_an_error_event(models):
+    app, _ = slow_app(models, request_timeout=0.3)  # each step of "slow" takes 20 ms
+    body = {"prompt": "the", "max_tokens": 200, "logit_bias": {str(EOS): -100}}
+    with TestClient(app) as c:
+        openai_error(c.post("/v1/completions", json=body), 504, "time limit")
+        stream = chunks(c.post("/v1/completions", json={**body, "stream": True}).text)
+        assert stream[-1] == "[DONE]" and "time limit" in stream[-2]["error"]["message"]
+        assert stream[-2]["error"]["type"] == "server_error"
+        assert all(chunk["choices"][0]["finish_reason"] is None for chunk in stream[:-2])
+        assert c.app.state.admission.active == 0
