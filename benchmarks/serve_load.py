@@ -158,7 +158,7 @@ def main() -> None:
     except RuntimeError as e:
         parser.exit(2, f"serve_load.py: {e}\n")
     try:
-        model = httpx.get(url + "/v1/models").json()["models"][0]
+        model = httpx.get(url + "/v1/models").json()["data"][0]
         asyncio.run(run_clients(url, 1, 4, args.time_limit))  # warm-up
         bases = [summary(*asyncio.run(run_clients(url, 1, args.new, args.time_limit))) for _ in range(3)]
         base = sorted(bases, key=lambda b: b["aggregate"])[1]  # the median of 3 single-client runs

@@ -645,8 +645,10 @@ def serve(
         help="Let web pages of this origin call the API (repeatable, e.g. https://example.org); "
              "none: CORS off.")] = None,
 ) -> None:
-    """Serve models over HTTP: a JSON API under /v1 (streaming with server-sent events), its docs at
-    /docs, and a playground at / that shows the next-token distribution, beam trees and attention."""
+    """Serve models over HTTP: a JSON API under /v1 (streaming with server-sent events) with
+    OpenAI-compatible /v1/completions and /v1/models, its docs at /docs, Prometheus metrics at
+    /metrics, and a playground at / that shows the next-token distribution, beam trees and attention.
+    SIGTERM or Ctrl-C ends open streams with a final event and exits 0."""
     from arlm.serve import ServeSettings, create_app, load_models
     from arlm.serve.server import listen
     from arlm.serve.server import serve as run_server

@@ -39,8 +39,11 @@ def arlm_generate(monkeypatch, capsys, *args: str) -> str:
 def test_models_lists_every_checkpoint(client):
     r = client.get("/v1/models")
     assert r.status_code == 200
-    by_name = {m["name"]: m for m in r.json()["models"]}
+    listing = r.json()
+    assert listing["object"] == "list"  # OpenAI's shape, arlm's details alongside
+    by_name = {m["id"]: m for m in listing["data"]}
     assert set(by_name) == {"tf", "tri"}
+    assert all(m["object"] == "model" and m["name"] == m["id"] for m in by_name.values())
     assert by_name["tf"]["family"] == "transformer" and by_name["tf"]["attention"] is True
     assert by_name["tf"]["block_size"] == 32
     assert by_name["tri"]["family"] == "ngram" and by_name["tri"]["attention"] is False
@@ -220,5 +223,6 @@ def test_playground_and_docs_are_served(client):
     assert "http" not in "".join(line for line in page.text.splitlines() if "src=" in line or "href=" in line)
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
-    paths = {"/v1/models", "/v1/generate", "/v1/score", "/v1/next", "/v1/beam", "/v1/attention"}
+    paths = {"/v1/models", "/v1/completions", "/metrics", "/v1/generate", "/v1/score", "/v1/next",
+             "/v1/beam", "/v1/attention"}
     assert paths <= set(schema["paths"])

@@ -69,14 +69,14 @@ def test_malformed_json_is_400(client):
     r = client.post("/v1/generate", content=b"[1, 2]", headers={"content-type": "application/json"})
     check(r, 422, "JSON object")
     check(client.get("/v1/nothing"), 404)
-    check(client.delete("/v1/models"), 405)
+    check(client.delete("/v1/health"), 405)
     assert client.post("/v1/generate", json=GOOD).status_code == 200
 
 
 def test_api_key(models):
     app = create_app(models, ServeSettings(api_key="s3cret"))
     with TestClient(app, raise_server_exceptions=False) as c:
-        check(c.get("/v1/models"), 401, "API key")
+        check(c.get("/v1/health"), 401, "API key")
         r = c.post("/v1/generate", json=GOOD, headers={"Authorization": "Bearer wrong"})
         check(r, 401, "API key")
         assert r.headers["www-authenticate"] == "Bearer"

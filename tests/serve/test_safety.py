@@ -147,7 +147,7 @@ def test_models_shows_names_not_paths(client, folders):
     r = client.get("/v1/models")
     assert r.status_code == 200
     assert str(folders["root"]) not in r.text and "path" not in r.text
-    assert [m["name"] for m in r.json()["models"]] == ["tf", "tri"]
+    assert [m["id"] for m in r.json()["data"]] == ["tf", "tri"]
 
 
 def test_docs_load_nothing_from_elsewhere(client):

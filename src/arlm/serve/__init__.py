@@ -7,6 +7,9 @@
 * :mod:`arlm.serve.schemas` — the request and error bodies (the OpenAPI document at /openapi.json);
 * :mod:`arlm.serve.service` — the server's state and the checks before any model work;
 * :mod:`arlm.serve.app` — :func:`create_app`, the FastAPI application, and its routes;
+* :mod:`arlm.serve.openai_api`, :mod:`arlm.serve.openai_schemas`, :mod:`arlm.serve.completions` —
+  OpenAI's completions and model list beside arlm's API, on the same generation path;
+* :mod:`arlm.serve.metrics` — ``GET /metrics`` (Prometheus) and the access log;
 * :mod:`arlm.serve.server` — running it with uvicorn, in the foreground or in a thread;
 * ``static/`` — the playground page (hand-written HTML, CSS and JavaScript; nothing from a CDN).
 

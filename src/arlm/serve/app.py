@@ -1,5 +1,9 @@
 """The HTTP application: the JSON API under /v1, its documentation at /docs, and the playground at /.
 
+Beside arlm's own routes (below), the app includes OpenAI's (:mod:`arlm.serve.openai_api`:
+``GET /v1/models``, ``POST /v1/completions``, with OpenAI's error shape on those paths) and
+``GET /metrics`` with an access log line per request (:mod:`arlm.serve.metrics`).
+
 :func:`create_app` takes models that are already loaded (``arlm serve`` loads them once, at start)
 and the server's :class:`~arlm.serve.limits.ServeSettings`, and keeps them in one
 :class:`~arlm.serve.service.Service`. The routes are plain functions of one router: each receives
@@ -50,7 +54,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arlm.decode.config import DecodingError
 from arlm.errors import ArlmError
-from arlm.serve import engine
+from arlm.serve import engine, metrics, openai_api
 from arlm.serve.limits import Cancel, ServeError, ServeSettings
 from arlm.serve.models import LoadedModel
 from arlm.serve.schemas import (
@@ -81,16 +85,22 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
     app.state.service = service
     app.state.models, app.state.settings = service.models, service.settings
     app.state.admission, app.state.stats = service.admission, service.stats
+    app.state.metrics = metrics.Metrics(service)
     _install_error_handlers(app)
+    app.include_router(openai_api.router)
     app.include_router(v1)
+    app.include_router(metrics.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     app.add_api_route("/", playground, include_in_schema=False)
     app.add_api_route("/docs", api_docs, include_in_schema=False)
     app.add_middleware(RequireJSON)
-    if service.settings.cors_origins:  # added last: the outermost, so it answers preflights
+    app.add_middleware(openai_api.OpenAIErrors)  # outside RequireJSON: its 415 in OpenAI's shape too
+    openai_api.declare_openai_errors(app)
+    if service.settings.cors_origins:  # the outermost but one, so it answers preflights
         app.add_middleware(CORSMiddleware, allow_origins=list(service.settings.cors_origins),
                            allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "X-API-Key"])
+    app.add_middleware(metrics.Observe, metrics=app.state.metrics)  # sees every answer as sent
     return app
 
 
@@ -168,11 +178,6 @@ STREAM_CONTENT = {"text/event-stream": {"schema": {  # one server-sent event (st
 
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(check_key)], responses=errors(401))
 ServiceDep = Annotated[Service, Depends(get_service)]
-
-
-@v1.get("/models", summary="The models this server holds")
-async def list_models(svc: ServiceDep) -> dict[str, Any]:
-    return {"models": [lm.info() for lm in svc.models.values()]}
 
 
 @v1.get("/health", summary="Liveness, load and counters")

@@ -2,13 +2,18 @@
 :func:`serve_in_thread` on a free localhost port (tests, the load benchmark, the screenshot).
 
 Shutdown is clean either way: uvicorn stops accepting, running streams end after their current
-token (stop reason "shutdown"), other responses finish (at most ``graceful_s`` seconds, then they
-are cancelled, which stops their generation), and the app's lifespan then stops its worker threads.
+token with a final event (arlm's: ``done`` with stop reason "shutdown"; OpenAI's: a chunk with finish
+reason "abort", then ``data: [DONE]``), other responses finish (at most ``graceful_s`` seconds, then
+they are cancelled, which stops their generation), and the app's lifespan then stops its worker
+threads. SIGTERM is a normal end: ``arlm serve`` exits 0.
+
+Each request is logged once its answer has ended (the logger ``arlm.serve.access``, at info level).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import socket
 import threading
 import time
@@ -18,6 +23,7 @@ from contextlib import contextmanager
 from fastapi import FastAPI
 
 from arlm.errors import ConfigError, Interrupted
+from arlm.serve.metrics import ACCESS_LOG
 
 
 def _server(config):
@@ -36,9 +42,15 @@ def _server(config):
 
 def _config(app: FastAPI, host: str, port: int, graceful_s: float, log_level: str):
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
+    # uvicorn's access log is off: the app writes its own line per request once the answer has ended
+    # (arlm.serve.metrics), printed like uvicorn's lines at the same level
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"][ACCESS_LOG.name] = {"handlers": ["default"], "level": log_level.upper(),
+                                              "propagate": False}
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
-                          timeout_graceful_shutdown=graceful_s)
+                          timeout_graceful_shutdown=graceful_s, log_config=log_config)
 
 
 def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:

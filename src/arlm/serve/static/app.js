@@ -410,7 +410,7 @@ async function init() {
   for (const id of ["attn-layer", "attn-head", "attn-mask"]) $(id).addEventListener("change", drawAttention);
   strategyChanged();
   try {
-    const { models } = await api("/v1/models");
+    const { data: models } = await api("/v1/models");  // OpenAI's list; arlm's details in each entry
     for (const m of models) {
       state.models[m.name] = m;
       $("model").add(new Option(`${m.name} (${m.family})`, m.name));
