@@ -197,3 +197,58 @@ def test_the_curriculum_decays_the_share_of_left_to_right_rows():
     assert SigmaGPTConfig(vocab_size=11, l2r_fraction=0.25).l2r_share(0.0) == 0.25  # no curriculum
     with pytest.raises(ConfigError, match="l2r_start"):
         SigmaGPTConfig(vocab_size=11, l2r_start=-0.1)
+
+
+ORDER_SET = [[0, 1, 2, 3, 4, 5], [5, 4, 3, 2, 1, 0], [1, 3, 5, 0, 2, 4]]
+
+
+def test_train_orders_read_every_row_in_one_of_the_given_orders():
+    model = SigmaGPT(SigmaGPTConfig(vocab_size=11, block_size=10, n_layer=1, n_head=2, d_model=16,
+                                    train_orders=ORDER_SET))
+    rows = torch.tensor([[SOS_ID, 4, 5, 6, 7, 8, 9, EOS_ID, PAD_ID]] * 300)  # one length, then padding
+    inputs, targets = model.training_inputs(rows, torch.Generator().manual_seed(0))
+    assert inputs.shape == (300, 7, 3) and targets.shape == (300, 7)
+    seen = set()
+    for step in inputs:
+        order = (step[1:, 1] - 1).tolist()  # the content slots read after [SOS]
+        assert order in ORDER_SET
+        seen.add(tuple(order))
+        assert step[0, 0] == SOS_ID and step[0, 1] == 0
+        # each step feeds the token at its position and announces the next one's position
+        assert torch.equal(step[:, 0], rows[0].gather(0, step[:, 1]))
+        assert torch.equal(step[1:, 1], step[:-1, 2])
+    assert len(seen) == len(ORDER_SET)  # all drawn
+    assert (targets[:, -1] == EOS_ID).all()
+    with pytest.raises(ConfigError, match="permutations"):
+        SigmaGPTConfig(vocab_size=11, block_size=10, train_orders=[[0, 1, 1]])
+    with pytest.raises(ConfigError, match="block_size"):
+        SigmaGPTConfig(vocab_size=11, block_size=4, train_orders=ORDER_SET)
+
+
+def test_the_mixture_over_orders_is_logsumexp_and_beats_the_mean_order():
+    model = _sigma(block_size=10)
+    tokens = torch.tensor([[SOS_ID, 4, 5, 6, 7, 8, 9, EOS_ID], [SOS_ID, 9, 9, 4, 4, 5, 6, EOS_ID]])
+    orders = torch.tensor(ORDER_SET)
+    with torch.no_grad():
+        each = torch.stack([model.log_prob(tokens, order) for order in orders])  # (K, B)
+        mixed = model.log_prob_mixture(tokens, orders)
+    expected = torch.log(each.exp().mean(0))
+    torch.testing.assert_close(mixed, expected, rtol=1e-6, atol=1e-6)
+    assert (mixed >= each.mean(0) - 1e-6).all()  # Jensen
+
+
+def test_train_orders_from_the_command_line_and_a_data_mismatch_before_anything_is_written(tmp_path):
+    from cli_helpers import arlm, ok, only_an_error
+
+    ok(arlm("train", "sigma_gpt", "--corpus", "digits", "--out", str(tmp_path / "ok"), "--set", "max_steps=2",
+            "--set", f"train_orders=[{list(range(64))}, {list(range(63, -1, -1))}]", "--set", "eval_interval=0",
+            cwd=tmp_path))
+    from arlm.usecases.checkpoints import load_model
+
+    loaded = load_model(tmp_path / "ok" / "last")
+    model = loaded[0] if isinstance(loaded, tuple) else loaded.model
+    assert model.config.train_orders[1][:3] == [63, 62, 61]  # saved with the model, read back
+    out = tmp_path / "bad"
+    only_an_error(arlm("train", "sigma_gpt", "--corpus", "digits", "--out", str(out), "--set", "max_steps=2",
+                       "--set", "train_orders=[[0, 1, 2], [2, 1, 0]]", cwd=tmp_path), "orders of 3 tokens")
+    assert not out.exists()

@@ -54,6 +54,7 @@ known token and every token drawn so far.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -84,10 +85,18 @@ class SigmaGPTConfig(TransformerConfig):
     ``l2r_start``: a curriculum (Pannatier et al. 2024 close most of the gap to a left-to-right model on
     text with one): the share of left-to-right rows at the first training step, decaying linearly to
     ``l2r_fraction`` at the last, f(i) = l2r_start + (l2r_fraction − l2r_start) · i / (max_steps − 1);
-    None: no curriculum, ``l2r_fraction`` throughout."""
+    None: no curriculum, ``l2r_fraction`` throughout.
+
+    ``train_orders``: a fixed set of orders to train in instead of fresh random ones (each a
+    permutation of the content indices 0..n-1 of sequences of one length n, e.g. an image's pixel
+    orders); every training row is read in one of them, drawn uniformly: one model with shared weights
+    for several orders (LMConv's order ensemble, Jain et al. 2020), scored per order with
+    :meth:`SigmaGPT.log_prob` and as their mixture with :meth:`SigmaGPT.log_prob_mixture`. None: a fresh
+    random order per row."""
 
     l2r_fraction: float = 0.0
     l2r_start: float | None = None
+    train_orders: list[list[int]] | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,6 +106,17 @@ class SigmaGPTConfig(TransformerConfig):
         if self.l2r_start is not None and not 0.0 <= self.l2r_start <= 1.0:
             raise ConfigError(f"l2r_start is the share of left-to-right rows at the first step, in [0, 1], "
                               f"not {self.l2r_start}")
+
+        if self.train_orders is not None:
+            orders = [list(map(int, order)) for order in self.train_orders]
+            n = len(orders[0]) if orders else 0
+            if not orders or any(sorted(order) != list(range(n)) for order in orders):
+                raise ConfigError("train_orders must be a non-empty list of permutations of 0..n-1, one n "
+                                  "for all (the content indices of sequences of n tokens)")
+            if n + 2 > self.block_size:
+                raise ConfigError(f"train_orders are orders of {n} tokens, but block_size {self.block_size} "
+                                  f"holds [SOS] + {self.block_size - 2} + [EOS]; raise block_size to {n + 2}")
+            self.train_orders = orders
 
     def l2r_share(self, progress: float) -> float:
         """The share of left-to-right training rows at ``progress`` (0: the first step, 1: the last)."""
@@ -147,6 +167,22 @@ def random_order_batch(tokens: Tensor, generator: torch.Generator
     keys = torch.where(content, noise, slots + 1.0)  # content in [0, 1); the rest after it, in place
     keys[:, 0] = -1.0  # [SOS] first
     pi = keys.argsort(dim=1)  # (B, T)
+    return tokens.gather(1, pi[:, :-1]), pi[:, :-1], pi[:, 1:], tokens.gather(1, pi[:, 1:])
+
+
+def fixed_order_batch(tokens: Tensor, orders: Tensor, generator: torch.Generator
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`random_order_batch`, each row read in one of ``orders`` (K, n), drawn uniformly: ``tokens``
+    (B, T ≥ n+2) holds ``[SOS] x_1 … x_n [EOS]`` per row (then [PAD]). Returns four (B, n+1) LongTensors
+    (the steps up to [EOS]; the padding is not read)."""
+    tokens = torch.as_tensor(tokens).long()
+    K, n = orders.shape
+    if tokens.dim() != 2 or tokens.shape[1] < n + 2 or not bool((tokens[:, n + 1] == EOS_ID).all()):
+        raise DataError(f"training in fixed orders of {n} tokens needs rows [SOS] x_1 … x_{n} [EOS] of "
+                        "exactly that length (images of one size)")
+    pick = torch.randint(K, (tokens.shape[0],), generator=generator)  # (B,)
+    pi = full_order(orders[pick])  # (B, n+2)
+    tokens = tokens[:, : n + 2]
     return tokens.gather(1, pi[:, :-1]), pi[:, :-1], pi[:, 1:], tokens.gather(1, pi[:, 1:])
 
 
@@ -273,6 +309,14 @@ class SigmaGPT(TransformerLM):
         lp = F.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         return lp.sum(dim=1)  # (B,)
 
+    def log_prob_mixture(self, tokens: Tensor, orders: Tensor, known_length: bool = True) -> Tensor:
+        """log p_mix(x) (B,) of the uniform mixture over ``orders`` (K, n):
+        log (1/K) Σ_k p(x | order k) = logsumexp_k log p(x | order k) − log K; by Jensen it is at least
+        the mean of the per-order log-probabilities."""
+        orders = torch.as_tensor(orders).long()
+        values = torch.stack([self.log_prob(tokens, order, known_length) for order in orders])  # (K, B)
+        return torch.logsumexp(values, dim=0) - math.log(len(orders))
+
     def log_prob_orders(self, tokens: Tensor, num_orders: int = 8, seed: int = 0,
                         known_length: bool = True) -> tuple[Tensor, Tensor]:
         """Mean and spread of ``log_prob`` over ``num_orders`` random orders (fresh per row):
@@ -376,7 +420,12 @@ class SigmaGPT(TransformerLM):
         ``config.l2r_share(progress)``, left to right): window (B, T+1), one sequence per row
         (``batch_kind = "sequences"``) -> (inputs (B, T, 3) = [x_π(i), π(i), π(i+1)] per step,
         targets (B, T) = x_π(i+1), [PAD] not scored). ``forward`` reads such inputs."""
-        inputs, positions, next_positions, targets = random_order_batch(window, generator)
+        if self.config.train_orders is None:
+            inputs, positions, next_positions, targets = random_order_batch(window, generator)
+        else:
+            orders = torch.tensor(self.config.train_orders, dtype=torch.long)  # (K, n)
+            inputs, positions, next_positions, targets = fixed_order_batch(window, orders, generator)
+            window = torch.as_tensor(window)[:, : orders.shape[1] + 2]
         share = self.config.l2r_share(progress)
         if share > 0:
             window = torch.as_tensor(window).long()

@@ -67,6 +67,7 @@ def parse_value(text: str) -> Any:
 # the type names a setting's annotation may hold -> (is the value of that type?, how to ask for it)
 _TYPES = {
     "tuple": (lambda v: isinstance(v, list | tuple), "a list like [0.9, 0.95]"),
+    "list": (lambda v: isinstance(v, list), "a list like [[0, 1, 2], [2, 1, 0]]"),
     "float": (lambda v: isinstance(v, int | float) and not isinstance(v, bool), "a number"),
     "int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
@@ -79,8 +80,10 @@ def _coerce(name: str, value: Any, field: dataclasses.Field, where: str) -> Any:
     ConfigError that names the setting and the type."""
     kind = str(field.type)
     wanted = [t for t in _TYPES if re.search(rf"\b{t}\b", kind)]
-    if "tuple" in wanted:  # tuple[float, float]: the items' type is not the setting's
-        wanted = ["tuple"]
+    for container in ("tuple", "list"):  # tuple[float, float]: the items' type is not the setting's
+        if container in wanted:
+            wanted = [container]
+            break
     if value is None:
         if "None" in kind:
             return None
@@ -90,7 +93,7 @@ def _coerce(name: str, value: Any, field: dataclasses.Field, where: str) -> Any:
         raise ConfigError(f"{where} setting {name} wants {want}, got {value!r}; e.g. --set {name}=…")
     if "float" in wanted and "int" not in wanted and isinstance(value, int):
         return float(value)
-    return tuple(value) if isinstance(value, list) else value
+    return tuple(value) if isinstance(value, list) and wanted != ["list"] else value
 
 
 @dataclass

@@ -170,6 +170,25 @@ def check_stream_lengths(config, data: TrainingData) -> None:
                             "more data")
 
 
+def check_fixed_orders(model_settings: dict[str, Any], data: TrainingData) -> None:
+    """σ-GPT trained in fixed orders (``train_orders`` of n tokens) needs every sequence to hold exactly n
+    content tokens (images of one size)."""
+    from arlm.streams import sequence_spans
+
+    orders = model_settings.get("train_orders")
+    if not orders:
+        return
+    n = len(orders[0])
+    for name, split in (("training", data.train), ("validation", data.val)):
+        if split is None:
+            continue
+        _, lengths = sequence_spans(split.tokens)
+        if len(lengths) and not (lengths - 2 == n).all():
+            raise DataError(f"train_orders are orders of {n} tokens, but the {name} split has sequences of "
+                            f"{int(lengths.min()) - 2}–{int(lengths.max()) - 2} tokens; give orders of "
+                            "the data's one length (images of one size), or leave train_orders out")
+
+
 @dataclass
 class TrainRequest:
     """``arlm train COMMAND``: a neural family trained on ``corpus``'s ``split`` (validating on
@@ -227,6 +246,7 @@ def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> Tr
     val_split = None if data.val is None else reorder_split(data.val, spec, seed + 1)
     config = make_train_config(settings, out_dir=None if r.out_dir is None else str(r.out_dir))
     check_stream_lengths(config, data)
+    check_fixed_orders(settings.model, data)
     if r.resume is not None:
         check_resume(r.resume, tok, settings.family)
         saved_order = load_order(r.resume)
