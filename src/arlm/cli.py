@@ -151,6 +151,38 @@ def train_ngram(
         err.print(f"wrote ARPA {arpa}")
 
 
+@train_app.command("infinigram")
+def train_infinigram(
+    corpus: CorpusOpt = "shakespeare",
+    split: SplitOpt = "train",
+    order: OrderOpt = "l2r",
+    tokenizer: Annotated[str, typer.Option(
+        help="char (default, as the neural families, so that `arlm eval --mix` can mix them), byte, "
+             "word, whitespace or bpe.")] = "char",
+    vocab_size: Annotated[int | None, typer.Option(
+        help="word: keep the most frequent words; bpe: vocabulary size.")] = None,
+    unit: UnitOpt = "lines",
+    encoding: EncodingOpt = "utf-8",
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")] = Path(
+        "runs/infinigram"),
+) -> None:
+    """Index a corpus split in a suffix array and save an ∞-gram (Liu et al. 2024): p(w | context) from
+    the longest suffix of the context that occurs in training, 0 where w never followed it (mix it with
+    a neural model: `arlm eval NEURAL --mix INFINIGRAM`)."""
+    from arlm.usecases.data import TokenizerSpec
+    from arlm.usecases.train import InfinigramRequest
+    from arlm.usecases.train import train_infinigram as build
+
+    spec = TokenizerSpec(tokenizer, vocab_size=vocab_size)
+    result = build(InfinigramRequest(corpus, split=split, tokenizer=spec, unit=unit, encoding=encoding,
+                                     order=order, out_dir=out_dir))
+    train, tok = result.data.train, result.tokenizer
+    err.print(f"{result.data.corpus.name} {split}: {train.num_sequences:,} sequences, {len(train.tokens):,} "
+              f"tokens, vocabulary {tok.vocab_size:,} ({tok.kind}), order {result.order.name}")
+    err.print(f"saved the ∞-gram to {out_dir}; try `arlm sample {out_dir}` or "
+              f"`arlm eval NEURAL --mix {out_dir}`")
+
+
 def _train_neural(command: str, corpus: str, split: str, val_split: str, preset: str,
                   overrides: list[str] | None, tokenizer: str, vocab_size: int | None, unit: str,
                   encoding: str, out_dir: Path | None, resume: Path | None, threads: int,
