@@ -270,6 +270,13 @@ def evaluate(
         "--orders", help="σ-GPT only: also score every sequence in this many random orders (mean ± "
                          "spread; 0: left to right only).")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the random orders (random-order models, σ-GPT).")] = 0,
+    mix: Annotated[Path | None, typer.Option(
+        metavar="CKPT", help="Interpolate the model per token with this one (same tokenizer and order), "
+                             "e.g. an ∞-gram: p = (1-λ) p_model + λ p_CKPT.")] = None,
+    mix_lambda: Annotated[float | None, typer.Option(
+        "--lambda", min=0.0, max=1.0, help="The weight λ of --mix (default: chosen on --mix-split over "
+                                           "0, 0.05, …, 1, and printed).")] = None,
+    mix_split: Annotated[str, typer.Option(help="The held-out split λ is chosen on.")] = "val",
 ) -> None:
     """Likelihood of a corpus split, scored in the order the model was trained in (text in reading
     order, the same tokens, so orders compare): NLL, perplexity (with and without OOVs), bits per
@@ -277,13 +284,16 @@ def evaluate(
     bits per dimension for images; a σ-GPT also in random orders.
 
     With --quantize int8 the split is scored twice, by the fp32 and the int8 model (left-to-right
-    models), and the perplexity change is printed next to the speed of each."""
+    models), and the perplexity change is printed next to the speed of each. With --mix CKPT the model
+    is mixed per token with CKPT (Liu et al. 2024 mix an ∞-gram with a neural model), λ chosen on
+    validation unless --lambda gives it."""
     from arlm.usecases.evaluate import EvalRequest, QuantizedEval
     from arlm.usecases.evaluate import evaluate as run_evaluation
 
     result = run_evaluation(EvalRequest(model_path, corpus=corpus, split=split, unit=unit, encoding=encoding,
                                         arpa_split=arpa_split, arpa_lowercase=arpa_lowercase,
-                                        quantize=quantize, orders=orders, seed=seed))
+                                        quantize=quantize, orders=orders, seed=seed, mix=mix,
+                                        mix_lambda=mix_lambda, mix_split=mix_split))
     if as_json:
         print(json.dumps(result.to_dict()))
         return
@@ -305,6 +315,13 @@ def evaluate(
     table.add_row("bits per byte (UTF-8)", _fmt(report.bits_per_byte, 4))
     if result.image:
         table.add_row("bits per dimension (pixel)", _fmt(result.bits_per_dim, 4))
+    if result.mixture is not None:
+        m = result.mixture
+        how = "given"
+        if m.choice is not None:
+            best = min(m.choice.nll_per_token)
+            how = f"chosen on {m.chosen_on}: NLL/token {best:.4f}, best of {len(m.choice.grid)}"
+        table.add_row("mixed with", f"{m.model}, λ = {m.lam:g} ({how})")
     if result.random_orders is not None:
         r, key = result.random_orders, result.unit_key
         table.add_row(f"{key.replace('_', ' ')}, {len(r.values)} random orders",
