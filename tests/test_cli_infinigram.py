@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,8 @@ def test_eval_mix_with_a_given_lambda_and_with_lambda_chosen_on_validation(work)
     assert given["num_tokens"] == alone["num_tokens"] and given["nll"] != alone["nll"]
     chosen = json.loads(ok(arlm("eval", "kn", "-c", "text.txt", "--mix", "inf", "--json", cwd=work)))
     m = chosen["mixture"]
-    best = m["nll_per_token"].index(min(m["nll_per_token"]))
+    nll = [math.inf if x is None else x for x in m["nll_per_token"]]  # None: infinite (λ = 1)
+    best = nll.index(min(nll))
     assert m["chosen_on"] == "val" and m["lambda"] == m["grid"][best]
     zero = json.loads(ok(arlm("eval", "kn", "-c", "text.txt", "--mix", "inf", "--lambda", "0", "--json",
                               cwd=work)))

@@ -52,7 +52,9 @@ class LambdaChoice:
     lam: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {"lambda": self.lam, "grid": list(self.grid), "nll_per_token": list(self.nll_per_token)}
+        """JSON-ready; an infinite NLL (a λ that trusts a model giving some token 0) is None."""
+        return {"lambda": self.lam, "grid": list(self.grid),
+                "nll_per_token": [x if math.isfinite(x) else None for x in self.nll_per_token]}
 
 
 def choose_lambda(a: np.ndarray, b: np.ndarray, grid: Sequence[float] = LAMBDA_GRID) -> LambdaChoice:

@@ -114,7 +114,8 @@ class MixtureInfo:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model, "lambda": self.lam, "chosen_on": self.chosen_on}
         if self.choice is not None:
-            out |= {"grid": list(self.choice.grid), "nll_per_token": list(self.choice.nll_per_token)}
+            choice = self.choice.to_dict()
+            out |= {"grid": choice["grid"], "nll_per_token": choice["nll_per_token"]}
         return out
 
 
