@@ -306,6 +306,9 @@ def evaluate(
     table.add_row("sequences", f"{report.num_sequences:,}")
     table.add_row("scored tokens ([EOS] included)", f"{report.num_tokens:,}")
     table.add_row("OOV tokens ([UNK])", f"{report.num_oov:,}")
+    if report.num_zero:  # an infinite perplexity, explained
+        table.add_row("tokens given probability 0", f"{report.num_zero:,} "
+                      f"({100 * report.num_zero / report.num_tokens:.1f} %; mix the model: --mix)")
     table.add_row("NLL per token (nats)", _fmt(report.nll_per_token, 4))
     table.add_row("perplexity (corpus)", _fmt(report.perplexity))
     table.add_row("perplexity excluding OOVs", _fmt(report.perplexity_excluding_oov))

@@ -200,3 +200,14 @@ def test_counts_and_estimates_equal_the_infini_gram_engine(model, corpus, tmp_pa
             assert ours_dist == pytest.approx({w: r["prob"] for w, r in dist.items()}, abs=1e-12)
             checked += 1
     assert checked > 100
+
+
+def test_the_likelihood_report_counts_the_zeros(model):
+    from arlm.evaluate.likelihood import evaluate_likelihood
+
+    test = sequences(10, 20, 12)
+    scores = model.score(torch.from_numpy(pad_batch(test))).numpy()
+    scored = pad_batch(test)[:, 1:] != PAD_ID
+    report = evaluate_likelihood(model, test, show_progress=False)
+    assert report.num_zero == int(np.isneginf(scores[scored]).sum()) > 0
+    assert report.perplexity == float("inf")
