@@ -46,7 +46,7 @@ from torch import Tensor
 
 from arlm.errors import DataError, FormatError, MismatchError
 from arlm.io import atomic_dir, atomic_write
-from arlm.streams import EOS_ID, PAD_ID, SOS_ID, as_stream, sequence_spans
+from arlm.streams import EOS_ID, PAD_ID, SOS_ID, UNK_ID, as_stream, sequence_spans
 
 FORMAT_VERSION = 1
 TOKENS_FILE = "tokens.npy"
@@ -317,8 +317,7 @@ class InfiniGramModel:
             self._vocab_index = {w: i for i, w in enumerate(self.vocab) if i != PAD_ID}
         if isinstance(words, str):
             words = words.split()
-        unk = 3
-        return np.array([w if isinstance(w, (int, np.integer)) else self._vocab_index.get(w, unk)
+        return np.array([w if isinstance(w, (int, np.integer)) else self._vocab_index.get(w, UNK_ID)
                          for w in words], dtype=np.int64)
 
     def prob(self, context: Sequence[int], word: int) -> tuple[float, int]:
