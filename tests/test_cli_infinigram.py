@@ -54,3 +54,13 @@ def test_bad_mixes_are_one_line_errors(work):
     one_line_error(arlm("eval", "kn", "-c", "text.txt", "--split", "val", "--mix", "inf", cwd=work),
                    "held-out")
     one_line_error(arlm("eval", "kn", "-c", "text.txt", "--mix", "nowhere", cwd=work), "does not exist")
+
+
+def test_a_transformer_mixed_with_the_infinigram_scores_lines_longer_than_its_context(work):
+    ok(arlm("train", "transformer", "-c", "text.txt", "--set", "max_steps=2", "--set", "block_size=16",
+            "--set", "eval_interval=0", "-o", "tf", cwd=work))  # rows of 16: most lines are longer
+    mixed = json.loads(ok(arlm("eval", "tf/last", "-c", "text.txt", "--mix", "inf", "--json", cwd=work)))
+    alone = json.loads(ok(arlm("eval", "tf/last", "-c", "text.txt", "--mix", "inf", "--lambda", "0", "--json",
+                               cwd=work)))
+    assert mixed["num_tokens"] == alone["num_tokens"]
+    assert mixed["mixture"]["chosen_on"] == "val" and math.isfinite(alone["nll"])

@@ -119,6 +119,12 @@ class MixtureInfo:
         return out
 
 
+def mixture_context(a: ARModel, b: ARModel) -> int | None:
+    """The rows a mixture is scored in: the shorter of the two models' contexts (None: no limit), for
+    choosing λ and for the split alike, so that λ is chosen on what is scored."""
+    return min((c for c in (model_context(a), model_context(b)) if c is not None), default=None)
+
+
 def load_mixture(model: ARModel, tok: Tokenizer, spec: OrderSpec,
                  r: EvalRequest) -> tuple[ARModel, MixtureInfo]:
     """``model`` mixed with ``r.mix`` ((1-λ) p_model + λ p_mix), checked to share the tokenizer and the
@@ -135,7 +141,7 @@ def load_mixture(model: ARModel, tok: Tokenizer, spec: OrderSpec,
                           "--lambda, or score another split")
     held_out = encode_split(r.corpus or "shakespeare", tok, r.mix_split, r.unit, r.encoding).encoded
     stream = reorder_split(held_out, spec, r.seed).tokens
-    ids = {"sos_id": tok.sos_id, "eos_id": tok.eos_id}
+    ids = {"sos_id": tok.sos_id, "eos_id": tok.eos_id, "context": mixture_context(model, other)}
     choice = choose_lambda(token_log_probs(model, stream, **ids), token_log_probs(other, stream, **ids))
     return MixtureModel(model, other, choice.lam), MixtureInfo(str(r.mix), choice.lam, r.mix_split, choice)
 
@@ -212,8 +218,7 @@ def evaluate(request: EvalRequest) -> EvalResult | QuantizedEval:
                               f"{' (σ-GPT)' if spec.name == 'l2r' else ''}: drop --quantize")
         comparison = evaluate_quantized(model, tok, split, r.quantize)
         return QuantizedEval(str(r.model_path), data.corpus.name, r.split, r.unit, r.quantize, comparison)
-    context = None if mixture is None else min(
-        (c for c in (model_context(model.a), model_context(model.b)) if c is not None), default=None)
+    context = None if mixture is None else mixture_context(model.a, model.b)
     report = evaluate_in_order(model, split, spec, sos_id=tok.sos_id, eos_id=tok.eos_id, unk_id=tok.unk_id,
                                seed=r.seed, context=context)
     pixels = image[0] * image[1] if image else 0
