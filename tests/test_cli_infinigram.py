@@ -64,3 +64,11 @@ def test_a_transformer_mixed_with_the_infinigram_scores_lines_longer_than_its_co
                                cwd=work)))
     assert mixed["num_tokens"] == alone["num_tokens"]
     assert mixed["mixture"]["chosen_on"] == "val" and math.isfinite(alone["nll"])
+
+
+def test_image_models_mix_too_with_lambda_chosen_on_the_digits_validation_split(tmp_path):
+    ok(arlm("train", "infinigram", "-c", "digits", "-o", "inf", cwd=tmp_path))
+    ok(arlm("train", "ngram", "-c", "digits", "-n", "3", "--discount-fallback", "-o", "kn", cwd=tmp_path))
+    result = json.loads(ok(arlm("eval", "kn", "--mix", "inf", "--json", cwd=tmp_path)))
+    assert result["corpus"] == "digits" and result["mixture"]["chosen_on"] == "val"
+    assert math.isfinite(result["bits_per_dim"])

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from arlm.data.cache import EncodedSplit
+from arlm.data.corpora import Corpus
 from arlm.data.orders import OrderSpec, reorder_split
 from arlm.data.tokenizers import Tokenizer
 from arlm.errors import ConfigError, MismatchError
@@ -125,10 +126,11 @@ def mixture_context(a: ARModel, b: ARModel) -> int | None:
     return min((c for c in (model_context(a), model_context(b)) if c is not None), default=None)
 
 
-def load_mixture(model: ARModel, tok: Tokenizer, spec: OrderSpec,
-                 r: EvalRequest) -> tuple[ARModel, MixtureInfo]:
+def load_mixture(model: ARModel, tok: Tokenizer, spec: OrderSpec, r: EvalRequest,
+                 corpus: Corpus) -> tuple[ARModel, MixtureInfo]:
     """``model`` mixed with ``r.mix`` ((1-λ) p_model + λ p_mix), checked to share the tokenizer and the
-    order; λ is ``r.mix_lambda`` or the best of LAMBDA_GRID on ``r.mix_split`` (never the split scored)."""
+    order; λ is ``r.mix_lambda`` or the best of LAMBDA_GRID on ``corpus``'s ``r.mix_split`` (never the
+    split scored)."""
     other, other_tok = load_model(r.mix)
     if list(other_tok.vocab) != list(tok.vocab) or load_order(r.mix) != spec:
         raise MismatchError(f"--mix {r.mix} reads other tokens or another order than {r.model_path}; mix "
@@ -139,7 +141,7 @@ def load_mixture(model: ARModel, tok: Tokenizer, spec: OrderSpec,
     if r.mix_split == r.split:
         raise ConfigError(f"λ is chosen on held-out text, not on the split being scored ({r.split}); pass "
                           "--lambda, or score another split")
-    held_out = encode_split(r.corpus or "shakespeare", tok, r.mix_split, r.unit, r.encoding).encoded
+    held_out = encode_split(corpus, tok, r.mix_split, r.unit, r.encoding).encoded
     stream = reorder_split(held_out, spec, r.seed).tokens
     ids = {"sos_id": tok.sos_id, "eos_id": tok.eos_id, "context": mixture_context(model, other)}
     choice = choose_lambda(token_log_probs(model, stream, **ids), token_log_probs(other, stream, **ids))
@@ -208,10 +210,10 @@ def evaluate(request: EvalRequest) -> EvalResult | QuantizedEval:
     sigma_gpt = getattr(model, "family", None) == "sigma_gpt"
     mixture = None
     if r.mix is not None:
-        if r.quantize is not None or sigma_gpt or image:
-            raise ConfigError("--mix interpolates two text models read in one order; drop --quantize, or "
-                              "mix models other than σ-GPT and image models")
-        model, mixture = load_mixture(model, tok, spec, r)
+        if r.quantize is not None or sigma_gpt:
+            raise ConfigError("--mix interpolates two models read in one order; drop --quantize, or mix "
+                              "models other than σ-GPT (which is scored in many orders)")
+        model, mixture = load_mixture(model, tok, spec, r, data.corpus)
     if r.quantize is not None:
         if spec.name != "l2r" or sigma_gpt:
             raise ConfigError(f"--quantize compares left-to-right models; this one is {spec.name!r}"
