@@ -211,3 +211,12 @@ def test_the_likelihood_report_counts_the_zeros(model):
     report = evaluate_likelihood(model, test, show_progress=False)
     assert report.num_zero == int(np.isneginf(scores[scored]).sum()) > 0
     assert report.perplexity == float("inf")
+
+
+def test_a_context_ending_in_eos_backs_off_to_the_unigram(model, corpus):
+    """[EOS] is only ever followed by [SOS], which is never predicted: no suffix ending in [EOS] has a
+    predictable continuation, so the estimate is the unigram's."""
+    stream = corpus.tolist()
+    for word in range(2, V):
+        p, k = model.prob([SOS_ID, 4, 5, EOS_ID], word)
+        assert k == 0 and p == pytest.approx(brute_estimate(stream, [], word)[0], abs=1e-12)
