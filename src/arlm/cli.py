@@ -151,6 +151,38 @@ def train_ngram(
         err.print(f"wrote ARPA {arpa}")
 
 
+@train_app.command("infinigram")
+def train_infinigram(
+    corpus: CorpusOpt = "shakespeare",
+    split: SplitOpt = "train",
+    order: OrderOpt = "l2r",
+    tokenizer: Annotated[str, typer.Option(
+        help="char (default, as the neural families, so that `arlm eval --mix` can mix them), byte, "
+             "word, whitespace or bpe.")] = "char",
+    vocab_size: Annotated[int | None, typer.Option(
+        help="word: keep the most frequent words; bpe: vocabulary size.")] = None,
+    unit: UnitOpt = "lines",
+    encoding: EncodingOpt = "utf-8",
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")] = Path(
+        "runs/infinigram"),
+) -> None:
+    """Index a corpus split in a suffix array and save an ∞-gram (Liu et al. 2024): p(w | context) from
+    the longest suffix of the context that occurs in training, 0 where w never followed it (mix it with
+    a neural model: `arlm eval NEURAL --mix INFINIGRAM`)."""
+    from arlm.usecases.data import TokenizerSpec
+    from arlm.usecases.train import InfinigramRequest
+    from arlm.usecases.train import train_infinigram as build
+
+    spec = TokenizerSpec(tokenizer, vocab_size=vocab_size)
+    result = build(InfinigramRequest(corpus, split=split, tokenizer=spec, unit=unit, encoding=encoding,
+                                     order=order, out_dir=out_dir))
+    train, tok = result.data.train, result.tokenizer
+    err.print(f"{result.data.corpus.name} {split}: {train.num_sequences:,} sequences, {len(train.tokens):,} "
+              f"tokens, vocabulary {tok.vocab_size:,} ({tok.kind}), order {result.order.name}")
+    err.print(f"saved the ∞-gram to {out_dir}; try `arlm sample {out_dir}` or "
+              f"`arlm eval NEURAL --mix {out_dir}`")
+
+
 def _train_neural(command: str, corpus: str, split: str, val_split: str, preset: str,
                   overrides: list[str] | None, tokenizer: str, vocab_size: int | None, unit: str,
                   encoding: str, out_dir: Path | None, resume: Path | None, threads: int,
@@ -238,6 +270,13 @@ def evaluate(
         "--orders", help="σ-GPT only: also score every sequence in this many random orders (mean ± "
                          "spread; 0: left to right only).")] = 4,
     seed: Annotated[int, typer.Option(help="Seed of the random orders (random-order models, σ-GPT).")] = 0,
+    mix: Annotated[Path | None, typer.Option(
+        metavar="CKPT", help="Interpolate the model per token with this one (same tokenizer and order), "
+                             "e.g. an ∞-gram: p = (1-λ) p_model + λ p_CKPT.")] = None,
+    mix_lambda: Annotated[float | None, typer.Option(
+        "--lambda", min=0.0, max=1.0, help="The weight λ of --mix (default: chosen on --mix-split over "
+                                           "0, 0.05, …, 1, and printed).")] = None,
+    mix_split: Annotated[str, typer.Option(help="The held-out split λ is chosen on.")] = "val",
 ) -> None:
     """Likelihood of a corpus split, scored in the order the model was trained in (text in reading
     order, the same tokens, so orders compare): NLL, perplexity (with and without OOVs), bits per
@@ -245,13 +284,16 @@ def evaluate(
     bits per dimension for images; a σ-GPT also in random orders.
 
     With --quantize int8 the split is scored twice, by the fp32 and the int8 model (left-to-right
-    models), and the perplexity change is printed next to the speed of each."""
+    models), and the perplexity change is printed next to the speed of each. With --mix CKPT the model
+    is mixed per token with CKPT (Liu et al. 2024 mix an ∞-gram with a neural model), λ chosen on
+    validation unless --lambda gives it."""
     from arlm.usecases.evaluate import EvalRequest, QuantizedEval
     from arlm.usecases.evaluate import evaluate as run_evaluation
 
     result = run_evaluation(EvalRequest(model_path, corpus=corpus, split=split, unit=unit, encoding=encoding,
                                         arpa_split=arpa_split, arpa_lowercase=arpa_lowercase,
-                                        quantize=quantize, orders=orders, seed=seed))
+                                        quantize=quantize, orders=orders, seed=seed, mix=mix,
+                                        mix_lambda=mix_lambda, mix_split=mix_split))
     if as_json:
         print(json.dumps(result.to_dict()))
         return
@@ -264,6 +306,9 @@ def evaluate(
     table.add_row("sequences", f"{report.num_sequences:,}")
     table.add_row("scored tokens ([EOS] included)", f"{report.num_tokens:,}")
     table.add_row("OOV tokens ([UNK])", f"{report.num_oov:,}")
+    if report.num_zero:  # an infinite perplexity, explained
+        table.add_row("tokens given probability 0", f"{report.num_zero:,} "
+                      f"({100 * report.num_zero / report.num_tokens:.1f} %; mix the model: --mix)")
     table.add_row("NLL per token (nats)", _fmt(report.nll_per_token, 4))
     table.add_row("perplexity (corpus)", _fmt(report.perplexity))
     table.add_row("perplexity excluding OOVs", _fmt(report.perplexity_excluding_oov))
@@ -273,6 +318,13 @@ def evaluate(
     table.add_row("bits per byte (UTF-8)", _fmt(report.bits_per_byte, 4))
     if result.image:
         table.add_row("bits per dimension (pixel)", _fmt(result.bits_per_dim, 4))
+    if result.mixture is not None:
+        m = result.mixture
+        how = "given"
+        if m.choice is not None:
+            best = min(m.choice.nll_per_token)
+            how = f"chosen on {m.chosen_on}: NLL/token {best:.4f}, best of {len(m.choice.grid)}"
+        table.add_row("mixed with", f"{m.model}, λ = {m.lam:g} ({how})")
     if result.random_orders is not None:
         r, key = result.random_orders, result.unit_key
         table.add_row(f"{key.replace('_', ' ')}, {len(r.values)} random orders",

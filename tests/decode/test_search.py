@@ -9,6 +9,8 @@ import torch
 
 from arlm.decode.search import Step, ancestral_sample, generate, greedy_search, stream
 from arlm.errors import ConfigError
+from arlm.models.infinigram import InfiniGramModel
+from arlm.models.mixture import MixtureModel
 from arlm.models.ngram import NGramModel
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
@@ -155,6 +157,13 @@ def _ngram():
     return NGramModel.fit(data, 3, vocab, "mkn", discount_fallback=True)
 
 
+def _infinigram():
+    rng = np.random.default_rng(0)
+    vocab = ["[PAD]", "[SOS]", "[EOS]", "[UNK]", *string.ascii_lowercase[:8]]
+    data = [np.array([SOS_ID, *rng.integers(4, 12, size=rng.integers(2, 9)), EOS_ID]) for _ in range(60)]
+    return InfiniGramModel.fit(data, vocab)
+
+
 def _neural(cls, cfg):
     torch.manual_seed(0)
     return cls(cfg).eval()
@@ -162,6 +171,8 @@ def _neural(cls, cfg):
 
 FAMILIES = {
     "ngram": _ngram,
+    "infinigram": _infinigram,
+    "ngram + infinigram": lambda: MixtureModel(_ngram(), _infinigram(), 0.4),
     "window": lambda: _neural(WindowLM, WindowConfig(vocab_size=12, context=3, d_embed=8, d_hidden=16)),
     "rnn": lambda: _neural(RNNLM, RNNConfig(vocab_size=12, cell="lstm", d_embed=8, d_hidden=16)),
     "transformer": lambda: _neural(TransformerLM, TransformerConfig(vocab_size=12, block_size=32,

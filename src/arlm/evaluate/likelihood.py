@@ -56,6 +56,7 @@ class LikelihoodReport:
     mean_sentence_ppl: float  # (1/N) Σ_i ppl(s_i), the chapter's average
     num_chars: int | None = None  # characters of the text, for bits per character
     num_bytes: int | None = None  # UTF-8 bytes of the text, for bits per byte
+    num_zero: int = 0  # targets the model gave probability 0 (an MLE n-gram's or an ∞-gram's unseen)
 
     @property
     def nll_per_token(self) -> float:
@@ -161,7 +162,7 @@ def evaluate_likelihood(
     skip = np.array([p[3] for p in pieces])  # (R,) leading targets another row scores
 
     nll_per_seq = np.zeros(len(seqs))  # nats
-    oov_nll, num_oov = 0.0, 0
+    oov_nll, num_oov, num_zero = 0.0, 0, 0
     order = np.argsort(row_len, kind="stable")
     total = int(lengths.sum() - len(seqs))
     with progress(show_progress) as bar, torch.inference_mode():
@@ -179,6 +180,7 @@ def evaluate_likelihood(
             targets = tokens[:, 1:]  # (B, T-1)
             columns = np.arange(targets.shape[1])[None, :]  # (1, T-1)
             scored = (columns < row_len[rows, None] - 1) & (columns >= skip[rows, None])  # (B, T-1)
+            num_zero += int((scored & np.isneginf(logp)).sum())
             logp = np.where(scored, logp, 0.0)
             np.add.at(nll_per_seq, owner[rows], -logp.sum(axis=1))
             oov = scored & (targets == unk_id) if unk_id is not None else np.zeros_like(scored)
@@ -199,6 +201,7 @@ def evaluate_likelihood(
         mean_sentence_ppl=float(sentence_ppl.mean()),
         num_chars=num_chars,
         num_bytes=num_bytes,
+        num_zero=num_zero,
     )
 
 

@@ -30,14 +30,15 @@ from arlm.streams import EOS_ID, SOS_ID, UNK_ID, split_sequences
 
 def evaluate_in_order(model, split: EncodedSplit, spec: OrderSpec, *, sos_id: int = SOS_ID,
                       eos_id: int = EOS_ID, unk_id: int | None = UNK_ID, seed: int | None = None,
-                      show_progress: bool | None = None) -> LikelihoodReport:
+                      show_progress: bool | None = None, context: int | None = None) -> LikelihoodReport:
     """Score a split (reading order) in the model's order ``spec``: the same tokens and characters, so
     the numbers compare across orders. A ``random`` order draws one permutation per sequence from
-    ``seed`` (default: the spec's), so an evaluation repeats exactly."""
+    ``seed`` (default: the spec's), so an evaluation repeats exactly. ``context``: the most tokens the
+    model reads in one row (longer sequences: a sliding window; None: no limit)."""
     ordered = reorder_split(split, spec, seed)
     return evaluate_likelihood(model, ordered.tokens, num_chars=split.num_chars,
-                               num_bytes=split.num_bytes, sos_id=sos_id,
-                               eos_id=eos_id, unk_id=unk_id, show_progress=show_progress)
+                               num_bytes=split.num_bytes, sos_id=sos_id, eos_id=eos_id, unk_id=unk_id,
+                               show_progress=show_progress, context=context)
 
 
 def bits_per_dim(nll_nats: float, num_images: int, pixels: int) -> float:

@@ -34,6 +34,7 @@ EXPERIMENTS: dict[str, str] = {
     "complexity": "arlm.experiments.complexity",
     "orders-text": "arlm.experiments.orders_text",
     "orders-images": "arlm.experiments.orders_images",
+    "infinigram-mix": "arlm.experiments.infinigram_mix",
 }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from arlm.errors import FormatError
 from arlm.io import recover_dir
 from arlm.models.gpt2 import GPT2LM
+from arlm.models.infinigram import InfiniGramModel
 from arlm.models.ngram import NGramModel
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.sigma_gpt import SigmaGPT, SigmaGPTConfig
@@ -45,6 +46,8 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "ngram": Family(NGramModel, None, None, "counted n-grams: MLE, add-k, Kneser-Ney, modified KN"),
+    "infinigram": Family(InfiniGramModel, None, None,
+                         "∞-gram: the longest matching suffix, counted in a suffix array (Liu et al. 2024)"),
     "window": Family(WindowLM, WindowConfig, "window", "fixed-window neural LM (Bengio et al. 2003)"),
     "rnn": Family(RNNLM, RNNConfig, "rnn", "recurrent LM: Elman, LSTM or GRU cells"),
     "transformer": Family(TransformerLM, TransformerConfig, "transformer", "decoder-only Transformer"),

@@ -5,7 +5,10 @@ trained in (text in reading order, the same tokens, so orders compare).
   a :class:`QuantizedEval`);
 * :func:`random_orders_bits`: σ-GPT's bits per character (or per pixel) in K random orders, with
   their spread (:class:`RandomOrders`);
-* :func:`evaluate_quantized`: the fp32 model against its int8 copy on one split.
+* :func:`evaluate_quantized`: the fp32 model against its int8 copy on one split;
+* :func:`load_mixture`: ``--mix CKPT --lambda λ``, the model interpolated per token with another one
+  ((1-λ) p_model + λ p_mix, :class:`~arlm.models.mixture.MixtureModel`), λ chosen on the validation
+  split over a grid when not given (:class:`MixtureInfo` records the choice).
 """
 
 from __future__ import annotations
@@ -17,12 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from arlm.data.cache import EncodedSplit
-from arlm.data.orders import OrderSpec
+from arlm.data.corpora import Corpus
+from arlm.data.orders import OrderSpec, reorder_split
 from arlm.data.tokenizers import Tokenizer
-from arlm.errors import ConfigError
+from arlm.errors import ConfigError, MismatchError
 from arlm.evaluate.likelihood import LikelihoodReport, bits_per_unit, evaluate_likelihood
 from arlm.evaluate.orders import bits_per_dim, evaluate_in_order, sigma_gpt_orders, spread
+from arlm.evaluate.token_scores import model_context, token_log_probs
 from arlm.models.base import ARModel
+from arlm.models.mixture import LambdaChoice, MixtureModel, check_lambda, choose_lambda
 from arlm.usecases.checkpoints import load_model, load_order
 from arlm.usecases.data import encode_split, image_shape
 from arlm.usecases.decoding import quantize
@@ -91,6 +97,55 @@ class EvalRequest:
     quantize: str | None = None
     orders: int = 4
     seed: int = 0
+    mix: Path | None = None  # a second model folder to interpolate with, per token
+    mix_lambda: float | None = None  # its weight λ; None: chosen on ``mix_split`` over LAMBDA_GRID
+    mix_split: str = "val"
+
+
+@dataclass
+class MixtureInfo:
+    """What was mixed: the second model, λ, and how λ was set (given, or chosen on a split: the grid
+    and the held-out NLL per token at each point)."""
+
+    model: str
+    lam: float
+    chosen_on: str | None = None  # None: λ was given
+    choice: LambdaChoice | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "lambda": self.lam, "chosen_on": self.chosen_on}
+        if self.choice is not None:
+            choice = self.choice.to_dict()
+            out |= {"grid": choice["grid"], "nll_per_token": choice["nll_per_token"]}
+        return out
+
+
+def mixture_context(a: ARModel, b: ARModel) -> int | None:
+    """The rows a mixture is scored in: the shorter of the two models' contexts (None: no limit), for
+    choosing λ and for the split alike, so that λ is chosen on what is scored."""
+    return min((c for c in (model_context(a), model_context(b)) if c is not None), default=None)
+
+
+def load_mixture(model: ARModel, tok: Tokenizer, spec: OrderSpec, r: EvalRequest,
+                 corpus: Corpus) -> tuple[ARModel, MixtureInfo]:
+    """``model`` mixed with ``r.mix`` ((1-λ) p_model + λ p_mix), checked to share the tokenizer and the
+    order; λ is ``r.mix_lambda`` or the best of LAMBDA_GRID on ``corpus``'s ``r.mix_split`` (never the
+    split scored)."""
+    other, other_tok = load_model(r.mix)
+    if list(other_tok.vocab) != list(tok.vocab) or load_order(r.mix) != spec:
+        raise MismatchError(f"--mix {r.mix} reads other tokens or another order than {r.model_path}; mix "
+                            "models trained with the same tokenizer on the same corpus, in the same order")
+    if r.mix_lambda is not None:
+        lam = check_lambda(r.mix_lambda)
+        return MixtureModel(model, other, lam), MixtureInfo(str(r.mix), lam)
+    if r.mix_split == r.split:
+        raise ConfigError(f"λ is chosen on held-out text, not on the split being scored ({r.split}); pass "
+                          "--lambda, or score another split")
+    held_out = encode_split(corpus, tok, r.mix_split, r.unit, r.encoding).encoded
+    stream = reorder_split(held_out, spec, r.seed).tokens
+    ids = {"sos_id": tok.sos_id, "eos_id": tok.eos_id, "context": mixture_context(model, other)}
+    choice = choose_lambda(token_log_probs(model, stream, **ids), token_log_probs(other, stream, **ids))
+    return MixtureModel(model, other, choice.lam), MixtureInfo(str(r.mix), choice.lam, r.mix_split, choice)
 
 
 @dataclass
@@ -107,6 +162,7 @@ class EvalResult:
     image: bool
     bits_per_dim: float | None = None
     random_orders: RandomOrders | None = None
+    mixture: MixtureInfo | None = None
 
     @property
     def unit_key(self) -> str:
@@ -121,6 +177,8 @@ class EvalResult:
             out["bits_per_dim"] = self.bits_per_dim
         if self.random_orders is not None:
             out["random_orders"] = self.random_orders.to_dict(self.unit_key)
+        if self.mixture is not None:
+            out["mixture"] = self.mixture.to_dict()
         return out
 
 
@@ -150,16 +208,24 @@ def evaluate(request: EvalRequest) -> EvalResult | QuantizedEval:
     data = encode_split(r.corpus or ("digits" if image else "shakespeare"), tok, r.split, r.unit, r.encoding)
     split = data.encoded
     sigma_gpt = getattr(model, "family", None) == "sigma_gpt"
+    mixture = None
+    if r.mix is not None:
+        if r.quantize is not None or sigma_gpt:
+            raise ConfigError("--mix interpolates two models read in one order; drop --quantize, or mix "
+                              "models other than σ-GPT (which is scored in many orders)")
+        model, mixture = load_mixture(model, tok, spec, r, data.corpus)
     if r.quantize is not None:
         if spec.name != "l2r" or sigma_gpt:
             raise ConfigError(f"--quantize compares left-to-right models; this one is {spec.name!r}"
                               f"{' (σ-GPT)' if spec.name == 'l2r' else ''}: drop --quantize")
         comparison = evaluate_quantized(model, tok, split, r.quantize)
         return QuantizedEval(str(r.model_path), data.corpus.name, r.split, r.unit, r.quantize, comparison)
+    context = None if mixture is None else mixture_context(model.a, model.b)
     report = evaluate_in_order(model, split, spec, sos_id=tok.sos_id, eos_id=tok.eos_id, unk_id=tok.unk_id,
-                               seed=r.seed)
+                               seed=r.seed, context=context)
     pixels = image[0] * image[1] if image else 0
-    result = EvalResult(str(r.model_path), data.corpus.name, r.split, r.unit, spec, report, image is not None)
+    result = EvalResult(str(r.model_path), data.corpus.name, r.split, r.unit, spec, report, image is not None,
+                        mixture=mixture)
     if image:
         result.bits_per_dim = bits_per_dim(report.nll, report.num_sequences, pixels)
     if sigma_gpt and r.orders > 0:

@@ -1,4 +1,5 @@
-"""Training: ``arlm train ngram`` (:func:`train_ngram`) and ``arlm train FAMILY`` (:func:`train_neural`).
+"""Training: ``arlm train ngram`` (:func:`train_ngram`), ``arlm train infinigram``
+(:func:`train_infinigram`) and ``arlm train FAMILY`` (:func:`train_neural`).
 
 * :func:`build_model`: a neural model from resolved preset settings, its initial weights drawn from
   the run's seed (the same seed gives the same weights, in any process);
@@ -112,6 +113,40 @@ def check_arpa_target(path: Path, smoothing: str, n: int) -> None:
     if smoothing in ("add-k", "laplace") and n > 1:
         raise ConfigError(f"{smoothing} smoothing above order 1 has no exact ARPA form (unseen words get a "
                           "per-context constant, not a backoff); use mle, kn or mkn, or leave --arpa out")
+
+
+# ---------------------------------------------------------------------------------------------
+# The ∞-gram
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class InfinigramRequest:
+    """``arlm train infinigram``: index a corpus split, read in ``order``, in a suffix array."""
+
+    corpus: str | Corpus = "shakespeare"
+    split: str = "train"
+    tokenizer: TokenizerSpec | Tokenizer | None = None  # default: the char tokenizer, as the neural families
+    unit: str = "lines"
+    encoding: str = "utf-8"
+    order: str = "l2r"
+    seed: int = 0
+    out_dir: str | Path | None = None  # the model folder to write (None: nothing written)
+
+
+def train_infinigram(request: InfinigramRequest) -> NgramResult:
+    """Index the ∞-gram of ``request`` (:class:`~arlm.models.infinigram.InfiniGramModel`); write the
+    model folder when ``out_dir`` is given. Nothing is written before the index is built."""
+    from arlm.models.infinigram import InfiniGramModel
+
+    r = request
+    data = prepare_data(r.corpus, r.tokenizer or TokenizerSpec("char"), r.split, None, r.unit, r.encoding)
+    spec = order_spec(r.order, data.tokenizer, r.seed)
+    train = reorder_split(data.train, spec)
+    model = InfiniGramModel.fit(train.tokens, vocab=data.tokenizer.vocab)
+    if r.out_dir is not None:
+        save_model(r.out_dir, model, data.tokenizer, spec)
+    return NgramResult(model, data.tokenizer, spec, data)
 
 
 # ---------------------------------------------------------------------------------------------
