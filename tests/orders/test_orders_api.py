@@ -249,6 +249,7 @@ def test_train_orders_from_the_command_line_and_a_data_mismatch_before_anything_
     model = loaded[0] if isinstance(loaded, tuple) else loaded.model
     assert model.config.train_orders[1][:3] == [63, 62, 61]  # saved with the model, read back
     out = tmp_path / "bad"
-    only_an_error(arlm("train", "sigma_gpt", "--corpus", "digits", "--out", str(out), "--set", "max_steps=2",
-                       "--set", "train_orders=[[0, 1, 2], [2, 1, 0]]", cwd=tmp_path), "orders of 3 tokens")
+    bad = arlm("train", "sigma_gpt", "--corpus", "digits", "--out", str(out), "--set", "max_steps=2",
+               "--set", "train_orders=[[0, 1, 2], [2, 1, 0]]", cwd=tmp_path)
+    only_an_error(bad, "orders of 3 tokens")
     assert not out.exists()
