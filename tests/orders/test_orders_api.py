@@ -241,7 +241,8 @@ def test_train_orders_from_the_command_line_and_a_data_mismatch_before_anything_
     from cli_helpers import arlm, ok, only_an_error
 
     ok(arlm("train", "sigma_gpt", "--corpus", "digits", "--out", str(tmp_path / "ok"), "--set", "max_steps=2",
-            "--set", f"train_orders=[{list(range(64))}, {list(range(63, -1, -1))}]", "--set", "eval_interval=0",
+            "--set", f"train_orders=[{list(range(64))}, {list(range(63, -1, -1))}]",
+            "--set", "eval_interval=0",
             cwd=tmp_path))
     from arlm.usecases.checkpoints import load_model
 
