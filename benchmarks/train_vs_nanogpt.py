@@ -216,19 +216,8 @@ def main() -> None:
     copy = prepare_nanogpt(args.nanogpt.resolve(), work)
     commit = subprocess.run(["git", "-C", str(args.nanogpt), "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown commit"
-    load0 = os.getloadavg()
-    results: dict[int, list[dict[str, dict]]] = {n: [] for n in args.iters}
-    for r in range(args.repeats):  # round after round: each iteration count gets its runs in turn
-        for iters in args.iters:
-            results[iters].append(one_round(copy, iters, work, r, args.systems))
-            if args.results is not None:
-                args.results.write_text(json.dumps(results, indent=1), encoding="utf-8")
     corpus = load_corpus("shakespeare")
     size = len(corpus.text("train")) + len(corpus.text("val")) + 2
-    facts = ["platform", "python", "torch", f"{THREADS} threads a process"]
-    head = command_line("train_vs_nanogpt.py", facts,
-                        argv=table_argv(parser), load=[load0, os.getloadavg()],
-                        note="2 cores shared with other jobs: a loaded machine, see each run's load")
     about = (f"nanoGPT: karpathy/nanoGPT {commit[:12]}, its `train.py` with the README's CPU command "
              "(4 layers × 4 heads × 128, block 64, batch 12, dropout 0, no compile); arlm: `arlm train "
              "transformer --preset cpu-small` with the same settings (`benchmarks/train_vs_nanogpt.py` "
@@ -239,9 +228,21 @@ def main() -> None:
              "held-out bits/char: nanoGPT's last val loss / ln 2 on its 10% cut, arlm's on its validation "
              "split (close to the same text; arlm also scores each line's end). compile=auto compiles from "
              f"{AUTO_COMPILE_STEPS:,} steps (arlm/train/compile_choice.py).")
-    for iters, rounds in results.items():
+    results: dict[int, list[dict[str, dict]]] = {}
+    for iters in args.iters:  # an iteration count's rounds, then its section
+        load0 = os.getloadavg()
+        results[iters] = []
+        for r in range(args.repeats):
+            results[iters].append(one_round(copy, iters, work, r, args.systems))
+            if args.results is not None:
+                args.results.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        facts = ["platform", "python", "torch", f"{THREADS} threads a process"]
+        head = command_line("train_vs_nanogpt.py", facts, argv=table_argv(parser),
+                            load=[load0, os.getloadavg()],
+                            note="2 cores shared with other jobs: a loaded machine, see each run's load")
         heading = f"{SECTION}: {iters:,} iterations"
-        section = "\n".join([heading, "", head, "", about, "", *table(rounds), "", verdict(iters, rounds)])
+        section = "\n".join([heading, "", head, "", about, "", *table(results[iters]), "",
+                             verdict(iters, results[iters])])
         print(section + "\n")
         if not args.no_write:
             write_section(ROOT / "docs" / "benchmarks.md", heading, section + "\n")

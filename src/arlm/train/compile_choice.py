@@ -25,7 +25,7 @@ from typing import Any
 COMPILE_CHOICES = (True, False, "auto")
 
 # S*, the steps from which compile=auto compiles (the measurements in the module's docstring)
-AUTO_COMPILE_STEPS = 3500
+AUTO_COMPILE_STEPS = 4000
 COLD_COMPILE_SECONDS = 45  # C, a compile from an empty cache, for the message (measured: 35-50 s)
 
 
