@@ -33,6 +33,10 @@ and the load average before each run. The compiled runs:
 * *arlm's artifacts only*: a fresh Inductor cache, but arlm's artifacts of the first run (a machine
   whose /tmp was wiped; at the smallest ``--iters`` only).
 
+With ``--parallel`` the three lanes of a round (nanoGPT; arlm eager; the compiled runs, one after the
+other) run side by side instead, so that on a loaded machine all meet the same load at the same time
+(each run's wall time then includes the others' competition).
+
 ``compile=auto`` (:mod:`arlm.train.compile_choice`) is run in place of the system it chooses: at
 ``--iters`` below its threshold it is the eager row (it does not compile), above it the empty-cache
 compiled row; the script checks that it chose so.
@@ -50,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from arlm.data.corpora import load_corpus
@@ -145,27 +150,44 @@ def run_arlm(iters: int, compile_setting: str, work: Path, caches: str, tag: str
             "val_bits_per_char": bits[-1], "note": note}
 
 
-def one_round(copy: Path, iters: int, work: Path, r: int, systems: list[str]) -> dict[str, dict]:
+def one_round(copy: Path, iters: int, work: Path, r: int, systems: list[str],
+              parallel: bool = False) -> dict[str, dict]:
     """nanoGPT, then arlm eager, compiled from empty caches, again, and from arlm's artifacts only (those
-    of ``systems``); compile=auto runs in place of the one it chooses."""
+    of ``systems``); compile=auto runs in place of the one it chooses. ``parallel``: nanoGPT, eager and
+    the compiled runs (one after the other) go side by side, so that all meet the same load at once."""
     auto_compiles, _ = choose_compile("auto", iters)
     tag = f"{iters}-{r}"
-    res = {"nanogpt": run_nanogpt(copy, iters, work, tag)}
-    print(f"{tag} nanogpt {res['nanogpt']['wall']:.1f} s", file=sys.stderr)
     plan = [("eager", "false" if auto_compiles else "auto", f"ind-e{tag},arlm-e{tag}"),
             ("cold", "auto" if auto_compiles else "true", f"ind-c{tag},arlm-c{tag}"),
             ("warm", "true", f"ind-c{tag},arlm-c{tag}"),
             ("artifacts", "true", f"ind-a{tag},arlm-c{tag}")]
-    for key, setting, caches in plan:
-        if key not in systems:
-            continue
-        res[key] = run_arlm(iters, setting, work, caches, f"{key}-{tag}")
-        res[key]["setting"] = setting
-        if setting == "auto" and (res[key]["note"] is None or
-                                  ("not compiling" in res[key]["note"]) == auto_compiles):
-            sys.exit(f"train_vs_nanogpt.py: compile=auto did not choose as expected: {res[key]['note']}")
-        print(f"{tag} {key} {res[key]['wall']:.1f} s (first step {res[key]['first']:.1f} s)", file=sys.stderr)
-    return res
+    res: dict[str, dict] = {}
+
+    def nanogpt() -> None:
+        res["nanogpt"] = run_nanogpt(copy, iters, work, tag)
+        print(f"{tag} nanogpt {res['nanogpt']['wall']:.1f} s", file=sys.stderr)
+
+    def arlm(keys: tuple[str, ...]) -> None:
+        for key, setting, caches in plan:
+            if key not in keys or key not in systems:
+                continue
+            run = run_arlm(iters, setting, work, caches, f"{key}-{tag}")
+            run["setting"] = setting
+            chose_eager = run["note"] is not None and "not compiling" in run["note"]
+            if setting == "auto" and (run["note"] is None or chose_eager == auto_compiles):
+                sys.exit(f"train_vs_nanogpt.py: compile=auto did not choose as expected: {run['note']}")
+            res[key] = run
+            print(f"{tag} {key} {run['wall']:.1f} s (first step {run['first']:.1f} s)", file=sys.stderr)
+
+    lanes = [nanogpt, lambda: arlm(("eager",)), lambda: arlm(("cold", "warm", "artifacts"))]
+    if parallel:
+        with ThreadPoolExecutor(len(lanes)) as pool:
+            for done in [pool.submit(lane) for lane in lanes]:
+                done.result()
+    else:
+        for lane in lanes:
+            lane()
+    return {key: res[key] for key in SYSTEMS if key in res}
 
 
 def table(rounds: list[dict[str, dict]]) -> list[str]:
@@ -203,6 +225,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="rounds of all systems (medians)")
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS)[1:], default=list(SYSTEMS)[1:],
                         help="arlm's runs (nanoGPT always runs; eager is needed for the ratios)")
+    parser.add_argument("--parallel", action="store_true",
+                        help="run nanoGPT, arlm eager and the compiled runs side by side (a loaded machine)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--results", type=Path, default=None,
                         help="also keep every run's numbers in this JSON file")
@@ -233,7 +257,7 @@ def main() -> None:
         load0 = os.getloadavg()
         results[iters] = []
         for r in range(args.repeats):
-            results[iters].append(one_round(copy, iters, work, r, args.systems))
+            results[iters].append(one_round(copy, iters, work, r, args.systems, args.parallel))
             if args.results is not None:
                 args.results.write_text(json.dumps(results, indent=1), encoding="utf-8")
         facts = ["platform", "python", "torch", f"{THREADS} threads a process"]

@@ -66,7 +66,11 @@ training stops early after ``patience`` evaluations without improvement, and eve
 stateless family with one micro-batch in one process (and torch is recent enough), the whole step —
 forward, loss, backward, clipping, AdamW — is one compiled graph (:mod:`arlm.train.compiled_step`);
 elsewhere the forward pass and its loss are (:func:`compile_model`). :meth:`Trainer.whole_step_reason`
-says which, and why.
+says which, and why. The compile is paid on the first step: the summary reports that step's time
+against the median of the others. What it compiled is saved after that step and loaded by the next
+run with the same shapes (:mod:`arlm.train.compile_cache`). ``compile="auto"`` compiles only when
+``max_steps`` is long enough to pay the compile back (:mod:`arlm.train.compile_choice`), and
+:attr:`Trainer.compile_note` says what it chose and why.
 
 **Budgets.** Training ends at ``max_steps`` (the length of the learning-rate schedule), or earlier at
 ``max_seconds`` of wall clock if that is set, whichever comes first; the summary and the checkpoint
