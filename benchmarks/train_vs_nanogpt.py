@@ -37,6 +37,12 @@ With ``--parallel`` the three lanes of a round (nanoGPT; arlm eager; the compile
 other) run side by side instead, so that on a loaded machine all meet the same load at the same time
 (each run's wall time then includes the others' competition).
 
+``--passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` for every process: OpenMP's threads then sleep at a
+barrier instead of spinning. On 2 cores that other jobs keep busy, a 2-thread process with the default
+policy ran about 10 nanoGPT iterations a minute (each barrier waits for the thread that is descheduled,
+while the other spins), with passive waiting 65–560 ms an iteration; it changes nothing on an idle
+machine's results but the last few percent, and applies to both systems alike.
+
 ``compile=auto`` (:mod:`arlm.train.compile_choice`) is run in place of the system it chooses: at
 ``--iters`` below its threshold it is the eager row (it does not compile), above it the empty-cache
 compiled row; the script checks that it chose so.
@@ -101,9 +107,12 @@ def prepare_nanogpt(snapshot: Path, work: Path) -> Path:
     return copy
 
 
+PASSIVE = {}  # {"OMP_WAIT_POLICY": "PASSIVE"} with --passive
+
+
 def environment(inductor: Path, arlm_cache: Path) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TORCHINDUCTOR_CACHE_DIR": str(inductor),
-            "ARLM_CACHE": str(arlm_cache), "COLUMNS": "400", "PYTHONPATH": str(ROOT / "src")}
+            "ARLM_CACHE": str(arlm_cache), "COLUMNS": "400", "PYTHONPATH": str(ROOT / "src"), **PASSIVE}
 
 
 def timed_process(cmd: list[str], cwd: Path, env: dict[str, str],
@@ -227,6 +236,8 @@ def main() -> None:
                         help="arlm's runs (nanoGPT always runs; eager is needed for the ratios)")
     parser.add_argument("--parallel", action="store_true",
                         help="run nanoGPT, arlm eager and the compiled runs side by side (a loaded machine)")
+    parser.add_argument("--passive", action="store_true",
+                        help="OMP_WAIT_POLICY=PASSIVE for every process (see the docstring)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--results", type=Path, default=None,
                         help="also keep every run's numbers in this JSON file")
@@ -235,6 +246,8 @@ def main() -> None:
     if min(args.iters) < 2 or args.repeats < 1 or "eager" not in args.systems:
         parser.exit(2, "train_vs_nanogpt.py: --iters must be at least 2, --repeats at least 1, and "
                        "--systems must hold eager\n")
+    if args.passive:
+        PASSIVE["OMP_WAIT_POLICY"] = "PASSIVE"
     work = args.work or Path(tempfile.mkdtemp(prefix="arlm-vs-nanogpt-"))
     work.mkdir(parents=True, exist_ok=True)
     copy = prepare_nanogpt(args.nanogpt.resolve(), work)
