@@ -5,12 +5,20 @@ so over S steps it pays when
 
     S · Δ > C,    i.e.    S > S* = C / Δ.
 
-On this project's 2-core CPU, for nanoGPT's baby config at 2 threads (``benchmarks/train_vs_nanogpt.py``,
-docs/benchmarks.md "Training against the real nanoGPT"), a compile from an empty cache took C ≈ 35–50 s
-and saved Δ ≈ 14–19 ms a step (the whole step as one graph against arlm's eager step), so
-S* ≈ 2,500–3,500 steps; :data:`AUTO_COMPILE_STEPS` is the upper end, so that ``auto`` is never slower
-than eager in those measurements. A larger model saves more per step and compiles in about the same
-time (the graph has the same kinds of kernels, more of them), so the threshold errs towards eager.
+On this project's 2-core CPU, for nanoGPT's baby config at 2 threads:
+
+* idle machine: a compile from an empty cache C ≈ 35 s (34.5 s measured at load 1.5, 2026-12-04); the
+  whole compiled step 21.7 ms against 28.2 ms for arlm's eager step with fused AdamW (≈ 30 ms with the
+  default for-loop AdamW) (2026-11-28, the 2-thread table of the former ``benchmarks/train_baby.py``):
+  Δ ≈ 6.5–8.5 ms, S* ≈ 4,000–5,400 steps;
+* loaded machine (issue 24's run): C = 51.7 s, 42 ms against 60 ms a step: Δ ≈ 18 ms, S* ≈ 2,900;
+* ``benchmarks/train_vs_nanogpt.py`` (docs/benchmarks.md "Training against the real nanoGPT") measures
+  both sides of the choice at 2,000 and 5,000 iterations.
+
+:data:`AUTO_COMPILE_STEPS` = 4,000 lies between: on an idle machine a run just above it can lose up to
+~10 s against eager (~7% of such a run), on a loaded one a run just below it leaves a little on the
+table. A larger model saves more per step and compiles in about the same time (more kernels of the
+same kinds), so there the threshold errs towards eager.
 
 The choice reads only the configuration (``max_steps``), never the clock or what is in the compile
 cache: the same command trains the same weights whatever ran before it. A run that will be repeated
