@@ -6,7 +6,7 @@ graph against HF ``generate``) and compiled training (arlm's Trainer against a n
     python benchmarks/gpu_speed.py --part train --train-steps 3000 --save-model /tmp/char-6x384
 
 Needs a CUDA device (it says so in one line otherwise); the CPU numbers are decode_speed.py's and
-train_baby.py's.
+train_vs_nanogpt.py's (against the real nanoGPT).
 
 **Decoding.** GPT-2 small's shape (12 layers × 12 heads × 768, vocabulary 50,257, 1,024 positions),
 random weights of an HF ``GPT2LMHeadModel`` copied into arlm's ``GPT2LM`` (``interop.gpt2.from_hf``),
@@ -304,7 +304,7 @@ def main() -> None:
         raise SystemExit(2)
     if not torch.cuda.is_available():
         print("error: benchmarks/gpu_speed.py needs a CUDA device; on a CPU run decode_speed.py and "
-              "train_baby.py", file=sys.stderr)
+              "train_vs_nanogpt.py", file=sys.stderr)
         raise SystemExit(2)
     torch.backends.cuda.matmul.allow_tf32 = False  # fp32 decoding is fp32 (same tokens as HF)
     sys.path.insert(0, str(ROOT / "benchmarks"))

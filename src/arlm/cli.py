@@ -202,6 +202,8 @@ def _train_neural(command: str, corpus: str, split: str, val_split: str, preset:
            "patience": " (stopped early: no improvement)"}.get(summary.stopped_by, "")
     err.print(f"step {summary.step}: train loss {_fmt(summary.train_loss, 4)}, val loss "
               f"{_fmt(summary.val_loss, 4)}, best {_fmt(summary.best_val_loss, 4)}{why}")
+    if summary.step_times() is not None:
+        err.print(summary.step_times())
     err.print(f"checkpoints in {out_dir}/last and {out_dir}/best; try `arlm eval {out_dir}/best` "
               f"and `arlm sample {out_dir}/best`")
 

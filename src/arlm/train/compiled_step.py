@@ -13,8 +13,8 @@ function does all of a step,
 
 and ``torch.compile`` turns it into one graph, with Inductor's wrapper code in C++ (``cpp_wrapper``):
 no Python runs between the first kernel of the forward pass and the last of the update. On the nanoGPT
-baby config this step is 1.09× (1 thread) to 1.15× (2 threads) the compiled-model step
-(``benchmarks/train_baby.py``).
+baby config this step was 1.09× (1 thread) to 1.15× (2 threads) the compiled-model step
+(docs/training.md, "Levers tried on the CPU training step").
 
 **AdamW** (Loshchilov & Hutter 2019), as ``torch.optim.AdamW`` computes it, with t the step count:
 

