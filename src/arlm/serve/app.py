@@ -222,17 +222,17 @@ async def _events(request: Request, svc: Service, tokens: engine.Generation, fir
     try:
         yield _sse("start", {"model": tokens.lm.name, "prompt": tokens.prompt_text,
                              "config": tokens.config.to_dict()})
-        event = first
-        while event is not None:
-            stats["tokens"] += 1
-            yield _sse("token", event)
+        events = [first] if first is not None else []
+        while events:
+            stats["tokens"] += len(events)
+            yield "".join(_sse("token", event) for event in events)  # those ready go out in one write
             if await request.is_disconnected():
                 return
             if admission.stopping:  # shutting down: end this stream cleanly, now
                 tokens.close("shutdown")
                 break
             try:
-                event = await svc.next_event(request, tokens, deadline)
+                events = await svc.next_events(request, tokens, deadline)
             except ArlmError as e:
                 yield _sse("error", {"detail": _one_line(str(e))})
                 return

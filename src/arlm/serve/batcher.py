@@ -81,6 +81,16 @@ class BatchedStream(Generation):
             raise rest[0]
         return True, None
 
+    def ready(self) -> list[dict[str, Any]]:
+        """The token events already made and not yet handed out, without waiting (the batch may run
+        ahead of a client: they are sent together)."""
+        out = []
+        while self.stop_reason is None and self._items and self._items[0][0] == "token":
+            _, event, pending = self._items.popleft()
+            self.record(event, pending)
+            out.append(event)
+        return out
+
     def close(self, reason: str = "cancelled") -> None:
         """Stop early: its row leaves the batch at the next step."""
         if self.stop_reason is None:

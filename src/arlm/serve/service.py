@@ -147,6 +147,14 @@ class Service:
             gen.close("cancelled")  # its row leaves the batch at the next step
             raise
 
+    async def next_events(self, request: Request, gen: Generation, deadline: float) -> list[dict[str, Any]]:
+        """:meth:`next_event` and every later event already made (a batch row may run ahead of its
+        client; they go out in one write); [] once the generation has stopped."""
+        event = await self.next_event(request, gen, deadline)
+        if event is None:
+            return []
+        return [event, *gen.ready()] if isinstance(gen, BatchedStream) else [event]
+
     async def complete(self, request: Request, gen: Generation, cancel: Cancel) -> None:
         """Every token of ``gen``, within the request's time limit (``cancel`` stops a TokenStream)."""
         if isinstance(gen, TokenStream):
