@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from arlm.decode.batched import ContinuousBatch, KVRows, batchable
+from arlm.decode.batched import ContinuousBatch, KVRows, batchable, draw
 from arlm.decode.config import DecodingConfig
 from arlm.decode.fast import FastDecoder
 from arlm.decode.search import generate
@@ -167,3 +167,15 @@ def test_the_pool_reorders_rows_in_any_order():
         batch.step()
     assert a.tokens == alone(model, [SOS_ID, 5, 6], dict(temperature=0.0, max_new_tokens=6))[0]
     assert b.tokens == alone(model, [SOS_ID, 7], dict(temperature=0.0, max_new_tokens=6))[0]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_draw_is_the_draw_of_multinomial_row_by_row(seed):
+    torch.manual_seed(seed)
+    logits = torch.randn(16, 50, dtype=torch.double) * 3
+    logits[:8, ::3] = float("-inf")  # truncated rows: zero probabilities
+    probs = torch.softmax(logits, -1)
+    generators = lambda: [torch.Generator().manual_seed(100 * seed + j) for j in range(16)]  # noqa: E731
+    alone = [int(torch.multinomial(probs[j:j + 1], 1, generator=g)) for j, g in enumerate(generators())]
+    together = draw(probs, generators())
+    assert together.tolist() == alone
