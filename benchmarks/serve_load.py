@@ -5,6 +5,7 @@ Run by hand (a few minutes on 2 CPU cores with a tiny Transformer)::
 
     arlm train transformer --preset tiny --out runs/tiny     # any checkpoint will do
     python benchmarks/serve_load.py runs/tiny/best          # prints the table, updates docs/benchmarks.md
+    python benchmarks/serve_load.py runs/tiny/best runs/big/best   # a table per model
     python benchmarks/serve_load.py runs/tiny/best --quick  # 1 and 8 clients, one round, no file written
 
 Two servers are started as a user starts them (``python -m arlm.cli serve CHECKPOINT --threads 1``,
@@ -47,20 +48,25 @@ METRICS = ("aggregate", "ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99", "cpu_per_t
 
 
 async def one_client(client: httpx.AsyncClient, body: dict) -> dict:
-    """One streaming generation -> {arrivals (s from the request, one per token), done, status}."""
+    """One streaming generation -> {arrivals (s from the request, one per token event), done, status}.
+
+    The events are read as bytes, split at the blank line that ends each one: the client's work per
+    token stays small next to the server's (httpx's ``aiter_lines`` cost as much CPU per token as the
+    batched server), and tokens that arrive in one read arrive at the same time."""
     start = time.perf_counter()
-    arrivals, done = [], False
+    arrivals: list[float] = []
+    done, buffer = False, b""
     async with client.stream("POST", "/v1/generate", json=body) as r:
         if r.status_code != 200:
             return {"arrivals": [], "done": False, "status": r.status_code}
-        event = None
-        async for line in r.aiter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: ") and event == "token":
-                arrivals.append(time.perf_counter() - start)
-            elif line.startswith("data: ") and event == "done":
-                done = json.loads(line[6:])["num_tokens"] == len(arrivals)
+        async for chunk in r.aiter_raw():
+            now = time.perf_counter() - start
+            *events, buffer = (buffer + chunk).split(b"\n\n")
+            for event in events:
+                if event.startswith(b"event: token"):
+                    arrivals.append(now)
+                elif event.startswith(b"event: done"):
+                    done = json.loads(event.split(b"data: ", 1)[1])["num_tokens"] == len(arrivals)
     return {"arrivals": arrivals, "done": done, "status": 200}
 
 
@@ -151,29 +157,19 @@ def medians(runs: list[dict]) -> dict:
     return out
 
 
-def report(table: dict[str, dict[int, dict]], clients: list[int], args, model: dict,
-           loads: list[tuple[float, ...]], argv: list[str]) -> str:
-    """The section: command, machine, load, one row per number of clients, the verdict on the aim."""
+def describe(model: dict) -> str:
+    """A served model in words: 'a transformer of 31,936 parameters (char tokenizer, vocabulary 74)'."""
+    return (f"a {model['family']} of {model['parameters']:,} parameters ({model['tokenizer']} tokenizer, "
+            f"vocabulary {model['vocab_size']})")
+
+
+def model_table(model: dict, table: dict[str, dict[int, dict]], clients: list[int]) -> list[str]:
+    """One model's rows (one per number of clients) and the verdict on the issue's aim."""
     ms = lambda x: f"{1000 * x:.1f} ms"  # noqa: E731
     us = lambda x: f"{1e6 * x:,.0f} µs"  # noqa: E731
     before, after = table["before"], table["after"]
     lines = [
-        SECTION, "",
-        command_line("serve_load.py", ["platform", "arch", "cpus", "python", "torch"], argv=argv,
-                     load=loads, note="2 cores shared with other engineers' jobs: the ratios come from "
-                                      "runs that alternate the two servers"), "",
-        f"Two `arlm serve` processes (1 worker thread, 1 torch thread each) serving a {model['family']} "
-        f"of {model['parameters']:,} parameters ({model['tokenizer']} tokenizer, vocabulary "
-        f"{model['vocab_size']}): **before**, `--no-batching` (each stream alone, the streams taking "
-        f"turns on the worker token by token: the scheduler before continuous batching) and **after** "
-        f"(the default: every active stream one token further in one forward per step). Clients in "
-        f"another process (httpx, asyncio) on 127.0.0.1, all starting at once; each streams exactly "
-        f"{args.new} new tokens after \"ROMEO:\" ([EOS] banned, seed = client number). Aggregate = all "
-        f"tokens / wall time; TTFT = from sending the request to the first token event; TBT = between "
-        f"two token events of one client (p50 / p99 over all clients' gaps); server CPU per token = the "
-        f"server process's user + system CPU time during the run (all its threads, from /proc) / the "
-        f"tokens, which the load of other jobs moves less than wall times. Medians of {args.rounds} "
-        f"rounds; in each round the two servers take turns.", "",
+        f"**{describe(model)[0].upper()}{describe(model)[1:]}**", "",
         "| clients | aggregate tok/s before | after | after / before | TTFT p50 / p99 before | "
         "after | TBT p50 / p99 before | after | server CPU per token before | after | "
         "completed (before, after) |",
@@ -192,16 +188,60 @@ def report(table: dict[str, dict[int, dict]], clients: list[int], args, model: d
         met = speed >= 4 and tbt <= 2
         lines += ["", f"The aim (issue 22: at 32 streams ≥ 4× the aggregate tokens/s of the scheduler "
                       f"before, with p99 TBT no worse than 2× a single stream's) is "
-                      f"{'met' if met else 'not met'} in this run: at 32 streams batching gives "
-                      f"{speed:.2f}× the aggregate tokens/s ({'≥' if speed >= 4 else '<'} 4×), and its "
-                      f"p99 TBT is {tbt:.2f}× a single stream's ({ms(after[32]['tbt_p99'])} against "
+                      f"{'met' if met else 'not met'} for this model in this run: at 32 streams batching "
+                      f"gives {speed:.2f}× the aggregate tokens/s ({'≥' if speed >= 4 else '<'} 4×), and "
+                      f"its p99 TBT is {tbt:.2f}× a single stream's ({ms(after[32]['tbt_p99'])} against "
                       f"{ms(after[1]['tbt_p99'])}; {'≤' if tbt <= 2 else '>'} 2×)."]
-    return "\n".join(lines) + "\n"
+    return [*lines, ""]
+
+
+def report(tables: list[tuple[dict, dict[str, dict[int, dict]]]], clients: list[int], args,
+           loads: list[tuple[float, ...]], argv: list[str]) -> str:
+    """The section: command, machine, load, a table per model, the verdicts on the aim."""
+    lines = [
+        SECTION, "",
+        command_line("serve_load.py", ["platform", "arch", "cpus", "python", "torch"], argv=argv,
+                     load=loads, note="2 cores shared with other engineers' jobs: the ratios come from "
+                                      "runs that alternate the two servers"), "",
+        "For each model, two `arlm serve` processes (1 worker thread, 1 torch thread each): **before**, "
+        "`--no-batching` (each stream alone, the streams taking turns on the worker token by token: the "
+        "scheduler before continuous batching) and **after** (the default: every active stream one "
+        "token further in one forward per step). Clients in another process (httpx, asyncio, the events "
+        "read as bytes) on 127.0.0.1, all starting at once; each streams exactly "
+        f"{args.new} new tokens after \"ROMEO:\" ([EOS] banned, seed = client number). Aggregate = all "
+        "tokens / wall time; TTFT = from sending the request to the first token event; TBT = between "
+        "two token events of one client (p50 / p99 over all clients' gaps; events the batch made before "
+        "the client read them arrive together, 0 ms apart); server CPU per token = the server "
+        "process's user + system CPU time during the run (all its threads, from /proc) / the tokens, "
+        f"which the load of other jobs moves less than wall times. Medians of {args.rounds} rounds; in "
+        "each round the two servers take turns.", "",
+    ]
+    for model, table in tables:
+        lines += model_table(model, table, clients)
+    return "\n".join(lines)
+
+
+def serve_and_measure(checkpoint: str, clients: list[int], args) -> tuple[dict, dict[str, dict[int, dict]]]:
+    """Start the two servers on ``checkpoint``, measure, stop them -> (the model, medians per case)."""
+    procs, urls = [], {}
+    try:
+        for name, flags in SERVERS.items():
+            proc, urls[name] = start_server(checkpoint, max(clients), flags)
+            procs.append(proc)
+        model = httpx.get(urls["after"] + "/v1/models").json()["models"][0]
+        runs = measure(urls, {name: p.pid for name, p in zip(SERVERS, procs, strict=True)}, clients, args)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.communicate(timeout=60)
+    return model, {name: {n: medians(runs[name][n]) for n in clients} for name in SERVERS}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("checkpoint", help="a model folder to serve (e.g. runs/tiny/best)")
+    parser.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
+                        help="model folders to serve, one table each (e.g. runs/tiny/best)")
     parser.add_argument("--clients", default="1,8,32,64",
                         help="numbers of concurrent clients, comma-separated")
     parser.add_argument("--new", type=int, default=64, help="new tokens per client")
@@ -218,33 +258,24 @@ def main() -> None:
     if min(clients) < 1 or args.new < 1 or args.rounds < 1 or not args.time_limit > 0:
         parser.exit(2, "serve_load.py: --clients, --new and --rounds must be at least 1 and --time-limit "
                        "positive\n")
-    if not Path(args.checkpoint).is_dir():
-        parser.exit(2, f"serve_load.py: {args.checkpoint} is not a model folder; give one "
-                       "(e.g. runs/tiny/best)\n")
+    for checkpoint in args.checkpoints:
+        if not Path(checkpoint).is_dir():
+            parser.exit(2, f"serve_load.py: {checkpoint} is not a model folder; give one "
+                           "(e.g. runs/tiny/best)\n")
     if args.quick:
         clients, args.rounds = [1, 8], 1
     load_start = os.getloadavg()
-    procs, urls = [], {}
     try:
-        for name, flags in SERVERS.items():
-            proc, urls[name] = start_server(args.checkpoint, max(clients), flags)
-            procs.append(proc)
-        model = httpx.get(urls["after"] + "/v1/models").json()["models"][0]
-        runs = measure(urls, {name: p.pid for name, p in zip(SERVERS, procs, strict=True)}, clients, args)
+        tables = [serve_and_measure(checkpoint, clients, args) for checkpoint in args.checkpoints]
     except RuntimeError as e:
         parser.exit(2, f"serve_load.py: {e}\n")
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            proc.communicate(timeout=60)
     load_end = os.getloadavg()
-    table = {name: {n: medians(runs[name][n]) for n in clients} for name in SERVERS}
-    section = report(table, clients, args, model, [load_start, load_end], table_argv(parser))
+    section = report(tables, clients, args, [load_start, load_end], table_argv(parser))
     print(section)
     print(f"load average at the start {format_load(load_start)}, at the end {format_load(load_end)}",
           file=sys.stderr)
-    incomplete = [(name, n) for name in SERVERS for n in clients if table[name][n]["completed"] < n]
+    incomplete = [(model["name"], name, n) for model, table in tables for name in SERVERS for n in clients
+                  if table[name][n]["completed"] < n]
     if incomplete:
         raise SystemExit(f"some clients did not complete: {incomplete}")
     if not (args.quick or args.no_write):
