@@ -85,6 +85,9 @@ def draw(probs: Tensor, generators: Sequence[torch.Generator | None]) -> Tensor:
     alone), the race is run once for all rows: a fifth of the cost of k multinomial calls here.
     tests/decode/test_batched.py checks it against ``torch.multinomial``.
     """
+    if probs.device.type != "cpu":  # another device's multinomial draws otherwise: call it row by row
+        return torch.cat([torch.multinomial(probs[j:j + 1], 1, generator=g)[:, 0]
+                          for j, g in enumerate(generators)])
     q = torch.empty_like(probs)  # (k, V)
     for j, generator in enumerate(generators):
         q[j].exponential_(1, generator=generator)
@@ -157,6 +160,9 @@ class KVRows:
         moves, and only its filled positions)."""
         order = keep.tolist()
         lengths = [self.lengths[i] for i in order]
+        if not order:  # no rows: the pool's memory goes back
+            self.pool, self.lengths = None, []
+            return
         k, v = self.pool.k, self.pool.v
         if all(src == j or src >= len(order) for j, src in enumerate(order)):  # moves from the tail
             for j, src in enumerate(order):
@@ -164,7 +170,7 @@ class KVRows:
                     L = self.lengths[src]
                     k[:, j, :, :L] = k[:, src, :, :L]
                     v[:, j, :, :L] = v[:, src, :, :L]
-        elif order:
+        else:
             end = max(lengths)
             index = keep.to(k.device)
             k[:, :len(order), :, :end] = k[:, :, :, :end].index_select(1, index)
@@ -210,7 +216,8 @@ class Row:
     """One generation: its prompt, its settings, its generator, and what it has produced so far."""
 
     def __init__(self, prompt: Sequence[int], config: DecodingConfig, *, pad_id: int,
-                 decode: Callable[[list[int]], str] | None = None, tag: Any = None) -> None:
+                 decode: Callable[[list[int]], str] | None = None, tag: Any = None,
+                 device: torch.device | str = "cpu") -> None:
         if config.strategy == "beam" or config.sequences_per_prompt != 1:
             raise ConfigError("continuous batching decodes one sample per request with a sampling or "
                               "greedy strategy; decode beam search and several samples on their own")
@@ -223,14 +230,14 @@ class Row:
         self.greedy = config.greedy
         self.reads_history = any(not isinstance(p, HISTORY_FREE) for p in self.processors)
         self.key = (self.greedy, tuple(self.processors))  # rows with equal keys are processed together
-        self.generator = (torch.Generator().manual_seed(config.seed)
+        self.generator = (torch.Generator(device=device).manual_seed(config.seed)  # as stream() seeds it
                           if not self.greedy and config.seed is not None else None)
         self.stops = StopStrings(config.stop_strings, decode) if config.stop_strings else None
         # everything fed so far, for the processors that read it: prompt, then the new tokens
-        self.history = (torch.full((1, len(prompt) + config.max_new_tokens), pad_id, dtype=torch.long)
-                        if self.reads_history else None)  # (1, Tp + L)
+        self.history = (torch.full((1, len(prompt) + config.max_new_tokens), pad_id, dtype=torch.long,
+                                   device=device) if self.reads_history else None)  # (1, Tp + L)
         if self.history is not None:
-            self.history[0, :len(prompt)] = torch.tensor(self.prompt)
+            self.history[0, :len(prompt)] = torch.tensor(self.prompt, device=device)
         self.tokens: list[int] = []
         self.log_probs: list[float] = []
         self.stop_reason: str | None = None
@@ -286,7 +293,7 @@ class ContinuousBatch:
             raise ConfigError(f"the prompt is {len(prompt)} tokens and max_new_tokens is "
                               f"{config.max_new_tokens}, more than the model's context of "
                               f"{self.block_size}; shorten them")
-        return Row(prompt, config, pad_id=self.pad_id, decode=self.decode, tag=tag)
+        return Row(prompt, config, pad_id=self.pad_id, decode=self.decode, tag=tag, device=self.device)
 
     def add(self, prompt: Sequence[int], config: DecodingConfig) -> Row:
         """:meth:`row` and :meth:`join` in one."""

@@ -191,7 +191,7 @@ class Batcher:
             if s.error is not None:
                 items.append((stream, ("error", s.error)))
                 continue
-            event, pending = stream.token_event(s.token, s.log_prob, s.finished)
+            event, pending = stream.make_event(s.token, s.log_prob, s.finished)
             items.append((stream, ("token", event, pending)))
             if s.finished:
                 items.append((stream, ("end", s.row.stop_reason)))

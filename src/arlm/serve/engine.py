@@ -103,7 +103,7 @@ class Generation:
         self._made = 0  # token events made (a batch makes them ahead of those recorded)
         self.stop_reason: str | None = None
 
-    def token_event(self, token: int, logp: float, finished: bool) -> tuple[dict[str, Any], str]:
+    def make_event(self, token: int, logp: float, finished: bool) -> tuple[dict[str, Any], str]:
         """The next token's event ({index, id, text, logprob, prob, special}) and the text held back
         after it; the last token (``finished``) also carries the text held back to the end."""
         piece = self._text.add(token)
@@ -153,7 +153,7 @@ class TokenStream(Generation):
             except StopIteration as stop:
                 self.stop_reason = stop.value.stop_reason[0]
                 return None
-            event, pending = self.token_event(int(step.tokens[0]), float(step.log_probs[0]),
+            event, pending = self.make_event(int(step.tokens[0]), float(step.log_probs[0]),
                                               bool(step.finished[0]))
             self.record(event, pending)
             return event
