@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import signal
 import socket
@@ -84,7 +85,7 @@ async def run_clients(url: str, n: int, new: int, time_limit: float) -> tuple[li
 def percentile(xs: list[float], q: float) -> float:
     """The q-th percentile (nearest rank) of ``xs``."""
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, max(0, round(q / 100 * len(xs) + 0.5) - 1))]
+    return xs[min(len(xs) - 1, max(0, math.ceil(q / 100 * len(xs)) - 1))]  # the ⌈q·n/100⌉-th smallest
 
 
 def summary(results: list[dict], wall: float, cpu: float) -> dict:
