@@ -83,7 +83,9 @@ async def run_clients(url: str, n: int, new: int, time_limit: float) -> tuple[li
 
 
 def percentile(xs: list[float], q: float) -> float:
-    """The q-th percentile (nearest rank) of ``xs``."""
+    """The q-th percentile (nearest rank) of ``xs`` (NaN for none)."""
+    if not xs:
+        return float("nan")
     xs = sorted(xs)
     return xs[min(len(xs) - 1, max(0, math.ceil(q / 100 * len(xs)) - 1))]  # the ⌈q·n/100⌉-th smallest
 
@@ -110,12 +112,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(checkpoint: str, queue: int, flags: list[str]) -> tuple[subprocess.Popen, str]:
+def start_server(checkpoint: str, queue: int, flags: list[str],
+                 timeout: float) -> tuple[subprocess.Popen, str]:
+    """``arlm serve CHECKPOINT`` on a free port with ``flags`` -> (its process, its URL)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "arlm.cli", "serve", checkpoint, "--port", str(port),
-                             "--queue", str(queue), "--threads", "1", *flags],
+                             "--queue", str(queue), "--threads", "1", "--request-timeout", str(timeout),
+                             *flags],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     for _ in range(1200):
@@ -227,7 +232,7 @@ def serve_and_measure(checkpoint: str, clients: list[int], args) -> tuple[dict, 
     procs, urls = [], {}
     try:
         for name, flags in SERVERS.items():
-            proc, urls[name] = start_server(checkpoint, max(clients), flags)
+            proc, urls[name] = start_server(checkpoint, max(clients), flags, args.time_limit)
             procs.append(proc)
         model = httpx.get(urls["after"] + "/v1/models").json()["models"][0]
         runs = measure(urls, {name: p.pid for name, p in zip(SERVERS, procs, strict=True)}, clients, args)
@@ -247,7 +252,8 @@ def main() -> None:
                         help="numbers of concurrent clients, comma-separated")
     parser.add_argument("--new", type=int, default=64, help="new tokens per client")
     parser.add_argument("--rounds", type=int, default=3, help="runs of every case (medians are shown)")
-    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds before giving up on a run")
+    parser.add_argument("--time-limit", type=float, default=300.0,
+                        help="seconds before giving up on a run (also the servers' --request-timeout)")
     parser.add_argument("--quick", action="store_true", help="1 and 8 clients, one round, no file written")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
