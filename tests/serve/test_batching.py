@@ -5,6 +5,7 @@ at most max_batch rows; --no-batching (and what the batch cannot take) keeps the
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
@@ -147,3 +148,46 @@ def test_http_answers_are_the_same_with_and_without_batching(models):
     assert streams[0].count("event: token") == 10 and "event: done" in streams[0]
     config = DecodingConfig(max_new_tokens=10, seed=4, banned=(EOS,))
     assert [t["id"] for t in answers[0]["tokens"]] == alone(models["tf"], "the dog", config)
+
+
+def completion_answers(client: TestClient, body: dict) -> tuple[list, list, dict]:
+    """A completion asked whole and streamed -> (each choice's text, log-probs and finish reason, the
+    same joined from the stream's chunks, the usage)."""
+    whole = client.post("/v1/completions", json=body).json()
+    chunks = client.post("/v1/completions", json={**body, "stream": True,
+                                                   "stream_options": {"include_usage": True}}).text
+    payloads = [json.loads(line[6:]) for line in chunks.splitlines()
+                if line.startswith("data: {")]
+    joined = [{"text": "", "logprobs": {"tokens": [], "token_logprobs": [], "top_logprobs": [],
+                                        "text_offset": []}, "finish_reason": None}
+              for _ in whole["choices"]]
+    for p in payloads:
+        for c in p["choices"]:
+            into = joined[c["index"]]
+            into["text"] += c["text"]
+            for key, values in (c["logprobs"] or {}).items():
+                into["logprobs"][key] += values
+            into["finish_reason"] = c["finish_reason"] or into["finish_reason"]
+    answers = [{k: c[k] for k in ("text", "logprobs", "finish_reason")} for c in whole["choices"]]
+    assert payloads[-1]["usage"] == whole["usage"]
+    return answers, joined, whole["usage"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tf", "tri"])
+@pytest.mark.parametrize("knobs", [{"temperature": 0}, {"seed": 7, "top_k": 5}], ids=["greedy", "sampled"])
+def test_completions_are_the_same_with_and_without_batching(models, name, knobs):
+    body = {"model": name, "prompt": ["the dog", "a"], "max_tokens": 8, "n": 2, "logprobs": 2,
+            "echo": True, "stop": ["cat", " on"], **knobs}
+    results = []
+    for batching in (True, False):
+        app = create_app(models, ServeSettings(batching=batching))
+        with TestClient(app) as c:
+            answers, joined, usage = completion_answers(c, body)
+            assert (app.state.service.batchers[name] is not None) == batching  # it went through the batch
+        assert len(answers) == 4 and all(a["finish_reason"] in ("stop", "length") for a in answers)
+        assert joined == answers  # the stream joins to the whole answer
+        for a in answers:
+            assert "".join(a["logprobs"]["tokens"]).startswith(a["text"])
+        results.append((answers, usage))
+    assert results[0] == results[1]
