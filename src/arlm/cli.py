@@ -698,6 +698,12 @@ def serve(
     cors_origin: Annotated[list[str] | None, typer.Option(
         help="Let web pages of this origin call the API (repeatable, e.g. https://example.org); "
              "none: CORS off.")] = None,
+    batching: Annotated[bool, typer.Option(
+        help="Decode concurrent generations of one model together, one forward per step for every "
+             "stream (continuous batching); --no-batching: each stream alone, taking turns on the "
+             "workers.")] = True,
+    max_batch: Annotated[int, typer.Option(help="Streams in one model's batch at most; more wait to "
+                                                "join.")] = 64,
 ) -> None:
     """Serve models over HTTP: a JSON API under /v1 (streaming with server-sent events) with
     OpenAI-compatible /v1/completions and /v1/models, its docs at /docs, Prometheus metrics at
@@ -709,7 +715,8 @@ def serve(
 
     settings = ServeSettings(api_key=api_key, max_new_tokens_cap=max_new_tokens_cap,
                              max_prompt_chars=max_prompt_chars, queue=queue, workers=workers,
-                             request_timeout=request_timeout, cors_origins=tuple(cors_origin or ()))
+                             request_timeout=request_timeout, cors_origins=tuple(cors_origin or ()),
+                             batching=batching, max_batch=max_batch)
     if threads:
         import torch
 

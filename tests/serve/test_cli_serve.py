@@ -63,6 +63,7 @@ def test_serve_bad_input_is_one_line(folders, tmp_path):
         port = taken.getsockname()[1]
         for args, word in [((str(tmp_path / "missing"),), "does not exist"),
                            ((str(folders["tf"]), "--queue", "0"), "queue"),
+                           ((str(folders["tf"]), "--max-batch", "0"), "max_batch"),
                            ((str(folders["tf"]), "--request-timeout", "0"), "request_timeout"),
                            ((str(folders["tf"]), "--cors-origin", "example.org"), "--cors-origin"),
                            ((str(folders["tf"]), "--port", str(port)), "cannot listen")]:

@@ -108,9 +108,15 @@ def test_active_streams_while_a_stream_is_open(models):
             during = scrape(client)
         assert during[("arlm_active_streams", ())] == 1
         assert during[("arlm_requests_in_flight", ())] == 1
+        assert during[("arlm_batch_rows", (("model", "slow"),))] == 1  # its row in the model's batch
+        assert during[("arlm_batch_waiting", (("model", "slow"),))] == 0 == during[("arlm_queue_depth", ())]
         for _ in range(300):  # liveness bound: the server notices the client has gone
             after = scrape(client)
             if after[("arlm_active_streams", ())] == 0:
                 break
         assert after[("arlm_active_streams", ())] == 0
         assert after[("arlm_streams_total", (("outcome", "cancelled"),))] == 1
+        for _ in range(300):  # liveness bound: its row leaves at the batch's next step
+            if scrape(client)[("arlm_batch_rows", (("model", "slow"),))] == 0:
+                break
+        assert scrape(client)[("arlm_batch_rows", (("model", "slow"),))] == 0

@@ -3,6 +3,8 @@
 * :mod:`arlm.serve.models` — the checkpoints, loaded once, with short names;
 * :mod:`arlm.serve.engine` — the model work of each endpoint (generation token by token, scoring,
   next-token distributions stage by stage, beam trees, attention maps), free of HTTP;
+* :mod:`arlm.serve.batcher` — continuous batching: each model's concurrent generations decoded
+  together, one forward per step, on a thread of its own;
 * :mod:`arlm.serve.limits` — the server's caps and the bounded admission of requests;
 * :mod:`arlm.serve.schemas` — the request and error bodies (the OpenAPI document at /openapi.json);
 * :mod:`arlm.serve.service` — the server's state and the checks before any model work;

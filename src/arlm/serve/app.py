@@ -77,7 +77,7 @@ def create_app(models: dict[str, LoadedModel], settings: ServeSettings | None = 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        service.admission.close()  # clean shutdown: no new work, running jobs finish, threads stop
+        service.close()  # clean shutdown: no new work, running steps and jobs finish, threads stop
 
     app = FastAPI(title="arlm", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Autoregressive language models: generate, stream, score, and look inside "
@@ -200,25 +200,25 @@ async def generate(body: GenerateRequest, request: Request, svc: ServiceDep):
             return await svc.work(request, engine.beam_result, lm, ids, config, cancel, cancel=cancel)
     if not body.stream:
         with admission.slot():
-            tokens = engine.TokenStream(lm, ids, config)
-            await svc.work(request, tokens.run, cancel, cancel=cancel)
+            tokens = svc.generation(lm, ids, config)
+            await svc.complete(request, tokens, cancel)
             svc.stats["tokens"] += len(tokens.tokens)
             return tokens.result()
     admission.admit()
     deadline, tokens = svc.deadline(), None
     try:
-        tokens = engine.TokenStream(lm, ids, config)
-        first = await svc.work(request, tokens.advance, deadline=deadline)  # its errors are still a 4xx
+        tokens = svc.generation(lm, ids, config)
+        first = await svc.next_event(request, tokens, deadline)  # its errors are still a 4xx
     except BaseException:
         admission.release()
         if tokens is not None:  # out of time (or the client left) before the first token
-            admission.submit(tokens.close, "cancelled")
+            svc.end(tokens, "cancelled")
         raise
     return StreamingResponse(_events(request, svc, tokens, first, deadline), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _events(request: Request, svc: Service, tokens: engine.TokenStream, first: dict | None,
+async def _events(request: Request, svc: Service, tokens: engine.Generation, first: dict | None,
                   deadline: float):
     """The stream's server-sent events: start, one token event per token, done (or error: a bad step,
     or the time limit, ``deadline`` on the event loop's clock)."""
@@ -227,17 +227,17 @@ async def _events(request: Request, svc: Service, tokens: engine.TokenStream, fi
     try:
         yield _sse("start", {"model": tokens.lm.name, "prompt": tokens.prompt_text,
                              "config": tokens.config.to_dict()})
-        event = first
-        while event is not None:
-            stats["tokens"] += 1
-            yield _sse("token", event)
+        events = [first] if first is not None else []
+        while events:
+            stats["tokens"] += len(events)
+            yield "".join(_sse("token", event) for event in events)  # those ready go out in one write
             if await request.is_disconnected():
                 return
             if admission.stopping:  # shutting down: end this stream cleanly, now
                 tokens.close("shutdown")
                 break
             try:
-                event = await svc.work(request, tokens.advance, deadline=deadline)
+                events = await svc.next_events(request, tokens, deadline)
             except ArlmError as e:
                 yield _sse("error", {"detail": _one_line(str(e))})
                 return
@@ -245,10 +245,10 @@ async def _events(request: Request, svc: Service, tokens: engine.TokenStream, fi
         yield _sse("done", {k: result[k] for k in ("stop_reason", "text", "completion", "num_tokens")})
         finished = True
     finally:
+        if not finished:  # the client left (or the server stops): end the generation
+            svc.end(tokens, "disconnected")
         admission.release()
         stats["streams_done" if finished else "streams_cancelled"] += 1
-        if not finished:  # the client left (or the server stops): end the generation
-            admission.submit(tokens.close, "disconnected")
 
 
 @v1.post("/score", summary="NLL, perplexity, bits/char and per-token log-probs of a text",

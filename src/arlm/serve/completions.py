@@ -1,7 +1,9 @@
-"""OpenAI's legacy completions on arlm's generation path: each choice is one
-:class:`~arlm.serve.engine.TokenStream` advanced with :meth:`Service.work
-<arlm.serve.service.Service.work>`, the very calls ``POST /v1/generate`` makes, so a choice with
-seed s gives the tokens ``/v1/generate`` (and ``arlm generate``) give with seed s.
+"""OpenAI's legacy completions on arlm's generation path: each choice is one generation opened with
+:meth:`Service.generation <arlm.serve.service.Service.generation>` and read with
+:meth:`Service.next_events <arlm.serve.service.Service.next_events>`, the very calls ``POST
+/v1/generate`` makes: a row of the model's continuous batch (:mod:`arlm.serve.batcher`), or with
+``arlm serve --no-batching`` a :class:`~arlm.serve.engine.TokenStream` on a worker. Either way a choice
+with seed s gives the tokens ``/v1/generate`` (and ``arlm generate``) give with seed s.
 
 What OpenAI's shape adds to a generation is here:
 
@@ -11,9 +13,9 @@ What OpenAI's shape adds to a generation is here:
   ``text_offset``): a prompt's (``echo``) from one teacher-forced forward, a completion's token by
   token from :class:`NextTokenLogprobs`, a second incremental pass over the same tokens (the
   generation's own distribution is not kept), so each streamed chunk carries its token's numbers;
-* :class:`Choice` — one choice, advanced one token per :meth:`Choice.step`, and :func:`rounds`, which
-  advances every live choice of a request together (one token each per round, their model work
-  submitted at once, so a server that batches decodes them in one step).
+* :class:`Choice` — one choice, advanced by :meth:`Choice.step` (the next token, and those the batch
+  has already made for it), and :func:`rounds`, which advances every live choice of a request
+  together (their generations open at once, so the batch decodes them in one step).
 
 Every log-probability is log p(token | prefix) under the model, before temperature or truncation (as
 ``/v1/generate`` reports it); ``top_logprobs`` holds the ``logprobs`` most likely tokens and the chosen
@@ -35,7 +37,7 @@ from arlm.data.detokenize import IncrementalDetokenizer
 from arlm.data.tokenizers import Tokenizer
 from arlm.decode.config import DecodingConfig
 from arlm.decode.fast import fast_decoder
-from arlm.serve.engine import TokenStream, is_special, num, token_text
+from arlm.serve.engine import Generation, is_special, num, token_text
 from arlm.serve.models import LoadedModel
 from arlm.serve.service import Service
 
@@ -189,6 +191,10 @@ class NextTokenLogprobs:
         self.unfed = [token]
         return out
 
+    def add_all(self, tokens: list[tuple[int, str]]) -> list[tuple[float | None, dict[str, float]]]:
+        """:meth:`add` for each (token, text) in order (one worker job for the tokens of a step)."""
+        return [self.add(token, text) for token, text in tokens]
+
 
 # ---------------------------------------------------------------------------------------------
 # One choice, token by token
@@ -214,14 +220,19 @@ class Choice:
     def __init__(self, index: int, lm: LoadedModel, prompt_text: str, ids: list[int],
                  config: DecodingConfig | None, logprobs: int | None, echo: bool) -> None:
         self.index, self.lm, self.prompt_text, self.ids = index, lm, prompt_text, ids
-        self.logprobs, self.echo = logprobs, echo
-        self.tokens = TokenStream(lm, ids, config) if config is not None else None
+        self.logprobs, self.echo, self.config = logprobs, echo, config
+        self.gen: Generation | None = None  # opened by open(): a batch row, or a TokenStream
         self.visible = StopText(config.stop_strings if config is not None else ())
         self.next_logprobs = (NextTokenLogprobs(lm, ids, logprobs)
                               if logprobs is not None and config is not None else None)
         self.offset = len(prompt_text) if echo else 0  # where the next token's text starts
         self.generated = 0  # new tokens ([EOS] included)
         self.finish_reason: str | None = None if config is not None else "length"
+
+    def open(self, svc: Service) -> None:
+        """Start the generation (on the event loop): it joins the model's batch at its next step."""
+        if self.config is not None:
+            self.gen = svc.generation(self.lm, self.ids, self.config)
 
     async def first(self, svc: Service, request: Request, deadline: float) -> Delta:
         """The prompt as the choice's first text (``echo``), with its log-probs when asked."""
@@ -231,51 +242,66 @@ class Choice:
             if self.echo:
                 delta.logprobs = await svc.work(request, prompt_logprobs, self.lm, self.ids,
                                                 self.logprobs, 0, deadline=deadline)
-        if self.tokens is None:  # max_tokens 0: nothing to generate
+        if self.config is None:  # max_tokens 0: nothing to generate
             delta.finish_reason = self.finish_reason
         return delta
 
     async def step(self, svc: Service, request: Request, deadline: float) -> Delta:
-        """One more token (the call ``/v1/generate`` makes) -> its Delta; the last one says why the
-        choice ended."""
-        assert self.tokens is not None
-        event = await svc.work(request, self.tokens.advance, deadline=deadline)
+        """The next token and those already made after it (the calls ``/v1/generate`` makes) -> their
+        Delta; the last one says why the choice ended. Tokens after the one that completes a stop
+        string are dropped (the generation is ended)."""
+        assert self.gen is not None
+        events = await svc.next_events(request, self.gen, deadline)
         delta = Delta(self.index, logprobs=LogprobsPart() if self.logprobs is not None else None)
-        if event is None:
+        if not events:
             delta.text = self.visible.flush()
-            self.finish_reason = delta.finish_reason = FINISH.get(self.tokens.stop_reason or "", ABORT)
+            self.finish_reason = delta.finish_reason = FINISH.get(self.gen.stop_reason or "", ABORT)
             return delta
-        svc.stats["tokens"] += 1
-        self.generated += 1
-        if delta.logprobs is not None and not event["special"]:
+        used: list[tuple[dict[str, Any], int]] = []  # (event, its text's offset)
+        pieces = []
+        for event in events:
+            used.append((event, self.offset))
+            self.offset += len(event["text"])
+            pieces.append(self.visible.add(event["text"]))
+            if self.visible.stopped:
+                break
+        delta.text = "".join(pieces)
+        svc.stats["tokens"] += len(used)
+        self.generated += len(used)
+        scored = [(e, offset) for e, offset in used if not e["special"]]
+        if delta.logprobs is not None and scored:
             assert self.next_logprobs is not None
-            logp, top = await svc.work(request, self.next_logprobs.add, event["id"], event["text"],
-                                       deadline=deadline)
-            delta.logprobs.extend(LogprobsPart([event["text"]], [logp], [top], [self.offset]))
-        self.offset += len(event["text"])
-        delta.text = self.visible.add(event["text"])
+            numbers = await svc.work(request, self.next_logprobs.add_all,
+                                     [(e["id"], e["text"]) for e, _ in scored], deadline=deadline)
+            delta.logprobs.extend(LogprobsPart([e["text"] for e, _ in scored], [n[0] for n in numbers],
+                                               [n[1] for n in numbers], [offset for _, offset in scored]))
         if self.visible.stopped:  # OpenAI's stop: the text ends before the stop string
-            self.close("stop_string")
+            self.close(svc, "stop_string")
             self.finish_reason = delta.finish_reason = "stop"
         return delta
 
-    def close(self, reason: str) -> None:
-        """End the generation now (its model state is freed)."""
-        if self.tokens is not None:
-            self.tokens.close(reason)
+    def close(self, svc: Service, reason: str) -> None:
+        """End the generation now (a batch row leaves at the next step; a TokenStream's model state
+        is freed on a worker)."""
+        if self.gen is not None:
+            svc.end(self.gen, reason)
 
     def abort(self) -> Delta:
         """End the choice early (the server is shutting down): its last Delta."""
-        self.close("shutdown")
+        if self.gen is not None:
+            self.gen.close("shutdown")
         self.finish_reason = ABORT
         return Delta(self.index, text=self.visible.flush(), finish_reason=ABORT)
 
 
 async def rounds(svc: Service, request: Request, choices: list[Choice],
                  deadline: float) -> AsyncIterator[list[Delta]]:
-    """Every choice advanced together, one token each a round -> each round's Deltas (the first
-    round also holds the echoed prompts). When the server starts shutting down, the live choices end
+    """Every choice advanced together, a :meth:`Choice.step` each a round (its next token, and those
+    its batch row has already made) -> each round's Deltas (the first round also holds the echoed
+    prompts). When the server starts shutting down, the live choices end
     with finish reason "abort"."""
+    for c in choices:  # every generation opened before any waits: they join the batch together
+        c.open(svc)
     first = [await c.first(svc, request, deadline) for c in choices]
     while True:
         live = [c for c in choices if c.finish_reason is None]

@@ -87,7 +87,50 @@ def prompt_ids(lm: LoadedModel, prompt_tokens: Sequence[int], tokens: Sequence[i
 # ---------------------------------------------------------------------------------------------
 
 
-class TokenStream:
+class Generation:
+    """One generation request's answer as it grows: its tokens' events (each token's text in context,
+    read by its own :class:`~arlm.data.detokenize.IncrementalDetokenizer`) and, once it has stopped,
+    why. :class:`TokenStream` (one request on a worker) and
+    :class:`~arlm.serve.batcher.BatchedStream` (a row of a continuous batch) share it."""
+
+    def __init__(self, lm: LoadedModel, ids: list[int], config: DecodingConfig) -> None:
+        self.lm, self.prompt_ids, self.config = lm, ids, config
+        self._text = IncrementalDetokenizer(lm.tokenizer, ids[1:])  # each token's text in context
+        self.prompt_text = self._text.prompt_text
+        self.tokens: list[int] = []
+        self.events: list[dict[str, Any]] = []
+        self.pending = ""  # the text held back after the last event (an incomplete UTF-8 character)
+        self._made = 0  # token events made (a batch makes them ahead of those recorded)
+        self.stop_reason: str | None = None
+
+    def make_event(self, token: int, logp: float, finished: bool) -> tuple[dict[str, Any], str]:
+        """The next token's event ({index, id, text, logprob, prob, special}) and the text held back
+        after it; the last token (``finished``) also carries the text held back to the end."""
+        piece = self._text.add(token)
+        if finished:
+            piece += self._text.flush()
+        event = token_event(self.lm.tokenizer, self._made, token, piece, logp)
+        self._made += 1
+        return event, self._text.pending
+
+    def record(self, event: dict[str, Any], pending: str) -> None:
+        """Count ``event`` as sent: its token is part of the answer."""
+        self.tokens.append(event["id"])
+        self.events.append(event)
+        self.pending = pending
+
+    def result(self) -> dict[str, Any]:
+        """The whole answer: prompt, text (prompt + completion, as ``arlm generate`` prints it),
+        completion, tokens with log-probs, and the stop reason. The tokens' texts join to the
+        completion (closed early, the text also holds what was held back: an incomplete UTF-8
+        character, shown as U+FFFD)."""
+        completion = "".join(e["text"] for e in self.events) + self.pending
+        return {"model": self.lm.name, "prompt": self.prompt_text, "text": self.prompt_text + completion,
+                "completion": completion, "tokens": self.events, "num_tokens": len(self.tokens),
+                "stop_reason": self.stop_reason, "config": self.config.to_dict()}
+
+
+class TokenStream(Generation):
     """One request's sampling or greedy decoding, advanced one token per :meth:`advance` call.
 
     Calls may come from any worker thread (one at a time: a lock guards the generator), so
@@ -95,14 +138,9 @@ class TokenStream:
     """
 
     def __init__(self, lm: LoadedModel, ids: list[int], config: DecodingConfig) -> None:
-        self.lm, self.prompt_ids, self.config = lm, ids, config
+        super().__init__(lm, ids, config)
         self._steps = decode_steps(lm.model, lm.tokenizer, ids, config)
         self._lock = threading.Lock()
-        self._text = IncrementalDetokenizer(lm.tokenizer, ids[1:])  # each token's text in context
-        self.prompt_text = self._text.prompt_text
-        self.tokens: list[int] = []
-        self.events: list[dict[str, Any]] = []
-        self.stop_reason: str | None = None
 
     def advance(self) -> dict[str, Any] | None:
         """One decoding step -> the new token's event ({index, id, text, logprob, prob, special}),
@@ -115,13 +153,9 @@ class TokenStream:
             except StopIteration as stop:
                 self.stop_reason = stop.value.stop_reason[0]
                 return None
-            token, logp = int(step.tokens[0]), float(step.log_probs[0])
-            self.tokens.append(token)
-            piece = self._text.add(token)
-            if bool(step.finished[0]):  # the last token: the text held back to the end is its own
-                piece += self._text.flush()
-            event = token_event(self.lm.tokenizer, len(self.tokens) - 1, token, piece, logp)
-            self.events.append(event)
+            event, pending = self.make_event(int(step.tokens[0]), float(step.log_probs[0]),
+                                              bool(step.finished[0]))
+            self.record(event, pending)
             return event
 
     def run(self, cancel: Cancel | None = None) -> None:
@@ -138,17 +172,6 @@ class TokenStream:
             if self.stop_reason is None:
                 self.stop_reason = reason
             self._steps.close()
-
-    def result(self) -> dict[str, Any]:
-        """The whole answer: prompt, text (prompt + completion, as ``arlm generate`` prints it),
-        completion, tokens with log-probs, and the stop reason. The tokens' texts join to the
-        completion (closed early, the text also holds what was held back: an incomplete UTF-8
-        character, shown as U+FFFD)."""
-        text = self._text.text + self._text.pending
-        completion = text[len(self.prompt_text):]
-        return {"model": self.lm.name, "prompt": self.prompt_text, "text": text, "completion": completion,
-                "tokens": self.events, "num_tokens": len(self.tokens), "stop_reason": self.stop_reason,
-                "config": self.config.to_dict()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,10 +2,11 @@
 
 Model work never runs on the event loop. Every request that needs the model first takes one of
 ``queue`` admission slots (a request that finds them all taken is answered 503 at once: a bounded
-queue, not an unbounded wait), then hands its computations to a pool of ``workers`` threads. A
-streaming request submits one job per token, so concurrent streams interleave token by token and
-each client sees its first token soon, whatever the number of clients; the slot is released when
-its response ends (finished, failed, or the client went away).
+queue, not an unbounded wait), then hands its computations to a pool of ``workers`` threads, or, for
+a sampling or greedy generation, to its model's continuous batch (:mod:`arlm.serve.batcher`: every
+active stream one token further in one forward per step). With ``batching`` off, a streaming request
+submits one job per token, so concurrent streams take turns token by token. The slot is released
+when the response ends (finished, failed, or the client went away).
 
 Each request also has a time limit (``request_timeout`` seconds): past it, or when its client has
 gone, its :class:`Cancel` flag is set, and the model work, which checks the flag between steps
@@ -63,10 +64,12 @@ class ServeSettings:
     attention_tokens: int = 64  # /v1/attention: the first this many tokens are shown
     request_timeout: float = 60.0  # seconds a request may take; then its work is cancelled (504)
     cors_origins: tuple[str, ...] = field(default=())  # origins allowed cross-site (none: CORS off)
+    batching: bool = True  # concurrent generations of one model decoded together (arlm.serve.batcher)
+    max_batch: int = 64  # rows in one model's batch at most; more requests wait to join
 
     def __post_init__(self) -> None:
         for name in ("max_new_tokens_cap", "max_prompt_chars", "queue", "workers", "top_n_cap",
-                     "num_beams_cap", "attention_tokens"):
+                     "num_beams_cap", "attention_tokens", "max_batch"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be an integer ≥ 1, got {value!r}")

@@ -17,7 +17,11 @@ process-wide default), so several apps in one process (tests, an app mounted els
 ``arlm_streams_total``                     streams ended, by ``outcome``: done or cancelled
 ``arlm_requests_in_flight``                requests holding one of the ``--queue`` slots
 ``arlm_queue_capacity``                    ``--queue``
-``arlm_queue_depth``                       model-work jobs waiting for a worker thread
+``arlm_queue_depth``                       generations waiting to join a model's continuous batch
+                                           (with ``--no-batching``: model-work jobs waiting for a
+                                           worker thread)
+``arlm_batch_rows``                        generations decoding in a continuous batch now, by ``model``
+``arlm_batch_waiting``                     generations waiting to join that batch, by ``model``
 =========================================  =============================================================
 
 The access log is the logger ``arlm.serve.access``, one line per request once its answer has ended
@@ -62,12 +66,25 @@ class ServiceCollector:
         for name, doc, value in (
                 ("arlm_requests_in_flight", "Requests holding a --queue slot.", svc.admission.active),
                 ("arlm_queue_capacity", "Requests admitted at once at most (--queue).", svc.settings.queue),
-                ("arlm_queue_depth", "Model-work jobs waiting for a worker thread.", queue_depth(svc))):
+                ("arlm_queue_depth", "Generations waiting to join a batch (--no-batching: model-work "
+                                     "jobs waiting for a worker thread).", queue_depth(svc))):
             yield GaugeMetricFamily(name, doc, value=value)
+        rows = GaugeMetricFamily("arlm_batch_rows", "Generations decoding in a continuous batch now.",
+                                 labels=["model"])
+        waiting = GaugeMetricFamily("arlm_batch_waiting", "Generations waiting to join a continuous batch.",
+                                    labels=["model"])
+        for name, batcher in list(svc.batchers.items()):
+            if batcher is not None:
+                rows.add_metric([name], batcher.active)
+                waiting.add_metric([name], batcher.waiting)
+        yield from (rows, waiting)
 
 
 def queue_depth(svc: Service) -> int:
-    """Jobs submitted to the worker pool that no worker has started yet."""
+    """Generations waiting to join a continuous batch; with batching off, the jobs submitted to the
+    worker pool that no worker has started yet."""
+    if svc.settings.batching:
+        return sum(b.waiting for b in list(svc.batchers.values()) if b is not None)
     waiting = getattr(svc.admission.executor, "_work_queue", None)  # the pool's queue of pending jobs
     return waiting.qsize() if waiting is not None else 0
 

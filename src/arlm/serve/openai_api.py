@@ -298,8 +298,8 @@ def _end(svc: Service, choices: list[Choice], finished: bool, stream: bool = Tru
     if stream:
         svc.stats["streams_done" if finished else "streams_cancelled"] += 1
     for c in choices:
-        if c.finish_reason is None and c.tokens is not None:
-            svc.admission.submit(c.close, "disconnected")
+        if c.finish_reason is None:
+            c.close(svc, "disconnected")
 
 
 def _data(payload: dict[str, Any]) -> str:

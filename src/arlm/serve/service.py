@@ -1,7 +1,12 @@
-"""What every route of the app needs, as one object: the models, the limits, the worker pool and the
-counters, with the checks that come before any model work (the API key, the model's name, the
-prompt's size, the decoding settings against the server's caps), and :meth:`Service.work`, which runs
-model work on a worker within the request's time limit and cancels it when the client leaves.
+"""What every route of the app needs, as one object: the models, the limits, the worker pool, the
+continuous batches and the counters, with the checks that come before any model work (the API key,
+the model's name, the prompt's size, the decoding settings against the server's caps),
+:meth:`Service.work`, which runs model work on a worker within the request's time limit and cancels
+it when the client leaves, and the generation of text token by token: :meth:`Service.generation`
+opens one (a row of the model's continuous batch, :mod:`arlm.serve.batcher`, or, when the batch
+cannot take it or batching is off, a :class:`~arlm.serve.engine.TokenStream` on a worker),
+:meth:`Service.next_event` waits for its next token within the time limit, :meth:`Service.complete`
+for all of them, and :meth:`Service.end` stops it early.
 
 :func:`arlm.serve.app.create_app` makes one :class:`Service` per app and keeps it in
 ``app.state.service``; each route receives it as a FastAPI dependency.
@@ -16,7 +21,10 @@ from typing import Any, TypeVar
 
 from fastapi import Request
 
+from arlm.decode.batched import batchable
 from arlm.decode.config import DecodingConfig, DecodingError
+from arlm.serve.batcher import BatchedStream, Batcher
+from arlm.serve.engine import Generation, TokenStream
 from arlm.serve.limits import Admission, Cancel, ServeError, ServeSettings
 from arlm.serve.models import LoadedModel
 
@@ -35,6 +43,14 @@ class Service:
         self.models, self.settings = models, settings
         self.admission = Admission(settings.queue, settings.workers)
         self.stats = {"requests": 0, "tokens": 0, "streams_done": 0, "streams_cancelled": 0}
+        self.batchers: dict[str, Batcher | None] = {}  # model name -> its batch (None: not batched)
+
+    def close(self) -> None:
+        """Shut down: the batch threads stop after their current step, then the workers."""
+        for batcher in self.batchers.values():
+            if batcher is not None:
+                batcher.close()
+        self.admission.close()
 
     def check_key(self, request: Request) -> None:
         """401 unless the request carries the API key (when the server has one)."""
@@ -92,6 +108,74 @@ class Service:
                                                "requests with different seeds")
         return config
 
+    # ----- generation, token by token ---------------------------------------------------------------
+
+    def batcher(self, lm: LoadedModel) -> Batcher | None:
+        """The model's continuous batch (started on first use), or None when batching is off or the
+        model does not batch."""
+        if lm.name not in self.batchers:
+            ok = self.settings.batching and batchable(lm.model) is None
+            self.batchers[lm.name] = Batcher(lm, self.settings.max_batch) if ok else None
+        return self.batchers[lm.name]
+
+    def generation(self, lm: LoadedModel, ids: list[int], config: DecodingConfig) -> Generation:
+        """A sampling or greedy generation of ``ids`` under ``config``: a row of the model's batch when
+        it can take it (one sample, not beam search), else a TokenStream (called on the event loop)."""
+        batcher = self.batcher(lm)
+        if batcher is not None and config.strategy != "beam" and config.sequences_per_prompt == 1:
+            return batcher.open(ids, config)
+        return TokenStream(lm, ids, config)
+
+    async def next_event(self, request: Request, gen: Generation, deadline: float) -> dict[str, Any] | None:
+        """``gen``'s next token event, or None once it has stopped; out of time: 504 (the generation is
+        stopped); the client gone: 499."""
+        if isinstance(gen, TokenStream):
+            return await self.work(request, gen.advance, deadline=deadline)
+        assert isinstance(gen, BatchedStream)
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise self._out_of_time()
+                got, event = await gen.next_event(min(remaining, DISCONNECT_POLL_S))
+                if got:
+                    return event
+                if await request.is_disconnected():
+                    raise ServeError(CLIENT_GONE, "the client closed the connection")
+        except BaseException:
+            gen.close("cancelled")  # its row leaves the batch at the next step
+            raise
+
+    async def next_events(self, request: Request, gen: Generation, deadline: float) -> list[dict[str, Any]]:
+        """:meth:`next_event` and every later event already made (a batch row may run ahead of its
+        client; they go out in one write); [] once the generation has stopped."""
+        event = await self.next_event(request, gen, deadline)
+        if event is None:
+            return []
+        return [event, *gen.ready()] if isinstance(gen, BatchedStream) else [event]
+
+    async def complete(self, request: Request, gen: Generation, cancel: Cancel) -> None:
+        """Every token of ``gen``, within the request's time limit (``cancel`` stops a TokenStream)."""
+        if isinstance(gen, TokenStream):
+            await self.work(request, gen.run, cancel, cancel=cancel)
+            return
+        deadline = self.deadline()
+        while await self.next_event(request, gen, deadline) is not None:
+            pass
+
+    def end(self, gen: Generation, reason: str) -> None:
+        """Stop ``gen`` early (its client left): a batch row leaves at the next step; a TokenStream is
+        closed on a worker, after the step it may be running."""
+        if isinstance(gen, TokenStream):
+            self.admission.submit(gen.close, reason)
+        else:
+            gen.close(reason)
+
+    def _out_of_time(self) -> ServeError:
+        return ServeError(504, f"the request took longer than this server's time limit of "
+                               f"{self.settings.request_timeout:g} s (--request-timeout) and was "
+                               "cancelled; ask for fewer tokens or beams")
 
     def deadline(self) -> float:
         """When a request that starts now runs out of time (the event loop's clock)."""
@@ -109,9 +193,7 @@ class Service:
             while True:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise ServeError(504, f"the request took longer than this server's time limit of "
-                                          f"{self.settings.request_timeout:g} s (--request-timeout) and "
-                                          "was cancelled; ask for fewer tokens or beams")
+                    raise self._out_of_time()
                 done, _ = await asyncio.wait({future}, timeout=min(remaining, DISCONNECT_POLL_S))
                 if done:
                     return future.result()
