@@ -82,8 +82,9 @@ class BuildSettings:
     work_dir: Path | None = None
     threads: int | None = None
 
-    def check(self, num_tokens: int | None, order: int) -> None:
-        """Refuse what cannot work, before anything is written."""
+    def check(self, num_tokens: int | None, order: int, work_parent: Path | None = None) -> None:
+        """Refuse what cannot work, before anything is written (the disk check needs the number of
+        tokens and the folder the work folder goes in: ``work_dir`` or else ``work_parent``)."""
         if self.engine not in ENGINES[1:]:
             raise ConfigError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
         low = MIN_MEMORY[self.engine]
@@ -92,8 +93,9 @@ class BuildSettings:
                               f"({_size(low)}); give at least --memory {_size(low)}")
         if self.engine == "spark":
             check_spark_master(self.spark_master)
-        if num_tokens is not None and self.work_dir is not None:
-            where = _existing_parent(self.work_dir)
+        work = self.work_dir or work_parent
+        if num_tokens is not None and work is not None:
+            where = _existing_parent(work)
             free, need = shutil.disk_usage(where).free, disk_needed(num_tokens, order)
             if free < need:
                 raise ConfigError(f"{where} has {_size(free)} free but counting {num_tokens:,} tokens at "
@@ -270,7 +272,7 @@ def build_ngram_tables(data, order: int, vocab: Sequence[str], folder: Path, set
     fallback = parse_discount_fallback(discount_fallback, smoothing)
     if num_tokens is None and isinstance(data, np.ndarray):
         num_tokens = data.size
-    settings.check(num_tokens, order)
+    settings.check(num_tokens, order, folder.parent)
     work = _make_work_dir(settings.work_dir or folder.parent)
     reader = ParquetReader()
     engine: Engine | None = None
