@@ -343,7 +343,10 @@ class NGramModel:
                 raise FormatError(f"the {n}-gram tables have different lengths; save the model again")
             if n > 1 and g:
                 k = self.keys[n - 1]
-                if (np.diff(k) <= 0).any() or k[0] < 0 or k[-1] // V >= len(self.keys[n - 2]):
+                # memory-mapped keys (ngram_binary) are not scanned whole: that would read the file
+                mapped = isinstance(k, np.memmap) or isinstance(k.base, np.memmap)
+                unsorted = False if mapped else (np.diff(k) <= 0).any()
+                if unsorted or k[0] < 0 or k[-1] // V >= len(self.keys[n - 2]):
                     raise FormatError(f"the {n}-gram keys are not sorted or point to missing "
                                       f"{n - 1}-grams; save the model again")
 
