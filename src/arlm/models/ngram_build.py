@@ -314,7 +314,7 @@ def build_ngram_tables(data, order: int, vocab: Sequence[str], folder: Path, set
 def _make_work_dir(parent: Path) -> Path:
     import tempfile
 
-    parent = Path(parent)
+    parent = Path(parent).absolute()  # a Spark JVM started earlier keeps its own working folder
     parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=".arlm-ngram-work-", dir=parent))
 
