@@ -374,6 +374,9 @@ def main() -> None:
                    help="instead: each engine's ARPA file against memory's on Shakespeare and Python source")
     p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     p.add_argument("--results", default=None, help="also write the rows as JSON here")
+    p.add_argument("--render", metavar="LOG",
+                   help="instead of measuring: the table and plot from the JSON rows a run with the same "
+                        "other arguments printed (its log), e.g. the cells of a run that was stopped")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--corpus", help=argparse.SUPPRESS)
     p.add_argument("--engine", help=argparse.SUPPRESS)
@@ -401,6 +404,11 @@ def main() -> None:
     cache, scratch = Path(args.cache), Path(args.cache) / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     load0, rows = os.getloadavg(), []
+    if args.render:
+        rows = [json.loads(line) for line in Path(args.render).read_text().splitlines()
+                if line.startswith('{"corpus"')]
+        load0 = rows[0].get("load", load0) if rows else load0
+        args.synthetic = args.python = []
     plan = [("synthetic", int(n)) for n in args.synthetic] + [("python", int(n)) for n in args.python]
     for corpus, n in plan:
         for engine in engines:
@@ -416,7 +424,9 @@ def main() -> None:
     if not args.no_write:
         plot_name = "ngram_scale.png"
         plot(rows, Path(args.out).parent / plot_name, args.memory)
-        text = section(rows, table_argv(p), args.memory, load0, os.getloadavg(), plot_name)
+        argv = table_argv(p, drop=("--out", "--no-write", "--render"))
+        load1 = rows[-1].get("load", os.getloadavg()) if args.render and rows else os.getloadavg()
+        text = section(rows, argv, args.memory, load0, load1, plot_name)
         write_section(Path(args.out), "## n-gram at scale", text)
 
 
