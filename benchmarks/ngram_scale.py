@@ -351,9 +351,12 @@ def section(rows: list[dict], argv: list[str], memory: str, load0, load1, plot_n
             lines.append(f"| {r['corpus']} | {r['engine']} | {r['tokens']:,} | {failed} | | | | |")
             continue
         ng = "/".join(f"{g:,}" for g in r["ngrams"]) if r.get("ngrams") else "–"
+        rate = r["tokens"] / r["seconds"]
+        rate_text = f"{rate / 1e6:.2f}M" if rate >= 1e6 else f"{rate / 1e3:.0f}k"
+        disk = r["peak_disk_gib"]
+        disk_text = f"{disk:.2f} GiB" if disk >= 0.1 else f"{disk * 1024:.0f} MiB"
         lines.append(f"| {r['corpus']} | {r['engine']} | {r['tokens']:,} | {r['seconds']:.1f} s | "
-                     f"{r['tokens'] / r['seconds'] / 1e6:.2f}M | {r['peak_rss_gib']:.2f} GiB | "
-                     f"{r['peak_disk_gib']:.2f} GiB | {ng} |")
+                     f"{rate_text} | {r['peak_rss_gib']:.2f} GiB | {disk_text} | {ng} |")
     lines += ["", f"![build time and peak memory against corpus size]({plot_name})", ""]
     return "\n".join(lines)
 
