@@ -155,3 +155,17 @@ def test_stream_chunks_cover_the_stream_in_order():
     x = np.arange(10)
     assert np.array_equal(np.concatenate(list(stream_chunks(x, 3))), x)
     assert [len(c) for c in stream_chunks([x[:4], x[4:]], 3)] == [3, 1, 3, 3]
+
+
+def test_an_engine_that_fails_mid_build_is_one_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import duckdb
+
+    def out_of_memory(*args, **kwargs):
+        raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256 KiB")
+
+    monkeypatch.setattr(ngram_build, "run_queries", out_of_memory)
+    folder = tmp_path / "m"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"the duckdb engine failed \(Out of Memory Error.*raise --memory"):
+        build_ngram_tables(zipf_stream(20), 2, VOCAB, folder, BuildSettings("duckdb", 256 << 20))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"] and not list(folder.iterdir())

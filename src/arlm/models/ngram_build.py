@@ -292,7 +292,7 @@ def build_ngram_tables(data, order: int, vocab: Sequence[str], folder: Path, set
     except ArlmError:
         raise
     except Exception as e:  # the engine ran out of memory or disk, or failed: one line
-        if type(e).__module__.split(".")[0] not in ("duckdb", "pyspark", "py4j"):
+        if type(e).__module__.split(".")[0] not in ("duckdb", "_duckdb", "pyspark", "py4j"):
             raise
         raise ConfigError(f"the {settings.engine} engine failed ({engine_error(e)}); raise --memory, free "
                           "disk space in the work folder, or try --engine duckdb") from e

@@ -64,6 +64,7 @@ class DuckDBEngine(Engine):
         self.con.execute(f"SET memory_limit = '{memory // (1 << 20)}MiB'")
         self.con.execute(f"SET temp_directory = '{work / 'spill'}'")
         self.con.execute("SET preserve_insertion_order = false")  # lets big sorts stream
+        self.con.execute("SET enable_progress_bar = false")
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
 
@@ -156,6 +157,7 @@ class ParquetReader:
 
         self.con = duckdb.connect()
         self.con.execute(f"SET memory_limit = '{max(memory // (1 << 20), 64)}MiB'")
+        self.con.execute("SET enable_progress_bar = false")
 
     def write(self, arrays: dict[str, np.ndarray], path: Path) -> None:
         """Write numpy columns (equal lengths) as one Parquet file."""
