@@ -25,6 +25,7 @@ def train(files: Path, engine: str, *extra: str):
                 "--engine", engine, "--out", engine, "--arpa", f"{engine}.arpa", *extra, cwd=files)
 
 
+@pytest.mark.slow
 def test_duckdb_writes_the_same_model_as_memory(files):
     for engine in ("memory", "duckdb"):
         r = train(files, engine, "--memory", "256MB")
