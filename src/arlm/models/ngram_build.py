@@ -215,6 +215,8 @@ def run_queries(engine: Engine, order: int, vocab_size: int, smoothing: str,
     for n in range(1, order + 1):
         d = tuple(discounts[n - 1])
         engine.create(f"ctx{n}", ngram_sql.contexts(n, d))
+        if n > 1:
+            engine.create(f"adjctx{n}", ngram_sql.with_context(n))
         engine.create(f"prob{n}", ngram_sql.probabilities(n, d, vocab_size - 2))
     for n in range(1, order + 1):
         engine.create(f"final{n}", ngram_sql.final(n, order, vocab_size))

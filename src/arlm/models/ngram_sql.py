@@ -120,9 +120,17 @@ def probabilities(n: int, d: tuple[float, float, float], num_predicted: int) -> 
         return (f"SELECT g.v1, CASE WHEN g.v1 = {PAD_ID} OR g.v1 = {SOS_ID} THEN {double(0.0)} "
                 f"ELSE {p_hat} + x.gamma * {below} END AS p FROM adj1 g CROSS JOIN ctx1 x")
     vs, hs = _cols("v", 1, n, "g"), _cols("v", 1, n - 1)
-    return (f"SELECT {', '.join(vs)}, {p_hat} + x.gamma * lo.p AS p FROM adj{n} g "
-            f"JOIN ctx{n} x ON {_join_on('g', hs, 'x', hs)} "
+    p_hat = p_hat.replace("x.denom", "g.denom")
+    return (f"SELECT {', '.join(vs)}, {p_hat} + g.gamma * lo.p AS p FROM adjctx{n} g "
             f"JOIN prob{n - 1} lo ON {_join_on('g', _cols('v', 2, n), 'lo', hs)}")
+
+
+def with_context(n: int) -> str:
+    """``adj{n}`` with each n-gram's context's denom and γ (kept as a table of its own: one join per
+    query, as a three-way join made DuckDB pick a slow plan on 10M tokens of Python source)."""
+    hs = _cols("v", 1, n - 1)
+    return (f"SELECT {', '.join(_cols('v', 1, n, 'g'))}, g.a, x.denom, x.gamma FROM adj{n} g "
+            f"JOIN ctx{n} x ON {_join_on('g', hs, 'x', hs)}")
 
 
 def final(n: int, order: int, vocab_size: int) -> str:
