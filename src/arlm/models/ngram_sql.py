@@ -20,7 +20,8 @@ never crosses a sentence start). ``vocab``: one row per token id ``v1`` = 0 … 
 4. count-of-counts ``t_k`` (k = 0 … 4) per order -> discounts D1, D2, D3+ (computed outside SQL).
 5. ``ctx{n}``: per context h (the first n-1 words): ``denom`` = Σ_w a(hw) and
    γ(h) = (D1 N1(h•) + D2 N2(h•) + D3 N3+(h•)) / denom from the integer counts N_k.
-6. ``prob{n}``: p(w | h) = (a - D(a)) / denom + γ(h) p(w | h'), joining ``prob{n-1}`` on the suffix
+6. ``adjctx{n}``: ``adj{n}`` joined with its context's denom and γ; ``prob{n}``:
+   p(w | h) = (a - D(a)) / denom + γ(h) p(w | h'), joining ``prob{n-1}`` on the suffix
    h'w; p(w) = (a - D(a)) / denom + γ(ε) · (1/|V|) for unigrams; [PAD] and <s> get 0.
 7. ``final{n}``: ``id`` (rank of the words, i.e. the order of :mod:`arlm.models.ngram_counts`'
    sorted keys), ``key`` = prefix id · V + w_n (joining ``final{n-1}``), ``p``, and ``gamma`` of the
