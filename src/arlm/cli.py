@@ -131,6 +131,17 @@ def train_ngram(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")] = Path(
         "runs/ngram"),
     arpa: Annotated[Path | None, typer.Option(help="Also write the model as an ARPA file.")] = None,
+    engine: Annotated[str, typer.Option(
+        help="memory (numpy, all counts in RAM), duckdb (SQL, spills to disk beyond --memory) or spark "
+             "(the same SQL on Spark, --spark-master); duckdb and spark write memory-mapped tables "
+             "and give the same model, byte for byte.")] = "memory",
+    memory: Annotated[str, typer.Option(help="duckdb/spark: the engine's memory cap, e.g. 4GB.")] = "4GB",
+    spark_master: Annotated[str, typer.Option(
+        help="spark: local[*] (this machine's cores) or a cluster URL, e.g. spark://host:7077."
+    )] = "local[*]",
+    work_dir: Annotated[Path | None, typer.Option(
+        help="duckdb/spark: folder for the token Parquet files and the engine's spill (default: beside "
+             "--out); removed after.")] = None,
 ) -> None:
     """Count n-grams on a corpus split (read in --order) and save a smoothed n-gram model (and
     optionally ARPA)."""
@@ -139,10 +150,16 @@ def train_ngram(
 
     if order.isdigit():  # the n-gram length, as `--order N` meant before factorization orders
         order, ngram_order = "l2r", int(order)
+    build = None
+    if engine != "memory":
+        from arlm.models.ngram_build import BuildSettings, parse_memory
+
+        build = BuildSettings(engine, parse_memory(memory), spark_master, work_dir)
+        build.check(None, ngram_order)  # a bad engine, memory or master before the corpus is read
     result = train_ngram(NgramRequest(
         corpus, split=split, n=ngram_order, smoothing=smoothing, k=k, discount_fallback=discount_fallback,
         tokenizer=TokenizerSpec(tokenizer, lowercase, vocab_size, min_count), unit=unit, encoding=encoding,
-        order=order, out_dir=out_dir, arpa=arpa))
+        order=order, out_dir=out_dir, arpa=arpa, build=build))
     train, tok = result.data.train, result.tokenizer
     err.print(f"{result.data.corpus.name} {split}: {train.num_sequences:,} sequences, {len(train.tokens):,} "
               f"tokens, vocabulary {tok.vocab_size:,} ({tok.kind}), order {result.order.name}")

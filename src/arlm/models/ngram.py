@@ -74,6 +74,7 @@ from torch import Tensor
 
 from arlm.errors import ConfigError, DataError, FormatError, MismatchError
 from arlm.io import atomic_dir, atomic_write
+from arlm.models import ngram_binary
 from arlm.models.ngram_counts import (
     KeyIndex,
     NGramCounts,
@@ -219,10 +220,17 @@ def parse_discount_fallback(value, smoothing: str) -> tuple[float, float, float]
 def kneser_ney_discounts(adj: list[np.ndarray], smoothing: str,
                          fallback: tuple[float, float, float] | None) -> tuple[list, list[bool]]:
     """Per order (D1, D2, D3+) and whether the fallback was used there."""
+    return discounts_from_count_of_counts([count_of_counts(a) for a in adj], smoothing, fallback)
+
+
+def discounts_from_count_of_counts(tables: list[np.ndarray], smoothing: str,
+                                   fallback: tuple[float, float, float] | None) -> tuple[list, list[bool]]:
+    """Per order (D1, D2, D3+) from its count-of-counts t[0..4] (:func:`count_of_counts`), and
+    whether the fallback was used there (also for counts made elsewhere, e.g. by a SQL engine)."""
     out, used = [], []
     name = "modified Kneser-Ney" if smoothing == "mkn" else "Kneser-Ney"
-    for n, a in enumerate(adj, start=1):
-        d, why = _discounts_for_order(count_of_counts(a), smoothing)
+    for n, t in enumerate(tables, start=1):
+        d, why = _discounts_for_order(np.asarray(t), smoothing)
         if d is None:
             if fallback is None:
                 raise DataError(f"cannot estimate {name} discounts for {n}-grams ({why}: too little "
@@ -242,11 +250,17 @@ def estimate_kneser_ney(c: NGramCounts, discounts: list) -> tuple[list[np.ndarra
     lower = None  # (G_{n-1},) interpolated p of the previous order
     for n in range(1, c.order + 1):
         a = adj[n - 1].astype(np.float64)  # (G_n,)
-        d = np.array([0.0, *discounts[n - 1]])[np.minimum(adj[n - 1], 3)]  # D(a), (G_n,)
+        d1, d2, d3 = discounts[n - 1]
+        d = np.array([0.0, d1, d2, d3])[np.minimum(adj[n - 1], 3)]  # D(a), (G_n,)
         ctx = c.prefix(n)
-        denom = np.bincount(ctx, weights=a, minlength=_num_contexts(c, n))  # Σ_w a(hw)
+        size = _num_contexts(c, n)
+        denom = np.bincount(ctx, weights=a, minlength=size)  # Σ_w a(hw), exact (integers)
+        # γ's numerator from the integer counts N_1, N_2, N_3+ (not a float sum in table order), so
+        # any engine that counts them (arlm.models.ngram_sql) gets the same float64, bit for bit
+        n_k = [np.bincount(ctx[sel], minlength=size).astype(np.float64)
+               for sel in (adj[n - 1] == 1, adj[n - 1] == 2, adj[n - 1] >= 3)]
         with np.errstate(divide="ignore", invalid="ignore"):
-            gamma = np.where(denom > 0, np.bincount(ctx, weights=d, minlength=len(denom)) / denom, 0.0)
+            gamma = np.where(denom > 0, (d1 * n_k[0] + d2 * n_k[1] + d3 * n_k[2]) / denom, 0.0)
         p_hat = (a - d) / denom[ctx]
         below = 1.0 / nv if n == 1 else lower[c.suffix[n - 1]]  # p(w | h')
         p = p_hat + gamma[ctx] * below  # (G_n,)
@@ -329,7 +343,10 @@ class NGramModel:
                 raise FormatError(f"the {n}-gram tables have different lengths; save the model again")
             if n > 1 and g:
                 k = self.keys[n - 1]
-                if (np.diff(k) <= 0).any() or k[0] < 0 or k[-1] // V >= len(self.keys[n - 2]):
+                # memory-mapped keys (ngram_binary) are not scanned whole: that would read the file
+                mapped = isinstance(k, np.memmap) or isinstance(k.base, np.memmap)
+                unsorted = False if mapped else (np.diff(k) <= 0).any()
+                if unsorted or k[0] < 0 or k[-1] // V >= len(self.keys[n - 2]):
                     raise FormatError(f"the {n}-gram keys are not sorted or point to missing "
                                       f"{n - 1}-grams; save the model again")
 
@@ -606,33 +623,44 @@ class NGramModel:
 
     # ----- save / load ------------------------------------------------------------------------
 
-    def save(self, folder: str | Path) -> Path:
-        """Write the model folder atomically: config.json, model.safetensors, vocab.json."""
+    def save(self, folder: str | Path, storage: str = "safetensors") -> Path:
+        """Write the model folder atomically: config.json, the tables, vocab.json.
+
+        ``storage``: ``safetensors`` (one file, read into memory on load) or ``mmap`` (one ``.npy``
+        per table and the hash tables, memory-mapped on load: :mod:`arlm.models.ngram_binary`).
+        """
         with atomic_dir(folder) as tmp:
-            self.save_files(tmp)
+            self.save_files(tmp, storage)
         return Path(folder)
 
-    def save_files(self, folder: str | Path) -> None:
+    def save_files(self, folder: str | Path, storage: str = "safetensors") -> None:
         """Write the model's files into an existing folder (e.g. one of ``atomic_dir``, where a
         caller adds tokenizer.json)."""
         from safetensors.numpy import save_file
 
         folder = Path(folder)
-        tensors = {f"logp.{n}": self.logp[n - 1] for n in range(1, self.order + 1)}
-        tensors |= {f"keys.{n}": self.keys[n - 1] for n in range(2, self.order + 1)}
-        tensors |= {f"backoff.{n}": self.backoff[n - 1] for n in range(1, self.order)}
-        if self.floor is not None:
-            tensors |= {f"floor.{n}": self.floor[n - 1] for n in range(1, self.order)}
-        config = {"family": "ngram", "format_version": FORMAT_VERSION, "order": self.order,
-                  "smoothing": self.smoothing, "options": self.options,
-                  "discounts": self.discounts, "vocab_size": self.vocab_size,
-                  "num_ngrams": self.num_ngrams, "log_base": 10,
-                  "scoring": "backoff" if self.floor is None else "floor"}
-        save_file(tensors, str(folder / "model.safetensors"))
-        with atomic_write(folder / "config.json") as f:
-            json.dump(config, f, indent=2)
-        with atomic_write(folder / "vocab.json") as f:
-            json.dump(self.vocab, f, ensure_ascii=False)
+        extra: dict = {}
+        if storage == ngram_binary.STORAGE:
+            if self.floor is not None:
+                raise ConfigError(f"{self.smoothing} models have no memory-mapped form; save them with "
+                                  "storage='safetensors'")
+            extra = {"storage": storage,
+                     "home_slots": ngram_binary.write_tables(folder, self.keys, self.logp, self.backoff)}
+        elif storage == "safetensors":
+            tensors = {f"logp.{n}": self.logp[n - 1] for n in range(1, self.order + 1)}
+            tensors |= {f"keys.{n}": self.keys[n - 1] for n in range(2, self.order + 1)}
+            tensors |= {f"backoff.{n}": self.backoff[n - 1] for n in range(1, self.order)}
+            if self.floor is not None:
+                tensors |= {f"floor.{n}": self.floor[n - 1] for n in range(1, self.order)}
+            save_file(tensors, str(folder / "model.safetensors"))
+        else:
+            raise ConfigError(f"unknown n-gram storage {storage!r}; use safetensors or mmap")
+        self.write_config(folder, extra)
+
+    def write_config(self, folder: Path, extra: dict | None = None) -> None:
+        """config.json (``extra`` entries added) and vocab.json of this model, into ``folder``."""
+        write_config(folder, self.vocab, self.order, self.smoothing, self.options, self.discounts,
+                     self.num_ngrams, "backoff" if self.floor is None else "floor", extra)
 
     @classmethod
     def load(cls, folder: str | Path, vocab: Sequence[str] | None = None) -> NGramModel:
@@ -651,20 +679,26 @@ class NGramModel:
             floor_mode = config.get("scoring", "backoff") == "floor"
         except (KeyError, TypeError, ValueError) as e:
             raise FormatError(f"{folder / 'config.json'} lacks a valid {e}; save the model again") from e
-        path = folder / "model.safetensors"
-        if not path.is_file():
-            raise FormatError(f"{path} is missing; save the model again")
-        try:
-            t = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise FormatError(f"{path} is truncated or corrupt ({e}); save the model again") from e
-        try:
-            logp = [t[f"logp.{n}"] for n in range(1, order + 1)]
-            keys = [np.arange(vsize, dtype=np.int64)] + [t[f"keys.{n}"] for n in range(2, order + 1)]
-            backoff = [t[f"backoff.{n}"] for n in range(1, order)]
-            floor = [t[f"floor.{n}"] for n in range(1, order)] if floor_mode else None
-        except KeyError as e:
-            raise FormatError(f"{path} lacks the table {e}; save the model again") from e
+        indexes = None
+        if config.get("storage") == ngram_binary.STORAGE:
+            keys, logp, backoff, indexes = ngram_binary.read_tables(folder, order, vsize,
+                                                                    config.get("home_slots"))
+            floor = None
+        else:
+            path = folder / "model.safetensors"
+            if not path.is_file():
+                raise FormatError(f"{path} is missing; save the model again")
+            try:
+                t = load_file(str(path))
+            except (SafetensorError, OSError, ValueError) as e:
+                raise FormatError(f"{path} is truncated or corrupt ({e}); save the model again") from e
+            try:
+                logp = [t[f"logp.{n}"] for n in range(1, order + 1)]
+                keys = [np.arange(vsize, dtype=np.int64)] + [t[f"keys.{n}"] for n in range(2, order + 1)]
+                backoff = [t[f"backoff.{n}"] for n in range(1, order)]
+                floor = [t[f"floor.{n}"] for n in range(1, order)] if floor_mode else None
+            except KeyError as e:
+                raise FormatError(f"{path} lacks the table {e}; save the model again") from e
         if vocab is None:
             vocab = _read_json(folder / "vocab.json", "the vocabulary")
             if not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab):
@@ -673,8 +707,25 @@ class NGramModel:
         if len(vocab) != vsize:
             raise MismatchError(f"the vocabulary has {len(vocab)} tokens but the model was trained "
                                 f"with {vsize}; use the tokenizer saved with the model")
-        return cls(vocab, keys, logp, backoff, floor=floor, smoothing=str(config.get("smoothing")),
-                   options=config.get("options") or {}, discounts=config.get("discounts"))
+        model = cls(vocab, keys, logp, backoff, floor=floor, smoothing=str(config.get("smoothing")),
+                    options=config.get("options") or {}, discounts=config.get("discounts"))
+        if indexes is not None:
+            model._index = indexes  # the saved hash tables, memory-mapped
+        return model
+
+
+def write_config(folder: Path, vocab: Sequence[str], order: int, smoothing: str, options: dict,
+                 discounts: list | None, num_ngrams: list[int], scoring: str = "backoff",
+                 extra: dict | None = None) -> None:
+    """An n-gram model folder's config.json (``extra`` entries added) and vocab.json."""
+    config = {"family": "ngram", "format_version": FORMAT_VERSION, "order": order,
+              "smoothing": smoothing, "options": options, "discounts": discounts,
+              "vocab_size": len(vocab), "num_ngrams": num_ngrams, "log_base": 10,
+              "scoring": scoring, **(extra or {})}
+    with atomic_write(Path(folder) / "config.json") as f:
+        json.dump(config, f, indent=2)
+    with atomic_write(Path(folder) / "vocab.json") as f:
+        json.dump(list(vocab), f, ensure_ascii=False)
 
 
 def _read_json(path: Path, what: str):

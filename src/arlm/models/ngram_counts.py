@@ -192,6 +192,13 @@ class KeyIndex:
         self.slot_key[slot] = keys[order]
         self.slot_pos[slot] = order
 
+    @classmethod
+    def from_slots(cls, slot_key: np.ndarray, slot_pos: np.ndarray, home_slots: int) -> KeyIndex:
+        """A table built before (its ``slot_key``, ``slot_pos``, e.g. memory-mapped from disk)."""
+        index = cls.__new__(cls)
+        index.home_slots, index.slot_key, index.slot_pos = int(home_slots), slot_key, slot_pos
+        return index
+
     def _home(self, q: np.ndarray) -> np.ndarray:
         h = (q.astype(np.uint64) * self.MULT) >> np.uint64(32)  # 32 well-mixed bits
         return ((h * np.uint64(self.home_slots)) >> np.uint64(32)).astype(np.int64)

@@ -31,6 +31,7 @@ from arlm.usecases.checkpoints import check_resume, load_order, save_model
 from arlm.usecases.data import TokenizerSpec, TrainingData, order_spec, prepare_data
 
 if TYPE_CHECKING:
+    from arlm.models.ngram_build import BuildSettings
     from arlm.train.trainer import Trainer, TrainSummary
 
 
@@ -72,6 +73,7 @@ class NgramRequest:
     seed: int = 0
     out_dir: str | Path | None = None  # the model folder to write (None: nothing written)
     arpa: str | Path | None = None  # also write the model as an ARPA file
+    build: BuildSettings | None = None  # count on an engine out of core (None: numpy in memory)
 
 
 @dataclass
@@ -94,6 +96,9 @@ def train_ngram(request: NgramRequest) -> NgramResult:
     data = prepare_data(r.corpus, r.tokenizer or TokenizerSpec("word"), r.split, None, r.unit, r.encoding)
     spec = order_spec(r.order, data.tokenizer, r.seed)
     train = reorder_split(data.train, spec)
+    if r.build is not None:
+        model = _build_on_engine(r, data.tokenizer, spec, train.tokens)
+        return NgramResult(model, data.tokenizer, spec, data)
     model = NGramModel.fit(train.tokens, order=r.n, vocab=data.tokenizer.vocab, smoothing=r.smoothing,
                            k=r.k, discount_fallback=r.discount_fallback)
     if r.out_dir is not None:
@@ -103,6 +108,26 @@ def train_ngram(request: NgramRequest) -> NgramResult:
 
         write_arpa(model, r.arpa)
     return NgramResult(model, data.tokenizer, spec, data)
+
+
+def _build_on_engine(r: NgramRequest, tokenizer: Tokenizer, spec: OrderSpec, tokens) -> ARModel:
+    """Count on ``r.build``'s engine into a memory-mapped model folder (written whole or not at all)."""
+    from arlm.data.orders import write_order_file
+    from arlm.io import atomic_dir
+    from arlm.models.ngram_build import build_ngram_tables
+
+    if r.out_dir is None:
+        raise ConfigError(f"--engine {r.build.engine} writes the model's tables into its folder; give --out")
+    with atomic_dir(r.out_dir) as tmp:
+        model = build_ngram_tables(tokens, r.n, tokenizer.vocab, tmp, r.build, r.smoothing,
+                                   r.discount_fallback)
+        tokenizer.save(tmp / "tokenizer.json")
+        write_order_file(tmp, spec)
+    if r.arpa is not None:
+        from arlm.interop.arpa import write_arpa
+
+        write_arpa(model, r.arpa)
+    return model
 
 
 def check_arpa_target(path: Path, smoothing: str, n: int) -> None:
