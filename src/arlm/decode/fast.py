@@ -63,8 +63,8 @@ def split_heads(qkv: Tensor, batch_size: int, n_head: int) -> tuple[Tensor, ...]
 
 
 class FastDecoder:
-    """A :class:`~arlm.models.transformer.TransformerLM` (or GPT-2) as an ARModel whose one-token steps
-    take the lean (or static / CUDA-graph) path; everything else is the model's own.
+    """A :class:`~arlm.models.transformer.TransformerLM` (GPT-2, σ-GPT read left to right) as an ARModel
+    whose one-token steps take the lean (or static / CUDA-graph) path; everything else is the model's own.
 
     >>> fast = FastDecoder(model)                       # the lean step, exact
     >>> generate(fast, prompt, temperature=0)           # same tokens as generate(model, …)
@@ -75,8 +75,8 @@ class FastDecoder:
     """
 
     def __init__(self, model: TransformerLM, static: bool = False, cuda_graphs: bool = False) -> None:
-        if not isinstance(model, TransformerLM) or not model.gpt2_layout:
-            raise ConfigError(f"FastDecoder takes a Transformer (or GPT-2) model, not a "
+        if not isinstance(model, TransformerLM):
+            raise ConfigError(f"FastDecoder takes a Transformer (GPT-2, σ-GPT) model, not a "
                               f"{type(model).__name__}; decode other families directly")
         if model.config.attention != "sdpa" or not model.config.causal:
             raise ConfigError("FastDecoder computes causal SDPA attention; use the model itself for "
@@ -89,7 +89,11 @@ class FastDecoder:
         self.config = model.config
         self.static = static or cuda_graphs
         self.cuda_graphs = cuda_graphs
-        self.lean = LeanTransformer(model)  # the model's forward without module calls
+        # the model's forward without module calls; on a CPU over row-major Wᵀ copies (HF GPT-2's
+        # Conv1D layout: a faster GEMV there, see rows_linear), elsewhere over views of the weights
+        self.lean = LeanTransformer(model, row_major=device.type == "cpu")
+        if getattr(type(model), "step_all", None) is None:  # σ-GPT: verified one token at a time
+            self.step_all = None  # type: ignore[assignment]
         # the head as lm_head plus a fixed (V,) mask, 0 or -inf: the family's head() (which masks
         # [PAD] and [SOS], or nothing for GPT-2) without building an index tensor per step — which
         # a CUDA graph could not capture (a host-to-device copy)
@@ -285,7 +289,7 @@ class _StaticStep:
 def fast_decoder(model: Any, enabled: bool = True) -> Any:
     """``model`` wrapped in a :class:`FastDecoder` when it is a Transformer in eval mode that the lean
     step supports (and ``enabled``); any other model unchanged."""
-    if (enabled and isinstance(model, TransformerLM) and model.gpt2_layout and not model.training
+    if (enabled and isinstance(model, TransformerLM) and not model.training
             and model.config.attention == "sdpa" and model.config.causal):
         return FastDecoder(model)
     return model
