@@ -68,6 +68,22 @@ def test_step_all_gives_every_positions_log_probs():
                                                                  1))[0, -4:], rtol=0, atol=1e-5)
 
 
+def test_verifying_passes_at_moving_positions_give_the_models_log_probs():
+    """A verifier's passes of t tokens at ever other positions, cropped back and forth: the causal
+    mask (a kept buffer per t, its block moved to each position) is the model's at every one."""
+    model = _model()
+    fast = FastDecoder(model)
+    a, b = model.start(1), fast.start(1)
+    model.step(PROMPTS[:1], a)
+    fast.step(PROMPTS[:1], b)
+    for t, crop in ((3, 0), (5, 1), (3, 2), (3, 0), (5, 4), (20, 0), (3, 3)):
+        tokens = torch.arange(2, 2 + t)[None] % V  # (1, t)
+        a.crop(a.length - crop), b.crop(b.length - crop)
+        ref, _ = model.step_all(tokens, a)
+        out, _ = fast.step_all(tokens, b)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("static", [False, True])
 @pytest.mark.parametrize("cls", [TransformerLM, GPT2LM, SigmaGPT])
 def test_greedy_and_sampling_give_the_same_tokens(static, cls):

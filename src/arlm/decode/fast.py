@@ -51,6 +51,8 @@ from torch import Tensor, nn
 from arlm.errors import ConfigError
 from arlm.models.transformer import KVCache, LeanTransformer, TransformerLM, causal_mask, rows_linear
 
+_KEPT_MASK_T = 16  # _causal_mask keeps a buffer for t ≤ this many new tokens (draft lengths + 1)
+
 
 def split_heads(qkv: Tensor, batch_size: int, n_head: int) -> tuple[Tensor, ...]:
     """Q, K, V side by side, (B·t, 3C) rows -> q, k, v, each (B, nh, t, hs) (views; one new token
@@ -112,6 +114,8 @@ class FastDecoder:
         self._device = device
         self._positions = torch.arange(model.config.block_size, device=device)  # positions to write
         self._steps: dict[int, _StaticStep] = {}  # batch size -> its static (captured) step
+        # t -> ((t, block_size) mask buffer, its causal (t, t) block, [where the block is]): _causal_mask
+        self._masks: dict[int, tuple[Tensor, Tensor, list[int]]] = {}
 
     # ----- the ARModel interface ---------------------------------------------------------------------
 
@@ -191,7 +195,7 @@ class FastDecoder:
         (B, t), nh = tokens.shape, self.config.n_head
         L, end = cache.length, cache.length + t
         positions = self._positions[L:end]  # (t,) the positions to write
-        mask = None if t == 1 else causal_mask(t, end, L, tokens.device).to(self.lean.wte.dtype)  # (t, L+t)
+        mask = None if t == 1 else self._causal_mask(t, L)  # (t, L+t)
         layers = cache.layers()
 
         def attend(layer: int, qkv: Tensor) -> Tensor:  # (B·t, 3C) -> (B·t, C)
@@ -204,6 +208,27 @@ class FastDecoder:
             return y.view(B, -1) if t == 1 else y.transpose(1, 2).reshape(B * t, -1)  # heads side by side
 
         return self.lean(tokens, positions, attend)
+
+    def _causal_mask(self, t: int, L: int) -> Tensor:
+        """The additive mask (t, L+t) of t new queries at positions L.. over L+t keys: 0 over the cached
+        keys, the causal (t, t) block over the new ones. A view of a (t, block_size) buffer kept per t
+        (a speculative verifier's t is the draft length + 1, a handful of values), the block written in
+        at L: two ops a pass instead of building the mask (t = a prompt's length: built, not kept)."""
+        kept = self._masks.get(t)
+        dtype = self.lean.wte.dtype
+        if kept is None:
+            if t > _KEPT_MASK_T:
+                return causal_mask(t, L + t, L, self._device).to(dtype)  # (t, L+t)
+            block = causal_mask(t, t, 0, self._device).to(dtype)  # (t, t)
+            buffer = block.new_zeros(t, self.config.block_size)  # (t, block_size)
+            buffer[:, :t] = block
+            kept = self._masks[t] = (buffer, block, [0])
+        buffer, block, at = kept
+        if at[0] != L:  # move the causal block from where the last pass put it
+            buffer[:, at[0] : at[0] + t].zero_()
+            buffer[:, L : L + t].copy_(block)
+            at[0] = L
+        return buffer[:, : L + t]
 
     def static_step(self, token: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         """token (B,), pos () int64 tensor, caches (n_layer, B, nh, block, hs) -> log-probs (B, V).
