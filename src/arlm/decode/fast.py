@@ -15,6 +15,11 @@ set the pace. :class:`FastDecoder` removes what it can, in two ways:
   (``step_all``, a speculative verifier's pass), the head's [PAD]/[SOS] mask added as a fixed (V,)
   vector. It writes into the same preallocated :class:`~arlm.models.transformer.KVCache`, so
   ``select`` (beam search, finished rows) and ``crop`` (rejected draft tokens) are the cache's own.
+  On a CPU its matrix-vector products read row-major copies of Wᵀ (C_in, C_out), HF GPT-2's
+  ``Conv1D`` layout, made once per weight (:func:`~arlm.models.transformer.row_major_t`): on this
+  project's CPUs MKL's GEMV reads that layout faster than the transposed view of W (C_out, C_in).
+  Every :class:`~arlm.models.transformer.TransformerLM` takes it (GPT-2; σ-GPT read left to right,
+  its second position table added as its own ``_run`` adds it).
 * **The static step** (``static=True``; captured with CUDA graphs when ``cuda_graphs=True``): the
   same lean forward with another attention, of *static shapes*: the position is a tensor, the new
   key and value are written with ``index_copy_`` at that position, and the query attends to the
