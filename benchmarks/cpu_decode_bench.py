@@ -20,8 +20,9 @@ token of a ``--new``-token greedy run after a 121-token random prompt, prefill i
 * the lean step over views of W (the layout before issue 24: the weight-layout lever alone);
 * arlm's modules (``fast=False``);
 * the lean step alone in a bare loop (argmax fed back; no prefill, no ``stream``);
-* the GEMV floors: the step's 4 · 6 + 1 matrix-vector products and nothing else, over row-major Wᵀ
-  and over the views of W.
+* the GEMV floors: the step's 4 · 6 + 1 matrix-vector products and nothing else, over row-major Wᵀ,
+  over the views of W, and through MKL's packed linear (where torch has MKL);
+* the same bytes read by ``sum`` (the pace of the memory, with no GEMV).
 
 Every arlm greedy case is checked to give HF's tokens. The load average is recorded at the start and the
 end: on a machine shared with other jobs absolute times move with the load, the ratios from alternating
@@ -53,6 +54,8 @@ HF_CASE = "HF greedy (generate)"
 ARLM_CASE = "arlm greedy as `arlm generate` (decode: lean step, row-major Wᵀ)"
 FLOOR_ROW_MAJOR = "GEMV floor, row-major Wᵀ (the step's 25 mat-vec products, nothing between them)"
 FLOOR_VIEW = "GEMV floor, Wᵀ as a view of W"
+FLOOR_PACKED = "GEMV floor, MKL's packed linear (`torch.ops.mkl._mkl_linear`, what Inductor's freezing uses)"
+STREAM = "the same bytes streamed by `sum` (one flat copy of the weights: the memory's pace, no GEMV)"
 
 
 class _ViewLayout(FastDecoder):
@@ -139,6 +142,23 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
                 torch.mm(inputs[0], head)
         return run
 
+    packed = [(torch.ops.mkl._mkl_reorder_linear_weight(m.weight.detach(), 1), m.weight.detach())
+              for m in [*linears, model.lm_head]]  # MKL's packed form of W (C_out, C_in), batch 1
+    packed_inputs = [*inputs, inputs[0]]
+
+    @torch.inference_mode()
+    def floor_packed() -> None:
+        for _ in range(new):
+            for x, (w_packed, w) in zip(packed_inputs, packed, strict=True):
+                torch.ops.mkl._mkl_linear(x, w_packed, w, None, 1)
+
+    flat = torch.cat([w.reshape(-1) for w in [*views, head]])  # every weight once, contiguous
+
+    @torch.inference_mode()
+    def stream() -> None:
+        for _ in range(new):
+            flat.sum()
+
     cases: dict[str, Callable[[], object]] = {
         HF_CASE: hf_greedy,
         ARLM_CASE: as_arlm_generate(True),
@@ -148,10 +168,14 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
         FLOOR_ROW_MAJOR: floor(row_major),
         FLOOR_VIEW: floor(views),
     }
+    if torch.backends.mkl.is_available():
+        cases[FLOOR_PACKED] = floor_packed
+    cases[STREAM] = stream
     runs = round_robin(cases, repeats)
     reference = runs[HF_CASE].last
     same = {name: r.last == reference for name, r in runs.items() if name.startswith("arlm")}
-    return {"per_token": {name: r.median / new for name, r in runs.items()}, "same": same}
+    return {"per_token": {name: r.median / new for name, r in runs.items()}, "same": same,
+            "weight_mb": flat.numel() * flat.element_size() / 1e6}
 
 
 def report(results: dict, descriptions: dict, args, argv: list[str], load: tuple) -> str:
@@ -174,7 +198,9 @@ def report(results: dict, descriptions: dict, args, argv: list[str], load: tuple
         for case, s in pt.items():
             same = {True: "yes", False: "NO"}.get(res["same"].get(case), "-")
             lines.append(f"| {case} | {s * 1e3:.3f} | {hf / s:.2f}× | {same} |")
-        lines.append("")
+        rates = ", ".join(f"{case.split(' (')[0]} {res['weight_mb'] / pt[case] / 1e3:.1f} GB/s"
+                          for case in (FLOOR_ROW_MAJOR, FLOOR_VIEW, FLOOR_PACKED, STREAM) if case in pt)
+        lines += ["", f"The weights read per token: {res['weight_mb']:.1f} MB; read at {rates}.", ""]
     ratios = ", ".join(f"{name} {r['per_token'][HF_CASE] / r['per_token'][ARLM_CASE]:.2f}×"
                        for name, r in results.items())
     floors = ", ".join(f"{name} {r['per_token'][HF_CASE] / r['per_token'][FLOOR_ROW_MAJOR]:.2f}×"
