@@ -6,7 +6,9 @@ Each decodes greedily from two prompts: a passage of the test split, and a short
 (where a copying draft should agree). For each: plain greedy through the lean step
 (:class:`~arlm.decode.fast.FastDecoder`, what ``arlm generate`` runs), then speculative decoding with
 a char n-gram draft (Kneser-Ney, counted on the training split) and with prompt lookup, each with a
-fixed k (``adaptive=False``) and with the adaptive schedule (:class:`~arlm.decode.speculative.DraftSchedule`).
+fixed k (``adaptive=False``) and with the adaptive schedule (:class:`~arlm.decode.speculative.DraftSchedule`),
+and an oracle draft that proposes plain greedy's own continuation (every proposal accepted: the
+ceiling of the speed-up a round's cost allows).
 Every speculative case is checked to give plain greedy's tokens. Batch 1, fp32, one torch thread;
 the cases of a target alternate round-robin (``report.round_robin``), so all see the same load.
 
@@ -83,7 +85,24 @@ def cases(target, ngram, prompt: list[int], new: int, k: int, stats: dict) -> di
             out[name] = spec(name, draft, adaptive)
     name = f"prompt lookup, adaptive, k ≤ {2 * k}"  # a longer largest length, where the draft agrees
     out[name] = spec(name, PromptLookupDraft(), True, 2 * k)
+    oracle = OracleDraft([*prompt, *plain()])  # the ceiling: every proposal accepted
+    for length in (k, 2 * k):
+        name = f"oracle draft (always right), fixed k = {length}"
+        out[name] = spec(name, oracle, False, length)
     return out
+
+
+class OracleDraft:
+    """A draft that proposes plain greedy's own continuation (known in advance): every proposal is
+    accepted, so its rows show what a round costs when nothing is rejected — the most any draft can
+    give this target (not a decoding method: it needs the answer)."""
+
+    def __init__(self, sequence: list[int]) -> None:
+        self.sequence = sequence  # the prompt and plain greedy's new tokens
+
+    def propose(self, context, k: int, sampler) -> tuple[list[int], None]:
+        n = len(context)
+        return self.sequence[n : n + k], None
 
 
 def run(weak_steps: int, strong_steps: int, order: int, new: int, k: int, repeats: int) -> dict:
@@ -128,7 +147,8 @@ def report(res: dict) -> list[str]:
         f"loss {w['val']:.3f} nats/char), strong {s['steps']} steps ({s['seconds']:.0f} s, val loss "
         f"{s['val']:.3f}). Drafts: a char {res['order']}-gram (Kneser-Ney) counted on the same "
         f"{res['ngram_tokens']:,} training tokens ({res['ngram_seconds']:.0f} s), and prompt lookup (last "
-        f"1–3-gram). Fixed: k = {res['k']} "
+        f"1–3-gram), and an oracle that proposes plain greedy's own continuation (always accepted: what a "
+        f"round costs when nothing is rejected, the ceiling for any draft). Fixed: k = {res['k']} "
         f"proposals every round (`adaptive=False`); adaptive: the default schedule with k = {res['k']} as "
         f"the first and largest length (the last row of each: prompt lookup with k = {2 * res['k']}). "
         f"Prompts: the first {res['prompt_lens']['test text']} characters of "

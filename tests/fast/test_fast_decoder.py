@@ -11,7 +11,8 @@ from arlm.errors import ConfigError
 from arlm.models.gpt2 import GPT2LM
 from arlm.models.quantize import quantize_int8
 from arlm.models.rnn import RNNLM, RNNConfig
-from arlm.models.transformer import TransformerConfig, TransformerLM
+from arlm.models.sigma_gpt import SigmaGPT, SigmaGPTConfig
+from arlm.models.transformer import TransformerConfig, TransformerLM, row_major_t
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,7 +21,8 @@ V = 20
 
 def _model(cls=TransformerLM, seed=0, **kw):
     torch.manual_seed(seed)
-    cfg = TransformerConfig(vocab_size=V, block_size=48, n_layer=2, n_head=2, d_model=32, **kw)
+    config_class = SigmaGPTConfig if cls is SigmaGPT else TransformerConfig
+    cfg = config_class(vocab_size=V, block_size=48, n_layer=2, n_head=2, d_model=32, **kw)
     model = cls(cfg).eval()
     with torch.no_grad():  # large weights: peaked distributions, varied greedy text
         for p in model.parameters():
@@ -33,8 +35,9 @@ PROMPTS = torch.tensor([[1, 5, 6, 7, 5, 6], [1, 9, 4, 4, 3, 8]])
 
 
 @pytest.mark.parametrize("static", [False, True])
-def test_steps_give_the_models_log_probs(static):
-    model = _model()
+@pytest.mark.parametrize("cls", [TransformerLM, SigmaGPT])
+def test_steps_give_the_models_log_probs(static, cls):
+    model = _model(cls)  # σ-GPT read left to right: E + P + Q, its second table in the lean forward
     fast = FastDecoder(model, static=static)
     ref_state, state = model.start(2), fast.start(2)
     ref, _ = model.step(PROMPTS, ref_state)
@@ -65,8 +68,24 @@ def test_step_all_gives_every_positions_log_probs():
                                                                  1))[0, -4:], rtol=0, atol=1e-5)
 
 
+def test_verifying_passes_at_moving_positions_give_the_models_log_probs():
+    """A verifier's passes of t tokens at ever other positions, cropped back and forth: the causal
+    mask (a kept buffer per t, its block moved to each position) is the model's at every one."""
+    model = _model()
+    fast = FastDecoder(model)
+    a, b = model.start(1), fast.start(1)
+    model.step(PROMPTS[:1], a)
+    fast.step(PROMPTS[:1], b)
+    for t, crop in ((3, 0), (5, 1), (3, 2), (3, 0), (5, 4), (20, 0), (3, 3)):
+        tokens = torch.arange(2, 2 + t)[None] % V  # (1, t)
+        a.crop(a.length - crop), b.crop(b.length - crop)
+        ref, _ = model.step_all(tokens, a)
+        out, _ = fast.step_all(tokens, b)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("static", [False, True])
-@pytest.mark.parametrize("cls", [TransformerLM, GPT2LM])
+@pytest.mark.parametrize("cls", [TransformerLM, GPT2LM, SigmaGPT])
 def test_greedy_and_sampling_give_the_same_tokens(static, cls):
     model = _model(cls)
     fast = FastDecoder(model, static=static)
@@ -128,4 +147,29 @@ def test_bad_input():
     rnn = RNNLM(RNNConfig(vocab_size=V)).eval()
     assert fast_decoder(rnn) is rnn and isinstance(fast_decoder(_model()), FastDecoder)
     assert not isinstance(fast_decoder(_model(), enabled=False), FastDecoder)
+    # σ-GPT takes the lean step, and is verified one token at a time as without it
+    sigma = fast_decoder(_model(SigmaGPT))
+    assert isinstance(sigma, FastDecoder) and sigma.step_all is None
     assert not isinstance(fast_decoder(_model().train()), FastDecoder)
+
+
+def test_row_major_copies_are_made_once_and_follow_the_weights():
+    """The lean step multiplies by row-major Wᵀ copies on a CPU, made once per weight (a server builds a
+    decoder per request) and made again after the weights change in place (a training step)."""
+    model = _model()
+    weight = model.transformer.h[0].attn.c_attn.weight
+    first = row_major_t(weight)
+    assert first.is_contiguous() and torch.equal(first, weight.detach().t())
+    FastDecoder(model)
+    assert row_major_t(weight) is first  # reused, not copied again
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model.train()
+    model.log_probs(PROMPTS).sum().backward()
+    opt.step()
+    model.eval()
+    assert row_major_t(weight) is not first and torch.equal(row_major_t(weight), weight.detach().t())
+    fast = FastDecoder(model)
+    state, ref_state = fast.start(1), model.start(1)
+    out, _ = fast.step(PROMPTS[:1], state)
+    ref, _ = model.step(PROMPTS[:1], ref_state)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)

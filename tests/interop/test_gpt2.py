@@ -8,6 +8,7 @@ from extras import require
 transformers = require(
     "transformers", reason="the GPT-2 interop tests compare with HF transformers; pip install transformers")
 
+from arlm.decode.fast import FastDecoder, fast_decoder  # noqa: E402
 from arlm.decode.search import beam_search, generate  # noqa: E402
 from arlm.errors import ConfigError, MismatchError  # noqa: E402
 from arlm.interop.gpt2 import (  # noqa: E402
@@ -78,6 +79,22 @@ def test_greedy_equals_hf_generate(hf, ours, use_cache):
         assert got.tokens[b, :m].tolist() == ref[b, 4 : 4 + m].tolist()
         assert (ref[b, 4 + m :] == PAD).all()  # HF stopped there too
     assert got.stop_reason == ["length", "eos"]  # [EOS] handling is covered
+
+
+def test_the_lean_step_of_arlm_generate_gives_hf_greedy_tokens(hf, ours):
+    """`arlm generate` decodes an imported GPT-2 (biases, tanh GELU, unmasked head) through the lean
+    step over row-major Wᵀ copies (fast_decoder): the tokens of HF's greedy generate, one row at a time."""
+    fast = fast_decoder(ours)
+    assert isinstance(fast, FastDecoder)
+    n = 30
+    for row in PROMPT:
+        prompt = row[None]  # (1, 4): batch 1, as the CLI decodes
+        with torch.no_grad():
+            ref = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n,
+                              min_new_tokens=n, do_sample=False, num_beams=1, eos_token_id=None,
+                              pad_token_id=PAD)
+        got = generate(fast, prompt, temperature=0, max_new_tokens=n, eos_id=None, pad_id=PAD)
+        assert got.tokens[0].tolist() == ref[0, 4:].tolist()
 
 
 def test_imported_model_saves_and_loads_in_arlm_format(ours, tmp_path):

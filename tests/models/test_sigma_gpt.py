@@ -348,14 +348,18 @@ def test_bad_inputs_are_clear_errors():
 
 
 def test_a_transformer_subclass_that_the_gpt2_layout_readers_refuse():
-    """σ-GPT is a TransformerLM (E + P + Q), so what reads a model by GPT-2's layout refuses it."""
+    """σ-GPT is a TransformerLM (E + P + Q): what reads a model by GPT-2's layout (attention maps)
+    refuses it; fast decoding takes it read left to right (Q in the lean forward), with its log-probs."""
     from arlm.decode.fast import FastDecoder, fast_decoder
     from arlm.models.attention_maps import attention_weights
 
     model = _model()
     assert isinstance(model, TransformerLM) and not model.gpt2_layout and model.step_all is None
-    assert fast_decoder(model) is model
-    with pytest.raises(ConfigError, match="Transformer"):
-        FastDecoder(model)
+    fast = fast_decoder(model)
+    assert isinstance(fast, FastDecoder) and fast.step_all is None
+    tokens = torch.tensor([[1, 5, 6, 7]])
+    ref, _ = model.step(tokens, model.start(1))
+    out, _ = fast.step(tokens, fast.start(1))
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
     with pytest.raises(ConfigError, match="Transformer"):
         attention_weights(model, torch.tensor([1, 5, 6]))

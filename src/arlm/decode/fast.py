@@ -15,6 +15,11 @@ set the pace. :class:`FastDecoder` removes what it can, in two ways:
   (``step_all``, a speculative verifier's pass), the head's [PAD]/[SOS] mask added as a fixed (V,)
   vector. It writes into the same preallocated :class:`~arlm.models.transformer.KVCache`, so
   ``select`` (beam search, finished rows) and ``crop`` (rejected draft tokens) are the cache's own.
+  On a CPU its matrix-vector products read row-major copies of Wᵀ (C_in, C_out), HF GPT-2's
+  ``Conv1D`` layout, made once per weight (:func:`~arlm.models.transformer.row_major_t`): on this
+  project's CPUs MKL's GEMV reads that layout faster than the transposed view of W (C_out, C_in).
+  Every :class:`~arlm.models.transformer.TransformerLM` takes it (GPT-2; σ-GPT read left to right,
+  its second position table added as its own ``_run`` adds it).
 * **The static step** (``static=True``; captured with CUDA graphs when ``cuda_graphs=True``): the
   same lean forward with another attention, of *static shapes*: the position is a tensor, the new
   key and value are written with ``index_copy_`` at that position, and the query attends to the
@@ -51,6 +56,8 @@ from torch import Tensor, nn
 from arlm.errors import ConfigError
 from arlm.models.transformer import KVCache, LeanTransformer, TransformerLM, causal_mask, rows_linear
 
+_KEPT_MASK_T = 16  # _causal_mask keeps a buffer for t ≤ this many new tokens (draft lengths + 1)
+
 
 def split_heads(qkv: Tensor, batch_size: int, n_head: int) -> tuple[Tensor, ...]:
     """Q, K, V side by side, (B·t, 3C) rows -> q, k, v, each (B, nh, t, hs) (views; one new token
@@ -63,8 +70,8 @@ def split_heads(qkv: Tensor, batch_size: int, n_head: int) -> tuple[Tensor, ...]
 
 
 class FastDecoder:
-    """A :class:`~arlm.models.transformer.TransformerLM` (or GPT-2) as an ARModel whose one-token steps
-    take the lean (or static / CUDA-graph) path; everything else is the model's own.
+    """A :class:`~arlm.models.transformer.TransformerLM` (GPT-2, σ-GPT read left to right) as an ARModel
+    whose one-token steps take the lean (or static / CUDA-graph) path; everything else is the model's own.
 
     >>> fast = FastDecoder(model)                       # the lean step, exact
     >>> generate(fast, prompt, temperature=0)           # same tokens as generate(model, …)
@@ -75,8 +82,8 @@ class FastDecoder:
     """
 
     def __init__(self, model: TransformerLM, static: bool = False, cuda_graphs: bool = False) -> None:
-        if not isinstance(model, TransformerLM) or not model.gpt2_layout:
-            raise ConfigError(f"FastDecoder takes a Transformer (or GPT-2) model, not a "
+        if not isinstance(model, TransformerLM):
+            raise ConfigError(f"FastDecoder takes a Transformer (GPT-2, σ-GPT) model, not a "
                               f"{type(model).__name__}; decode other families directly")
         if model.config.attention != "sdpa" or not model.config.causal:
             raise ConfigError("FastDecoder computes causal SDPA attention; use the model itself for "
@@ -89,7 +96,11 @@ class FastDecoder:
         self.config = model.config
         self.static = static or cuda_graphs
         self.cuda_graphs = cuda_graphs
-        self.lean = LeanTransformer(model)  # the model's forward without module calls
+        # the model's forward without module calls; on a CPU over row-major Wᵀ copies (HF GPT-2's
+        # Conv1D layout: a faster GEMV there, see rows_linear), elsewhere over views of the weights
+        self.lean = LeanTransformer(model, row_major=device.type == "cpu")
+        if getattr(type(model), "step_all", None) is None:  # σ-GPT: verified one token at a time
+            self.step_all = None  # type: ignore[assignment]
         # the head as lm_head plus a fixed (V,) mask, 0 or -inf: the family's head() (which masks
         # [PAD] and [SOS], or nothing for GPT-2) without building an index tensor per step — which
         # a CUDA graph could not capture (a host-to-device copy)
@@ -108,6 +119,8 @@ class FastDecoder:
         self._device = device
         self._positions = torch.arange(model.config.block_size, device=device)  # positions to write
         self._steps: dict[int, _StaticStep] = {}  # batch size -> its static (captured) step
+        # t -> ((t, block_size) mask buffer, its causal (t, t) block, [where the block is]): _causal_mask
+        self._masks: dict[int, tuple[Tensor, Tensor, list[int]]] = {}
 
     # ----- the ARModel interface ---------------------------------------------------------------------
 
@@ -187,7 +200,7 @@ class FastDecoder:
         (B, t), nh = tokens.shape, self.config.n_head
         L, end = cache.length, cache.length + t
         positions = self._positions[L:end]  # (t,) the positions to write
-        mask = None if t == 1 else causal_mask(t, end, L, tokens.device).to(self.lean.wte.dtype)  # (t, L+t)
+        mask = None if t == 1 else self._causal_mask(t, L)  # (t, L+t)
         layers = cache.layers()
 
         def attend(layer: int, qkv: Tensor) -> Tensor:  # (B·t, 3C) -> (B·t, C)
@@ -200,6 +213,27 @@ class FastDecoder:
             return y.view(B, -1) if t == 1 else y.transpose(1, 2).reshape(B * t, -1)  # heads side by side
 
         return self.lean(tokens, positions, attend)
+
+    def _causal_mask(self, t: int, L: int) -> Tensor:
+        """The additive mask (t, L+t) of t new queries at positions L.. over L+t keys: 0 over the cached
+        keys, the causal (t, t) block over the new ones. A view of a (t, block_size) buffer kept per t
+        (a speculative verifier's t is the draft length + 1, a handful of values), the block written in
+        at L: two ops a pass instead of building the mask (t = a prompt's length: built, not kept)."""
+        kept = self._masks.get(t)
+        dtype = self.lean.wte.dtype
+        if kept is None:
+            if t > _KEPT_MASK_T:
+                return causal_mask(t, L + t, L, self._device).to(dtype)  # (t, L+t)
+            block = causal_mask(t, t, 0, self._device).to(dtype)  # (t, t)
+            buffer = block.new_zeros(t, self.config.block_size)  # (t, block_size)
+            buffer[:, :t] = block
+            kept = self._masks[t] = (buffer, block, [0])
+        buffer, block, at = kept
+        if at[0] != L:  # move the causal block from where the last pass put it
+            buffer[:, at[0] : at[0] + t].zero_()
+            buffer[:, L : L + t].copy_(block)
+            at[0] = L
+        return buffer[:, : L + t]
 
     def static_step(self, token: Tensor, pos: Tensor, k_cache: Tensor, v_cache: Tensor) -> Tensor:
         """token (B,), pos () int64 tensor, caches (n_layer, B, nh, block, hs) -> log-probs (B, V).
@@ -285,7 +319,7 @@ class _StaticStep:
 def fast_decoder(model: Any, enabled: bool = True) -> Any:
     """``model`` wrapped in a :class:`FastDecoder` when it is a Transformer in eval mode that the lean
     step supports (and ``enabled``); any other model unchanged."""
-    if (enabled and isinstance(model, TransformerLM) and model.gpt2_layout and not model.training
+    if (enabled and isinstance(model, TransformerLM) and not model.training
             and model.config.attention == "sdpa" and model.config.causal):
         return FastDecoder(model)
     return model

@@ -595,6 +595,19 @@ def _point_mass(x: int, like: Tensor) -> Tensor:
     return q
 
 
+def _greedy_round(logp: Tensor, proposals: list[int], eos_id: int | None) -> tuple[list[int], int]:
+    """Greedy verification with no processors: the target's argmax after the context and each proposal
+    (logp (n+1, V)) -> (the round's tokens: the accepted proposals, then the target's own token; the
+    number accepted). The tokens end at the first disagreement or at [EOS]."""
+    choices = logp.argmax(-1).tolist()  # (n+1,)
+    new: list[int] = []
+    for i, y in enumerate(choices):
+        new.append(y)
+        if i == len(proposals) or y != proposals[i] or y == eos_id:
+            return new, i + (i < len(proposals) and y == proposals[i])
+    raise AssertionError("unreachable: the last row always ends the round")
+
+
 def _prompt_list(prompt, sos_id: int) -> list[int]:
     if prompt is None:
         return [sos_id]
@@ -699,22 +712,26 @@ def speculative_generate(
         stats.proposed += len(proposals)
         new: list[int] = []
         round_accepted = 0
-        for i in range(len(proposals) + 1):
-            scores = sampler.scores([*context, *new], logp[i])  # (V,) the processed target
-            if i == len(proposals):  # all proposals accepted: a bonus token from p itself
-                y, accepted = sampler.choose(scores), False
-            elif greedy:
-                y = int(scores.argmax())
-                accepted = y == proposals[i]
-            else:
-                p = sampler.probs(scores)  # (V,)
-                qi = q[i].to(device) if q is not None else _point_mass(proposals[i], p)  # (V,)
-                y, accepted = accept_or_resample(p, qi, proposals[i], generator)
-            new.append(y)
-            out_lp.append(float(logp[i, y]))
-            round_accepted += accepted
-            if not accepted or y == eos_id:
-                break
+        if greedy and not len(processors):  # the model's argmaxes: one op for the round, not ~5 a row
+            new, round_accepted = _greedy_round(logp, proposals, eos_id)
+            out_lp += logp.gather(1, torch.tensor(new, device=logp.device)[:, None])[:, 0].tolist()
+        else:
+            for i in range(len(proposals) + 1):
+                scores = sampler.scores([*context, *new], logp[i])  # (V,) the processed target
+                if i == len(proposals):  # all proposals accepted: a bonus token from p itself
+                    y, accepted = sampler.choose(scores), False
+                elif greedy:
+                    y = int(scores.argmax())
+                    accepted = y == proposals[i]
+                else:
+                    p = sampler.probs(scores)  # (V,)
+                    qi = q[i].to(device) if q is not None else _point_mass(proposals[i], p)  # (V,)
+                    y, accepted = accept_or_resample(p, qi, proposals[i], generator)
+                new.append(y)
+                out_lp.append(float(logp[i, y]))
+                round_accepted += accepted
+                if not accepted or y == eos_id:
+                    break
         stats.accepted += round_accepted
         if n_max > 0:
             schedule.update(len(proposals), round_accepted, draft_forwards)

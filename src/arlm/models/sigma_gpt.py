@@ -218,13 +218,18 @@ class SigmaGPT(TransformerLM):
     family = "sigma_gpt"
     config_class = SigmaGPTConfig
     batch_kind = "sequences"  # the Trainer gives it one whole [SOS] … [EOS] sequence per row
-    gpt2_layout = False  # E + P + Q: no lean forward, attention maps or GPT-2 export
+    gpt2_layout = False  # E + P + Q: no attention maps or GPT-2 export (the lean forward adds Q)
     step_all = None  # a speculative verifier feeds σ-GPT one token at a time, as it always has
 
     def _position_tables(self, config: SigmaGPTConfig) -> dict[str, nn.Module]:
         """P, the position of the input token, then Q, the position to predict (row p-1 = position p)."""
         return {**super()._position_tables(config),
                 "wpe_next": nn.Embedding(config.block_size, config.d_model)}  # Q
+
+    def lean_position_tables(self) -> tuple[Tensor, ...]:
+        """P, then Q: read left to right, position t predicts t + 1, whose row of Q is t (as
+        :meth:`_run_in_order` adds them), so the lean forward of fast decoding computes σ-GPT too."""
+        return (self.transformer.wpe.weight, self.transformer.wpe_next.weight)
 
     # ----- the forward pass in any order -------------------------------------------------------
 

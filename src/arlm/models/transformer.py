@@ -36,6 +36,7 @@ Parameter names follow GPT-2 / nanoGPT (``transformer.wte``, ``transformer.h.0.a
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -259,14 +260,41 @@ class Block(nn.Module):
 Attend = Callable[[int, Tensor], Tensor]
 
 
-def rows_linear(module: nn.Module) -> Callable[[Tensor], Tensor]:
+# id(weight) -> (the weight, weakly; its version when copied; Wᵀ row-major): a copy made once per weight
+# and value, reused by every later lean forward (a server builds a decoder per request); the entry goes
+# with the weight (keyed by id: tensors compare elementwise, so they cannot be dictionary keys)
+_ROW_MAJOR_T: dict[int, tuple[weakref.ref, int, Tensor]] = {}
+
+
+def row_major_t(weight: Tensor) -> Tensor:
+    """Wᵀ (C_in, C_out) of a Linear weight W (C_out, C_in), row-major: a copy, remembered while W lives
+    and holds the same values (an in-place change — a training step, ``load_state_dict`` — bumps W's
+    version and makes a new copy)."""
+    key, version = id(weight), weight._version
+    cached = _ROW_MAJOR_T.get(key)
+    if cached is None or cached[0]() is not weight or cached[1] != version:
+        if cached is None or cached[0]() is not weight:
+            weakref.finalize(weight, _ROW_MAJOR_T.pop, key, None)
+        cached = (weakref.ref(weight), version, weight.detach().t().contiguous())
+        _ROW_MAJOR_T[key] = cached
+    return cached[2]
+
+
+def rows_linear(module: nn.Module, row_major: bool = False) -> Callable[[Tensor], Tensor]:
     """A Linear layer for (N, C_in) rows, called as the kernel ``F.linear`` itself dispatches to:
-    ``torch.addmm(b, x, Wᵀ)`` over a Wᵀ view taken once (the same numbers, less dispatch per call);
-    any other layer (an int8 dynamically quantized Linear) as its own forward."""
+    ``torch.addmm(b, x, Wᵀ)`` over a Wᵀ (C_in, C_out) taken once (the same numbers, less dispatch per
+    call); any other layer (an int8 dynamically quantized Linear) as its own forward.
+
+    Wᵀ is a view of W (C_out, C_in) by default; with ``row_major`` a row-major copy
+    (:func:`row_major_t`) — GPT-2's ``Conv1D`` layout, the one HF's GPT-2 multiplies by, whose GEMV
+    ran ~20% faster than over the view on this project's CPUs (docs/benchmarks.md, "CPU batch-1
+    decoding: arlm generate against HF generate"). The copy costs the layer's memory once more."""
     if type(module) is nn.Linear:
-        weight_t, bias = module.weight.t(), module.bias  # (C_in, C_out) view, (C_out,)
+        weight_t = row_major_t(module.weight) if row_major else module.weight.detach().t()  # (C_in, C_out)
+        bias = module.bias
         if bias is None:
             return lambda x: torch.mm(x, weight_t)
+        bias = bias.detach()  # (C_out,)
         return lambda x: torch.addmm(bias, x, weight_t)
     return module.forward
 
@@ -274,17 +302,18 @@ def rows_linear(module: nn.Module) -> Callable[[Tensor], Tensor]:
 class LeanBlock:
     """A :class:`Block` over (N, C) rows in eval mode, its weights fetched once: LN_1, the QKV and
     output projections, LN_2, the MLP. The residual is added in place to each sub-layer's fresh
-    output (the same numbers as ``x + f(x)``, one tensor fewer)."""
+    output (the same numbers as ``x + f(x)``, one tensor fewer). ``row_major``: the four Linear
+    layers multiply by row-major copies of Wᵀ (see :func:`rows_linear`)."""
 
-    def __init__(self, block: Block, layer: int) -> None:
+    def __init__(self, block: Block, layer: int, row_major: bool = False) -> None:
         self.layer = layer
         self.shape = (block.ln_1.normalized_shape[0],)  # (C,)
         self.ln_1 = (block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
         self.ln_2 = (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
-        self.qkv = rows_linear(block.attn.c_attn)
-        self.attn_out = rows_linear(block.attn.c_proj)
-        self.mlp_in = rows_linear(block.mlp.c_fc)
-        self.mlp_out = rows_linear(block.mlp.c_proj)
+        self.qkv = rows_linear(block.attn.c_attn, row_major)
+        self.attn_out = rows_linear(block.attn.c_proj, row_major)
+        self.mlp_in = rows_linear(block.mlp.c_fc, row_major)
+        self.mlp_out = rows_linear(block.mlp.c_proj, row_major)
 
     def __call__(self, x: Tensor, attend: Attend) -> Tensor:
         """x (N, C) -> (N, C): z + Attn(LN_1(z)), then z + MLP(LN_2(z))."""
@@ -298,20 +327,26 @@ class LeanTransformer:
     """A :class:`TransformerLM`'s forward without module calls: tokens at given positions -> final
     hidden states, every block a :class:`LeanBlock`, the attention the caller's ``attend``.
 
-    The model must stay in eval mode with its weights unchanged while this is used (they are fetched
-    once; int8 Linear layers are called as the modules they have become)."""
+    The input is E[x] plus the model's position tables read left to right
+    (:meth:`TransformerLM.lean_position_tables`: P, and σ-GPT's Q after it), added in the order the
+    model adds them, so the numbers are the model's own. The model must stay in eval mode with its
+    weights unchanged while this is used (they are fetched once; int8 Linear layers are called as the
+    modules they have become). ``row_major``: see :func:`rows_linear`."""
 
-    def __init__(self, model: TransformerLM) -> None:
+    def __init__(self, model: TransformerLM, row_major: bool = False) -> None:
         t = model.transformer
-        self.wte, self.wpe = t.wte.weight, t.wpe.weight  # E (V, C), P (block_size, C)
+        self.wte = t.wte.weight  # E (V, C)
+        self.position_tables = model.lean_position_tables()  # each (block_size, C)
         self.shape = (model.config.d_model,)  # (C,)
         self.ln_f = (t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
-        self.blocks = [LeanBlock(block, i) for i, block in enumerate(t.h)]
+        self.blocks = [LeanBlock(block, i, row_major) for i, block in enumerate(t.h)]
 
     def __call__(self, tokens: Tensor, positions: Tensor, attend: Attend) -> Tensor:
         """tokens (B, t) at ``positions`` (t,) -> LN_f(z) (B·t, C), row b·t + i for tokens[b, i]."""
-        x = torch.embedding(self.wte, tokens) + torch.embedding(self.wpe, positions)  # (B, t, C)
-        x = x.view(-1, self.shape[0])  # (B·t, C): z_0 = E[x] + P[pos]
+        x = torch.embedding(self.wte, tokens)  # (B, t, C)
+        for table in self.position_tables:
+            x = x + torch.embedding(table, positions)  # (B, t, C)
+        x = x.view(-1, self.shape[0])  # (B·t, C): z_0 = E[x] + P[pos] (+ Q[pos] for σ-GPT)
         for block in self.blocks:
             x = block(x, attend)  # (B·t, C)
         return torch.layer_norm(x, self.shape, *self.ln_f)
@@ -326,8 +361,8 @@ class TransformerLM(NeuralLM):
     family = "transformer"
     config_class = TransformerConfig
     # The input is E[x_t] + P[t] and the parameters are GPT-2's, nothing more: what reads a model by
-    # that layout (the lean forward, attention maps, GPT-2 export) takes it. σ-GPT, a subclass with a
-    # second position table, is not.
+    # that layout (attention maps, GPT-2 export) takes it. σ-GPT, a subclass with a second position
+    # table, is not (the lean forward takes every subclass: see lean_position_tables).
     gpt2_layout: ClassVar[bool] = True
 
     def __init__(self, config: TransformerConfig) -> None:
@@ -351,6 +386,11 @@ class TransformerLM(NeuralLM):
     def _position_tables(self, config: TransformerConfig) -> dict[str, nn.Module]:
         """The learned position tables, made right after E (the order draws the initial weights)."""
         return {"wpe": nn.Embedding(config.block_size, config.d_model)}  # P
+
+    def lean_position_tables(self) -> tuple[Tensor, ...]:
+        """The position tables whose rows at positions 0..T-1 :meth:`_run` adds to E[x] when reading
+        left to right, in that order (here P): what :class:`LeanTransformer` adds."""
+        return (self.transformer.wpe.weight,)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
