@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from arlm.errors import DataError, MismatchError
 from arlm.streams import PAD_ID
 
 
@@ -84,3 +86,19 @@ def as_long_tensor(tokens) -> Tensor:
     if t.dim() == 1:
         t = t.unsqueeze(0)
     return t.long()
+
+
+def token_ids_array(tokens, vocab_size: int) -> np.ndarray:
+    """tokens (T,) or (B, T), any array of ids -> a (B, T) int64 numpy array, after checking that every
+    id lies in ``0..vocab_size-1`` (a count model's way in: it indexes tables with them)."""
+    t = torch.as_tensor(tokens)
+    if t.dim() == 1:
+        t = t.unsqueeze(0)
+    if t.dim() != 2:
+        raise DataError(f"tokens must be a (batch, time) array of ids, got shape {tuple(t.shape)}")
+    a = t.detach().cpu().numpy().astype(np.int64, copy=False)
+    if a.size and (a.min() < 0 or a.max() >= vocab_size):
+        bad = int(a.min()) if a.min() < 0 else int(a.max())
+        raise MismatchError(f"token id {bad} is outside this model's vocabulary of "
+                            f"{vocab_size}; encode the text with the model's own tokenizer")
+    return a

@@ -46,6 +46,7 @@ from torch import Tensor
 
 from arlm.errors import DataError, FormatError, MismatchError
 from arlm.io import atomic_dir, atomic_write
+from arlm.models.base import token_ids_array
 from arlm.streams import EOS_ID, PAD_ID, SOS_ID, UNK_ID, as_stream, sequence_spans
 
 FORMAT_VERSION = 1
@@ -245,17 +246,7 @@ class InfiniGramModel:
     # ----- the ARModel interface (torch tensors, natural log) ---------------------------------
 
     def _check_tokens(self, tokens) -> np.ndarray:
-        t = torch.as_tensor(tokens)
-        if t.dim() == 1:
-            t = t.unsqueeze(0)
-        if t.dim() != 2:
-            raise DataError(f"tokens must be a (batch, time) array of ids, got shape {tuple(t.shape)}")
-        a = t.detach().cpu().numpy().astype(np.int64, copy=False)
-        if a.size and (a.min() < 0 or a.max() >= self.vocab_size):
-            bad = int(a.min()) if a.min() < 0 else int(a.max())
-            raise MismatchError(f"token id {bad} is outside this model's vocabulary of "
-                                f"{self.vocab_size}; encode the text with the model's own tokenizer")
-        return a
+        return token_ids_array(tokens, self.vocab_size)
 
     def score_details(self, tokens) -> Match:
         """tokens (B, T) -> a :class:`Match` of the B·(T-1) predictions, row-major, with ℓ, cnt(s ·)
