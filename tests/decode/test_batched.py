@@ -141,8 +141,8 @@ def test_a_row_with_every_token_excluded_fails_alone():
 
 def test_what_is_not_batched_is_refused_with_a_reason():
     sigma = SigmaGPT(TransformerConfig(vocab_size=V, block_size=16, n_layer=1, n_head=1, d_model=8)).eval()
-    assert "not stack" in batchable(sigma)
-    with pytest.raises(ConfigError, match="not stack"):
+    assert "one request at a time" in batchable(sigma)
+    with pytest.raises(ConfigError, match="one request at a time"):
         ContinuousBatch(sigma, eos_id=EOS_ID, pad_id=PAD_ID)
     batch = ContinuousBatch(FAMILIES["ngram"](), eos_id=EOS_ID, pad_id=PAD_ID)
     with pytest.raises(ConfigError, match="beam"):

@@ -202,6 +202,7 @@ def openai_error(r, status: int, *words: str, param: str | None = None, code: st
     ({"prompt": "x" * 5000}, ["prompt", "4,000"], None),
     ({"logit_bias": {"3": 5}}, ["-100"], "logit_bias"),
     ({"logit_bias": {"x": -100}}, ["token id"], "logit_bias"),
+    ({"logit_bias": {str(i): -100 for i in range(1001)}}, ["logit_bias", "entries"], "logit_bias"),
     ({"suffix": "end"}, ["suffix", "left-to-right"], "suffix"),
     ({"best_of": 3}, ["best_of"], "best_of"),
     ({"presence_penalty": 0.5}, ["repetition_penalty"], "presence_penalty"),

@@ -65,6 +65,8 @@ HISTORY_FREE = (BannedTokens, Temperature, TopK, TopP, MinP)  # processors that 
 def batchable(model: Any) -> str | None:
     """None when :class:`ContinuousBatch` can decode ``model`` (a lean Transformer, an RNN, a window
     model, an n-gram), else why not."""
+    if getattr(model, "family", None) == "sigma_gpt":  # its lean step exists, batched rows are untested
+        return "σ-GPT is decoded one request at a time (its batched rows are not yet tested against it alone)"
     model = fast_decoder(model, True)
     if isinstance(model, FastDecoder):
         return None

@@ -349,8 +349,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         ctx = first.get("ctx", {})
         if first["type"] in ("too_long", "string_too_long"):
             what = "characters" if first["type"] == "string_too_long" else "entries"
-            got = f", got {ctx['actual_length']:,}" if "actual_length" in ctx else ""
-            return answer(422, f"{field}: at most {ctx['max_length']:,} {what}{got}", field=field)
+            got = f", got {ctx['actual_length']:,}" if ctx.get("actual_length") is not None else ""
+            most = f"at most {ctx['max_length']:,}" if ctx.get("max_length") is not None else "too many"
+            return answer(422, f"{field}: {most} {what}{got}", field=field)
         return answer(422, f"{field}: {first['msg']}", field=field)
 
     @app.exception_handler(StarletteHTTPException)
