@@ -412,8 +412,8 @@ def _against_ngram(results: dict) -> str:
         drop = mean[-2] - mean[-1]
         trend = (f"its validation loss fell by {drop:.3f} bits/token between steps {steps[-2]:.0f} and "
                  f"{steps[-1]:.0f}")
-        trend += (", still falling when the budget ended: a longer run would narrow the gap" if drop > 0 else
-                  ", no longer falling: more steps at this size would not close the gap")
+        trend += (", still falling when the budget ended (where a longer run ends is not measured here)"
+                  if drop > 0 else ", no longer falling at this size")
     else:
         trend = "one evaluation only: no trend"
     verdict = ("it does not beat the 5-gram at this budget" if not math.isnan(s["low"]) and s["low"] > kn
