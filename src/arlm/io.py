@@ -8,6 +8,7 @@ Folders are swapped in two renames; :func:`recover_dir` mends a swap that a cras
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from arlm.errors import UnwritableError
+from arlm.errors import FormatError, UnwritableError
 
 
 def _temp_beside(path: Path, make):
@@ -135,3 +136,15 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         recover_dir(path)
         raise
+
+
+def read_json(path: Path, what: str, fix: str):
+    """The JSON file ``path`` (``what`` it holds, for the message), or a one-line FormatError ending in
+    ``fix`` when it is missing or not valid JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError as e:
+        raise FormatError(f"{path} ({what}) is missing; {fix}") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path} ({what}) is not valid JSON ({e}); {fix}") from e

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from arlm.errors import DataError, FormatError, MismatchError
-from arlm.io import atomic_dir, atomic_write
+from arlm.io import atomic_dir, atomic_write, read_json
 from arlm.models.base import token_ids_array
 from arlm.streams import EOS_ID, PAD_ID, SOS_ID, UNK_ID, as_stream, sequence_spans
 
@@ -347,7 +347,7 @@ class InfiniGramModel:
         """Read a folder written by :meth:`save`; the stream and the suffix array are memory-mapped
         (read-only), so loading costs one pass over the stream (its unigram counts), not a copy."""
         folder = Path(folder)
-        config = _read_json(folder / "config.json", "the model configuration")
+        config = read_json(folder / "config.json", "the model configuration", "build the ∞-gram again")
         if not isinstance(config, dict) or config.get("family") != cls.family:
             family = config.get("family") if isinstance(config, dict) else None
             raise MismatchError(f"{folder} holds a {family!r} model, not an ∞-gram; load it with that "
@@ -361,7 +361,7 @@ class InfiniGramModel:
             except (ValueError, OSError) as e:
                 raise FormatError(f"{folder / name} is truncated or corrupt ({e}); build the ∞-gram "
                                   "again") from e
-        vocab = _read_json(folder / "vocab.json", "the vocabulary")
+        vocab = read_json(folder / "vocab.json", "the vocabulary", "build the ∞-gram again")
         if not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab):
             raise FormatError(f"{folder / 'vocab.json'} is not a list of strings; build the ∞-gram again")
         if config.get("num_tokens") != len(arrays[0]) or config.get("vocab_size") != len(vocab):
@@ -370,12 +370,3 @@ class InfiniGramModel:
                               f"{len(vocab)}); build the ∞-gram again")
         return cls(vocab, arrays[0], arrays[1])
 
-
-def _read_json(path: Path, what: str):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError as e:
-        raise FormatError(f"{path} ({what}) is missing; build the ∞-gram again") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path} ({what}) is not valid JSON ({e}); build the ∞-gram again") from e

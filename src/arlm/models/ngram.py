@@ -73,7 +73,7 @@ import torch
 from torch import Tensor
 
 from arlm.errors import ConfigError, DataError, FormatError, MismatchError
-from arlm.io import atomic_dir, atomic_write
+from arlm.io import atomic_dir, atomic_write, read_json
 from arlm.models import ngram_binary
 from arlm.models.base import token_ids_array
 from arlm.models.ngram_counts import (
@@ -660,7 +660,7 @@ class NGramModel:
         from safetensors.numpy import load_file
 
         folder = Path(folder)
-        config = _read_json(folder / "config.json", "the model configuration")
+        config = read_json(folder / "config.json", "the model configuration", "save the model again")
         if not isinstance(config, dict) or config.get("family") != "ngram":
             family = config.get("family") if isinstance(config, dict) else None
             raise MismatchError(f"{folder} holds a {family!r} model, not an n-gram model; load it "
@@ -691,7 +691,7 @@ class NGramModel:
             except KeyError as e:
                 raise FormatError(f"{path} lacks the table {e}; save the model again") from e
         if vocab is None:
-            vocab = _read_json(folder / "vocab.json", "the vocabulary")
+            vocab = read_json(folder / "vocab.json", "the vocabulary", "save the model again")
             if not isinstance(vocab, list) or not all(isinstance(w, str) for w in vocab):
                 raise FormatError(f"{folder / 'vocab.json'} is not a list of strings; save the "
                                   "model again")
@@ -718,12 +718,3 @@ def write_config(folder: Path, vocab: Sequence[str], order: int, smoothing: str,
     with atomic_write(Path(folder) / "vocab.json") as f:
         json.dump(list(vocab), f, ensure_ascii=False)
 
-
-def _read_json(path: Path, what: str):
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError as e:
-        raise FormatError(f"{path} ({what}) is missing; save the model again") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path} ({what}) is not valid JSON ({e}); save the model again") from e
