@@ -30,7 +30,7 @@ whole.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -163,20 +163,10 @@ def evaluate_likelihood(
 
     nll_per_seq = np.zeros(len(seqs))  # nats
     oov_nll, num_oov, num_zero = 0.0, 0, 0
-    order = np.argsort(row_len, kind="stable")
     total = int(lengths.sum() - len(seqs))
     with progress(show_progress) as bar, torch.inference_mode():
         task = bar.add_task("scoring", total=total)
-        i = 0
-        while i < len(order):
-            # grow the batch while B × T_max stays within the token budget (row lengths ascend)
-            j = i + 1
-            while j < len(order) and j - i < max_batch and (j + 1 - i) * row_len[order[j]] <= batch_tokens:
-                j += 1
-            rows = order[i:j]
-            tokens = pad_batch([np.asarray(seqs[owner[r]][pieces[r][1]:pieces[r][2]], dtype=np.int64)
-                                for r in rows])  # (B, T)
-            logp = model.score(torch.from_numpy(tokens)).double().cpu().numpy()  # (B, T-1)
+        for rows, tokens, logp in scored_batches(model, seqs, pieces, batch_tokens, max_batch):
             targets = tokens[:, 1:]  # (B, T-1)
             columns = np.arange(targets.shape[1])[None, :]  # (1, T-1)
             scored = (columns < row_len[rows, None] - 1) & (columns >= skip[rows, None])  # (B, T-1)
@@ -187,7 +177,6 @@ def evaluate_likelihood(
             num_oov += int(oov.sum())
             oov_nll -= float(logp[oov].sum())
             bar.advance(task, int(scored.sum()))
-            i = j
 
     num_targets = lengths - 1
     with np.errstate(over="ignore"):
@@ -203,6 +192,27 @@ def evaluate_likelihood(
         num_bytes=num_bytes,
         num_zero=num_zero,
     )
+
+
+def scored_batches(model: ARModel, seqs: Sequence[np.ndarray], pieces: Sequence[tuple[int, int, int, int]],
+                   batch_tokens: int, max_batch: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """``model.score`` of every row of ``pieces`` (:func:`window_rows`' (sequence, first, end, skip)),
+    the rows sorted by length and packed into batches of about ``batch_tokens`` tokens (at most
+    ``max_batch`` rows) -> per batch (the rows' indices into ``pieces`` (B,), their tokens right-padded
+    (B, T), log p of each next token (B, T-1) float64)."""
+    row_len = np.array([p[2] - p[1] for p in pieces])  # (R,) tokens per row
+    order = np.argsort(row_len, kind="stable")
+    i = 0
+    while i < len(order):
+        # grow the batch while B × T_max stays within the token budget (row lengths ascend)
+        j = i + 1
+        while j < len(order) and j - i < max_batch and (j + 1 - i) * row_len[order[j]] <= batch_tokens:
+            j += 1
+        rows = order[i:j]
+        tokens = pad_batch([np.asarray(seqs[pieces[r][0]][pieces[r][1]:pieces[r][2]], dtype=np.int64)
+                            for r in rows])  # (B, T)
+        yield rows, tokens, model.score(torch.from_numpy(tokens)).double().cpu().numpy()  # (B, T-1)
+        i = j
 
 
 def window_rows(index: int, length: int, context: int | None) -> list[tuple[int, int, int, int]]:

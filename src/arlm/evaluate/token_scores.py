@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from arlm.errors import DataError
-from arlm.evaluate.likelihood import pad_batch, window_rows
+from arlm.evaluate.likelihood import scored_batches, window_rows
 from arlm.models.base import ARModel
 from arlm.streams import EOS_ID, SOS_ID, split_sequences
 
@@ -46,19 +46,9 @@ def token_log_probs(model: ARModel, sequences: np.ndarray | Sequence[np.ndarray]
     lengths = np.array([len(s) for s in seqs])
     offsets = np.concatenate([[0], np.cumsum(lengths - 1)])  # (S+1,) first target of each sequence
     pieces = [p for i, n in enumerate(lengths) for p in window_rows(i, int(n), context)]
-    row_len = np.array([p[2] - p[1] for p in pieces])
     out = np.full(int(offsets[-1]), math.nan)
-    order = np.argsort(row_len, kind="stable")
-    i = 0
-    while i < len(order):
-        j = i + 1
-        while j < len(order) and j - i < max_batch and (j + 1 - i) * row_len[order[j]] <= batch_tokens:
-            j += 1
-        rows = [pieces[r] for r in order[i:j]]
-        tokens = pad_batch([np.asarray(seqs[s][a:b], dtype=np.int64) for s, a, b, _ in rows])  # (B, T)
-        logp = model.score(torch.from_numpy(tokens)).double().cpu().numpy()  # (B, T-1)
-        for k, (s, a, b, skip) in enumerate(rows):
+    for rows, _, logp in scored_batches(model, seqs, pieces, batch_tokens, max_batch):
+        for k, (s, a, b, skip) in enumerate(pieces[r] for r in rows):
             # row target q is the prediction of token a + q + 1, target number a + q of its sequence
             out[offsets[s] + a + skip: offsets[s] + b - 1] = logp[k, skip: b - a - 1]
-        i = j
     return out
