@@ -282,8 +282,8 @@ def _plot_times(results: dict, path: Path) -> None:
     from arlm.experiments.plots import new_figure, save_png
 
     fig = new_figure(10.0, 4.2)
-    panels = {"train": "one training step (forward + backward)",
-              "generate": "all at once (squares) and one at a time (dots)"}
+    panels = {"train": "one training step (forward + backward); lines: the fits",
+              "generate": "all at once (squares), one at a time (dots); lines: the fits"}
     axes = dict(zip(panels, fig.subplots(1, 2), strict=True))
     for name, s in results["series"].items():
         if s["kind"] == "sweep":
@@ -297,6 +297,9 @@ def _plot_times(results: dict, path: Path) -> None:
         ys = _fitted(s["fit"], xs)
         ax.loglog(xs[ys > 0], ys[ys > 0], color=color, lw=0.9, ls="--" if s["kind"] == "score" else "-")
     for kind, ax in axes.items():
+        shown = [t for s in results["series"].values() if s["kind"] != "sweep"
+                 and (s["kind"] == "train") == (kind == "train") for t in s["seconds"]]
+        ax.set_ylim(min(shown) / 2, max(shown) * 2)  # the fits' curves never squeeze the data
         ax.set_title(panels[kind], fontsize=10)
         _length_ticks(ax, sorted({L for s in results["series"].values() for L in s["lengths"]}))
         ax.set_xlabel("L (tokens)")
@@ -307,25 +310,33 @@ def _plot_times(results: dict, path: Path) -> None:
 
 
 def _plot_crossover(results: dict, path: Path) -> None:
+    from matplotlib.ticker import NullLocator
+
     from arlm.experiments.plots import new_figure, save_png
 
     fig = new_figure(6.4, 4.0)
     ax = fig.add_subplot()
-    top = 10 * max(results["plan"]["lengths"])
-    ds = []
+    longest = max(results["plan"]["lengths"])
+    top = 10 * longest  # where an unmeasured crossover is drawn
+    drawn: set[str] = set()  # one legend entry per kind of point
     for d, s in _sweep(results):
         fit = s["fit"]
         lo, hi = fit["crossover_ci"]
-        mid = fit["crossover"] if fit["crossover"] is not None else top
-        lo = max(lo or 1.0, 1.0)
-        hi = top if hi is None else hi
-        ax.errorbar([d], [mid], yerr=[[max(mid - lo, 0)], [max(hi - mid, 0)]], marker="o", capsize=4,
-                    color="tab:blue", label="measured L* [95 %]" if not ds else None)
-        ds.append(d)
+        if fit["crossover"] is None or not fit["top_positive"]:  # no crossover measured: an arrow up
+            ax.plot([d], [top], marker="^", ms=8, color="tab:red", ls="none",
+                    label=None if "unmeasured" in drawn else "L² term not measured")
+            drawn.add("unmeasured")
+        else:
+            mid, lo, hi = fit["crossover"], max(lo or 1.0, 1.0), top if hi is None else hi
+            ax.errorbar([d], [mid], yerr=[[max(mid - lo, 0)], [max(hi - mid, 0)]], marker="o", capsize=4,
+                        color="tab:blue", label=None if "measured" in drawn else "measured L* [95 %]")
+            drawn.add("measured")
+    ds = [d for d, _ in _sweep(results)]
     xs = np.array([min(ds) / 1.5, max(ds) * 1.5])
     ax.loglog(xs, 6 * xs, color="gray", ls=":", label="L* = 6·d (FLOP count)")
-    ax.axhline(max(results["plan"]["lengths"]), color="gray", lw=0.8, ls="--", label="longest L measured")
+    ax.axhline(longest, color="gray", lw=0.8, ls="--", label="longest L measured")
     ax.set_xticks(ds, [str(d) for d in ds])
+    ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("width d")
     ax.set_ylabel("crossover L* (tokens)")
     ax.set_title("Training step: where the L² term overtakes the L term", fontsize=10)
