@@ -88,7 +88,7 @@ def sweep_sentence(results: dict) -> str:
         text = (f"L* falls as d grows: {first} at d = {d0}, {last} at d = {d1} (the intervals are disjoint), "
                 "against the chapter's L* ∝ d.")
     elif verdict == "unmeasured":
-        text = ("At the smallest or the largest d the L² term is not distinguishable from 0, so this sweep "
+        text = ("At the smallest or the largest d the L² term's interval is not above 0, so this sweep "
                 "cannot place L* there and does not show L* moving with d.")
     else:
         text = (f"L* at d = {d0} ({first}) and at d = {d1} ({last}) are not distinguishable (their intervals "
