@@ -97,10 +97,17 @@ def test_the_position_sentences_follow_the_profiles():
     for run, drop in zip(results["families"]["LSTM"]["runs"], (-0.20, -0.25, -0.22), strict=True):
         run["positions"] = _profile(run["bits_per_char"], drop)
     g = context_gain(results, "LSTM", "window MLP")
-    assert g["reach"] == WINDOW and g["inside"] == (8, 15) and g["beyond"] == (16, POSITIONS - 1)
+    assert g["reach"] == WINDOW and g["inside"] == (8, 15) and g["beyond"] == (16, POSITIONS - 2)
     assert g["comparison"].difference.mean == pytest.approx(-0.2233, abs=1e-4)
     text = " ".join(position_findings(results))
-    assert "the LSTM gains on the window MLP where only the LSTM still sees" in text
+    assert "the LSTM's lead over the window MLP grows where only the LSTM still sees" in text
+    # above the n-gram everywhere, but closer beyond its reach (8): still above, the gap narrower
+    assert "the LSTM is still above the n-gram beyond its reach, but closer than inside it" not in text
+    for run in results["families"]["LSTM"]["runs"]:
+        run["positions"] = [2.3 - (0.1 + 0.01 * run["seed"] if k >= ORDER - 1 else 0.0)
+                            for k in range(POSITIONS)]
+    text = " ".join(position_findings(results))
+    assert "the LSTM is still above the n-gram beyond its reach, but closer than inside it" in text
     # the same profiles flat: not distinguishable; rising beyond the reach: it loses ground
     for run, rise in zip(results["families"]["LSTM"]["runs"], (0.0, 0.01, -0.01), strict=True):
         run["positions"] = _profile(run["bits_per_char"], rise)
@@ -112,6 +119,17 @@ def test_the_position_sentences_follow_the_profiles():
     # a window that covers every position shown: no comparison beyond it is claimed
     results["families"]["window MLP"]["window"] = POSITIONS
     assert "cannot compare them there" in " ".join(position_findings(results))
+
+
+def test_positions_where_lines_end_are_kept_out_of_the_bands_and_described():
+    results = synthetic(LADDER_HOLDS)
+    counts = [100] * (POSITIONS - 4) + [80, 50, 20, 10]  # from position 35 on, 20 % or more end there
+    results["data"]["position_lines"] = counts
+    g = context_gain(results, "LSTM", "window MLP")
+    assert g["beyond"] == (WINDOW, POSITIONS - 6)
+    text = " ".join(position_findings(results))
+    assert f"Positions {POSITIONS - 5}–{POSITIONS - 1} are left out of these bands" in text
+    assert "20–60 % of the targets are a line's newline" in text and "the Transformer is lowest" in text
 
 
 def test_the_report_renders_from_synthetic_results_with_plots_that_decode(tmp_path):

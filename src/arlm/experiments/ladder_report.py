@@ -58,16 +58,34 @@ def _profile(results: dict, rung: str) -> np.ndarray:
     return np.array([r["positions"] for r in results["families"][rung]["runs"]])
 
 
+LINE_END_SHARE = 0.1  # positions where more of the targets than this are a line's newline: left out
+
+
+def newline_share(results: dict) -> list[float]:
+    """At each position shown, the share of its targets that are a line's newline ([EOS]), from how many
+    lines reach each position (NaN at the last one shown: how many end there is not recorded)."""
+    counts = results["data"]["position_lines"]
+    return [(a - b) / a for a, b in itertools.pairwise(counts)] + [math.nan]
+
+
+def body_end(results: dict) -> int:
+    """The last position before the first one where more than :data:`LINE_END_SHARE` of the targets are
+    a line's end (or whose share is unknown): the bands end there, so that predicting where long lines
+    end, which needs the line's length, is not mixed into them."""
+    share = newline_share(results)
+    return next((k for k, x in enumerate(share) if not x <= LINE_END_SHARE), len(share)) - 1
+
+
 def context_gain(results: dict, model: str, reference: str) -> dict[str, Any] | None:
     """``model`` − ``reference`` per seed, averaged over positions inside the reference's reach (its
-    second half) and beyond it; their paired comparison (beyond − inside). None when no position with
-    enough lines lies beyond the reach."""
+    second half) and beyond it up to :func:`body_end`; their paired comparison (beyond − inside). None
+    when no such position lies beyond the reach."""
     c = reach(results, reference)
-    top = len(results["data"]["position_lines"])
-    if c is None or c >= top or c < 2:
+    end = body_end(results)
+    if c is None or c > end or c < 2:
         return None
     gap = _profile(results, model) - _profile(results, reference)  # (seeds, positions)
-    inside, beyond = (c // 2, c - 1), (c, top - 1)
+    inside, beyond = (c // 2, c - 1), (c, end)
     values = {name: gap[:, lo:hi + 1].mean(1) for name, (lo, hi) in (("inside", inside), ("beyond", beyond))}
     comparison = compare_paired(values["beyond"], values["inside"], "beyond", "inside")
     return {"reach": c, "inside": inside, "beyond": beyond, "comparison": comparison,
@@ -127,8 +145,9 @@ def position_findings(results: dict) -> list[str]:
         for model in ("LSTM", "Transformer"):
             g = context_gain(results, model, reference)
             if g is None:
-                out.append(f"{model} against {reference}: no position reached by enough test lines lies "
-                           f"beyond the {reference}'s reach, so this run cannot compare them there.")
+                out.append(f"{model} against {reference}: no position reached by enough test lines (and "
+                           f"not mostly line ends) lies beyond the {reference}'s reach, so this run cannot "
+                           "compare them there.")
                 continue
             c = g["comparison"]
             d = c.difference
@@ -138,9 +157,18 @@ def position_findings(results: dict) -> list[str]:
                     f"at positions {b0}–{b1} (beyond it); the change is {d.mean:+.3f}")
             interval = ("" if math.isnan(d.low) else
                         f" (95 % interval [{d.low:+.3f}, {d.high:+.3f}], paired over {d.n} seeds)")
-            if c.verdict == A_LOWER:
-                text += (f"{interval}: the {model} gains on the {reference} where only the {model} still "
-                         "sees the line's earlier characters, as the chapter argues.")
+            if c.verdict == A_LOWER and g["beyond_mean"] >= 0:
+                text += (f"{interval}: the {model} is still above the {reference} beyond its reach, but "
+                         f"closer than inside it: where only the {model} still sees the line's earlier "
+                         "characters the longer context pays, as the chapter argues, though not enough to "
+                         f"overtake the {reference} at this budget.")
+            elif c.verdict == A_LOWER and g["inside_mean"] >= 0:
+                text += (f"{interval}: the {model} is above the {reference} inside its reach and below it "
+                         f"beyond: where only the {model} still sees the line's earlier characters the "
+                         "longer context pays, as the chapter argues.")
+            elif c.verdict == A_LOWER:
+                text += (f"{interval}: the {model}'s lead over the {reference} grows where only the {model} "
+                         "still sees the line's earlier characters, as the chapter argues.")
             elif c.verdict == B_LOWER:
                 text += (f"{interval}: the {model} loses ground to the {reference} beyond its reach, "
                          "against the chapter's argument.")
@@ -148,7 +176,23 @@ def position_findings(results: dict) -> list[str]:
                 text += (f"{interval}, not distinguishable from 0: this run does not show the {model}'s "
                          f"longer context paying beyond the {reference}'s reach.")
             out.append(text)
-    return out
+    return [*out, *_line_ends(results)]
+
+
+def _line_ends(results: dict) -> list[str]:
+    """What happens at the positions left out of the bands, where many targets are a line's end."""
+    end, share = body_end(results), newline_share(results)
+    top = len(share)
+    if end >= top - 1:
+        return []
+    known = [x for x in share[end + 1:] if not math.isnan(x)]
+    means = {rung: float(_profile(results, rung)[:, end + 1:].mean()) for rung in RUNGS}
+    lowest = min(means, key=means.get)
+    where = (f"{100 * min(known):.0f}–{100 * max(known):.0f} % of the targets are" if known else
+             "many targets may be")
+    return [f"Positions {end + 1}–{top - 1} are left out of these bands: there {where} a line's newline "
+            "(long lines end there). Mean test bits/char over those positions: "
+            + ", ".join(f"{rung} {v:.3f}" for rung, v in means.items()) + f"; the {lowest} is lowest."]
 
 
 def curve_findings(results: dict) -> str:
