@@ -109,7 +109,8 @@ class Plan:
     min_position_lines: int = 200  # the position profile stops where fewer lines are that long
 
 
-# ~10 minutes on an idle 2-core machine with --threads 2 (15 runs of 2,000 steps × 1,536 tokens)
+# 15 runs of 2,000 steps × 1,536 tokens: ≤ ~17 minutes on an idle 2-core machine with --threads 2 (the
+# runs' CPU seconds, measured at load 5: 938 s for the search, 782 s for the seeds, over 2 processes)
 FULL = Plan(preset="cpu-small", steps=2000, batch_tokens=1536, seeds=3, curve_points=5,
             ngram_orders=(3, 5, 7, 9), candidates=CANDIDATES)
 # --quick: tiny models, a few steps, the first lines of each split (seconds)
