@@ -672,7 +672,7 @@ def quickstart(
         help="Multiply every neural rung's training steps (1: the calibrated default, about 10 minutes "
              "on 2 cores; 0.25 for a quick look).")] = 1.0,
     fast: Annotated[bool, typer.Option(
-        help="Tiny models, a few steps, the first 200 test lines (a smoke test; the ladder's --quick).")
+        help="Tiny models, a few steps, the first 200 test lines (a smoke test).")
     ] = False,
     threads: Annotated[int, typer.Option(
         min=0, max=4096,
@@ -682,7 +682,8 @@ def quickstart(
     """The model ladder on Shakespeare: n-gram perplexities (orders × smoothings), then char-level
     n-grams, window MLP, LSTM and Transformer for fixed step counts, compared in bits per character.
 
-    The default run of `arlm experiment ladder`, printed (the experiment also writes a report with plots)."""
+    A fixed plan, one seed, printed; `arlm experiment ladder` compares the rungs under the protocol
+    (settings chosen on validation, 3 seeds, intervals) and writes a report with plots."""
     from arlm.quickstart import run_quickstart
 
     if not scale > 0:

@@ -1,12 +1,12 @@
 """The quickstart: the model ladder on Shakespeare, from counting n-grams to a Transformer, printed.
 
-``arlm quickstart`` runs the default configuration of the ``ladder`` experiment
-(:mod:`arlm.experiments.ladder`; ``arlm experiment ladder`` runs the same and writes a report with
-plots) and prints its tables: the test perplexity of word n-gram models of orders 1..5 with each
-smoothing (corpus perplexity, [EOS] scored, OOV words counted as [UNK]) and samples from the best one;
-then the character n-grams, the fixed-window MLP, the LSTM and the Transformer, each network trained
-for a fixed number of steps, and a table of test **bits per character** for every rung on the same
-characters, with samples from each network. It shows the chapter's points on real text: without
+``arlm quickstart`` runs a fixed plan of the ladder (:mod:`arlm.experiments.fixed_ladder`: one seed,
+nothing chosen; the comparison of the rungs under the protocol, with settings chosen on validation and 3
+seeds, is ``arlm experiment ladder``) and prints its tables: the test perplexity of word n-gram models of
+orders 1..5 with each smoothing (corpus perplexity, [EOS] scored, OOV words counted as [UNK]) and samples
+from the best one; then the character n-grams, the fixed-window MLP, the LSTM and the Transformer, each
+network trained for a fixed number of steps, and a table of test **bits per character** for every rung on
+the same characters, with samples from each network. It shows the chapter's points on real text: without
 smoothing (MLE) one unseen event makes perplexity infinite; add-k fixes that badly; Kneser–Ney well,
 modified Kneser–Ney best; and the networks, each at its step budget.
 
@@ -23,7 +23,7 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from arlm.experiments.ladder import DEFAULT, QUICK, WORD_SMOOTHINGS, run_ladder
+from arlm.experiments.fixed_ladder import DEFAULT, QUICK, WORD_SMOOTHINGS, run_ladder
 
 EXPECTED_MINUTES = 10
 SMOOTHINGS = WORD_SMOOTHINGS  # (label, smoothing, options), as the table shows them

@@ -1,23 +1,167 @@
-"""`arlm experiment ladder --quick`: every rung in bits per character on the same test lines, the tables
-in report.md, plots that decode, and `arlm report` re-rendering the same files from results.json."""
+"""`arlm experiment ladder`: the protocol (choices on validation, the test split read once at the end,
+equal token budgets, 3 seeds), report sentences that follow the numbers (synthetic results.json in which
+the conclusions flip), plots that decode, and `--quick` runs that repeat whatever the worker count."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
-import matplotlib.image
 import numpy as np
 import pytest
+from PIL import Image
 
-from arlm.experiments.ladder import QUICK, curve_steps
+from arlm.experiments import ExperimentConfig, ladder
+from arlm.experiments.ladder_report import context_gain, findings, position_findings, render_report
+from arlm.experiments.protocol import Protocol, ProtocolError, summarize
 from cli_helpers import arlm, ok
 
-pytestmark = pytest.mark.slow  # runs the quick experiment once for the module
+PLOTS = ("ladder.png", "learning_curves.png", "positions.png")
+SEEDS = [0, 1, 2]
+POSITIONS = 40
+WINDOW, ORDER = 16, 9  # the synthetic window MLP's reach and the n-gram's order (reach 8)
 
-PLOTS = {"ladder.png": (320, 640), "learning_curves.png": (400, 640), "ngram_orders.png": (340, 800)}
+
+def _png_ok(path: Path) -> None:
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("L"), dtype=np.float64)
+    assert pixels.shape[0] > 200 and pixels.shape[1] > 300 and pixels.std() > 5, path
+
+
+def _profile(level: float, beyond: float = 0.0, start: int = WINDOW) -> list[float]:
+    """A flat test NLL profile at ``level``, ``beyond`` added from position ``start`` on."""
+    return [level + (beyond if k >= start else 0.0) for k in range(POSITIONS)]
+
+
+def synthetic(bits: dict[str, list[float]], ngram: float = 2.0,
+              beyond: dict[str, float] | None = None) -> dict:
+    """A results dict as :func:`ladder.run` writes it: per-seed test bits/char of each family, the
+    n-gram's, and position profiles flat at those levels (plus ``beyond[family]`` past the window)."""
+    beyond = beyond or {}
+    families = {}
+    for family in ladder.FAMILIES:
+        runs = [{"seed": s, "bits_per_char": b, "val_bits_per_char": b + 0.01,
+                 "curve": [[100, b + 0.3], [200, b + 0.1]],
+                 "positions": _profile(b, beyond.get(family, 0.0))} for s, b in zip(SEEDS, bits[family],
+                                                                                   strict=True)]
+        config = {"context": WINDOW} if family == "window MLP" else (
+            {"block_size": 48} if family == "Transformer" else {})
+        families[family] = {
+            "candidates": [{"name": f"{family} {i}", "overrides": [f"lr={i}"], "params": 1000 + i,
+                            "config": config, "curve": [[100, 3.0 - i / 10], [200, 2.9 - i / 10]],
+                            "val_bits_per_char": 2.9 - i / 10} for i in range(3)],
+            "chosen": 2, "runs": runs, "summary": asdict(summarize([r["bits_per_char"] for r in runs])),
+            "window": config.get("context"), "block_size": config.get("block_size")}
+    results = {
+        "quick": False, "seeds": SEEDS, "workers": 2, "torch_threads": 1,
+        "plan": {"preset": "cpu-small", "steps": 200, "batch_tokens": 1536},
+        "data": {"train_chars": 3_000_000, "val_lines": 100, "val_chars": 4000, "curve_lines": 50,
+                 "test_lines": 100, "test_chars": 4000, "longest_line": 65,
+                 "position_lines": [100] * POSITIONS},
+        "ngram": {"candidates": [{"label": f"char {ORDER}-gram (mkn)", "order": ORDER, "smoothing": "mkn",
+                                  "val_bits_per_char": ngram}],
+                  "chosen": f"char {ORDER}-gram (mkn)", "order": ORDER, "curve_bits_per_char": ngram,
+                  "test": {"bits_per_char": ngram, "positions": _profile(ngram)}},
+        "families": families,
+    }
+    results["comparisons"] = ladder.comparisons(results)
+    return results
+
+
+LADDER_HOLDS = {"window MLP": [1.90, 1.91, 1.92], "LSTM": [1.80, 1.82, 1.81],
+                "Transformer": [1.70, 1.71, 1.73]}
+
+
+def test_the_sentences_follow_each_rung_against_the_one_below():
+    text = " ".join(findings(synthetic(LADDER_HOLDS)))
+    assert "holds for 3 of the 3 steps" in text and "does not beat" not in text
+    assert "Transformer is lower than LSTM by 0.097 bits/char" in text
+    # the window MLP above the n-gram: said plainly, with what the run shows about why
+    losing = {**LADDER_HOLDS, "window MLP": [2.30, 2.31, 2.33]}
+    text = " ".join(findings(synthetic(losing)))
+    assert "**The window MLP does not beat the counted n-gram here**: it is above" in text
+    assert "holds for 2 of the 3 steps" in text and "0.10 passes" in text
+    assert f"reads {WINDOW} tokens of context against the n-gram's {ORDER - 1}" in text
+    # the Transformer and the LSTM within the seeds' spread: not distinguishable, never a winner
+    level = {**LADDER_HOLDS, "Transformer": [1.81, 1.80, 1.82]}
+    text = " ".join(findings(synthetic(level)))
+    assert "Transformer and LSTM are not distinguishable" in text
+    assert "holds for 2 of the 3 steps" in text
+
+
+def test_the_position_sentences_follow_the_profiles():
+    # the LSTM's NLL drops beyond the window MLP's reach (with some seed spread): it gains there
+    results = synthetic(LADDER_HOLDS)
+    for run, drop in zip(results["families"]["LSTM"]["runs"], (-0.20, -0.25, -0.22), strict=True):
+        run["positions"] = _profile(run["bits_per_char"], drop)
+    g = context_gain(results, "LSTM", "window MLP")
+    assert g["reach"] == WINDOW and g["inside"] == (8, 15) and g["beyond"] == (16, POSITIONS - 2)
+    assert g["comparison"].difference.mean == pytest.approx(-0.2233, abs=1e-4)
+    text = " ".join(position_findings(results))
+    assert "the LSTM's lead over the window MLP grows where only the LSTM still sees" in text
+    # above the n-gram everywhere, but closer beyond its reach (8): still above, the gap narrower
+    assert "the LSTM is still above the n-gram beyond its reach, but closer than inside it" not in text
+    for run in results["families"]["LSTM"]["runs"]:
+        run["positions"] = [2.3 - (0.1 + 0.01 * run["seed"] if k >= ORDER - 1 else 0.0)
+                            for k in range(POSITIONS)]
+    text = " ".join(position_findings(results))
+    assert "the LSTM is still above the n-gram beyond its reach, but closer than inside it" in text
+    # the same profiles flat: not distinguishable; rising beyond the reach: it loses ground
+    for run, rise in zip(results["families"]["LSTM"]["runs"], (0.0, 0.01, -0.01), strict=True):
+        run["positions"] = _profile(run["bits_per_char"], rise)
+    assert "does not show the LSTM's longer context paying beyond the window MLP" in " ".join(
+        position_findings(results))
+    for run, rise in zip(results["families"]["LSTM"]["runs"], (0.20, 0.25, 0.22), strict=True):
+        run["positions"] = _profile(run["bits_per_char"], rise)
+    assert "the LSTM loses ground to the window MLP beyond its reach" in " ".join(position_findings(results))
+    # a window that covers every position shown: no comparison beyond it is claimed
+    results["families"]["window MLP"]["window"] = POSITIONS
+    assert "cannot compare them there" in " ".join(position_findings(results))
+
+
+def test_positions_where_lines_end_are_kept_out_of_the_bands_and_described():
+    results = synthetic(LADDER_HOLDS)
+    counts = [100] * (POSITIONS - 4) + [80, 50, 20, 10]  # from position 35 on, 20 % or more end there
+    results["data"]["position_lines"] = counts
+    g = context_gain(results, "LSTM", "window MLP")
+    assert g["beyond"] == (WINDOW, POSITIONS - 6)
+    text = " ".join(position_findings(results))
+    assert f"Positions {POSITIONS - 5}–{POSITIONS - 1} are left out of these bands" in text
+    assert "20–60 % of the targets are a line's newline" in text and "the Transformer is lowest" in text
+
+
+def test_the_report_renders_from_synthetic_results_with_plots_that_decode(tmp_path):
+    results = synthetic({**LADDER_HOLDS, "window MLP": [2.30, 2.31, 2.33]})
+    report = render_report(json.loads(json.dumps(results)), tmp_path)
+    for text in ("| window MLP − n-gram |", "| n-gram lower |", "**chosen**",
+                 "## The search (validation only)", "The Transformer reads at most 48 tokens",
+                 "What the ladder no longer shows",
+                 "the numbers do not depend on `--threads`"):
+        assert text in report, text
+    for name in PLOTS:
+        _png_ok(tmp_path / name)
+
+
+def test_curve_steps_are_fixed_in_advance():
+    assert ladder.curve_steps(2000, 5) == [400, 800, 1200, 1600, 2000]
+    assert ladder.curve_steps(3, 5) == [1, 2, 3]
+
+
+def test_every_family_gets_the_same_search():
+    for plan in (ladder.FULL, ladder.QUICK):
+        assert set(plan.candidates) == set(ladder.FAMILIES)
+        assert {len(c) for c in plan.candidates.values()} == {3}
+        assert plan.seeds == 3
+    for _, overrides in ladder.FULL.candidates["Transformer"]:  # whole rows: equal tokens per step
+        block = next(int(o.split("=")[1]) for o in overrides if o.startswith("block_size="))
+        assert ladder.FULL.batch_tokens % block == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# --quick runs (seconds each)
+# ---------------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -27,78 +171,90 @@ def run(tmp_path_factory) -> Path:
     return work / "out"
 
 
-def test_results_hold_a_bits_per_char_table_keyed_by_model(run):
+@pytest.mark.slow
+def test_quick_run_follows_the_protocol(run):
     data = json.loads((run / "results.json").read_text())
-    assert data["experiment"] == "ladder" and data["config"]["quick"] and data["config"]["seed"] == 1
-    assert set(data["provenance"]["versions"]) == {"arlm", "torch", "numpy", "python"}
+    assert data["experiment"] == "ladder" and data["config"]["quick"]
     results = data["results"]
-    bpc = results["bits_per_char"]
-    word_best, char_best = results["word_ngrams"]["best"]["label"], results["char_ngrams"]["best"]["label"]
-    assert list(bpc) == [word_best, char_best, "window MLP", "LSTM", "Transformer"]
-    for name, value in bpc.items():
-        assert 0.5 < value < math.log2(results["data"]["char_vocab"]), (name, value)
-    assert results["data"]["test_lines"] == QUICK.test_lines
-    # the word table: MLE is infinite, every smoothed row finite; orders 1..2
-    rows = {row["label"]: row for row in results["word_ngrams"]["rows"]}
-    assert all(math.isinf(p) for p in rows["MLE (no smoothing)"]["perplexity"])
-    assert all(math.isfinite(p) for r in rows.values() if r["smoothing"] != "mle" for p in r["perplexity"])
-    # the char n-gram table covers the plan's orders × smoothings; the best one is the summary row
-    char = results["char_ngrams"]
-    assert char["orders"] == list(QUICK.char_orders)
-    assert min(min(r["bits_per_char"]) for r in char["rows"]) == bpc[char_best]
-    # learning curves: scored at the planned steps (never chosen by the clock), seconds increasing
-    for row, rung in zip(results["neural"], QUICK.rungs, strict=True):
-        steps = [p["step"] for p in row["curve"]]
-        assert steps == curve_steps(rung.steps, QUICK.curve_fractions)
-        seconds = [p["seconds"] for p in row["curve"]]
-        assert all(b > a for a, b in itertools.pairwise(seconds))  # more steps took more time
-        assert all(math.isfinite(p["bits_per_char"]) for p in row["curve"])
-    # the Transformer reads fewer tokens than the longest test line: it is scored with a sliding window
-    transformer = next(row for row in results["neural"] if row["name"] == "Transformer")
-    assert transformer["model"]["block_size"] < results["data"]["longest_line"]
-    against_line = [c for c in results["crossings"] if c["line"] == char_best]
-    assert [c["curve"] for c in against_line] == [r.name for r in QUICK.rungs]
-    for c, rung in zip(against_line, QUICK.rungs, strict=True):
-        assert c["step"] is None or 1 <= c["step"] <= rung.steps
-
-
-def test_report_holds_the_tables_and_each_plot_decodes(run):
+    assert results["seeds"] == [1, 2, 3]
+    record = results["protocol"]
+    assert record["test_reads"] == 1 and record["chosen_on"] == "val"
+    assert record["budget"]["unit"] == "tokens"
+    spent = record["budget"]["per_arm"]
+    assert len(spent) == 3 * 3 + 3 * 2 and len(set(spent.values())) == 1  # 15 runs, one budget
+    assert record["candidates"] == {"n-gram": 4, "window MLP": 3, "LSTM": 3, "Transformer": 3}
+    for family in ladder.FAMILIES:
+        f = results["families"][family]
+        vals = [c["val_bits_per_char"] for c in f["candidates"]]
+        assert f["chosen"] == int(np.argmin(vals))  # the lowest validation bits/char
+        assert record["choices"][family] == f["candidates"][f["chosen"]]["name"]
+        assert [r["seed"] for r in f["runs"]] == [1, 2, 3]
+        assert f["runs"][0]["val_bits_per_char"] == vals[f["chosen"]]  # seed 1 ran the search
+        for r in f["runs"]:
+            assert 0.5 < r["bits_per_char"] < math.log2(200)
+            assert len(r["positions"]) == len(results["data"]["position_lines"])
+            assert [step for step, _ in r["curve"]] == [8, 16]
+    ngram = results["ngram"]
+    assert ngram["chosen"] == min(ngram["candidates"], key=lambda c: c["val_bits_per_char"])["label"]
     report = (run / "report.md").read_text()
-    for text in ("## Word n-grams: test perplexity", "| modified Kneser-Ney |", "## The ladder",
-                 "| Transformer |", "| LSTM |", "| window MLP |", "learning_curves.png", "Reproduce:",
-                 "The Transformer reads at most 32 tokens", "sliding window of 32 tokens at a stride of 16"):
-        assert text in report, text
-    for name, (height, width) in PLOTS.items():
-        image = matplotlib.image.imread(run / name)
-        assert image.shape[:2] == (height, width), name
-        assert np.ptp(image[..., :3]) > 0.5, name  # not blank
-        assert (run / name).stat().st_size < 200_000
+    assert "test split read once, at the end" in report and "Reproduce:" in report
+    for name in PLOTS:
+        _png_ok(run / name)
 
 
+@pytest.mark.slow
 def test_arlm_report_rerenders_the_same_files(run, tmp_path):
     before = {p.name: p.read_bytes() for p in run.iterdir()}
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    (copy / "results.json").write_bytes(before["results.json"])
+    copy_dir = tmp_path / "copy"
+    copy_dir.mkdir()
+    (copy_dir / "results.json").write_bytes(before["results.json"])
     ok(arlm("report", "copy", cwd=tmp_path))
-    assert {p.name: p.read_bytes() for p in copy.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in copy_dir.iterdir()} == before
 
 
-def test_a_gpu_run_is_reported_in_wall_clock_and_an_overfitting_curve_is_named(run):
-    from arlm.experiments.ladder import _verdict
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_the_test_split_is_read_only_in_the_final_evaluation(run, monkeypatch, tmp_path):
+    """Every encoding of the test split happens inside ``protocol.final_test()`` (the jobs run inline
+    with one worker, so the spy sees them too); the same seed gives the CLI run's numbers."""
+    import arlm.data.cache
+    import arlm.usecases.data
+    real_encode, real_final = arlm.data.cache.encode_corpus, Protocol.final_test
+    state = {"final": False, "test_reads": 0}
 
-    results = json.loads((run / "results.json").read_text())["results"]
-    text = "\n".join(_verdict(results))
-    assert "of CPU time" in text and "wall-clock" not in text  # a CPU run: process time
-    for row in results["neural"]:
-        row["clock"] = "perf_counter"  # as a --device cuda run records it
-    lstm = next(r for r in results["neural"] if r["name"] == "LSTM")
-    lstm["curve"][-1]["bits_per_char"] = min(p["bits_per_char"] for p in lstm["curve"]) + 0.5
-    text = "\n".join(_verdict(results))
-    assert "wall-clock time on the GPU" in text and "CPU time" not in text and "CPU thread" not in text
-    assert "The LSTM overfits" in text
-    for row in results["neural"]:  # the LSTM leads: no advice to use the GPU the run was on
-        if row is not lstm:
-            row["bits_per_char"] = lstm["bits_per_char"] + 0.1
-    text = "\n".join(_verdict(results))
-    assert "**The best neural rung is the LSTM**" in text and "--device cuda" not in text
+    def encode(corpus, split, *args, **kw):
+        if split == "test":
+            if not state["final"]:
+                raise ProtocolError("the test split was encoded before the final test")
+            state["test_reads"] += 1
+        return real_encode(corpus, split, *args, **kw)
+
+    def final_test(self):
+        state["final"] = True
+        return real_final(self)
+
+    monkeypatch.setattr(arlm.data.cache, "encode_corpus", encode)
+    monkeypatch.setattr(arlm.usecases.data, "encode_corpus", encode)
+    monkeypatch.setattr(Protocol, "final_test", final_test)
+    results = ladder.run(ExperimentConfig(out=tmp_path, quick=True, seed=1, threads=1, show_progress=False))
+    assert state["test_reads"] == 1 and results["workers"] == 1
+    cli = json.loads((run / "results.json").read_text())["results"]
+    results = json.loads(json.dumps(results))
+    for key in ("ngram", "families", "comparisons", "data"):
+        assert results[key] == cli[key], key
+
+
+@pytest.mark.slow
+def test_two_worker_processes_give_the_same_numbers(run, tmp_path):
+    ok(arlm("experiment", "ladder", "--quick", "--out", "two", "--seed", "1", "--threads", "2", cwd=tmp_path))
+    two = json.loads((tmp_path / "two" / "results.json").read_text())["results"]
+    one = json.loads((run / "results.json").read_text())["results"]
+    assert one["workers"] == 1 and two["workers"] == 2
+    for key in ("ngram", "families", "comparisons", "data"):
+        assert two[key] == one[key], key
+
+
+def test_a_test_read_before_the_final_test_is_refused():
+    protocol = Protocol({"train": [], "val": [], "test": ladder.TestLines(5)})
+    with pytest.raises(ProtocolError, match="before the final test"):
+        protocol.split("test").encoded(None)
