@@ -49,7 +49,7 @@ from arlm.experiments.workers import in_workers, worker_count
 from arlm.progress import progress
 
 NAME = "orders-images"
-SUMMARY = ("pixel orders on 8×8 digits, 3 seeds, early-stopped: separate models per order against one "
+SUMMARY = ("pixel orders on 8×8 digits, early-stopped on validation: separate models per order against one "
            "shared σ-GPT, order mixtures, infilling likelihood, samples")
 
 PIXELS, SIDE = 64, 8
@@ -471,7 +471,7 @@ def _cell(xs: list[float]) -> str:
 
 def _bar_groups(results: dict) -> tuple[list[str], dict[str, list[list[float]]]]:
     """x labels (the orders, then the mixture) and, per model, the per-seed numbers at each label."""
-    labels = [*PIXEL_ORDERS, "mixture of 5"]
+    labels = [*PIXEL_ORDERS, "mixture\nof 5"]
     groups = {}
     for label in FAMILIES:
         groups[f"{label} (one model per order)"] = [
@@ -523,8 +523,8 @@ def plot_bits(results: dict, path: Path) -> Path:
 
 
 def plot_curves(results: dict, path: Path) -> Path:
-    """Validation bits/dim against steps, mean over seeds, one panel per model kind; a ring marks each
-    arm's mean chosen step."""
+    """Validation bits/dim against steps, one line per seed, one panel per model kind; a ring marks the
+    checkpoint kept (the lowest validation bits/dim)."""
     from arlm.experiments.plots import new_figure, save_png
 
     panels = {label: [f"{label} {o}" for o in PIXEL_ORDERS] for label in FAMILIES}
@@ -533,11 +533,12 @@ def plot_curves(results: dict, path: Path) -> Path:
     for p, (title, arms) in enumerate(panels.items()):
         ax = fig.add_subplot(1, len(panels), p + 1)
         for i, arm in enumerate(arms):
-            runs = results["arms"][arm]
-            length = min(len(r["curve"]) for r in runs)
-            curves = np.array([r["curve"][:length] for r in runs], dtype=float)  # (seeds, evals, 2)
-            ax.plot(curves[0, :, 0], curves[:, :, 1].mean(0), color=f"C{i}", marker=".", ms=3, label=arm)
-        ax.set_title(title, fontsize=9)
+            for k, r in enumerate(results["arms"][arm]):
+                curve = np.array(r["curve"], dtype=float)  # (evaluations, 2): step, bits/dim
+                ax.plot(curve[:, 0], curve[:, 1], color=f"C{i}", lw=1, alpha=0.7,
+                        label=arm if k == 0 else None)
+                ax.plot([r["best_step"]], [r["val_bits_per_dim"]], "o", color=f"C{i}", mfc="none", ms=5)
+        ax.set_title(f"{title} (one line per seed; ring: checkpoint kept)", fontsize=8)
         ax.set_xlabel("training step")
         if p == 0:
             ax.set_ylabel("validation bits per dimension")
@@ -607,7 +608,8 @@ def render(results: dict, out_dir: Path) -> str:
     labels, groups = _bar_groups(results)
     table = ["| order | " + " | ".join(groups) + " |", "|---|" + "---|" * len(groups)]
     for j, label in enumerate(labels):
-        table.append(f"| {label} | " + " | ".join(_cell(cols[j]) for cols in groups.values()) + " |")
+        cells = " | ".join(_cell(cols[j]) for cols in groups.values())
+        table.append(f"| {label.replace(chr(10), ' ')} | {cells} |")
     table.append(f"| {RANDOM}, random orders | {_cell(values(results, ('arm', RANDOM, 'bits_per_dim')))} "
                  "| | |")
     verdict_words = {A_LOWER: "A lower", B_LOWER: "B lower"}
@@ -738,6 +740,23 @@ def _gap(results: dict, arms: list[str]) -> float:
                           for r in results["arms"][a]]))
 
 
+def _at_budget_end(results: dict, arms: list[str]) -> str:
+    """'k of n runs': how many of the arms' runs kept their last evaluation, at the budget's end."""
+    runs = [r for a in arms for r in results["arms"][a]]
+    return f"{sum(r['best_step'] == results['max_steps'] for r in runs)} of {len(runs)} runs"
+
+
+def _spreads(results: dict) -> str:
+    """Each model's worst − best order, test bits/dim (means over seeds)."""
+    parts = []
+    for label in FAMILIES:
+        means = [np.mean(values(results, ("arm", f"{label} {o}", "bits_per_dim"))) for o in PIXEL_ORDERS]
+        parts.append(f"{label} {max(means) - min(means):.3f}")
+    shared = [np.mean(values(results, ("arm", SHARED, "per_order", i))) for i in range(len(PIXEL_ORDERS))]
+    parts.append(f"{SHARED} {max(shared) - min(shared):.3f}")
+    return ", ".join(parts)
+
+
 def findings(results: dict) -> list[str]:
     """The conclusions, each written from the per-seed numbers."""
     from arlm.experiments.protocol import A_LOWER, B_LOWER, comparison_sentence
@@ -753,6 +772,11 @@ def findings(results: dict) -> list[str]:
              "2.909 bits/dim for one order on CIFAR-10; here the shared model's mixture "
              + {A_LOWER: "beats its best order too.", B_LOWER: "is worse than its best order."}.get(
                  shared.verdict, "and its best order are not distinguishable."))
+    bound = math.log2(len(PIXEL_ORDERS)) / PIXELS
+    text += (f" Since p_mix(x) ≥ p_best(x) / {len(PIXEL_ORDERS)}, a mixture of {len(PIXEL_ORDERS)} orders is "
+             f"at most log2 {len(PIXEL_ORDERS)} / {PIXELS} = {bound:.3f} bits/dim worse than its best order; "
+             "it gains when the other orders give the same digits comparable probability. The spread from "
+             f"the best to the worst order (test bits/dim, means over seeds): {_spreads(results)}.")
     out.append(text)
     name = f"{SHARED} mixture − Transformer mixture of 5 orders"
     lower, higher, same = _count(results, [n for n in names if n.startswith(f"{SHARED} in ")])
@@ -771,7 +795,8 @@ def findings(results: dict) -> list[str]:
     out.append(f"LSTM against Transformer, order by order: the LSTM is lower in {lower}, the Transformer in "
                f"{higher}, not distinguishable in {same} of the {len(PIXEL_ORDERS)} orders. What differs "
                f"between them here: parameters {params[0]:,} (LSTM) against {params[1]:,} (Transformer); "
-               f"mean chosen step {steps[0]:.0f} against {steps[1]:.0f}; "
+               f"mean chosen step {steps[0]:.0f} against {steps[1]:.0f} (best at the budget's last "
+               f"evaluation in {_at_budget_end(results, l_arms)} against {_at_budget_end(results, t_arms)}); "
                f"validation − train bits/dim at the chosen step {_gap(results, l_arms):+.3f} against "
                f"{_gap(results, t_arms):+.3f}. These describe the two models; this experiment does not "
                "test which of them, if any, causes the difference.")
@@ -783,8 +808,12 @@ def findings(results: dict) -> list[str]:
                + comparison_sentence(r_vs_f, "bits/dim") + " Against the raster Transformer: "
                + comparison_sentence(r_vs_r, "bits/dim")
                + f" Mean chosen step {_mean_of(results, [RANDOM], 'best_step'):.0f} (σ-GPT) against "
-               f"{_mean_of(results, fixed, 'best_step'):.0f} (fixed random order); validation − train "
-               f"{_gap(results, [RANDOM]):+.3f} against {_gap(results, fixed):+.3f} bits/dim.")
+               f"{_mean_of(results, fixed, 'best_step'):.0f} (fixed random order), best at the budget's last "
+               f"evaluation in {_at_budget_end(results, [RANDOM])} against {_at_budget_end(results, fixed)}; "
+               f"validation − train {_gap(results, [RANDOM]):+.3f} against {_gap(results, fixed):+.3f} "
+               f"bits/dim. The shared σ-GPT in the same fixed random order: "
+               + comparison_sentence(paired(results, f"{SHARED} in fixed-random − Transformer fixed-random"),
+                                     "bits/dim"))
     for mask in MASKS:
         hidden, visible = mask.split(" given ")
         text = (f"Infilling the {hidden} half given the {visible} half (bits per hidden pixel): "
