@@ -1,6 +1,7 @@
-"""The orders experiments in quick mode, called as the runner will (run, then render from the results
-alone): JSON-ready numbers in range, an exact model equal in every order, PNGs that decode and are
-not blank, and the same seed giving the same numbers."""
+"""The orders-text experiment in quick mode (orders-images: tests/experiments/test_orders_images.py),
+called as the runner will (run, then render from the results alone): JSON-ready numbers in range, an
+exact model equal in every order, PNGs that decode and are not blank, and the same seed giving the same
+numbers."""
 
 from __future__ import annotations
 
@@ -70,20 +71,3 @@ def test_orders_text_quick(tmp_path, monkeypatch):
     again = json.loads(json.dumps(module.run(ExperimentConfig(out=tmp_path, quick=True, seed=0))))
     assert again == results
 
-
-@pytest.mark.usefixtures("one_thread")
-def test_orders_images_quick(tmp_path, monkeypatch):
-    _, results, report = _run("orders-images", tmp_path, monkeypatch)
-    for family, per_order in results["bits_per_dim"].items():
-        assert set(per_order) == {"raster", "snake", "zorder", "hilbert", "fixed-random"}
-        assert all(0 < v < 6 for v in per_order.values())
-        mix = results["mixture"][family]
-        assert mix["bits_per_dim"] <= mix["mean_bits_per_dim"] + 1e-9  # Jensen
-        assert mix["bits_per_dim"] >= min(per_order.values()) - math.log2(len(per_order)) / 64 - 1e-9
-    originals = np.asarray(results["infill"]["originals"])
-    for name in ("raster transformer", "σ-GPT"):
-        filled = np.asarray(results["infill"][name]).reshape(len(originals), -1, 8, 8)
-        assert (filled[:, :, :4] == originals[:, None, :4]).all()  # the top half is kept
-    for png in ("bits_per_dim.png", "samples.png", "infill.png"):
-        assert png in report
-        _png_ok(tmp_path / png)

@@ -281,14 +281,25 @@ class TrainResult:
     data: TrainingData
 
 
-def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> TrainResult:
-    """Train ``request``'s family, writing ``OUT/last`` and ``OUT/best`` (model folders, with
-    ``order.json``) and ``OUT/run.json``. Every user error is an ArlmError raised before anything
-    is written."""
+@dataclass
+class PreparedTraining:
+    """A run ready for its first step: the trainer (model, streams, tokenizer), the order, the data and
+    the resolved settings."""
+
+    trainer: Trainer
+    order: OrderSpec
+    data: TrainingData
+    settings: ResolvedSettings
+
+
+def prepare_training(request: TrainRequest) -> PreparedTraining:
+    """Everything :func:`train_neural` does before its first step (settings, data, order, model,
+    Trainer; resume checks), writing nothing: a caller may then step it with ``trainer.train(steps=k)``
+    (e.g. to validate in its own way between chunks). Every user error is an ArlmError."""
     import torch
 
     from arlm.train.checkpoint import check_model
-    from arlm.train.trainer import Trainer, end_distributed
+    from arlm.train.trainer import Trainer
 
     r = request
     check_threads(r.threads)
@@ -320,6 +331,19 @@ def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> Tr
                       json_files={ORDER_FILE: spec.to_json()})
     if r.resume is not None:
         trainer.load(r.resume)  # a checkpoint that does not fit fails here, before the summary
+    return PreparedTraining(trainer, spec, data, settings)
+
+
+def train_neural(request: TrainRequest, log: Callable[[str], Any] = print) -> TrainResult:
+    """Train ``request``'s family, writing ``OUT/last`` and ``OUT/best`` (model folders, with
+    ``order.json``) and ``OUT/run.json``. Every user error is an ArlmError raised before anything
+    is written."""
+    from arlm.train.trainer import end_distributed
+
+    r = request
+    prepared = prepare_training(r)
+    trainer, spec, data, settings = prepared.trainer, prepared.order, prepared.data, prepared.settings
+    tok, model, config = data.tokenizer, trainer.model, trainer.config
     if trainer.dist.is_main:
         log(f"{data.corpus.name} {r.split}: {len(data.train.tokens):,} tokens ({tok.kind}, vocabulary "
             f"{tok.vocab_size:,}, order {spec.name}); {settings.family} {dataclasses.asdict(model.config)}; "
