@@ -203,7 +203,7 @@ def test_the_quick_report_and_its_plots(quick, tmp_path):
     for png in ("frontier.png", "repetition.png", "token_prob.png"):
         assert f"]({png})" in body
         image = imread(out / png)
-        assert image.shape[:2] == ((460, 1100) if png == "frontier.png" else (420, 1100))
+        assert image.shape[:2] == ((480, 1500) if png == "frontier.png" else (420, 1100))
         assert np.ptp(image[..., :3]) > 0.5  # not blank
         assert (out / png).stat().st_size < 250_000
     again = decoding.render(copy.deepcopy(json.loads(json.dumps(results))), tmp_path)

@@ -230,22 +230,29 @@ def _xy(results: dict, label: str, key: str) -> tuple[float, float]:
 
 def plot_frontier(results: dict, path: Path) -> Path:
     """NLL against diversity: the temperature and top-p sweeps as lines, the other decoders as points,
-    human text as a star; two panels (distinct-2 over known words, Self-BLEU-4)."""
-    fig = new_figure(11.0, 4.6)
-    axes = fig.subplots(1, 2)
+    human text as a star. Left: every decoder (greedy and beam search far off); middle and right: the
+    samplers alone, against distinct-2 over known words and against Self-BLEU-4, sweep points labelled."""
+    fig = new_figure(15.0, 4.8)
+    axes = fig.subplots(1, 3)
     others = [k for k in results["runs"] if not any(k in v for v in SWEEPS.values())]
-    for ax, key, xlabel in ((axes[0], "distinct_2", "distinct-2 over known words (higher: more diverse)"),
-                            (axes[1], "self_bleu", "Self-BLEU-4 over words, 0–100 (lower: more diverse)")):
+    panels = ((axes[0], "distinct_2", "distinct-2 over known words (higher: more diverse)", True),
+              (axes[1], "distinct_2", "distinct-2 over known words (higher: more diverse)", False),
+              (axes[2], "self_bleu", "Self-BLEU-4 over words, 0–100 (lower: more diverse)", False))
+    for ax, key, xlabel, overview in panels:
         for i, (sweep, labels) in enumerate(SWEEPS.items()):
             pts = [(_xy(results, k, key), _xy(results, k, "nll")) for k in labels]
             xs, ys = [p[0][0] for p in pts], [p[1][0] for p in pts]
             ax.errorbar(xs, ys, xerr=[p[0][1] for p in pts], yerr=[p[1][1] for p in pts], color=f"C{i}",
                         marker="o", ms=4, lw=1.2, capsize=2, label=f"{sweep} sweep")
             for k, x, y in zip(labels, xs, ys, strict=True):
+                if overview:
+                    continue
                 tag = k.replace("top-p ", "p=").replace("pure sampling", "τ=1" if i == 0 else "p=1")
                 ax.annotate(tag, (x, y), fontsize=7, color=f"C{i}", textcoords="offset points",
                             xytext=(-6, 7) if i == 0 else (6, -11), ha="right" if i == 0 else "left")
         for j, k in enumerate(others):
+            if not overview and k in DETERMINISTIC:
+                continue
             (x, dx), (y, dy) = _xy(results, k, key), _xy(results, k, "nll")
             ax.errorbar([x], [y], xerr=[dx], yerr=[dy], marker="sDv^<>"[j % 6], ms=6, ls="none",
                         color=f"C{j + 2}", label=k)
@@ -254,9 +261,10 @@ def plot_frontier(results: dict, path: Path) -> Path:
         ax.axhline(results["human"]["nll"], color="black", ls=":", lw=0.8)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("NLL of the text under the model (nats/token)")
-    axes[0].set_title("likelihood against diversity (dotted: human NLL)", fontsize=9)
-    axes[1].set_title("likelihood against self-similarity", fontsize=9)
-    axes[1].legend(fontsize=7, loc="best")
+    axes[0].set_title("every decoder (dotted: human NLL)", fontsize=9)
+    axes[0].legend(fontsize=7, loc="best")
+    axes[1].set_title("the samplers: likelihood against diversity", fontsize=9)
+    axes[2].set_title("the samplers: likelihood against self-similarity", fontsize=9)
     return save_png(fig, path)
 
 
