@@ -134,8 +134,11 @@ def test_the_nucleus_sentence_follows_the_numbers():
 
 
 def test_the_figure2_sentence_follows_the_numbers():
-    climbing = report.figure2_sentence(synthetic(beam_prob=0.6))
-    assert "more probable than human text at every position" in climbing
+    flat = report.figure2_sentence(synthetic(beam_prob=0.6))
+    assert "more probable than human text at every position" in flat and "does not climb" in flat
+    rising = synthetic(beam_prob=0.6)
+    rising["runs"]["beam 16"][0]["prob_by_position"] = [0.4, 0.5, 0.6, 0.7]
+    assert "climbs along the text" in report.figure2_sentence(rising)
     assert "does not reproduce" in report.figure2_sentence(synthetic(beam_prob=0.1))
 
 
