@@ -201,7 +201,7 @@ def test_the_same_seed_gives_the_same_numbers_in_any_number_of_workers(quick, tm
 @pytest.mark.slow
 def test_the_quick_report_and_its_plots(quick, tmp_path):
     results, body, out = quick
-    for label in [*LABELS, decoding.HUMAN]:
+    for label in [*LABELS, report.HUMAN]:
         assert f"| {label} |" in body
     for png in ("frontier.png", "repetition.png", "token_prob.png"):
         assert f"]({png})" in body

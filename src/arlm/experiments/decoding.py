@@ -45,6 +45,8 @@ from arlm.errors import MismatchError
 from arlm.evaluate import metrics
 from arlm.experiments import ExperimentConfig
 from arlm.experiments import decoding_measures as dm
+from arlm.experiments.decoding_measures import DECODERS, DETERMINISTIC
+from arlm.experiments.decoding_report import render as render_report
 from arlm.experiments.protocol import Protocol, summarize
 from arlm.experiments.workers import in_workers, worker_count
 from arlm.progress import progress
@@ -65,24 +67,6 @@ QUICK = {"vocab_size": 300, "steps": 6, "seeds": 2, "prompts": 6, "prompt_tokens
                    "eval_interval=3", "eval_batch_size=32", "log_interval=3"]}
 
 CHECKPOINT_FAMILIES: tuple[str, ...] = ()  # trains its own model: the budget is part of the result
-HUMAN = "human"
-TEMPERATURES = (0.5, 0.7, 0.8, 0.9)  # + pure sampling (τ = 1): the temperature sweep
-TOP_PS = (0.5, 0.7, 0.8, 0.9, 0.95)  # + pure sampling (p = 1): the top-p sweep
-# (label, DecodingConfig settings): Holtzman's rows that decode/ has (no stochastic beam), the sweeps,
-# and min-p
-DECODERS: list[tuple[str, dict[str, Any]]] = [
-    ("greedy", {"strategy": "greedy"}),
-    ("beam 16", {"strategy": "beam", "num_beams": 16, "num_samples": 1}),
-    ("pure sampling", {"strategy": "sample", "temperature": 1.0}),
-    *[(f"τ={t}", {"strategy": "sample", "temperature": t}) for t in TEMPERATURES],
-    *[(f"top-p {p}", {"strategy": "top-p", "top_p": p}) for p in TOP_PS],
-    ("top-k 40", {"strategy": "top-k", "top_k": 40}),
-    ("top-k 640", {"strategy": "top-k", "top_k": 640}),
-    ("top-k 40, τ=0.7", {"strategy": "top-k", "top_k": 40, "temperature": 0.7}),
-    ("min-p 0.05", {"strategy": "sample", "min_p": 0.05}),
-]
-DETERMINISTIC = ("greedy", "beam 16")  # one run each: seeds change nothing
-EXAMPLE_DECODERS = ("greedy", "beam 16", "pure sampling", "top-p 0.95")
 MEASURES = ("nll", "ends_in_loop", "loop_share", "self_bleu", "zipf", "distinct_1", "distinct_2",
             "distinct_3", "non_word_rate", "mean_token_prob")
 
@@ -298,6 +282,5 @@ def finite_or_none(value: Any) -> Any:
 
 def render(results: dict, out_dir: Path) -> str:
     """The report (see :mod:`arlm.experiments.decoding_report`)."""
-    from arlm.experiments.decoding_report import render as render_report
 
     return render_report(results, out_dir)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,26 @@ MAX_PERIOD = 64  # the longest repeated phrase counted as a loop, in tokens
 MIN_LOOP_TOKENS = 32  # a loop covers at least this many tokens (and two periods)
 REPEAT_N = 4  # the n of repeated n-grams along the text
 WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")
+
+# The decoders compared, the rows of every table (read by the experiment and its report alike).
+HUMAN = "human"
+TEMPERATURES = (0.5, 0.7, 0.8, 0.9)  # + pure sampling (τ = 1): the temperature sweep
+TOP_PS = (0.5, 0.7, 0.8, 0.9, 0.95)  # + pure sampling (p = 1): the top-p sweep
+# (label, DecodingConfig settings): Holtzman's rows that decode/ has (no stochastic beam), the sweeps,
+# and min-p
+DECODERS: list[tuple[str, dict[str, Any]]] = [
+    ("greedy", {"strategy": "greedy"}),
+    ("beam 16", {"strategy": "beam", "num_beams": 16, "num_samples": 1}),
+    ("pure sampling", {"strategy": "sample", "temperature": 1.0}),
+    *[(f"τ={t}", {"strategy": "sample", "temperature": t}) for t in TEMPERATURES],
+    *[(f"top-p {p}", {"strategy": "top-p", "top_p": p}) for p in TOP_PS],
+    ("top-k 40", {"strategy": "top-k", "top_k": 40}),
+    ("top-k 640", {"strategy": "top-k", "top_k": 640}),
+    ("top-k 40, τ=0.7", {"strategy": "top-k", "top_k": 40, "temperature": 0.7}),
+    ("min-p 0.05", {"strategy": "sample", "min_p": 0.05}),
+]
+DETERMINISTIC = ("greedy", "beam 16")  # one run each: seeds change nothing
+EXAMPLE_DECODERS = ("greedy", "beam 16", "pure sampling", "top-p 0.95")
 
 
 def loop_mask(tokens: Sequence[int], max_period: int = MAX_PERIOD,

@@ -9,8 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from arlm.experiments.decoding import DETERMINISTIC, EXAMPLE_DECODERS, HUMAN, TEMPERATURES, TOP_PS
-from arlm.experiments.decoding_measures import MAX_PERIOD, MIN_LOOP_TOKENS
+from arlm.experiments.decoding_measures import (
+    DETERMINISTIC,
+    EXAMPLE_DECODERS,
+    HUMAN,
+    MAX_PERIOD,
+    MIN_LOOP_TOKENS,
+    TEMPERATURES,
+    TOP_PS,
+)
 from arlm.experiments.plots import new_figure, save_png
 from arlm.experiments.protocol import A_LOWER, B_LOWER, compare_paired, comparison_sentence
 

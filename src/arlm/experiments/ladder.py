@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from arlm.experiments import ExperimentConfig
+from arlm.experiments.ladder_report import FAMILIES, RUNGS, render_report, rung_values
 from arlm.experiments.protocol import Protocol, compare_paired, summarize
 from arlm.experiments.workers import in_workers, worker_count
 from arlm.progress import progress
@@ -53,7 +54,6 @@ SUMMARY = ("The model ladder on Shakespeare characters under the protocol: n-gra
            "each of window MLP, LSTM and Transformer, chosen on validation at one token budget; 3 seeds; "
            "bits/char with intervals; test NLL by position in the line.")
 
-FAMILIES = ("window MLP", "LSTM", "Transformer")
 COMMANDS = {"window MLP": "window", "LSTM": "lstm", "Transformer": "transformer"}
 NGRAM_SMOOTHINGS = ("kn", "mkn")
 
@@ -374,16 +374,6 @@ def _plan_dict(plan: Plan) -> dict[str, Any]:
 # Paired comparisons of adjacent rungs
 # ---------------------------------------------------------------------------------------------
 
-RUNGS = ("n-gram", *FAMILIES)
-
-
-def rung_values(results: dict, rung: str) -> list[float]:
-    """Test bits/char per seed of a rung (the n-gram, counted once, repeated for every seed)."""
-    if rung == "n-gram":
-        return [results["ngram"]["test"]["bits_per_char"]] * len(results["seeds"])
-    return [r["bits_per_char"] for r in results["families"][rung]["runs"]]
-
-
 def comparisons(results: dict) -> dict[str, dict[str, Any]]:
     """Each rung against the one below, paired by seed: the difference above − below summarised and the
     verdict ("A lower": the higher rung is lower)."""
@@ -397,6 +387,5 @@ def comparisons(results: dict) -> dict[str, dict[str, Any]]:
 
 def render(results: dict, out_dir) -> str:
     """report.md's body and its plots, from ``results`` alone (:mod:`arlm.experiments.ladder_report`)."""
-    from arlm.experiments.ladder_report import render_report
 
     return render_report(results, out_dir)

@@ -12,8 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from arlm.experiments.ladder import FAMILIES, RUNGS, rung_values
 from arlm.experiments.protocol import A_LOWER, B_LOWER, compare_paired, comparison_sentence
+
+FAMILIES = ("window MLP", "LSTM", "Transformer")  # the neural rungs, as results.json names them
+RUNGS = ("n-gram", *FAMILIES)
+
+
+def rung_values(results: dict, rung: str) -> list[float]:
+    """Test bits/char per seed of a rung (the n-gram, counted once, repeated for every seed)."""
+    if rung == "n-gram":
+        return [results["ngram"]["test"]["bits_per_char"]] * len(results["seeds"])
+    return [r["bits_per_char"] for r in results["families"][rung]["runs"]]
+
 
 COLORS = {"n-gram": "black", "window MLP": "tab:green", "LSTM": "tab:orange", "Transformer": "tab:blue"}
 
