@@ -43,8 +43,8 @@ from typing import Any
 import numpy as np
 
 from arlm.experiments import ExperimentConfig
-from arlm.experiments.ladder_report import FAMILIES, RUNGS, render_report, rung_values
-from arlm.experiments.protocol import Protocol, compare_paired, summarize
+from arlm.experiments.ladder_report import FAMILIES, RUNGS, paired, render_report
+from arlm.experiments.protocol import Protocol, summarize
 from arlm.experiments.workers import in_workers, worker_count
 from arlm.progress import progress
 
@@ -379,7 +379,7 @@ def comparisons(results: dict) -> dict[str, dict[str, Any]]:
     verdict ("A lower": the higher rung is lower)."""
     out = {}
     for below, above in itertools.pairwise(RUNGS):
-        c = compare_paired(rung_values(results, above), rung_values(results, below), above, below)
+        c = paired(results, above, below)
         out[f"{above} − {below}"] = {"a": above, "b": below, "difference": asdict(c.difference),
                                      "verdict": c.verdict}
     return out

@@ -28,7 +28,7 @@ def rung_values(results: dict, rung: str) -> list[float]:
 COLORS = {"n-gram": "black", "window MLP": "tab:green", "LSTM": "tab:orange", "Transformer": "tab:blue"}
 
 
-def _paired(results: dict, a: str, b: str):
+def paired(results: dict, a: str, b: str):
     """``a`` − ``b`` per seed, recomputed from the per-seed numbers (so the sentence follows them)."""
     return compare_paired(rung_values(results, a), rung_values(results, b), a, b)
 
@@ -113,7 +113,7 @@ def findings(results: dict) -> list[str]:
     out = []
     held = 0
     for below, above in itertools.pairwise(RUNGS):
-        c = _paired(results, above, below)
+        c = paired(results, above, below)
         held += c.verdict == A_LOWER
         text = f"{above} against {below}: " + comparison_sentence(c, "bits/char")
         if below == "n-gram":
@@ -121,7 +121,7 @@ def findings(results: dict) -> list[str]:
         out.append(text)
     out.append(f"The chapter's ladder, each rung below the one before it, holds for {held} of the "
                f"{len(RUNGS) - 1} steps at this budget.")
-    window = _paired(results, "window MLP", "n-gram")
+    window = paired(results, "window MLP", "n-gram")
     if window.verdict != A_LOWER:
         out.append(_window_loses(results, window.verdict))
     return out
