@@ -15,13 +15,15 @@ token of a ``--new``-token greedy run after a 121-token random prompt, prefill i
 
 * HF ``generate`` (greedy);
 * arlm as ``arlm generate`` decodes: :func:`arlm.usecases.decoding.decode` (``fast_decoder``: the
-  lean step over row-major Wᵀ copies on a CPU, then :func:`~arlm.decode.search.generate`) with a
-  per-token callback as the CLI's streaming has;
-* the lean step over views of W (the layout before issue 24: the weight-layout lever alone);
+  lean step, its products through numpy's BLAS over row-major Wᵀ copies on a CPU, then
+  :func:`~arlm.decode.search.generate`) with a per-token callback as the CLI's streaming has;
+* the lean step with its products in torch (MKL) over row-major Wᵀ (issue 24's first lever), and over
+  views of W (the layout before issue 24): the GEMV levers one at a time;
 * arlm's modules (``fast=False``);
 * the lean step alone in a bare loop (argmax fed back; no prefill, no ``stream``);
-* the GEMV floors: the step's 4 · 6 + 1 matrix-vector products and nothing else, over row-major Wᵀ,
-  over the views of W, and through MKL's packed linear (where torch has MKL);
+* the GEMV floors: the step's 4 · 6 + 1 matrix-vector products and nothing else, through numpy's BLAS
+  over row-major Wᵀ, through torch over row-major Wᵀ and over the views of W, and through MKL's packed
+  linear (where torch has MKL);
 * the same bytes read by ``sum`` (the pace of the memory, with no GEMV).
 
 Every arlm greedy case is checked to give HF's tokens. The load average is recorded at the start and the
@@ -38,11 +40,13 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 
 from arlm.decode.config import DecodingConfig
 from arlm.decode.fast import FastDecoder
 from arlm.interop.gpt2 import from_hf, to_hf
+from arlm.models.numpy_gemv import follow_torch_threads
 from arlm.models.transformer import LeanTransformer, TransformerConfig, TransformerLM
 from arlm.usecases.decoding import decode
 from report import command_line, round_robin, table_argv, write_section
@@ -51,20 +55,28 @@ SECTION = "## CPU batch-1 decoding: arlm generate against HF generate"
 SHAPE = dict(vocab_size=97, block_size=512, n_layer=6, n_head=6, d_model=384)
 PROMPT_LEN = 121  # [SOS]-less random prompt of 121 ids (as the 120 characters + [SOS] of decode_levers.py)
 HF_CASE = "HF greedy (generate)"
-ARLM_CASE = "arlm greedy as `arlm generate` (decode: lean step, row-major Wᵀ)"
-FLOOR_ROW_MAJOR = "GEMV floor, row-major Wᵀ (the step's 25 mat-vec products, nothing between them)"
-FLOOR_VIEW = "GEMV floor, Wᵀ as a view of W"
+ARLM_CASE = "arlm greedy as `arlm generate` (decode: lean step, numpy's BLAS over row-major Wᵀ)"
+FLOOR_NUMPY = ("GEMV floor, numpy's BLAS (OpenBLAS) over row-major Wᵀ (the step's 25 mat-vec products, "
+               "nothing between them)")
+FLOOR_ROW_MAJOR = "GEMV floor, torch (MKL) over row-major Wᵀ"
+FLOOR_VIEW = "GEMV floor, torch (MKL) over Wᵀ as a view of W"
 FLOOR_PACKED = "GEMV floor, MKL's packed linear (`torch.ops.mkl._mkl_linear`, what Inductor's freezing uses)"
 STREAM = "the same bytes streamed by `sum` (one flat copy of the weights: the memory's pace, no GEMV)"
+RATE_NAMES = {FLOOR_NUMPY: "numpy's BLAS", FLOOR_ROW_MAJOR: "torch over row-major Wᵀ",
+              FLOOR_VIEW: "torch over the views", FLOOR_PACKED: "MKL's packed linear", STREAM: "`sum`"}
 
 
-class _ViewLayout(FastDecoder):
-    """The lean step over views of W (what it used before issue 24; the same numbers up to the GEMV's
-    order of sums)."""
+class _TorchGemv(FastDecoder):
+    """The lean step with its products in torch (MKL) over ``gemv`` = "view" (views of W, the layout
+    before issue 24) or "row_major" (row-major Wᵀ copies, issue 24's first lever); the same numbers up to
+    the GEMV's order of sums."""
 
-    def __init__(self, model: TransformerLM) -> None:
+    def __init__(self, model: TransformerLM, gemv: str) -> None:
         super().__init__(model)
-        self.lean = LeanTransformer(model, row_major=False)
+        self.numpy_gemv = False
+        self.lean = LeanTransformer(model, gemv=gemv)
+        head_t, mask = model.lm_head.weight.detach().t(), self.head_mask  # (C, V), (V,)
+        self.head = lambda x: torch.addmm(mask, x, head_t)
 
 
 def targets(seed: int) -> dict[str, tuple[TransformerLM, torch.nn.Module, str]]:
@@ -142,6 +154,15 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
                 torch.mm(inputs[0], head)
         return run
 
+    numpy_weights = [w.numpy() for w in [*row_major, head]]
+    numpy_inputs = [x.numpy() for x in [*inputs, inputs[0]]]
+
+    def floor_numpy() -> None:
+        follow_torch_threads()
+        for _ in range(new):
+            for x, w in zip(numpy_inputs, numpy_weights, strict=True):
+                np.dot(x, w)
+
     packed = [(torch.ops.mkl._mkl_reorder_linear_weight(m.weight.detach(), 1), m.weight.detach())
               for m in [*linears, model.lm_head]]  # MKL's packed form of W (C_out, C_in), batch 1
     packed_inputs = [*inputs, inputs[0]]
@@ -162,9 +183,13 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
     cases: dict[str, Callable[[], object]] = {
         HF_CASE: hf_greedy,
         ARLM_CASE: as_arlm_generate(True),
-        "arlm greedy, lean step over views of W (before issue 24)": greedy_with(_ViewLayout(model)),
+        "arlm greedy, lean step in torch (MKL) over row-major Wᵀ":
+            greedy_with(_TorchGemv(model, "row_major")),
+        "arlm greedy, lean step in torch (MKL) over views of W (before issue 24)":
+            greedy_with(_TorchGemv(model, "view")),
         "arlm greedy, modules (`--no-fast`)": as_arlm_generate(False),
-        "lean step alone (bare loop, row-major Wᵀ)": bare(FastDecoder(model)),
+        "lean step alone (bare loop)": bare(FastDecoder(model)),
+        FLOOR_NUMPY: floor_numpy,
         FLOOR_ROW_MAJOR: floor(row_major),
         FLOOR_VIEW: floor(views),
     }
@@ -198,15 +223,15 @@ def report(results: dict, descriptions: dict, args, argv: list[str], load: tuple
         for case, s in pt.items():
             same = {True: "yes", False: "NO"}.get(res["same"].get(case), "-")
             lines.append(f"| {case} | {s * 1e3:.3f} | {hf / s:.2f}× | {same} |")
-        rates = ", ".join(f"{case.split(' (')[0]} {res['weight_mb'] / pt[case] / 1e3:.1f} GB/s"
-                          for case in (FLOOR_ROW_MAJOR, FLOOR_VIEW, FLOOR_PACKED, STREAM) if case in pt)
+        rates = ", ".join(f"{short} {res['weight_mb'] / pt[case] / 1e3:.1f} GB/s"
+                          for case, short in RATE_NAMES.items() if case in pt)
         lines += ["", f"The weights read per token: {res['weight_mb']:.1f} MB; read at {rates}.", ""]
     ratios = ", ".join(f"{name} {r['per_token'][HF_CASE] / r['per_token'][ARLM_CASE]:.2f}×"
                        for name, r in results.items())
-    floors = ", ".join(f"{name} {r['per_token'][HF_CASE] / r['per_token'][FLOOR_ROW_MAJOR]:.2f}×"
+    floors = ", ".join(f"{name} {r['per_token'][HF_CASE] / r['per_token'][FLOOR_NUMPY]:.2f}×"
                        for name, r in results.items())
     lines += [f"arlm generate against HF generate: {ratios} (the issue's aim: ≥ 2×). HF's time over the "
-              f"row-major GEMV floor alone (the most any exact fp32 step can reach with these kernels): "
+              f"GEMV floor of the kernel arlm calls (numpy's BLAS over row-major Wᵀ) alone: "
               f"{floors}."]
     return "\n".join(lines) + "\n"
 

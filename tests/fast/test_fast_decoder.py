@@ -172,4 +172,5 @@ def test_row_major_copies_are_made_once_and_follow_the_weights():
     state, ref_state = fast.start(1), model.start(1)
     out, _ = fast.step(PROMPTS[:1], state)
     ref, _ = model.step(PROMPTS[:1], ref_state)
-    torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+    # (log-probs of ~-800 after that step: numpy's BLAS sums in another order than torch's, so 1e-6 of them)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)

@@ -15,9 +15,10 @@ set the pace. :class:`FastDecoder` removes what it can, in two ways:
   (``step_all``, a speculative verifier's pass), the head's [PAD]/[SOS] mask added as a fixed (V,)
   vector. It writes into the same preallocated :class:`~arlm.models.transformer.KVCache`, so
   ``select`` (beam search, finished rows) and ``crop`` (rejected draft tokens) are the cache's own.
-  On a CPU its matrix-vector products read row-major copies of Wᵀ (C_in, C_out), HF GPT-2's
-  ``Conv1D`` layout, made once per weight (:func:`~arlm.models.transformer.row_major_t`): on this
-  project's CPUs MKL's GEMV reads that layout faster than the transposed view of W (C_out, C_in).
+  On a CPU (fp32) its matrix-vector products go through numpy's BLAS (OpenBLAS;
+  :mod:`arlm.models.numpy_gemv`) over row-major copies of Wᵀ (C_in, C_out), HF GPT-2's ``Conv1D``
+  layout, made once per weight (:func:`~arlm.models.transformer.row_major_t`): on this project's CPU
+  that GEMV streams the weights faster than torch's (MKL's), over either layout.
   Every :class:`~arlm.models.transformer.TransformerLM` takes it (GPT-2; σ-GPT read left to right,
   its second position table added as its own ``_run`` adds it).
 * **The static step** (``static=True``; captured with CUDA graphs when ``cuda_graphs=True``): the
@@ -54,6 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from arlm.errors import ConfigError
+from arlm.models.numpy_gemv import follow_torch_threads, numpy_rows_linear
 from arlm.models.transformer import KVCache, LeanTransformer, TransformerLM, causal_mask, rows_linear
 
 _KEPT_MASK_T = 16  # _causal_mask keeps a buffer for t ≤ this many new tokens (draft lengths + 1)
@@ -96,9 +98,11 @@ class FastDecoder:
         self.config = model.config
         self.static = static or cuda_graphs
         self.cuda_graphs = cuda_graphs
-        # the model's forward without module calls; on a CPU over row-major Wᵀ copies (HF GPT-2's
-        # Conv1D layout: a faster GEMV there, see rows_linear), elsewhere over views of the weights
-        self.lean = LeanTransformer(model, row_major=device.type == "cpu")
+        # the model's forward without module calls; on a CPU in fp32 its products go through numpy's
+        # BLAS over row-major Wᵀ copies (a faster GEMV there, see rows_linear), elsewhere through torch
+        # over views of the weights
+        self.numpy_gemv = device.type == "cpu" and model.transformer.wte.weight.dtype == torch.float32
+        self.lean = LeanTransformer(model, gemv="numpy" if self.numpy_gemv else "view")
         if getattr(type(model), "step_all", None) is None:  # σ-GPT: verified one token at a time
             self.step_all = None  # type: ignore[assignment]
         # the head as lm_head plus a fixed (V,) mask, 0 or -inf: the family's head() (which masks
@@ -112,7 +116,10 @@ class FastDecoder:
             # logits + mask in one kernel, addmm(M, x, Eᵀ) (M is 0 or -inf, so adding it inside the
             # kernel or after gives the same numbers)
             head_t, mask = head.weight.t(), self.head_mask  # (C, V), (V,)
-            self.head: Callable[[Tensor], Tensor] = lambda x: torch.addmm(mask, x, head_t)
+            if self.numpy_gemv:  # Eᵀ as the transposed view of E (V, C): numpy hands BLAS the flag
+                self.head: Callable[[Tensor], Tensor] = numpy_rows_linear(head_t, mask)
+            else:
+                self.head = lambda x: torch.addmm(mask, x, head_t)
         else:
             lm_head = rows_linear(head)
             self.head = lambda x: lm_head(x).float() + self.head_mask
@@ -199,6 +206,8 @@ class FastDecoder:
         mask; t > 1 new tokens (a prefill, a speculative verification) with the causal mask shifted by L."""
         (B, t), nh = tokens.shape, self.config.n_head
         L, end = cache.length, cache.length + t
+        if self.numpy_gemv:
+            follow_torch_threads()
         positions = self._positions[L:end]  # (t,) the positions to write
         mask = None if t == 1 else self._causal_mask(t, L)  # (t, L+t)
         layers = cache.layers()
@@ -241,6 +250,8 @@ class FastDecoder:
         Every shape is fixed and no Python value depends on the position: what a CUDA graph records.
         """
         B, nh = token.shape[0], self.config.n_head
+        if self.numpy_gemv:
+            follow_torch_threads()
         block, scale = k_cache.shape[3], 1.0 / math.sqrt(self.config.head_dim)
         visible = torch.arange(block, device=token.device) <= pos  # (block,): keys j ≤ pos
         mask = torch.zeros(1, block, device=token.device, dtype=self.lean.wte.dtype).masked_fill(

@@ -47,6 +47,7 @@ from torch import Tensor, nn
 
 from arlm.errors import ConfigError
 from arlm.models.neural import NeuralLM, mask_unpredictable
+from arlm.models.numpy_gemv import numpy_rows_linear
 
 ATTENTIONS = ("sdpa", "explicit")
 GELU_2K = 2 * math.sqrt(2 / math.pi)  # 2√(2/π), in GELU's tanh form written with σ
@@ -280,40 +281,50 @@ def row_major_t(weight: Tensor) -> Tensor:
     return cached[2]
 
 
-def rows_linear(module: nn.Module, row_major: bool = False) -> Callable[[Tensor], Tensor]:
-    """A Linear layer for (N, C_in) rows, called as the kernel ``F.linear`` itself dispatches to:
-    ``torch.addmm(b, x, Wᵀ)`` over a Wᵀ (C_in, C_out) taken once (the same numbers, less dispatch per
-    call); any other layer (an int8 dynamically quantized Linear) as its own forward.
+# how a lean forward multiplies (N, C_in) rows by a Linear's Wᵀ: see rows_linear
+GEMVS = ("view", "row_major", "numpy")
 
-    Wᵀ is a view of W (C_out, C_in) by default; with ``row_major`` a row-major copy
-    (:func:`row_major_t`) — GPT-2's ``Conv1D`` layout, the one HF's GPT-2 multiplies by, whose GEMV
-    ran ~20% faster than over the view on this project's CPUs (docs/benchmarks.md, "CPU batch-1
-    decoding: arlm generate against HF generate"). The copy costs the layer's memory once more."""
-    if type(module) is nn.Linear:
-        weight_t = row_major_t(module.weight) if row_major else module.weight.detach().t()  # (C_in, C_out)
-        bias = module.bias
-        if bias is None:
-            return lambda x: torch.mm(x, weight_t)
-        bias = bias.detach()  # (C_out,)
-        return lambda x: torch.addmm(bias, x, weight_t)
-    return module.forward
+
+def rows_linear(module: nn.Module, gemv: str = "view") -> Callable[[Tensor], Tensor]:
+    """A Linear layer for (N, C_in) rows, its Wᵀ (C_in, C_out) taken once; any other layer (an int8
+    dynamically quantized Linear) as its own forward. ``gemv`` says how the rows are multiplied:
+
+    * ``"view"``: ``torch.addmm(b, x, Wᵀ)`` over the transposed view of W (C_out, C_in), the kernel
+      ``F.linear`` itself dispatches to (the same numbers, less dispatch per call); any device.
+    * ``"row_major"``: the same over a row-major copy of Wᵀ (:func:`row_major_t`), GPT-2's ``Conv1D``
+      layout, the one HF's GPT-2 multiplies by; on this project's CPUs MKL's GEMV reads it faster than
+      the view. The copy costs the layer's memory once more.
+    * ``"numpy"``: numpy's BLAS (OpenBLAS) over that row-major copy (:mod:`arlm.models.numpy_gemv`);
+      CPU, fp32: on this project's CPU its one-row GEMV streams weights faster than MKL's.
+    """
+    if gemv not in GEMVS:
+        raise ConfigError(f"gemv must be one of {', '.join(GEMVS)}, not {gemv!r}")
+    if type(module) is not nn.Linear:
+        return module.forward
+    weight_t = module.weight.detach().t() if gemv == "view" else row_major_t(module.weight)  # (C_in, C_out)
+    bias = None if module.bias is None else module.bias.detach()  # (C_out,)
+    if gemv == "numpy":
+        return numpy_rows_linear(weight_t, bias)
+    if bias is None:
+        return lambda x: torch.mm(x, weight_t)
+    return lambda x: torch.addmm(bias, x, weight_t)
 
 
 class LeanBlock:
     """A :class:`Block` over (N, C) rows in eval mode, its weights fetched once: LN_1, the QKV and
     output projections, LN_2, the MLP. The residual is added in place to each sub-layer's fresh
-    output (the same numbers as ``x + f(x)``, one tensor fewer). ``row_major``: the four Linear
-    layers multiply by row-major copies of Wᵀ (see :func:`rows_linear`)."""
+    output (the same numbers as ``x + f(x)``, one tensor fewer). ``gemv``: how the four Linear
+    layers multiply (see :func:`rows_linear`)."""
 
-    def __init__(self, block: Block, layer: int, row_major: bool = False) -> None:
+    def __init__(self, block: Block, layer: int, gemv: str = "view") -> None:
         self.layer = layer
         self.shape = (block.ln_1.normalized_shape[0],)  # (C,)
         self.ln_1 = (block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
         self.ln_2 = (block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
-        self.qkv = rows_linear(block.attn.c_attn, row_major)
-        self.attn_out = rows_linear(block.attn.c_proj, row_major)
-        self.mlp_in = rows_linear(block.mlp.c_fc, row_major)
-        self.mlp_out = rows_linear(block.mlp.c_proj, row_major)
+        self.qkv = rows_linear(block.attn.c_attn, gemv)
+        self.attn_out = rows_linear(block.attn.c_proj, gemv)
+        self.mlp_in = rows_linear(block.mlp.c_fc, gemv)
+        self.mlp_out = rows_linear(block.mlp.c_proj, gemv)
 
     def __call__(self, x: Tensor, attend: Attend) -> Tensor:
         """x (N, C) -> (N, C): z + Attn(LN_1(z)), then z + MLP(LN_2(z))."""
@@ -331,15 +342,15 @@ class LeanTransformer:
     (:meth:`TransformerLM.lean_position_tables`: P, and σ-GPT's Q after it), added in the order the
     model adds them, so the numbers are the model's own. The model must stay in eval mode with its
     weights unchanged while this is used (they are fetched once; int8 Linear layers are called as the
-    modules they have become). ``row_major``: see :func:`rows_linear`."""
+    modules they have become). ``gemv``: how the blocks multiply (see :func:`rows_linear`)."""
 
-    def __init__(self, model: TransformerLM, row_major: bool = False) -> None:
+    def __init__(self, model: TransformerLM, gemv: str = "view") -> None:
         t = model.transformer
         self.wte = t.wte.weight  # E (V, C)
         self.position_tables = model.lean_position_tables()  # each (block_size, C)
         self.shape = (model.config.d_model,)  # (C,)
         self.ln_f = (t.ln_f.weight, t.ln_f.bias, t.ln_f.eps)
-        self.blocks = [LeanBlock(block, i, row_major) for i, block in enumerate(t.h)]
+        self.blocks = [LeanBlock(block, i, gemv) for i, block in enumerate(t.h)]
 
     def __call__(self, tokens: Tensor, positions: Tensor, attend: Attend) -> Tensor:
         """tokens (B, t) at ``positions`` (t,) -> LN_f(z) (B·t, C), row b·t + i for tokens[b, i]."""
