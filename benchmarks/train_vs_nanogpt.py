@@ -18,10 +18,12 @@ close to arlm's own), not Karpathy's 1.1 MB tinyshakespeare file (this machine d
 
 arlm runs ``arlm train transformer --preset cpu-small`` with nanoGPT's settings: block 64, 12 rows a
 step, lr 1e-3 to 1e-4 (warmup 100, cosine), betas (0.9, 0.99), weight decay 0.1, clipping at 1.0,
-no biases, dropout 0, fp32. Evaluation differs by design: nanoGPT estimates both losses on 20 batches
-of each split every 250 iterations (~270k tokens over a 2,000-iteration run), arlm scores its whole
-validation split (472k tokens) once at the end (``eval_interval=0``); nanoGPT also trains one
-iteration more (0 … N). Every process gets 2 threads (``OMP_NUM_THREADS=2``, arlm's ``--threads 2``).
+no biases, GELU's exact (erf) form as nanoGPT's ``nn.GELU()`` (``model.gelu=exact``; arlm's default
+is GPT-2's tanh form), dropout 0, fp32; and nanoGPT's evaluation schedule: 20 validation batches of 12
+rows every 250 iterations (``eval_interval=250``, ``eval_batches=20``, ``eval_batch_size=12``).
+nanoGPT also estimates the training loss on 20 batches at each evaluation (arlm logs the running loss of
+its steps instead) and evaluates at iteration 0 and trains one iteration more (0 … N). Every process
+gets 2 threads (``OMP_NUM_THREADS=2``, arlm's ``--threads 2``).
 
 The systems of one round run one after the other, nanoGPT first, and the rounds repeat
 (``--repeats``), so that all see the machine's load in turn; the table holds medians over the rounds
@@ -77,7 +79,8 @@ NANOGPT_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=F
                 "--n_embd=128", "--dropout=0.0"]
 ARLM_SETTINGS = ["block_size=64", "batch_tokens=768", "micro_batch_size=12", "lr=1e-3", "min_lr=1e-4",
                  "warmup_steps=100", "betas=[0.9, 0.99]", "weight_decay=0.1", "grad_clip=1.0",
-                 "eval_interval=0", "model.bias=false", "dropout=0.0"]
+                 "eval_interval=250", "eval_batches=20", "eval_batch_size=12", "model.bias=false",
+                 "model.gelu=exact", "dropout=0.0"]
 SYSTEMS = {  # key -> the row's name
     "nanogpt": "nanoGPT train.py (its CPU command)",
     "eager": "arlm, compile=false",
@@ -265,8 +268,8 @@ def main() -> None:
              f"{size:,} characters), not Karpathy's 1.1 MB tinyshakespeare file. Wall time = the whole "
              "process, start-up and evaluation included, median over the rounds; first step = the first "
              "iteration's time (with compile=true: the compile; nanoGPT's includes its first evaluation); "
-             "held-out bits/char: nanoGPT's last val loss / ln 2 on its 10% cut, arlm's on its validation "
-             "split (close to the same text; arlm also scores each line's end). compile=auto compiles from "
+             "held-out bits/char: each system's last estimate (nanoGPT: 20 random batches of its 10% cut; "
+             "arlm: the first 20 batches of its validation split), loss / ln 2. compile=auto compiles from "
              f"{AUTO_COMPILE_STEPS:,} steps (arlm/train/compile_choice.py).")
     results: dict[int, list[dict[str, dict]]] = {}
     for iters in args.iters:  # an iteration count's rounds, then its section

@@ -181,6 +181,19 @@ def test_a_model_without_biases_exports_as_gpt2_with_zero_biases(tmp_path):
         torch.testing.assert_close(back(x)[0][..., 2:], ref[..., 2:], atol=1e-5, rtol=1e-5)
 
 
+def test_the_exact_gelu_exports_as_hf_gelu_and_imports_back():
+    """gelu="exact" is HF's activation_function "gelu" (erf) both ways: the same logits in HF."""
+    torch.manual_seed(3)
+    model = TransformerLM(TransformerConfig(vocab_size=30, block_size=16, n_layer=2, n_head=2, d_model=16,
+                                            gelu="exact")).eval()
+    x = torch.tensor([[SOS_ID, 4, 8, 15, 16, 23]])
+    hf = to_hf(model, eos_token_id=2, bos_token_id=1, pad_token_id=0)
+    assert hf.config.activation_function == "gelu"
+    with torch.no_grad():
+        torch.testing.assert_close(hf(x).logits[..., 2:], model(x)[0][..., 2:], atol=1e-5, rtol=1e-5)
+    assert from_hf(hf).config.gelu == "exact"
+
+
 def test_bad_imports_are_clear_errors(hf):
     with pytest.raises(ConfigError):
         from_hf(hf.state_dict())  # no config

@@ -4,6 +4,7 @@ import functools
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from arlm.errors import ConfigError, FormatError
 from arlm.models.conformance import check_conformance
@@ -79,6 +80,27 @@ def test_the_compiled_gelu_form_equals_the_eager_gelu(monkeypatch):
     assert not torch.equal(eager, sigmoid_form)  # the other code path ran
     torch.testing.assert_close(sigmoid_form, eager, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(g_sigmoid, g_eager, rtol=1e-5, atol=1e-5)
+
+
+def test_the_exact_gelu_is_erf_in_the_model_the_compiled_form_and_the_lean_step(monkeypatch):
+    """gelu="exact" (nanoGPT's nn.GELU()) computes h Φ(h), unlike GPT-2's tanh form, eagerly, under
+    compile (which keeps erf) and in the lean decoding step."""
+    from arlm.decode.fast import FastDecoder
+
+    torch.manual_seed(0)
+    model = TransformerLM(_config(d_model=16, gelu="exact")).eval()
+    mlp = model.transformer.h[0].mlp
+    x = torch.randn(3, 5, 16) * 4
+    erf_form = mlp.c_proj(F.gelu(mlp.c_fc(x)))  # (3, 5, 16)
+    torch.testing.assert_close(mlp(x), erf_form)
+    assert not torch.allclose(mlp.gelu(x), F.gelu(x, approximate="tanh"), atol=1e-4)  # not the tanh form
+    monkeypatch.setattr("arlm.models.transformer._compiling", lambda: True)
+    torch.testing.assert_close(mlp(x), erf_form)
+    monkeypatch.undo()
+    tokens = _tokens()
+    fast = FastDecoder(model)
+    logp, _ = fast.step(tokens, fast.start(tokens.shape[0]))
+    torch.testing.assert_close(logp, model.log_probs(tokens)[:, -1], rtol=1e-5, atol=1e-5)
 
 
 def _changed_at(tokens, j):
@@ -246,7 +268,7 @@ def test_training_lowers_the_loss():
 
 
 @pytest.mark.parametrize("kw", [{"d_model": 10, "n_head": 3}, {"attention": "flash"},
-                                {"block_size": 0}])
+                                {"block_size": 0}, {"gelu": "relu"}])
 def test_bad_config_is_a_config_error(kw):
     with pytest.raises(ConfigError):
         _config(**kw)

@@ -136,6 +136,27 @@ def test_training_lowers_the_validation_loss(family, tmp_path):
     assert (tmp_path / "best" / "model.safetensors").is_file()
 
 
+def test_eval_batches_scores_the_splits_first_batches_only():
+    """eval_batches = n: the loss over the first n validation batches (what n batches of the whole
+    evaluation would give), bits per character scaled by the whole split's targets per character."""
+    from arlm.data.cache import EncodedSplit
+
+    val = EncodedSplit(tokens=np.asarray(VAL, dtype=np.uint16), num_chars=len(VAL) - 3, num_sequences=1)
+    model = make("transformer")
+    whole = Trainer(model, config(eval_batch_size=2), TRAIN, val)
+    capped = Trainer(model, config(eval_batch_size=2, eval_batches=1), TRAIN, val)
+    first_rows = config(eval_batch_size=2).block_size * 2 + 1  # the first batch's 2 rows and their last target
+    alone = Trainer(model, config(eval_batch_size=2), TRAIN, EncodedSplit(
+        tokens=np.asarray(VAL[:first_rows], dtype=np.uint16), num_chars=len(VAL) - 3, num_sequences=1))
+    got, exact = capped.evaluate(), whole.evaluate()
+    assert got["val_loss"] == pytest.approx(alone.evaluate()["val_loss"], rel=1e-6)
+    assert got["val_loss"] != pytest.approx(exact["val_loss"], rel=1e-4)
+    assert got["val_bits_per_char"] == pytest.approx(
+        got["val_loss"] / math.log(2) * (len(VAL) - 1) / (len(VAL) - 3), rel=1e-9)
+    with pytest.raises(ConfigError, match="eval_batches must not be negative"):
+        config(eval_batches=-1)
+
+
 @pytest.mark.parametrize("family", ["transformer", "rnn"])
 def test_bf16_autocast_lowers_loss_and_keeps_fp32_master_weights(family):
     model = make(family)

@@ -50,6 +50,10 @@ def _get(cfg: Any, key: str, default: Any = None) -> Any:
     return cfg.get(key, default) if isinstance(cfg, Mapping) else getattr(cfg, key, default)
 
 
+# HF's names of GPT-2's tanh GELU ("gelu", HF's exact erf form, is arlm's gelu="exact")
+TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
+
+
 def config_from_hf(hf_config: Any) -> TransformerConfig:
     """A ``GPT2Config`` (or its ``config.json`` dict) -> :class:`TransformerConfig` (dropout 0: inference).
 
@@ -72,7 +76,7 @@ def config_from_hf(hf_config: Any) -> TransformerConfig:
                               "pass the checkpoint's own config.json")
     d = int(_get(hf_config, "n_embd"))
     checks = {
-        "activation_function": ("gelu_new", ("gelu_new", "gelu_pytorch_tanh")),
+        "activation_function": ("gelu_new", (*TANH_GELUS, "gelu")),
         "layer_norm_epsilon": (1e-5, (1e-5,)),
         "n_inner": (None, (None, 4 * d)),
         "scale_attn_weights": (True, (True,)),
@@ -95,6 +99,7 @@ def config_from_hf(hf_config: Any) -> TransformerConfig:
         dropout=0.0,
         bias=True,
         tie_weights=True,
+        gelu="tanh" if _get(hf_config, "activation_function", "gelu_new") in TANH_GELUS else "exact",
     )
 
 
@@ -113,7 +118,7 @@ def config_to_hf(config: TransformerConfig, eos_token_id: int = GPT2_EOS,
         "n_layer": config.n_layer,
         "n_head": config.n_head,
         "n_inner": None,
-        "activation_function": "gelu_new",
+        "activation_function": "gelu_new" if config.gelu == "tanh" else "gelu",  # HF's "gelu": erf
         "resid_pdrop": config.dropout,
         "embd_pdrop": config.dropout,
         "attn_pdrop": config.dropout,

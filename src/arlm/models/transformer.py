@@ -50,6 +50,9 @@ from arlm.models.neural import NeuralLM, mask_unpredictable
 from arlm.models.numpy_gemv import numpy_rows_linear
 
 ATTENTIONS = ("sdpa", "explicit")
+# GELU's form -> F.gelu's `approximate`: "tanh" is GPT-2's 0.5 h (1 + tanh(√(2/π)(h + 0.044715 h³))),
+# "exact" is h Φ(h) with the normal CDF Φ (erf), what nanoGPT's nn.GELU() computes
+GELUS = {"tanh": "tanh", "exact": "none"}
 GELU_2K = 2 * math.sqrt(2 / math.pi)  # 2√(2/π), in GELU's tanh form written with σ
 _compiling = getattr(torch.compiler, "is_compiling", lambda: False)  # torch >= 2.3; True while traced
 
@@ -66,11 +69,14 @@ class TransformerConfig:
     tie_weights: bool = True  # lm_head.weight is transformer.wte.weight
     attention: str = "sdpa"  # "sdpa" (fused kernel) or "explicit" (softmax(QKᵀ/√D + M) by hand)
     causal: bool = True  # False removes the mask M: for demonstrating leakage only
+    gelu: str = "tanh"  # GELU's form: "tanh" (GPT-2's) or "exact" (erf, nanoGPT's nn.GELU())
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTIONS:
             raise ConfigError(f"unknown attention {self.attention!r}; choose one of "
                               f"{', '.join(ATTENTIONS)}")
+        if self.gelu not in GELUS:
+            raise ConfigError(f"unknown gelu {self.gelu!r}; choose one of {', '.join(GELUS)}")
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"transformer: {name} must be at least 1, not {getattr(self, name)}")
@@ -227,13 +233,14 @@ class MLP(nn.Module):
     def __init__(self, config: TransformerConfig) -> None:
         super().__init__()
         self.c_fc = nn.Linear(config.d_model, 4 * config.d_model, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's GELU
+        self.gelu = nn.GELU(approximate=GELUS[config.gelu])  # GPT-2's tanh form, or the exact one
         self.c_proj = nn.Linear(4 * config.d_model, config.d_model, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
+        self.tanh_gelu = config.gelu == "tanh"
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.c_fc(x)  # (B, T, 4C)
-        h = gelu_as_sigmoid(h) if _compiling() else self.gelu(h)
+        h = gelu_as_sigmoid(h) if self.tanh_gelu and _compiling() else self.gelu(h)
         return self.dropout(self.c_proj(h))  # (B, T, C)
 
 
@@ -325,13 +332,14 @@ class LeanBlock:
         self.attn_out = rows_linear(block.attn.c_proj, gemv)
         self.mlp_in = rows_linear(block.mlp.c_fc, gemv)
         self.mlp_out = rows_linear(block.mlp.c_proj, gemv)
+        self.gelu = block.mlp.gelu.approximate  # F.gelu's `approximate`: "tanh" or "none"
 
     def __call__(self, x: Tensor, attend: Attend) -> Tensor:
         """x (N, C) -> (N, C): z + Attn(LN_1(z)), then z + MLP(LN_2(z))."""
         h = torch.layer_norm(x, self.shape, *self.ln_1)
         x = self.attn_out(attend(self.layer, self.qkv(h))).add_(x)  # (N, C)
         h = torch.layer_norm(x, self.shape, *self.ln_2)
-        return self.mlp_out(F.gelu(self.mlp_in(h), approximate="tanh")).add_(x)  # (N, C)
+        return self.mlp_out(F.gelu(self.mlp_in(h), approximate=self.gelu)).add_(x)  # (N, C)
 
 
 class LeanTransformer:

@@ -59,7 +59,8 @@ same cross-entropy over the targets it returns.
 
 **Safety.** A non-finite loss stops training with :class:`TrainingError` before the update, so the
 last checkpoint on disk (written atomically) stays the last good one. The validation loss is measured on
-the *whole* validation split every ``eval_interval`` steps; ``last/`` and ``best/`` checkpoints are kept,
+the *whole* validation split every ``eval_interval`` steps (or on its first ``eval_batches`` batches: an
+estimate, as nanoGPT's ``eval_iters``); ``last/`` and ``best/`` checkpoints are kept,
 training stops early after ``patience`` evaluations without improvement, and every log line goes to
 ``metrics.jsonl``.
 
@@ -175,6 +176,8 @@ class TrainConfig:
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", …
     eval_interval: int = 100  # steps between validations (and checkpoints); 0: only at the end
     eval_batch_size: int = 32  # rows per validation batch
+    eval_batches: int = 0  # validation batches per evaluation, from the split's start (an estimate, as
+    # nanoGPT's eval_iters); 0: the whole split (exact)
     patience: int = 0  # stop after this many evaluations without improvement; 0: never
     log_interval: int = 10  # steps between metrics lines
     seed: int = 0
@@ -206,7 +209,7 @@ class TrainConfig:
                      "log_interval"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name in ("warmup_steps", "eval_interval", "patience"):
+        for name in ("warmup_steps", "eval_interval", "eval_batches", "patience"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must not be negative, not {getattr(self, name)}")
         if self.batch_tokens < self.block_size:
@@ -495,6 +498,7 @@ class Trainer:
         self.train_stream = as_stream(train_stream)
         self.val_stream = None if val_stream is None else as_stream(val_stream)
         self.val_chars: int | None = getattr(val_stream, "num_chars", None)  # an EncodedSplit has them
+        self.val_tokens: int | None = getattr(val_stream, "num_tokens", None)
         self.sequence_rows = getattr(model, "batch_kind", "chunks") == "sequences"
         self.training_inputs = getattr(model, "training_inputs", None)
         if self.training_inputs is not None and config.scheduled_sampling is not None:
@@ -737,6 +741,10 @@ class Trainer:
         """Mean NLL per scored target over the whole validation split (every process computes it all),
         perplexity exp(loss), and bits per character when the split is an EncodedSplit.
 
+        With ``eval_batches`` = n > 0, over the split's first n batches only (the same ones every
+        time): an estimate, whose bits per character is the loss in bits times the whole split's
+        targets per character.
+
         The split is read as one stream (:mod:`arlm.train.batches`): a sequence's first tokens see the
         end of the previous sequence in their window, so this is close to, not the same as,
         :func:`arlm.evaluate.likelihood.evaluate_likelihood`, which scores each sequence alone."""
@@ -744,7 +752,10 @@ class Trainer:
             raise ConfigError("no validation stream was given; pass val_stream to the Trainer")
         self.model.eval()
         nll, count, hidden = 0.0, 0, None
-        for window in self._val_batches():
+        cap = self.config.eval_batches
+        for i, window in enumerate(self._val_batches()):
+            if cap and i == cap:
+                break
             inputs, targets = loss_targets(window.to(self.device))
             with self.autocast():
                 logits, hidden = self.model(inputs, hidden)  # hidden stays None unless recurrent
@@ -753,8 +764,10 @@ class Trainer:
         self.model.train()
         loss = nll / max(1, count)
         out = {"val_loss": loss, "val_ppl": math.exp(loss) if loss < 709 else float("inf")}
-        if self.val_chars:
+        if self.val_chars and not cap:
             out["val_bits_per_char"] = bits_per_unit(nll, self.val_chars)
+        elif self.val_chars and self.val_tokens:  # the targets of a stream: every token but the first
+            out["val_bits_per_char"] = bits_per_unit(loss * (self.val_tokens - 1), self.val_chars)
         return out
 
     # ----- checkpoints --------------------------------------------------------------------------
