@@ -145,7 +145,7 @@ def test_eval_batches_scores_the_splits_first_batches_only():
     model = make("transformer")
     whole = Trainer(model, config(eval_batch_size=2), TRAIN, val)
     capped = Trainer(model, config(eval_batch_size=2, eval_batches=1), TRAIN, val)
-    first_rows = config(eval_batch_size=2).block_size * 2 + 1  # the first batch's 2 rows and their last target
+    first_rows = config(eval_batch_size=2).block_size * 2 + 1  # the first batch: 2 rows, their last target
     alone = Trainer(model, config(eval_batch_size=2), TRAIN, EncodedSplit(
         tokens=np.asarray(VAL[:first_rows], dtype=np.uint16), num_chars=len(VAL) - 3, num_sequences=1))
     got, exact = capped.evaluate(), whole.evaluate()
