@@ -161,7 +161,18 @@ def run_arlm(iters: int, compile_setting: str, work: Path, caches: str, tag: str
     bits = [r["val_bits_per_char"] for r in records if "val_bits_per_char" in r]
     note = next((line for line in output.splitlines() if line.startswith("compile=auto")), None)
     return {"wall": seconds, "load": load, "first": float(times[1]), "median": float(times[2]) / 1e3,
-            "val_bits_per_char": bits[-1], "note": note}
+            "estimate_bits_per_char": bits[-1], "val_bits_per_char": whole_split_bits(out / "last"),
+            "note": note}
+
+
+def whole_split_bits(model: Path) -> float:
+    """Bits per character of a trained model on the whole validation split, each line scored alone
+    (``arlm eval --split val``), run after the timed process."""
+    done = subprocess.run([sys.executable, "-c", "from arlm.cli import main; main()", "eval", str(model),
+                           "--split", "val", "--json"], cwd=ROOT, env={**os.environ, "COLUMNS": "400",
+                                                                      "PYTHONPATH": str(ROOT / "src")},
+                          capture_output=True, text=True, check=True)
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["bits_per_char"])
 
 
 def one_round(copy: Path, iters: int, work: Path, r: int, systems: list[str],
@@ -268,8 +279,9 @@ def main() -> None:
              f"{size:,} characters), not Karpathy's 1.1 MB tinyshakespeare file. Wall time = the whole "
              "process, start-up and evaluation included, median over the rounds; first step = the first "
              "iteration's time (with compile=true: the compile; nanoGPT's includes its first evaluation); "
-             "held-out bits/char: each system's last estimate (nanoGPT: 20 random batches of its 10% cut; "
-             "arlm: the first 20 batches of its validation split), loss / ln 2. compile=auto compiles from "
+             "held-out bits/char: nanoGPT's last estimate (20 random batches of its 10% cut, loss / ln 2); "
+             "arlm's final model on its whole validation split, each line scored alone (`arlm eval --split "
+             "val`, after the timed run). compile=auto compiles from "
              f"{AUTO_COMPILE_STEPS:,} steps (arlm/train/compile_choice.py).")
     results: dict[int, list[dict[str, dict]]] = {}
     for iters in args.iters:  # an iteration count's rounds, then its section
