@@ -20,7 +20,8 @@ token of a ``--new``-token greedy run after a 121-token random prompt, prefill i
 * the lean step with its products in torch (MKL) over row-major Wᵀ (issue 24's first lever), and over
   views of W (the layout before issue 24): the GEMV levers one at a time;
 * arlm's modules (``fast=False``);
-* the lean step alone in a bare loop (argmax fed back; no prefill, no ``stream``);
+* the lean step alone in a bare loop (argmax fed back; no prefill, no ``stream``), and the same with
+  its blocks' products replaced by fixed outputs (what the step costs besides its GEMVs);
 * the GEMV floors: the step's 4 · 6 + 1 matrix-vector products and nothing else, through numpy's BLAS
   over row-major Wᵀ, through torch over row-major Wᵀ and over the views of W, and through MKL's packed
   linear (where torch has MKL);
@@ -56,6 +57,7 @@ SHAPE = dict(vocab_size=97, block_size=512, n_layer=6, n_head=6, d_model=384)
 PROMPT_LEN = 121  # [SOS]-less random prompt of 121 ids (as the 120 characters + [SOS] of decode_levers.py)
 HF_CASE = "HF greedy (generate)"
 ARLM_CASE = "arlm greedy as `arlm generate` (decode: lean step, numpy's BLAS over row-major Wᵀ)"
+WITHOUT_PRODUCTS = "lean step alone, its 24 block products replaced by fixed outputs (all but the GEMVs)"
 FLOOR_NUMPY = ("GEMV floor, numpy's BLAS (OpenBLAS) over row-major Wᵀ (the step's 25 mat-vec products, "
                "nothing between them)")
 FLOOR_ROW_MAJOR = "GEMV floor, torch (MKL) over row-major Wᵀ"
@@ -77,6 +79,23 @@ class _TorchGemv(FastDecoder):
         self.lean = LeanTransformer(model, gemv=gemv)
         head_t, mask = model.lm_head.weight.detach().t(), self.head_mask  # (C, V), (V,)
         self.head = lambda x: torch.addmm(mask, x, head_t)
+
+
+def without_products(decoder: FastDecoder) -> FastDecoder:
+    """``decoder`` with each block's four products replaced, for one-row inputs, by a fixed output (the
+    first one it computed): what the step costs besides its GEMVs (a prefill still multiplies)."""
+    for block in decoder.lean.blocks:
+        for name in ("qkv", "attn_out", "mlp_in", "mlp_out"):
+            product, fixed = getattr(block, name), []
+
+            def stand_in(x: torch.Tensor, product=product, fixed=fixed) -> torch.Tensor:
+                if x.shape[0] != 1:
+                    return product(x)
+                if not fixed:
+                    fixed.append(product(x))
+                return fixed[0].clone()
+            setattr(block, name, stand_in)
+    return decoder
 
 
 def targets(seed: int) -> dict[str, tuple[TransformerLM, torch.nn.Module, str]]:
@@ -189,6 +208,7 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
             greedy_with(_TorchGemv(model, "view")),
         "arlm greedy, modules (`--no-fast`)": as_arlm_generate(False),
         "lean step alone (bare loop)": bare(FastDecoder(model)),
+        WITHOUT_PRODUCTS: bare(without_products(FastDecoder(model))),
         FLOOR_NUMPY: floor_numpy,
         FLOOR_ROW_MAJOR: floor(row_major),
         FLOOR_VIEW: floor(views),

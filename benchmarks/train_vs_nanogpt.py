@@ -74,6 +74,7 @@ from report import command_line, format_load, table_argv, write_section
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Training against the real nanoGPT (baby CPU recipe, 2 threads)"  # + ": N iterations"
 THREADS = 2
+ARLM_CLI = [sys.executable, "-c", "from arlm.cli import main; main()"]  # `arlm` of this checkout
 NANOGPT_ARGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--eval_iters=20",
                 "--log_interval=1", "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4",
                 "--n_embd=128", "--dropout=0.0"]
@@ -149,7 +150,7 @@ def run_nanogpt(copy: Path, iters: int, work: Path, tag: str) -> dict:
 def run_arlm(iters: int, compile_setting: str, work: Path, caches: str, tag: str) -> dict:
     """One `arlm train transformer` process; ``caches`` names its Inductor and arlm cache folders."""
     out = work / f"arlm-run-{tag}"
-    cmd = [sys.executable, "-c", "from arlm.cli import main; main()", "train", "transformer",
+    cmd = [*ARLM_CLI, "train", "transformer",
            "--preset", "cpu-small", "--threads", str(THREADS), "--out", str(out), "--overwrite"]
     for setting in [*ARLM_SETTINGS, f"max_steps={iters}", f"compile={compile_setting}"]:
         cmd += ["--set", setting]
@@ -168,10 +169,9 @@ def run_arlm(iters: int, compile_setting: str, work: Path, caches: str, tag: str
 def whole_split_bits(model: Path) -> float:
     """Bits per character of a trained model on the whole validation split, each line scored alone
     (``arlm eval --split val``), run after the timed process."""
-    done = subprocess.run([sys.executable, "-c", "from arlm.cli import main; main()", "eval", str(model),
-                           "--split", "val", "--json"], cwd=ROOT, env={**os.environ, "COLUMNS": "400",
-                                                                      "PYTHONPATH": str(ROOT / "src")},
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run([*ARLM_CLI, "eval", str(model), "--split", "val", "--json"], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True, text=True,
+                          check=True)
     return float(json.loads(done.stdout.strip().splitlines()[-1])["bits_per_char"])
 
 
