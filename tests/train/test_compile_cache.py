@@ -37,11 +37,12 @@ def _config(**settings) -> TrainConfig:
 
 def test_the_key_follows_what_shapes_the_graph():
     key = compile_cache.artifact_key(_model(), _config(), "cpu", True)
-    # the learning rate and the seed are not in the graph
-    assert key == compile_cache.artifact_key(_model(), _config(lr=5e-3, seed=3), "cpu", True)
+    # the learning rate, the seed, clipping and AdamW's settings are not in the graph
+    outside = _config(lr=5e-3, seed=3, grad_clip=0.5, weight_decay=0.3, betas=(0.8, 0.9))
+    assert key == compile_cache.artifact_key(_model(), outside, "cpu", True)
     for other in (compile_cache.artifact_key(_model(64), _config(), "cpu", True),
                   compile_cache.artifact_key(_model(), _config(block_size=8, batch_tokens=32), "cpu", True),
-                  compile_cache.artifact_key(_model(), _config(grad_clip=0.5), "cpu", True),
+                  compile_cache.artifact_key(_model(), _config(dtype="bf16"), "cpu", True),
                   compile_cache.artifact_key(_model(), _config(), "cpu", False),
                   compile_cache.artifact_key(_model(), _config(), "cuda", True)):
         assert other != key

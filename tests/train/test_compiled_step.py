@@ -1,6 +1,6 @@
-"""The whole training step as one compiled graph (``compile=true`` on the CPU): its AdamW is torch's,
-its steps are the eager trainer's, a resumed run is the uninterrupted one, a non-finite loss changes
-nothing, and it is used exactly where it applies."""
+"""The whole training step on the CPU (``compile=true``): the forward and backward pass one compiled
+graph, then clipping and torch's fused AdamW. Its steps are the eager trainer's, a resumed run is the
+uninterrupted one, a non-finite loss changes nothing, and it is used exactly where it applies."""
 
 from types import SimpleNamespace
 
@@ -11,7 +11,7 @@ import torch
 from arlm.models.rnn import RNNLM, RNNConfig
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer, TrainingError
-from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, _only_the_batch_and_hyperparameters, adamw_update
+from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, _only_the_batch
 from arlm.train.trainer import nll_sum
 from train_helpers import steps_agree
 
@@ -33,27 +33,11 @@ def _trainer(compile: bool = True, out_dir=None, dropout: float = 0.0, **setting
     return Trainer(model, TrainConfig(**(values | settings)), STREAM)
 
 
-def test_adamw_update_is_torchs_adamw():
-    torch.manual_seed(0)
-    p = torch.randn(5, 3)
-    ref = p.clone().requires_grad_()
-    opt = torch.optim.AdamW([ref], lr=3e-3, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1)
-    m, v, t = torch.zeros_like(p), torch.zeros_like(p), torch.zeros(())
-    for _ in range(5):
-        g = torch.randn(5, 3)
-        ref.grad = g.clone()
-        opt.step()
-        p, m, v, t = adamw_update(p, g, m, v, t, torch.tensor(3e-3), 0.8, 0.95, 1e-6, 0.1)
-    torch.testing.assert_close(p, ref.detach(), rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(m, opt.state[ref]["exp_avg"], rtol=1e-6, atol=1e-8)
-    torch.testing.assert_close(v, opt.state[ref]["exp_avg_sq"], rtol=1e-6, atol=1e-10)
-    assert float(t) == float(opt.state[ref]["step"]) == 5
-
-
 @whole_step
 def test_whole_steps_equal_eager_steps():
     eager, whole = _trainer(compile=False), _trainer()
     assert eager.whole_step is None and whole.whole_step is not None
+    assert whole.fused and not eager.fused  # torch's fused AdamW after the graph; the for-loop one eagerly
     steps_agree(eager, whole, 3)
     for (name, p), q in zip(eager.model.named_parameters(), whole.model.parameters(), strict=True):
         moments, expected = whole.optimizer.state[q], eager.optimizer.state[p]
@@ -62,6 +46,14 @@ def test_whole_steps_equal_eager_steps():
                                    msg=name)
         assert float(whole.optimizer.state[q]["step"]) == 3
     assert not torch.equal(whole.model.lm_head.weight, _trainer().model.lm_head.weight)  # it trained
+
+
+@whole_step
+def test_the_whole_step_runs_the_adamw_asked_for():
+    """fused_adamw=false: the for-loop AdamW after the graph, the same steps as the eager trainer's."""
+    loop = _trainer(fused_adamw=False)
+    assert loop.whole_step is not None and not loop.fused
+    steps_agree(_trainer(compile=False), loop, 2)
 
 
 @whole_step
@@ -116,18 +108,19 @@ def test_a_recurrent_family_keeps_the_compiled_model():
 @whole_step
 def test_trainers_in_one_process_do_not_share_the_limit_on_recompiles():
     """Each trainer's whole step has its own compiled graphs: with a limit of one graph, a second trainer
-    with another setting still compiles its own (shared, it would fail: fullgraph cannot fall back)."""
+    with another model still compiles its own (shared, it would fail: fullgraph cannot fall back)."""
     with torch._dynamo.config.patch(recompile_limit=1):
-        for clip in (1.0, 0.5):
-            trainer = _trainer(grad_clip=clip)
+        for dropout in (0.0, 0.1):
+            trainer = _trainer(dropout=dropout)
             assert trainer.whole_step is not None
             assert np.isfinite(trainer.train_step()["loss"])
 
 
 @whole_step
 def test_what_may_change_between_steps_compiles_a_new_graph():
-    """The guards the whole step keeps: a changed weight decay gives the eager trainer's steps, and a
-    batch of another shape is scored as the eager model scores it (not run through the old graph)."""
+    """A changed weight decay (AdamW's, outside the graph) gives the eager trainer's steps, and a batch of
+    another shape is scored as the eager model scores it (not run through the old graph: the guards
+    the whole step keeps)."""
     eager, whole = _trainer(compile=False), _trainer()
     steps_agree(eager, whole, 1)
     for trainer in (eager, whole):
@@ -137,16 +130,15 @@ def test_what_may_change_between_steps_compiles_a_new_graph():
     inputs, targets = window[:, :-1], window[:, 1:]  # (2, 9): the trainer's batches are (4, 16)
     with torch.no_grad():
         expected = float(nll_sum(whole.model(inputs)[0], targets))
-    loss_sum, _ = whole.whole_step(inputs, targets, torch.tensor(1 / 18), torch.tensor(1e-3))
+    loss_sum, _ = whole.whole_step(inputs, targets, torch.tensor(1 / 18))
     assert float(loss_sum) == pytest.approx(expected, rel=1e-5)
 
 
-def test_the_guard_filter_keeps_the_batch_and_hyperparameters_in_either_naming():
-    """torch 2.13 names guards ``inputs``; older versions ``L['inputs']``: both are kept, and the state's
-    and the module tree's are dropped in both."""
-    names = {"": True, "inputs": True, "L['targets']": True, "lr": True, "scale": True,
-             "self.grad_clip": True, "self.groups[1]": True, "L['self'].groups[0]": True, "lr_warm": False,
-             "params[0]": False, "L['exp_avg'][3]": False, "self.model._modules['lm_head']": False,
+def test_the_guard_filter_keeps_the_batch_in_either_naming():
+    """torch 2.13 names guards ``inputs``; older versions ``L['inputs']``: both are kept, and the
+    parameters' and the module tree's are dropped in both."""
+    names = {"": True, "inputs": True, "L['targets']": True, "scale": True, "scale_x": False,
+             "params[0]": False, "L['params'][3]": False, "self.model._modules['lm_head']": False,
              "self.names[0]": False}
     guards = [SimpleNamespace(name=name) for name in names]
-    assert _only_the_batch_and_hyperparameters(guards) == list(names.values())
+    assert _only_the_batch(guards) == list(names.values())

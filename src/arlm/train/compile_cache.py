@@ -21,8 +21,8 @@ recognised and ignored.
 
 The key is a hash of everything that shapes the graph: the torch and arlm versions, the CPU's vector
 instruction set (``torch.backends.cpu.get_cpu_capability()``), the device type, the model's family and
-config, the batch (rows × block) and the hyperparameters baked into the graph (clipping, betas, eps,
-weight decay, dtype). It only picks the file: torch checks each loaded entry against its own key
+config, the batch (rows × block) and the dtype (clipping and AdamW run outside the graph, so their
+settings are not in it). It only picks the file: torch checks each loaded entry against its own key
 (the traced graph, the inputs, the compiler's flags), so an artifact of an edited model is never used,
 only compiled anew. A missing, unreadable or unwritable cache costs a compile, never the run.
 """
@@ -52,12 +52,10 @@ def artifact_folder() -> Path:
 
 def artifact_key(model: Any, config: Any, device_type: str, whole_step: bool) -> str:
     """The hex key of a training run's compiled graph: a hash of torch's and arlm's versions, the CPU's
-    instruction set, the device type, the model's family and config, the batch shape and the
-    hyperparameters the graph holds as constants."""
+    instruction set, the device type, the model's family and config, the batch shape and the dtype."""
     from arlm import __version__
 
-    fields = ("micro_batch_size", "block_size", "grad_clip", "betas", "eps", "weight_decay", "dtype",
-              "fused_adamw")
+    fields = ("micro_batch_size", "block_size", "dtype")
     model_config = getattr(model, "config", None)
     described = {
         "torch": torch.__version__, "arlm": __version__, "isa": torch.backends.cpu.get_cpu_capability(),

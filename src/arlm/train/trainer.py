@@ -20,12 +20,13 @@ accumulated gradient is the big-batch gradient, whatever the split.
 **Optimizer and stability** (F14): AdamW with decoupled weight decay on weight matrices only (no decay
 on biases, norm gains or embeddings); the learning rate follows :func:`~arlm.train.schedules.learning_rate`
 (warmup, then cosine/linear decay); the gradient is clipped to global norm ``grad_clip``:
-g <- g · min(1, c / ‖g‖₂). AdamW runs torch's fused kernel on CUDA; on the CPU it runs torch's for-loop
-kernel unless ``fused_adamw=True`` (fused on the CPU from torch 2.4: about 7% faster a step on the baby
-config, but not the for-loop's last bits, so a run's numbers move slightly; the committed experiments
-use the default). On CUDA with fused AdamW no step waits for the GPU: the loss and gradient norm stay
-on the device, and a non-finite loss is caught there (the fused kernel skips that update) and
-reported when the loop next reads the losses (its log interval; :meth:`Trainer.read_losses`).
+g <- g · min(1, c / ‖g‖₂). AdamW runs torch's fused kernel on CUDA and in the CPU's compiled step;
+on the CPU otherwise it runs torch's for-loop kernel unless ``fused_adamw=True`` (fused on the CPU
+from torch 2.4: about 7% faster a step on the baby config, but not the for-loop's last bits, so a
+run's numbers move slightly; the committed experiments use the default). On CUDA with fused AdamW no
+step waits for the GPU: the loss and gradient norm stay on the device, and a non-finite loss is caught
+there (the fused kernel skips that update) and reported when the loop next reads the losses (its log
+interval; :meth:`Trainer.read_losses`).
 
 **Mixed precision** (F12): the forward pass runs under ``torch.autocast`` in bf16 or fp16 (matmuls in
 low precision, reductions and softmax in fp32; the loss is computed on fp32 logits). The parameters
@@ -65,14 +66,14 @@ training stops early after ``patience`` evaluations without improvement, and eve
 ``metrics.jsonl``.
 
 **Compiled** (``compile=True``): on the CPU, where a step is one fp32 teacher-forcing pass of a
-stateless family with one micro-batch in one process (and torch is recent enough), the whole step —
-forward, loss, backward, clipping, AdamW — is one compiled graph (:mod:`arlm.train.compiled_step`);
-elsewhere the forward pass and its loss are (:func:`compile_model`). :meth:`Trainer.whole_step_reason`
-says which, and why. The compile is paid on the first step: the summary reports that step's time
-against the median of the others. What it compiled is saved after that step and loaded by the next
-run with the same shapes (:mod:`arlm.train.compile_cache`). ``compile="auto"`` compiles only when
-``max_steps`` is long enough to pay the compile back (:mod:`arlm.train.compile_choice`), and
-:attr:`Trainer.compile_note` says what it chose and why.
+stateless family with one micro-batch in one process (and torch is recent enough), the forward pass, the
+loss and the backward pass are one compiled graph, followed by clipping and fused AdamW
+(:mod:`arlm.train.compiled_step`); elsewhere the forward pass and its loss are (:func:`compile_model`).
+:meth:`Trainer.whole_step_reason` says which, and why. The compile is paid on the first step: the
+summary reports that step's time against the median of the others. What it compiled is saved after that
+step and loaded by the next run with the same shapes (:mod:`arlm.train.compile_cache`).
+``compile="auto"`` compiles only when ``max_steps`` is long enough to pay the compile back
+(:mod:`arlm.train.compile_choice`), and :attr:`Trainer.compile_note` says what it chose and why.
 
 **Budgets.** Training ends at ``max_steps`` (the length of the learning-rate schedule), or earlier at
 ``max_seconds`` of wall clock if that is set, whichever comes first; the summary and the checkpoint
@@ -131,10 +132,12 @@ from arlm.train.batches import (
     validation_streams,
 )
 from arlm.train.compile_choice import check_compile_setting, choose_compile
-from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, WholeStep, clip_factor, global_norm
+from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, WholeStep
 from arlm.train.schedules import LR_SCHEDULES, RATIO_SCHEDULES, learning_rate, teacher_forcing_ratio
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# whether oneDNN has bf16 kernels on this CPU (AVX-512 and up; not on an AVX2-only one)
+ONEDNN_BF16 = bool(getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True)())
 FUSED_ADAMW_ON_CPU = tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4)  # torch >= 2.4
 
 
@@ -192,8 +195,8 @@ class TrainConfig:
     tensorboard: bool = False  # also write the metrics as TensorBoard scalars to out_dir/tensorboard
     compile: bool | str = False  # torch.compile the training step (see compile_model); "auto": only
     # when max_steps is long enough to pay back the compile (arlm.train.compile_choice)
-    fused_adamw: bool | None = None  # None: fused on CUDA, for-loop on the CPU; True/False: everywhere
-    # (but the whole compiled step, compile=true on the CPU, writes its AdamW into its own graph)
+    fused_adamw: bool | None = None  # None: fused on CUDA and in the CPU's compiled whole step
+    # (compile=true), for-loop elsewhere on the CPU; True/False: everywhere
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -447,6 +450,16 @@ def compile_model(fn: Any, device: torch.device) -> Any:
     return torch.compile(fn)
 
 
+def global_norm(grads: list[Tensor]) -> Tensor:
+    """‖g‖₂ of all gradients together, ‖(‖g_1‖, …, ‖g_n‖)‖₂: the per-tensor norms in one foreach call."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+
+
+def clip_factor(norm: Tensor, max_norm: float) -> Tensor:
+    """min(1, c / (‖g‖₂ + 1e-6)) as a 0-dim tensor (clamped on the device: nothing waits for it)."""
+    return (max_norm / (norm + 1e-6)).clamp(max=1.0)
+
+
 def clip_grad_norm(params: list[Tensor], max_norm: float) -> Tensor:
     """Scale the gradients to global norm ``max_norm`` if their norm ‖g‖₂ is above it:
     g <- g · min(1, c / (‖g‖₂ + 1e-6)); returns ‖g‖₂ before clipping.
@@ -461,6 +474,18 @@ def clip_grad_norm(params: list[Tensor], max_norm: float) -> Tensor:
     total = global_norm(grads)
     torch._foreach_mul_(grads, clip_factor(total, max_norm))
     return total
+
+
+@contextlib.contextmanager
+def _without_onednn() -> Iterator[None]:
+    """oneDNN off for the block (``torch.backends.mkldnn.flags`` would also reset its TF32 setting and
+    warn about Intel GPUs)."""
+    was = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = was
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,8 +543,11 @@ class Trainer:
 
             ids = [device.index] if device.type == "cuda" else None
             self.wrapped = DistributedDataParallel(self.wrapped, device_ids=ids)
-        # fused AdamW (one kernel over all tensors): on CUDA by default, on the CPU when asked (torch >= 2.4)
-        fused = device.type == "cuda" if config.fused_adamw is None else config.fused_adamw
+        # fused AdamW (one kernel over all tensors): by default on CUDA and in the CPU's compiled whole step
+        # (arlm.train.compiled_step), elsewhere on the CPU when asked (torch >= 2.4)
+        whole_step = self.whole_step_reason() is None
+        fused = (device.type == "cuda" or (whole_step and FUSED_ADAMW_ON_CPU)
+                 if config.fused_adamw is None else config.fused_adamw)
         if fused and device.type == "cpu" and not FUSED_ADAMW_ON_CPU:
             raise ConfigError("fused_adamw=true on the CPU needs torch 2.4 or newer; leave it unset")
         self.fused = fused
@@ -534,8 +562,8 @@ class Trainer:
         # raises, at its next log or evaluation. Elsewhere (the CPU, where reading costs nothing) the
         # loss is read and checked at once, before the update.
         self.checks_on_device = device.type == "cuda" and self.fused and config.dtype != "fp16"
-        self.whole_step = None if self.whole_step_reason() else WholeStep(self.model, self.optimizer,
-                                                                           nll_sum, config.grad_clip)
+        self.whole_step = WholeStep(self.model, self.optimizer, nll_sum, config.grad_clip,
+                                    clip_grad_norm) if whole_step else None
         # the compiled artifacts of an earlier run with the same key, loaded before the first compile
         # (arlm.train.compile_cache); this run's are saved after its first step
         self.artifact_key = None
@@ -583,7 +611,15 @@ class Trainer:
         """The forward pass's precision context: autocast to bf16/fp16, or nothing for fp32."""
         if self.config.dtype == "fp32":
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=DTYPES[self.config.dtype])
+        cast = torch.autocast(self.device.type, dtype=DTYPES[self.config.dtype])
+        if self.device.type == "cpu" and self.config.dtype == "bf16" and not ONEDNN_BF16:
+            # oneDNN's bf16 kernels need AVX-512 (its LSTM refuses to build on an AVX2-only CPU):
+            # there ATen's own kernels run instead (the LSTM's in fp32)
+            stack = contextlib.ExitStack()
+            stack.enter_context(_without_onednn())
+            stack.enter_context(cast)
+            return stack
+        return cast
 
     def next_batch(self) -> Tensor:
         """The global batch (B, T+1) of this step, the same on every process; advances the data position."""
@@ -679,7 +715,7 @@ class Trainer:
         window = self.next_batch()
         ratio = cfg.teacher_forcing(self.step)
         if self.whole_step is not None:  # the step as one compiled graph (the CPU, see whole_step_reason)
-            loss, grad_norm = self._whole_step(window, lr)
+            loss, grad_norm = self._whole_step(window)
         else:
             loss, grad_norm = self._step_in_parts(window, ratio)
         self.step += 1
@@ -696,11 +732,11 @@ class Trainer:
             compile_cache.save_artifacts(self.artifact_key)
         self.artifact_key = None
 
-    def _whole_step(self, window: Tensor, lr: float) -> tuple[float, float | None]:
+    def _whole_step(self, window: Tensor) -> tuple[float, float | None]:
         """The step through :class:`~arlm.train.compiled_step.WholeStep` -> (loss, norm before clipping)."""
         inputs, targets, n_targets = self._batch(window)
-        scale, step_lr = torch.tensor(1.0 / n_targets), torch.tensor(lr)  # tensors: no recompiles
-        loss_sum, grad_norm = self.whole_step(inputs, targets, scale, step_lr)
+        scale = torch.tensor(1.0 / n_targets)  # a tensor: no recompiles
+        loss_sum, grad_norm = self.whole_step(inputs, targets, scale)
         loss = self._finite(float(loss_sum) / n_targets)  # not finite: nothing was updated
         return loss, None if grad_norm is None else float(grad_norm)
 
