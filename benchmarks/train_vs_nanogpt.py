@@ -44,8 +44,9 @@ column).
 ``--passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` for every process: OpenMP's threads then sleep at a
 barrier instead of spinning. On 2 cores that other jobs keep busy, a 2-thread process with the default
 policy ran about 10 nanoGPT iterations a minute (each barrier waits for the thread that is descheduled,
-while the other spins), with passive waiting 65–560 ms an iteration; it changes nothing on an idle
-machine's results but the last few percent, and applies to both systems alike.
+while the other spins), with passive waiting 65–560 ms an iteration. On an idle machine it costs every
+system: nanoGPT's step 46 → 61 ms, arlm's eager step 45 → 62 ms in a 300-iteration trial (2026-12-05),
+so leave it off there.
 
 ``compile=auto`` (:mod:`arlm.train.compile_choice`) is run in place of the system it chooses: at
 ``--iters`` below its threshold it is the eager row (it does not compile), above it the empty-cache

@@ -5,20 +5,22 @@ so over S steps it pays when
 
     S · Δ > C,    i.e.    S > S* = C / Δ.
 
-On this project's 2-core CPU, for nanoGPT's baby config at 2 threads:
+On this project's 2-core CPU, for nanoGPT's baby config at 2 threads, with the whole step compiled as
+its forward and backward pass only (:mod:`arlm.train.compiled_step`, since 2026-12-05):
 
-* idle machine: a compile from an empty cache C ≈ 35 s (34.5 s measured at load 1.5, 2026-12-04); the
-  whole compiled step 21.7 ms against 28.2 ms for arlm's eager step with fused AdamW (≈ 30 ms with the
-  default for-loop AdamW) (2026-11-28, the 2-thread table of the former ``benchmarks/train_baby.py``):
-  Δ ≈ 6.5–8.5 ms, S* ≈ 4,000–5,400 steps;
-* loaded machine (issue 24's run): C = 51.7 s, 42 ms against 60 ms a step: Δ ≈ 18 ms, S* ≈ 2,900;
+* a compile from empty caches C ≈ 21 s (19.6–20.9 s measured, 2026-12-05; it was 32–52 s while clipping
+  and AdamW were inside the graph);
+* the step saves Δ ≈ 4.4–9.5 ms: arlm's eager step 46.4–47.6 ms, the compiled one 37–42 ms (the same
+  code gives either on this shared machine, in spells of minutes): S* = C / Δ ≈ 2,200–4,700 steps;
 * ``benchmarks/train_vs_nanogpt.py`` (docs/benchmarks.md "Training against the real nanoGPT") measures
-  both sides of the choice at 2,000 and 5,000 iterations.
+  both sides of the choice at 2,000 and 5,000 iterations: at 2,000 compiling lost (111.9 against
+  101.6 s eager), at 5,000 it broke even (248.2 against 247.4 s) in a run where the compiled step took
+  42 ms.
 
-:data:`AUTO_COMPILE_STEPS` = 4,000 lies between: on an idle machine a run just above it can lose up to
-~10 s against eager (~7% of such a run), on a loaded one a run just below it leaves a little on the
-table. A larger model saves more per step and compiles in about the same time (more kernels of the
-same kinds), so there the threshold errs towards eager.
+:data:`AUTO_COMPILE_STEPS` = 4,000 lies in that range, towards its cautious end: a run just above it
+loses nothing measurable against eager when the compiled step is slow, and a run just below it leaves
+a few seconds on the table when it is fast. A larger model saves more per step and compiles in about
+the same time (more kernels of the same kinds), so there the threshold errs towards eager.
 
 The choice reads only the configuration (``max_steps``), never the clock or what is in the compile
 cache: the same command trains the same weights whatever ran before it. A run that will be repeated
@@ -34,7 +36,7 @@ COMPILE_CHOICES = (True, False, "auto")
 
 # S*, the steps from which compile=auto compiles (the measurements in the module's docstring)
 AUTO_COMPILE_STEPS = 4000
-COLD_COMPILE_SECONDS = 45  # C, a compile from an empty cache, for the message (measured: 35-50 s)
+COLD_COMPILE_SECONDS = 20  # C, a compile from an empty cache, for the message (measured: 19.6-20.9 s)
 
 
 def check_compile_setting(value: Any) -> None:
