@@ -1,9 +1,12 @@
 """Atomic writes: a failure midway leaves the old file (or folder) exactly as it was."""
 
+import os
+import signal
+
 import pytest
 
 from arlm.errors import ArlmError
-from arlm.io import atomic_dir, atomic_write
+from arlm.io import atomic_dir, atomic_write, interrupts_held
 
 
 def test_atomic_write_replaces_on_success(tmp_path):
@@ -137,3 +140,56 @@ def test_a_crash_between_the_two_renames_brings_the_previous_folder_back(tmp_pat
     recover_dir(target)
     assert _folder_is(target, "old")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lastly.abcd1234.tmp", "last"]
+
+
+class _Stop(BaseException):
+    pass
+
+
+def test_an_interrupt_waits_for_the_held_block_and_then_reaches_the_old_handler():
+    """A SIGTERM sent inside ``interrupts_held`` lets the block finish, then raises where it ends; the old
+    handler is back afterwards."""
+    def stop(signum, frame):
+        raise _Stop(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    done = []
+    try:
+        with pytest.raises(_Stop), interrupts_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("after the signal")
+        assert done == ["after the signal"]
+        assert signal.getsignal(signal.SIGTERM) is stop
+        with interrupts_held():  # nothing sent: nothing raised
+            done.append("quiet")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_checkpoint_save_finishes_before_an_interrupt(tmp_path, monkeypatch):
+    """SIGTERM arriving while torch.save writes the optimizer's state: the checkpoint is whole and the
+    interrupt comes after it (it used to surface as torch's RuntimeError "unexpected pos")."""
+    import torch
+
+    from arlm.models.transformer import TransformerConfig, TransformerLM
+    from arlm.train.checkpoint import read_state, save_checkpoint
+
+    def stop(signum, frame):
+        raise _Stop(signum)
+
+    real_save = torch.save
+
+    def save_and_get_signalled(obj, f, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # in the middle of the checkpoint
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_and_get_signalled)
+    model = TransformerLM(TransformerConfig(vocab_size=8, block_size=4, n_layer=1, n_head=1, d_model=8))
+    optimizer = torch.optim.AdamW(model.parameters())
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        with pytest.raises(_Stop):
+            save_checkpoint(tmp_path / "last", model, optimizer, {"step": 1})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert read_state(tmp_path / "last")["step"] == 1  # whole: every file matches its checksum

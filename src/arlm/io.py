@@ -12,7 +12,9 @@ import json
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -29,6 +31,28 @@ def _temp_beside(path: Path, make):
     except OSError as e:
         raise UnwritableError(f"cannot write {path} ({e.strerror or e}); choose an output path in a folder "
                         "you can write to") from e
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM while the block runs, and deliver the first one that came when it
+    ends: for writers that a signal must not cut in the middle, such as ``torch.save``'s C++ zip writer
+    (an exception raised from its Python callback leaves it with a bad position, and it then fails with
+    a RuntimeError of its own instead of the interrupt). Only the main thread receives signals: in any
+    other thread the block just runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        if held:
+            signal.raise_signal(held[0])  # to the handler that was there before: raised here, now
 
 
 @contextlib.contextmanager

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from arlm.errors import FormatError, MismatchError
-from arlm.io import atomic_dir, atomic_write, recover_dir
+from arlm.io import atomic_dir, atomic_write, interrupts_held, recover_dir
 from arlm.models.neural import NeuralLM
 
 STATE_FILE = "trainer_state.json"
@@ -104,7 +104,8 @@ def save_checkpoint(folder: str | Path, model: NeuralLM, optimizer: torch.optim.
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    with atomic_dir(folder) as tmp:
+    # an interrupt waits until the folder is whole (torch.save must not be cut off mid-write)
+    with interrupts_held(), atomic_dir(folder) as tmp:
         model.save_files(tmp)
         payload: dict[str, Any] = {"optimizer": optimizer.state_dict()}
         if scaler is not None and scaler.is_enabled():
