@@ -25,6 +25,9 @@ token of a ``--new``-token greedy run after a 121-token random prompt, prefill i
 * the GEMV floors: the step's 4 · 6 + 1 matrix-vector products and nothing else, through numpy's BLAS
   over row-major Wᵀ, through torch over row-major Wᵀ and over the views of W, and through MKL's packed
   linear (where torch has MKL);
+* the numpy floor's products for 2, 5 and 9 rows at once: what a speculative verification of 1, 4 or 8
+  proposals costs in products, against a plain step's one row (its ratio bounds what any draft can
+  give: m tokens for that cost);
 * the same bytes read by ``sum`` (the pace of the memory, with no GEMV).
 
 Every arlm greedy case is checked to give HF's tokens. The load average is recorded at the start and the
@@ -63,6 +66,14 @@ FLOOR_NUMPY = ("GEMV floor, numpy's BLAS (OpenBLAS) over row-major Wᵀ (the ste
 FLOOR_ROW_MAJOR = "GEMV floor, torch (MKL) over row-major Wᵀ"
 FLOOR_VIEW = "GEMV floor, torch (MKL) over Wᵀ as a view of W"
 FLOOR_PACKED = "GEMV floor, MKL's packed linear (`torch.ops.mkl._mkl_linear`, what Inductor's freezing uses)"
+VERIFY_ROWS = (2, 5, 9)  # a speculative verification's rows: the token + k = 1, 4, 8 proposals
+
+
+def verify_floor(m: int) -> str:
+    return (f"the same products for {m} rows at once (a speculative verification of {m - 1} "
+            f"proposal{'s' if m > 2 else ''}), numpy's BLAS")
+
+
 STREAM = "the same bytes streamed by `sum` (one flat copy of the weights: the memory's pace, no GEMV)"
 RATE_NAMES = {FLOOR_NUMPY: "numpy's BLAS", FLOOR_ROW_MAJOR: "torch over row-major Wᵀ",
               FLOOR_VIEW: "torch over the views", FLOOR_PACKED: "MKL's packed linear", STREAM: "`sum`"}
@@ -176,11 +187,15 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
     numpy_weights = [w.numpy() for w in [*row_major, head]]
     numpy_inputs = [x.numpy() for x in [*inputs, inputs[0]]]
 
-    def floor_numpy() -> None:
+    def floor_numpy(inputs: list[np.ndarray] = numpy_inputs) -> None:
         follow_torch_threads()
         for _ in range(new):
-            for x, w in zip(numpy_inputs, numpy_weights, strict=True):
+            for x, w in zip(inputs, numpy_weights, strict=True):
                 np.dot(x, w)
+
+    def floor_numpy_rows(m: int) -> Callable[[], None]:
+        rows = [np.repeat(x, m, axis=0) for x in numpy_inputs]  # (m, C_in) each
+        return lambda: floor_numpy(rows)
 
     packed = [(torch.ops.mkl._mkl_reorder_linear_weight(m.weight.detach(), 1), m.weight.detach())
               for m in [*linears, model.lm_head]]  # MKL's packed form of W (C_out, C_in), batch 1
@@ -210,6 +225,7 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
         "lean step alone (bare loop)": bare(FastDecoder(model)),
         WITHOUT_PRODUCTS: bare(without_products(FastDecoder(model))),
         FLOOR_NUMPY: floor_numpy,
+        **{verify_floor(m): floor_numpy_rows(m) for m in VERIFY_ROWS},
         FLOOR_ROW_MAJOR: floor(row_major),
         FLOOR_VIEW: floor(views),
     }
@@ -250,9 +266,14 @@ def report(results: dict, descriptions: dict, args, argv: list[str], load: tuple
                        for name, r in results.items())
     floors = ", ".join(f"{name} {r['per_token'][HF_CASE] / r['per_token'][FLOOR_NUMPY]:.2f}×"
                        for name, r in results.items())
+    verify = "; ".join(f"{name}: " + ", ".join(
+        f"{m} rows {r['per_token'][verify_floor(m)] / r['per_token'][FLOOR_NUMPY]:.2f}×" for m in VERIFY_ROWS)
+        for name, r in results.items())
     lines += [f"arlm generate against HF generate: {ratios} (the issue's aim: ≥ 2×). HF's time over the "
               f"GEMV floor of the kernel arlm calls (numpy's BLAS over row-major Wᵀ) alone: "
-              f"{floors}."]
+              f"{floors}. The products of m rows at once, over those of one row (what a speculative "
+              f"verification pass costs in products, against a plain step): {verify}; a draft that is "
+              f"always right can speed decoding up by at most m / that ratio."]
     return "\n".join(lines) + "\n"
 
 
