@@ -10,7 +10,8 @@ kernel. Here the gradient is one traced function,
     g = ∇_θ L(θ; batch)                          (torch.func: the backward is traced, not run by autograd)
 
 that ``torch.compile`` turns into one graph, with Inductor's wrapper code in C++ (``cpp_wrapper``): no
-Python runs between the first kernel of the forward pass and the last of the backward. Then, eagerly,
+Python runs between the first kernel of the forward pass and the last of the backward. Then the
+trainer updates as on its other paths (``Trainer._update``), eagerly:
 
     g ← g · min(1, c / (‖g‖₂ + 1e-6))            (clipping to global norm c: one foreach call)
     θ ← AdamW(θ, g)                              (the trainer's torch.optim.AdamW: its fused kernel)
@@ -18,10 +19,10 @@ Python runs between the first kernel of the forward pass and the last of the bac
 **Why the update is not in the graph.** Until 2026-12-05 clipping and AdamW were written out inside the
 graph. On nanoGPT's baby config at 2 threads that half of the graph cost half of a compile from empty
 caches (41.8 s against 20.9 s for the forward and backward alone) and ran slower than torch's fused CPU
-AdamW, one C++ call over every tensor (~3 ms a step inside the graph; fused AdamW 0.44 ms, the foreach
-clipping 0.25 ms): the step is as fast (37.7 against 37.8 ms median) and starts training in half the
-time (docs/training.md, "Compiled training"). The trainer makes its AdamW fused where this step
-applies (unless ``fused_adamw=false`` asks for the for-loop kernel).
+AdamW, one C++ call over every tensor (~2 ms a step inside the graph, under the profiler; fused AdamW
+0.44 ms, the foreach clipping 0.25 ms): the step is as fast (37.7 against 37.8 ms median) and starts
+training in half the time (docs/training.md, "Compiled training"). The trainer makes its AdamW fused
+where this step applies (unless ``fused_adamw=false`` asks for the for-loop kernel).
 
 **A non-finite loss changes nothing**: the update runs only after the loss is read and found finite
 (reading it costs nothing on a CPU), so the trainer raises its error with the weights and moments as
@@ -50,44 +51,31 @@ WHOLE_STEP_SUPPORTED = (hasattr(torch.compiler, "keep_tensor_guards_unsafe")
                         and "isolate_recompiles" in inspect.signature(torch.compile).parameters)
 
 
-class WholeStep:
-    """``step(inputs (B, T), targets (B, T), scale) -> (Σ NLL of the batch, ‖g‖₂ before clipping)``,
-    having updated the model's parameters and the optimizer's state in place, unless the loss is not
-    finite (then nothing changes and the norm is None).
+class CompiledGradients:
+    """``gradients(inputs (B, T), targets (B, T), scale) -> (Σ NLL of the batch, [∇ of scale · Σ NLL for
+    each trained parameter])``, the parameters in ``named_parameters`` order (tied ones once: ``params``).
 
     ``nll_sum(logits, targets)`` is the loss, Σ −log p over the scored targets; ``scale`` (a 0-dim
     tensor) multiplies it before differentiating (1/N for the mean over the batch's N scored targets):
-    as a tensor, a new value does not compile the graph again. ``clip`` scales the gradients to a global
-    norm and returns the norm before (the trainer's foreach clipping); ``grad_clip`` 0 turns clipping off
-    (the norm returned is then None). The optimizer's learning rate is set by the caller.
+    as a tensor, a new value does not compile the graph again. The trainer puts the gradients in
+    ``.grad`` and updates as its other paths do (clipping, the optimizer's step).
     """
 
-    def __init__(self, model: NeuralLM, optimizer: torch.optim.Optimizer,
-                 nll_sum: Callable[[Tensor, Tensor], Tensor], grad_clip: float,
-                 clip: Callable[[list[Tensor], float], Tensor]) -> None:
-        self.model, self.optimizer, self.nll_sum = model, optimizer, nll_sum
-        self.grad_clip, self.clip = grad_clip, clip
+    def __init__(self, model: NeuralLM, nll_sum: Callable[[Tensor, Tensor], Tensor]) -> None:
+        self.model, self.nll_sum = model, nll_sum
         trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad]  # tied ones once
         self.names, self.params = [name for name, _ in trained], [p for _, p in trained]
         # cpp_wrapper: Inductor's code that calls the kernels in C++ (5% of a baby-config step; and a
         # compile from empty caches 20.9 s against 24.9 s with the Python wrapper);
         # guard_filter_fn: see _only_the_batch; dynamic=False: a run's shapes are fixed, so a new shape
-        # compiles a graph for it, not a symbolic one; isolate_recompiles: every WholeStep has its own
-        # graphs and its own limit of 8, otherwise all the trainers of a process share them and the 9th
-        # model fails (fullgraph=True cannot fall back to eager)
+        # compiles a graph for it, not a symbolic one; isolate_recompiles: every CompiledGradients has
+        # its own graphs and its own limit of 8, otherwise all the trainers of a process share them and
+        # the 9th model fails (fullgraph=True cannot fall back to eager)
         self.compiled = torch.compile(self._gradients, fullgraph=True, dynamic=False, isolate_recompiles=True,
                                       options={"cpp_wrapper": True, "guard_filter_fn": _only_the_batch})
 
-    def __call__(self, inputs: Tensor, targets: Tensor, scale: Tensor) -> tuple[Tensor, Tensor | None]:
-        loss_sum, grads = self.compiled([p.detach() for p in self.params], inputs, targets, scale)
-        if not torch.isfinite(loss_sum):  # the caller raises: nothing is updated
-            return loss_sum, None
-        for p, g in zip(self.params, grads, strict=True):
-            p.grad = g
-        norm = self.clip(self.params, self.grad_clip) if self.grad_clip > 0 else None
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss_sum, norm
+    def __call__(self, inputs: Tensor, targets: Tensor, scale: Tensor) -> tuple[Tensor, list[Tensor]]:
+        return self.compiled([p.detach() for p in self.params], inputs, targets, scale)
 
     def _gradients(self, params: list[Tensor], inputs: Tensor, targets: Tensor,
                    scale: Tensor) -> tuple[Tensor, list[Tensor]]:

@@ -132,7 +132,7 @@ from arlm.train.batches import (
     validation_streams,
 )
 from arlm.train.compile_choice import check_compile_setting, choose_compile
-from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, WholeStep
+from arlm.train.compiled_step import WHOLE_STEP_SUPPORTED, CompiledGradients
 from arlm.train.schedules import LR_SCHEDULES, RATIO_SCHEDULES, learning_rate, teacher_forcing_ratio
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -562,8 +562,7 @@ class Trainer:
         # raises, at its next log or evaluation. Elsewhere (the CPU, where reading costs nothing) the
         # loss is read and checked at once, before the update.
         self.checks_on_device = device.type == "cuda" and self.fused and config.dtype != "fp16"
-        self.whole_step = WholeStep(self.model, self.optimizer, nll_sum, config.grad_clip,
-                                    clip_grad_norm) if whole_step else None
+        self.whole_step = CompiledGradients(self.model, nll_sum) if whole_step else None
         # the compiled artifacts of an earlier run with the same key, loaded before the first compile
         # (arlm.train.compile_cache); this run's are saved after its first step
         self.artifact_key = None
@@ -733,18 +732,26 @@ class Trainer:
         self.artifact_key = None
 
     def _whole_step(self, window: Tensor) -> tuple[float, float | None]:
-        """The step through :class:`~arlm.train.compiled_step.WholeStep` -> (loss, norm before clipping)."""
+        """The step's gradients in one compiled graph (:mod:`arlm.train.compiled_step`), then the update
+        -> (loss, norm before clipping). A non-finite loss raises before anything is updated."""
         inputs, targets, n_targets = self._batch(window)
         scale = torch.tensor(1.0 / n_targets)  # a tensor: no recompiles
-        loss_sum, grad_norm = self.whole_step(inputs, targets, scale)
-        loss = self._finite(float(loss_sum) / n_targets)  # not finite: nothing was updated
-        return loss, None if grad_norm is None else float(grad_norm)
+        loss_sum, grads = self.whole_step(inputs, targets, scale)
+        loss = self._finite(float(loss_sum) / n_targets)
+        for p, g in zip(self.whole_step.params, grads, strict=True):
+            p.grad = g
+        return loss, self._update(loss)
 
     def _step_in_parts(self, window: Tensor, ratio: float) -> tuple[float | Tensor, float | Tensor | None]:
         """Backward over the micro-batches, clipping, the optimizer's step -> (loss, norm before clipping)."""
-        cfg = self.config
         loss = self.backward(window, ratio)
-        grad_norm = None  # the global norm before clipping (None: clipping is off)
+        return loss, self._update(loss)
+
+    def _update(self, loss: float | Tensor) -> float | Tensor | None:
+        """Clip the gradients in ``.grad``, step the optimizer, clear them -> the norm before clipping (None:
+        clipping is off)."""
+        cfg = self.config
+        grad_norm = None
         if cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             grad_norm = clip_grad_norm(self.params, cfg.grad_clip)
@@ -760,7 +767,7 @@ class Trainer:
             self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss, grad_norm
+        return grad_norm
 
     # ----- evaluation -----------------------------------------------------------------------------
 
