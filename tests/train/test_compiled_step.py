@@ -57,6 +57,25 @@ def test_the_whole_step_runs_the_adamw_asked_for():
 
 
 @whole_step
+def test_the_same_seed_gives_the_same_weights_with_two_threads():
+    """Two threads: the embeddings' gradient is a scatter-add, which Inductor's own kernel does with
+    atomics (the order of the sums changed from run to run); the compiled step leaves it to ATen's
+    deterministic kernel."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        runs = []
+        for _ in range(2):
+            trainer = _trainer(max_steps=8, batch_tokens=16 * 16, micro_batch_size=16)
+            trainer.train(steps=8)
+            runs.append([p.detach().clone() for p in trainer.model.parameters()])
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*runs, strict=True):
+        assert torch.equal(a, b)
+
+
+@whole_step
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):  # with dropout: the graph's random numbers too
     straight = _trainer(dropout=0.1)
     straight.train(steps=4)

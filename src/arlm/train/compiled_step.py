@@ -35,9 +35,10 @@ compiled model otherwise (:meth:`~arlm.train.trainer.Trainer.whole_step_reason`)
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -75,7 +76,8 @@ class CompiledGradients:
                                       options={"cpp_wrapper": True, "guard_filter_fn": _only_the_batch})
 
     def __call__(self, inputs: Tensor, targets: Tensor, scale: Tensor) -> tuple[Tensor, list[Tensor]]:
-        return self.compiled([p.detach() for p in self.params], inputs, targets, scale)
+        with _deterministic_algorithms():
+            return self.compiled([p.detach() for p in self.params], inputs, targets, scale)
 
     def _gradients(self, params: list[Tensor], inputs: Tensor, targets: Tensor,
                    scale: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -89,6 +91,22 @@ class CompiledGradients:
         named = dict(zip(self.names, params, strict=True))
         grads, loss_sum = torch.func.grad(scaled_loss, has_aux=True)(named)
         return loss_sum, [grads[name] for name in self.names]
+
+
+@contextlib.contextmanager
+def _deterministic_algorithms() -> Iterator[None]:
+    """torch's deterministic algorithms on for the block, as they were after it. Under them Inductor
+    leaves the embeddings' gradient (a scatter-add, ``index_put`` with accumulation) to ATen's
+    deterministic kernel; its own kernel adds with atomics, so that with 2 threads the same seed gave
+    weights that differed in the last bits from run to run. Set around every call, not only the one
+    that compiles: Dynamo guards on the setting, so the graph is compiled once and always reused."""
+    was = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was, warn_only=warn_only)
 
 
 # the guards the compiled step keeps: Dynamo's checks of the global state (grad mode, default device, …:
