@@ -16,7 +16,10 @@ token of a ``--new``-token greedy run after a 121-token random prompt, prefill i
 * HF ``generate`` (greedy);
 * arlm as ``arlm generate`` decodes: :func:`arlm.usecases.decoding.decode` (``fast_decoder``: the
   lean step, its products through numpy's BLAS over row-major Wᵀ copies on a CPU, then
-  :func:`~arlm.decode.search.generate`) with a per-token callback as the CLI's streaming has;
+  :func:`~arlm.decode.search.generate`; one new token's attention over the cache in numpy) with a
+  per-token callback as the CLI's streaming has;
+* the same lean step with one new token's attention by torch's SDPA instead of numpy's (the step
+  before this lever);
 * the lean step with its products in torch (MKL) over row-major Wᵀ (issue 24's first lever), and over
   views of W (the layout before issue 24): the GEMV levers one at a time;
 * arlm's modules (``fast=False``);
@@ -59,7 +62,9 @@ SECTION = "## CPU batch-1 decoding: arlm generate against HF generate"
 SHAPE = dict(vocab_size=97, block_size=512, n_layer=6, n_head=6, d_model=384)
 PROMPT_LEN = 121  # [SOS]-less random prompt of 121 ids (as the 120 characters + [SOS] of decode_levers.py)
 HF_CASE = "HF greedy (generate)"
-ARLM_CASE = "arlm greedy as `arlm generate` (decode: lean step, numpy's BLAS over row-major Wᵀ)"
+ARLM_CASE = ("arlm greedy as `arlm generate` (decode: lean step, numpy's BLAS over row-major Wᵀ, "
+             "one token's attention in numpy)")
+SDPA_CASE = "arlm greedy, lean step, one token's attention by SDPA (before this change)"
 WITHOUT_PRODUCTS = "lean step alone, its 24 block products replaced by fixed outputs (all but the GEMVs)"
 FLOOR_NUMPY = ("GEMV floor, numpy's BLAS (OpenBLAS) over row-major Wᵀ (the step's 25 mat-vec products, "
                "nothing between them)")
@@ -90,6 +95,14 @@ class _TorchGemv(FastDecoder):
         self.lean = LeanTransformer(model, gemv=gemv)
         head_t, mask = model.lm_head.weight.detach().t(), self.head_mask  # (C, V), (V,)
         self.head = lambda x: torch.addmm(mask, x, head_t)
+
+
+class _SdpaAttention(FastDecoder):
+    """The lean step with one new token's attention by torch's SDPA instead of numpy's."""
+
+    def __init__(self, model: TransformerLM) -> None:
+        super().__init__(model)
+        self.numpy_attention = False
 
 
 def without_products(decoder: FastDecoder) -> FastDecoder:
@@ -221,6 +234,7 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
             greedy_with(_TorchGemv(model, "row_major")),
         "arlm greedy, lean step in torch (MKL) over views of W (before issue 24)":
             greedy_with(_TorchGemv(model, "view")),
+        SDPA_CASE: greedy_with(_SdpaAttention(model)),
         "arlm greedy, modules (`--no-fast`)": as_arlm_generate(False),
         "lean step alone (bare loop)": bare(FastDecoder(model)),
         WITHOUT_PRODUCTS: bare(without_products(FastDecoder(model))),

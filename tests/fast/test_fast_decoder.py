@@ -55,6 +55,28 @@ def test_steps_give_the_models_log_probs(static, cls):
     torch.testing.assert_close(state.k[:, :, :, :L], ref_state.k[:, :, :, :L], rtol=0, atol=1e-5)
 
 
+def test_one_token_attention_in_numpy_reads_only_the_filled_cache():
+    """On a CPU in fp32 one new token attends in numpy over the filled positions only (NaN in every
+    unwritten one changes nothing), with the log-probs of SDPA's attention."""
+    model = _model()
+    fast, sdpa = FastDecoder(model), FastDecoder(model)
+    sdpa.numpy_attention = False
+    assert fast.numpy_attention
+    state, ref_state = fast.start(2), sdpa.start(2)
+    state.k.fill_(float("nan")), state.v.fill_(float("nan"))
+    out, _ = fast.step(PROMPTS, state)
+    ref, _ = sdpa.step(PROMPTS, ref_state)
+    for _ in range(12):
+        tok = ref.argmax(-1, keepdim=True)  # (2, 1)
+        out, _ = fast.step(tok, state)
+        ref, _ = sdpa.step(tok, ref_state)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
+        assert torch.isfinite(out[:, 3:]).all()  # the head masks [PAD], [SOS] (-inf); the rest is finite
+    L = state.length
+    torch.testing.assert_close(state.v[:, :, :, :L], ref_state.v[:, :, :, :L], rtol=0, atol=1e-5)
+    assert torch.isnan(state.k[:, :, :, L:]).all()  # nothing was written past the filled positions
+
+
 def test_step_all_gives_every_positions_log_probs():
     model = _model()
     fast = FastDecoder(model)

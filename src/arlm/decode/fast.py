@@ -50,6 +50,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -103,6 +104,8 @@ class FastDecoder:
         # over views of the weights
         self.numpy_gemv = device.type == "cpu" and model.transformer.wte.weight.dtype == torch.float32
         self.lean = LeanTransformer(model, gemv="numpy" if self.numpy_gemv else "view")
+        # one new token's attention over the cache in numpy there too (_one_token_attention), else SDPA
+        self.numpy_attention = self.numpy_gemv
         if getattr(type(model), "step_all", None) is None:  # σ-GPT: verified one token at a time
             self.step_all = None  # type: ignore[assignment]
         # the head as lm_head plus a fixed (V,) mask, 0 or -inf: the family's head() (which masks
@@ -209,6 +212,8 @@ class FastDecoder:
         if self.numpy_gemv:
             follow_torch_threads()
         positions = self._positions[L:end]  # (t,) the positions to write
+        if t == 1 and self.numpy_attention:
+            return self.lean(tokens, positions, self._one_token_attention(cache, B))
         mask = None if t == 1 else self._causal_mask(t, L)  # (t, L+t)
         layers = cache.layers()
 
@@ -222,6 +227,35 @@ class FastDecoder:
             return y.view(B, -1) if t == 1 else y.transpose(1, 2).reshape(B * t, -1)  # heads side by side
 
         return self.lean(tokens, positions, attend)
+
+    def _one_token_attention(self, cache: KVCache, B: int) -> Callable[[int, Tensor], Tensor]:
+        """The attention of one new token per row over the cache, written in numpy (CPU, fp32): for each
+        row and head, with K, V the cached keys and values of positions 0..L (the new one written at L),
+
+            s = K q / √D  (L+1,),    a = softmax(s),    y = Vᵀ a  (D,)
+
+        two batched mat-vec products (numpy's ``matmul``, BLAS per head) and a softmax over arrays that
+        share the cache's memory. The same numbers as SDPA's CPU kernel up to the order of sums; at batch
+        1 that kernel's set-up, not its arithmetic, was its price: 0.17 ms a token less on the 6 × 384
+        step (docs/fast_decoding.md, "CPU batch 1")."""
+        nh, hs, L = self.config.n_head, self.config.head_dim, cache.length
+        scale = 1.0 / math.sqrt(hs)
+        keys_all = cache.k.detach().numpy()  # (n_layer, B, nh, block, hs), the cache's memory
+        values_all = cache.v.detach().numpy()
+
+        def attend(layer: int, qkv: Tensor) -> Tensor:  # (B, 3C) -> (B, C)
+            q, k, v = qkv.detach().numpy().reshape(B, 3, nh, hs).transpose(1, 0, 2, 3)  # 3 x (B, nh, hs)
+            keys, values = keys_all[layer], values_all[layer]  # (B, nh, block, hs)
+            keys[:, :, L], values[:, :, L] = k, v
+            s = np.matmul(keys[:, :, : L + 1], q[..., None])  # (B, nh, L+1, 1)
+            s *= scale
+            s -= s.max(axis=2, keepdims=True)
+            np.exp(s, out=s)
+            s /= s.sum(axis=2, keepdims=True)
+            y = np.matmul(s.transpose(0, 1, 3, 2), values[:, :, : L + 1])  # (B, nh, 1, hs)
+            return torch.from_numpy(y.reshape(B, nh * hs))  # heads side by side
+
+        return attend
 
     def _causal_mask(self, t: int, L: int) -> Tensor:
         """The additive mask (t, L+t) of t new queries at positions L.. over L+t keys: 0 over the cached
