@@ -18,7 +18,8 @@ set the pace. :class:`FastDecoder` removes what it can, in two ways:
   On a CPU (fp32) its matrix-vector products go through numpy's BLAS (OpenBLAS;
   :mod:`arlm.models.numpy_gemv`) over row-major copies of Wᵀ (C_in, C_out), HF GPT-2's ``Conv1D``
   layout, made once per weight (:func:`~arlm.models.transformer.row_major_t`): on this project's CPU
-  that GEMV streams the weights faster than torch's (MKL's), over either layout.
+  that GEMV streams the weights faster than torch's (MKL's), over either layout; and one new token's
+  attention over the cache is numpy's too (:meth:`FastDecoder._one_token_attention`), not SDPA's.
   Every :class:`~arlm.models.transformer.TransformerLM` takes it (GPT-2; σ-GPT read left to right,
   its second position table added as its own ``_run`` adds it).
 * **The static step** (``static=True``; captured with CUDA graphs when ``cuda_graphs=True``): the
