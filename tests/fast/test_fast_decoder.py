@@ -196,3 +196,13 @@ def test_row_major_copies_are_made_once_and_follow_the_weights():
     ref, _ = model.step(PROMPTS[:1], ref_state)
     # (log-probs of ~-800 after that step: numpy's BLAS sums in another order than torch's, so 1e-6 of them)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_made_in_inference_mode_decodes_through_the_lean_step():
+    """Weights made under torch.inference_mode() have no version counter; the lean step copies them
+    each time instead of remembering the copy (it used to raise RuntimeError)."""
+    with torch.inference_mode():
+        model = _model()
+        out = generate(FastDecoder(model), PROMPTS, temperature=0, max_new_tokens=10, eos_id=None)
+        ref = generate(model, PROMPTS, temperature=0, max_new_tokens=10, eos_id=None)
+    assert torch.equal(out.tokens, ref.tokens)

@@ -277,7 +277,10 @@ _ROW_MAJOR_T: dict[int, tuple[weakref.ref, int, Tensor]] = {}
 def row_major_t(weight: Tensor) -> Tensor:
     """Wᵀ (C_in, C_out) of a Linear weight W (C_out, C_in), row-major: a copy, remembered while W lives
     and holds the same values (an in-place change — a training step, ``load_state_dict`` — bumps W's
-    version and makes a new copy)."""
+    version and makes a new copy). A weight made in inference mode has no version to follow: its copy
+    is made anew each time."""
+    if weight.is_inference():
+        return weight.detach().t().contiguous()
     key, version = id(weight), weight._version
     cached = _ROW_MAJOR_T.get(key)
     if cached is None or cached[0]() is not weight or cached[1] != version:
