@@ -105,6 +105,38 @@ class OracleDraft:
         return self.sequence[n : n + k], None
 
 
+STEP_CALLS = 64  # one-token steps per timed call in step_costs
+
+
+def step_costs(target, ngram, prompt: list[int], repeats: int) -> dict[str, float]:
+    """Seconds of one one-token step (greedy, the argmax fed back) of the target's lean step and of
+    the n-gram draft's step, after ``prompt``, timed round-robin: what a proposal costs against what a
+    target step costs (a draft slower than its target cannot pay at any acceptance)."""
+    fast, ids = FastDecoder(target), torch.tensor([prompt])
+
+    def stepper(model) -> Callable[[], None]:
+        @torch.inference_mode()
+        def run() -> None:
+            state = model.start(1)
+            logp, state = model.step(ids, state)
+            for _ in range(STEP_CALLS):
+                logp, state = model.step(logp.argmax(-1, keepdim=True), state)
+        return run
+
+    prefill = {"target prefill": stepper_prefill(fast, ids), "n-gram prefill": stepper_prefill(ngram, ids)}
+    runs = round_robin({"target": stepper(fast), "n-gram": stepper(ngram), **prefill}, repeats)
+    return {name: (runs[name].median - runs[f"{name} prefill"].median) / STEP_CALLS
+            for name in ("target", "n-gram")}
+
+
+def stepper_prefill(model, ids: torch.Tensor) -> Callable[[], None]:
+    """The prompt's step alone (subtracted from :func:`step_costs`'s runs)."""
+    @torch.inference_mode()
+    def run() -> None:
+        model.step(ids, model.start(1))
+    return run
+
+
 def run(weak_steps: int, strong_steps: int, order: int, new: int, k: int, repeats: int) -> dict:
     from arlm.data.cache import encode_corpus
     from arlm.data.corpora import load_corpus
@@ -117,6 +149,7 @@ def run(weak_steps: int, strong_steps: int, order: int, new: int, k: int, repeat
     ngram = NGramModel.fit(train_split.tokens, order=order, vocab=tok.vocab, smoothing="kn",
                            discount_fallback=True)
     ngram_seconds = time.perf_counter() - t0
+    costs = step_costs(targets["strong"][0], ngram, prompts(tok)["test text"], repeats)
     rows = []
     for target_name, (target, _, _) in targets.items():
         for prompt_name, prompt in prompts(tok).items():
@@ -134,12 +167,12 @@ def run(weak_steps: int, strong_steps: int, order: int, new: int, k: int, repeat
                                  rounds=None if s is None else s.rounds))
     return dict(rows=rows, targets={n: t[2] for n, t in targets.items()},
                 params=targets["weak"][0].num_parameters(), order=order, ngram_tokens=len(train_split.tokens),
-                ngram_seconds=ngram_seconds, new=new, k=k, repeats=repeats,
+                ngram_seconds=ngram_seconds, new=new, k=k, repeats=repeats, step_costs=costs,
                 prompt_lens={n: len(p) - 1 for n, p in prompts(tok).items()})
 
 
 def report(res: dict) -> list[str]:
-    w, s = res["targets"]["weak"], res["targets"]["strong"]
+    w, s, cost = res["targets"]["weak"], res["targets"]["strong"], res["step_costs"]
     lines = [
         f"Targets: char Transformers of 2 layers × 4 heads × 128, block 256 ({res['params'] / 1e6:.2f}M "
         f"parameters), trained in the run by `usecases.train.train_neural` on Shakespeare's train split "
@@ -157,6 +190,13 @@ def report(res: dict) -> list[str]:
         f"{res['repeats']} runs after a warm-up, the cases of a target and prompt alternating round-robin. "
         "\"vs plain\": plain greedy's time / the case's (the lean step, as `arlm generate`); \"mean k\": the "
         "mean draft length asked for; \"off\": rounds with speculation switched off, of all rounds.",
+        "",
+        f"One greedy one-token step (medians of {res['repeats']} runs of {STEP_CALLS} steps after the test "
+        f"prompt, its prefill subtracted): the strong target's lean step {cost['target'] * 1e6:,.0f} µs, "
+        f"the {res['order']}-gram draft's step {cost['n-gram'] * 1e6:,.0f} µs "
+        f"({cost['n-gram'] / cost['target']:.1f}× a target step). A proposal from "
+        "a draft that costs more than a target step cannot pay at any acceptance: k proposals cost k draft "
+        "steps and a verifying pass for at most k + 1 tokens.",
         "",
         "| target | prompt | case | tok/s | vs plain | same tokens | acceptance | tokens / target forward "
         "| mean k | off |",

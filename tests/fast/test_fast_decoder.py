@@ -60,8 +60,8 @@ def test_one_token_attention_in_numpy_reads_only_the_filled_cache():
     unwritten one changes nothing), with the log-probs of SDPA's attention."""
     model = _model()
     fast, sdpa = FastDecoder(model), FastDecoder(model)
-    sdpa.numpy_attention = False
-    assert fast.numpy_attention
+    assert not fast.numpy_attention  # 32 wide: SDPA (numpy's pays from NUMPY_ATTENTION_MIN_WIDTH)
+    fast.numpy_attention, sdpa.numpy_attention = True, False
     state, ref_state = fast.start(2), sdpa.start(2)
     state.k.fill_(float("nan")), state.v.fill_(float("nan"))
     out, _ = fast.step(PROMPTS, state)
@@ -75,6 +75,24 @@ def test_one_token_attention_in_numpy_reads_only_the_filled_cache():
     L = state.length
     torch.testing.assert_close(state.v[:, :, :, :L], ref_state.v[:, :, :, :L], rtol=0, atol=1e-5)
     assert torch.isnan(state.k[:, :, :, L:]).all()  # nothing was written past the filled positions
+
+
+@pytest.mark.parametrize("cls", [TransformerLM, GPT2LM, SigmaGPT])
+def test_decoding_with_the_numpy_attention_follows_the_model(cls):
+    """Greedy, sampling with rows finishing early (the cache rows selected) and beam search, one new
+    token attending in numpy: the model's own tokens."""
+    model = _model(cls, seed=1)
+    fast = FastDecoder(model)
+    fast.numpy_attention = True
+    for settings in (dict(temperature=0), dict(temperature=1.0, seed=0, num_samples=3, eos_id=2)):
+        settings = {"eos_id": None, **settings}
+        ref = generate(model, PROMPTS, max_new_tokens=25, **settings)
+        out = generate(fast, PROMPTS, max_new_tokens=25, **settings)
+        assert torch.equal(out.tokens, ref.tokens) and out.stop_reason == ref.stop_reason
+        torch.testing.assert_close(out.log_probs, ref.log_probs, rtol=0, atol=1e-5)
+    ref_b = beam_search(model, PROMPTS, num_beams=3, max_new_tokens=12)
+    out_b = beam_search(fast, PROMPTS, num_beams=3, max_new_tokens=12)
+    assert torch.equal(out_b.tokens, ref_b.tokens)
 
 
 def test_step_all_gives_every_positions_log_probs():

@@ -19,7 +19,8 @@ set the pace. :class:`FastDecoder` removes what it can, in two ways:
   :mod:`arlm.models.numpy_gemv`) over row-major copies of Wᵀ (C_in, C_out), HF GPT-2's ``Conv1D``
   layout, made once per weight (:func:`~arlm.models.transformer.row_major_t`): on this project's CPU
   that GEMV streams the weights faster than torch's (MKL's), over either layout; and one new token's
-  attention over the cache is numpy's too (:meth:`FastDecoder._one_token_attention`), not SDPA's.
+  attention over the cache is numpy's too (:meth:`FastDecoder._one_token_attention`), not SDPA's,
+  for models at least ``NUMPY_ATTENTION_MIN_WIDTH`` wide.
   Every :class:`~arlm.models.transformer.TransformerLM` takes it (GPT-2; σ-GPT read left to right,
   its second position table added as its own ``_run`` adds it).
 * **The static step** (``static=True``; captured with CUDA graphs when ``cuda_graphs=True``): the
@@ -61,6 +62,11 @@ from arlm.models.numpy_gemv import follow_torch_threads, numpy_rows_linear
 from arlm.models.transformer import KVCache, LeanTransformer, TransformerLM, causal_mask, rows_linear
 
 _KEPT_MASK_T = 16  # _causal_mask keeps a buffer for t ≤ this many new tokens (draft lengths + 1)
+# The width (d_model) from which one new token attends in numpy rather than through SDPA on a CPU. Whole
+# decodes alternating the two (AVX2 EPYC, 1 thread, 121 + 128 tokens; ratio SDPA / numpy, median of
+# 21–41 rounds): 6 × 384 1.02–1.04 (and 1.87× → 1.97× HF in cpu_decode_bench.py), 4 × 384 1.03,
+# 6 × 256 and 4 × 256 1.01 (not distinguishable), 2 × 128 0.95–0.96 (numpy slower).
+NUMPY_ATTENTION_MIN_WIDTH = 256
 
 
 def split_heads(qkv: Tensor, batch_size: int, n_head: int) -> tuple[Tensor, ...]:
@@ -105,8 +111,9 @@ class FastDecoder:
         # over views of the weights
         self.numpy_gemv = device.type == "cpu" and model.transformer.wte.weight.dtype == torch.float32
         self.lean = LeanTransformer(model, gemv="numpy" if self.numpy_gemv else "view")
-        # one new token's attention over the cache in numpy there too (_one_token_attention), else SDPA
-        self.numpy_attention = self.numpy_gemv
+        # one new token's attention over the cache in numpy there too (_one_token_attention), for models
+        # at least NUMPY_ATTENTION_MIN_WIDTH wide; else SDPA
+        self.numpy_attention = self.numpy_gemv and model.config.d_model >= NUMPY_ATTENTION_MIN_WIDTH
         if getattr(type(model), "step_all", None) is None:  # σ-GPT: verified one token at a time
             self.step_all = None  # type: ignore[assignment]
         # the head as lm_head plus a fixed (V,) mask, 0 or -inf: the family's head() (which masks
@@ -250,10 +257,10 @@ class FastDecoder:
             keys[:, :, L], values[:, :, L] = k, v
             s = np.matmul(keys[:, :, : L + 1], q[..., None])  # (B, nh, L+1, 1)
             s *= scale
-            s -= s.max(axis=2, keepdims=True)
-            np.exp(s, out=s)
-            s /= s.sum(axis=2, keepdims=True)
+            s -= np.maximum.reduce(s, axis=2, keepdims=True)
+            np.exp(s, out=s)  # e = exp(s - max s); a = e / Σ e, the division applied to y below
             y = np.matmul(s.transpose(0, 1, 3, 2), values[:, :, : L + 1])  # (B, nh, 1, hs)
+            y /= np.add.reduce(s, axis=2, keepdims=True)
             return torch.from_numpy(y.reshape(B, nh * hs))  # heads side by side
 
         return attend
