@@ -160,6 +160,11 @@ def test_key_index_finds_present_and_absent_keys():
     assert np.array_equal(index.find(keys[present]), present)
     assert (index.find(absent) == -1).all()
     assert (KeyIndex(keys[:0]).find(absent) == -1).all()
+    # one key at a time (Python integers): the same positions
+    assert [index.find_one(int(k)) for k in keys[present[:300]]] == present[:300].tolist()
+    assert all(index.find_one(int(k)) == -1 for k in absent[:300])
+    big = np.unique(rng.integers(0, 2**62, 20_000))  # keys whose hash products overflow 64 bits
+    assert [KeyIndex(big).find_one(int(k)) for k in big[::97]] == list(range(0, len(big), 97))
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,6 +292,29 @@ def test_distributions_sum_to_one(smoothing, opts, order):
     assert torch.allclose(sums, torch.ones_like(sums), rtol=0, atol=1e-9)
     out, _ = m.step(tokens, m.start(len(rows)))  # the same through step
     assert torch.allclose(out.exp().sum(-1), torch.ones(len(rows), dtype=torch.float64), atol=1e-9)
+
+
+@pytest.mark.parametrize("smoothing,opts", ESTIMATORS)
+@pytest.mark.parametrize("order", [2, 3, 5])
+def test_one_row_steps_equal_the_batched_step(smoothing, opts, order):
+    """A one-row step (scalar lookups) gives exactly the distribution of the same row in a batch (the
+    vectorised core): from the start, fed one token or several at a time, over seen and unseen text,
+    across a new sentence's [SOS]."""
+    V = 14
+    sents = random_corpus(order + 20, vocab_size=13, sentences=200)
+    m = NGramModel.fit(sents, order, random_vocab(V), smoothing, **opts)
+    rng = np.random.default_rng(order)
+    feeds = [*sents[:6], np.array([SOS_ID, 13, 13, 4, 5, EOS_ID, SOS_ID, 6]), rng.integers(2, V, 9)]
+    for seq in feeds:
+        one, two = m.start(1), m.start(2)
+        for piece in np.array_split(seq, max(1, len(seq) // 2)):
+            if not len(piece):
+                continue
+            tokens = torch.from_numpy(piece.astype(np.int64))[None]  # (1, t)
+            out_one, one = m.step(tokens, one)
+            out_two, two = m.step(tokens.repeat(2, 1), two)  # (2, V): the batched path
+            assert torch.equal(out_one[0], out_two[0])
+            assert torch.equal(one.history[0], two.history[0])
 
 
 @pytest.mark.parametrize("smoothing,opts", ESTIMATORS)

@@ -428,7 +428,7 @@ class PromptLookupDraft:
 # CPU core (docs/fast_decoding.md) and rounded towards caution (a draft judged too costly only loses
 # some speed-up; one judged too cheap could make decoding slower than plain greedy).
 STEP_OVERHEAD = 250_000  # a model step's fixed cost (Python, kernel calls), in parameter reads
-NGRAM_STEP_PER_ORDER = 200_000  # an n-gram model's step, per order (its backoff), in parameter reads
+NGRAM_STEP_PER_ORDER = 40_000  # an n-gram model's one-row step, per order (scalar lookups), in param. reads
 PROPOSAL_CALL = 50_000  # one proposal of a draft with no model (prompt lookup's search), in parameter reads
 # a verifying pass over 2 positions instead of 1 (a masked attention, the head on every position):
 # VERIFY_FIRST target steps + VERIFY_OVERHEAD parameter reads; each further position VERIFY_PER_TOKEN

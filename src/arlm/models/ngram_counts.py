@@ -203,6 +203,20 @@ class KeyIndex:
         h = (q.astype(np.uint64) * self.MULT) >> np.uint64(32)  # 32 well-mixed bits
         return ((h * np.uint64(self.home_slots)) >> np.uint64(32)).astype(np.int64)
 
+    def find_one(self, q: int) -> int:
+        """One key (≥ 0) -> its position, -1 if absent: :meth:`find`'s probes in Python integers (a
+        decoding step at batch size 1 looks up a handful of keys, where numpy's per-call cost dominates)."""
+        h = ((q * int(self.MULT)) & 0xFFFFFFFFFFFFFFFF) >> 32
+        slot = ((h * self.home_slots) & 0xFFFFFFFFFFFFFFFF) >> 32  # uint64 arithmetic, as in _home
+        slot_key = self.slot_key
+        while True:
+            k = slot_key[slot]
+            if k == q:
+                return int(self.slot_pos[slot])
+            if k == -1:
+                return -1
+            slot += 1
+
     def find(self, q: np.ndarray) -> np.ndarray:
         """(M,) int64 keys (all ≥ 0) -> (M,) int64 positions, -1 where a key is absent."""
         out = np.full(len(q), -1, dtype=np.int64)
