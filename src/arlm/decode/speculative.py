@@ -320,6 +320,11 @@ class TargetVerifier:
         rows += [self.fed.step([x]) for x in proposals]
         return torch.stack(rows)  # (n+1, V)
 
+    def step(self, context: Sequence[int]) -> Tensor:
+        """A round with no proposals: log p(· | context) (V,) by the target's plain ``step`` (what a
+        round costs while speculation is off: one decoding step, nothing wider)."""
+        return self.fed.step(self.fed.rewind(context))
+
     @property
     def state(self):
         """The target's state after the last verification (it includes every proposal fed)."""
@@ -707,15 +712,20 @@ def speculative_generate(
             proposals = proposals[: proposals.index(eos_id) + 1]
 
         # ----- the target scores context + proposals in one pass: row i is p(· | context, x_<i) -----
-        logp = verifier.verify(context, proposals)  # (n+1, V)
         stats.rounds += 1
         stats.proposed += len(proposals)
         new: list[int] = []
         round_accepted = 0
-        if greedy and not len(processors):  # the model's argmaxes: one op for the round, not ~5 a row
+        if not proposals and greedy and not len(processors):  # a plain step (speculation off): its argmax
+            logp = verifier.step(context)  # (V,)
+            new.append(int(logp.argmax()))
+            out_lp.append(float(logp[new[0]]))
+        elif greedy and not len(processors):  # the model's argmaxes: one op for the round, not ~5 a row
+            logp = verifier.verify(context, proposals)  # (n+1, V)
             new, round_accepted = _greedy_round(logp, proposals, eos_id)
             out_lp += logp.gather(1, torch.tensor(new, device=logp.device)[:, None])[:, 0].tolist()
         else:
+            logp = verifier.verify(context, proposals)  # (n+1, V)
             for i in range(len(proposals) + 1):
                 scores = sampler.scores([*context, *new], logp[i])  # (V,) the processed target
                 if i == len(proposals):  # all proposals accepted: a bonus token from p itself
