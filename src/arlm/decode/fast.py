@@ -244,8 +244,9 @@ class FastDecoder:
 
         two batched mat-vec products (numpy's ``matmul``, BLAS per head) and a softmax over arrays that
         share the cache's memory. The same numbers as SDPA's CPU kernel up to the order of sums; at batch
-        1 that kernel's set-up, not its arithmetic, was its price: 0.17 ms a token less on the 6 × 384
-        step (docs/fast_decoding.md, "CPU batch 1")."""
+        1 that kernel's set-up, not its arithmetic, was its price: whole decodes of the 6 × 384 model ran
+        2–6% faster with this one (docs/fast_decoding.md, "CPU batch 1"), small ones slower (see
+        NUMPY_ATTENTION_MIN_WIDTH)."""
         nh, hs, L = self.config.n_head, self.config.head_dim, cache.length
         scale = 1.0 / math.sqrt(hs)
         keys_all = cache.k.detach().numpy()  # (n_layer, B, nh, block, hs), the cache's memory

@@ -529,11 +529,13 @@ class NGramModel:
     # The vectorised core above pays ~8 numpy calls per order and row set whatever the rows; one row
     # at a time (``step`` while decoding one sequence, a speculative draft's proposals) the same
     # lookups as plain indexing cost a fraction of that: a char 7-gram's step went from ~430 µs to
-    # ~75 µs (docs/fast_decoding.md). Tests compare both paths' distributions for equality.
+    # ~75 µs (docs/fast_decoding.md). The context ids are found again from the state's N-1 tokens at
+    # every step ((N-1)(N-2)/2 lookups, 15 for N = 7): the state stays the last N-1 tokens, the same
+    # for both paths. Tests compare both paths' distributions for equality.
 
     def _id_one(self, n: int, key: int) -> int:
         """The id of the order-n key ``key`` (≥ 0), -1 if absent: :meth:`_find` for one key."""
-        return self._key_index(n).find_one(key) if len(self.keys[n - 1]) else -1
+        return self._key_index(n).find_one(key)
 
     def _context_ids_one(self, window: list[int]) -> list[int]:
         """``window``: the last N-1 tokens (-1 = none) -> per k = 1..N-1 the id of the k-gram ending at
