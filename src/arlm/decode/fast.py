@@ -64,8 +64,9 @@ from arlm.models.transformer import KVCache, LeanTransformer, TransformerLM, cau
 _KEPT_MASK_T = 16  # _causal_mask keeps a buffer for t ≤ this many new tokens (draft lengths + 1)
 # The width (d_model) from which one new token attends in numpy rather than through SDPA on a CPU. Whole
 # decodes alternating the two (AVX2 EPYC, 1 thread, 121 + 128 tokens; ratio SDPA / numpy, median of
-# 21–41 rounds): 6 × 384 1.02–1.04 (and 1.87× → 1.97× HF in cpu_decode_bench.py), 4 × 384 1.03,
-# 6 × 256 and 4 × 256 1.01 (not distinguishable), 2 × 128 0.95–0.96 (numpy slower).
+# 21–41 rounds; benchmarks/attention_width_bench.py): 6 × 384 1.02–1.04 (and 1.85× → 1.92×, 1.90× →
+# 2.01× HF in cpu_decode_bench.py), 4 × 384 1.03–1.04, 6 × 256 1.00–1.01, 4 × 256 0.98–1.01 (the two
+# runs disagree), 2 × 128 0.95–0.96 (numpy slower). The gain is clear from 384; 256 is a coin toss.
 NUMPY_ATTENTION_MIN_WIDTH = 256
 
 
