@@ -15,9 +15,11 @@ token of a ``--new``-token greedy run after a 121-token random prompt, prefill i
 
 * HF ``generate`` (greedy);
 * arlm as ``arlm generate`` decodes: :func:`arlm.usecases.decoding.decode` (``fast_decoder``: the
-  lean step, its products through numpy's BLAS over row-major Wᵀ copies on a CPU, then
+  lean step, its one-row products by numpy's ``einsum`` over row-major Wᵀ copies on a CPU, then
   :func:`~arlm.decode.search.generate`; one new token's attention over the cache in numpy) with a
   per-token callback as the CLI's streaming has;
+* the same lean step with its one-row products by numpy's BLAS (OpenBLAS ``sgemv``) instead of
+  ``einsum`` (the step before that lever);
 * the same lean step with one new token's attention by torch's SDPA instead of numpy's (the step
   before this lever);
 * the lean step with its products in torch (MKL) over row-major Wᵀ (issue 24's first lever), and over
@@ -25,12 +27,13 @@ token of a ``--new``-token greedy run after a 121-token random prompt, prefill i
 * arlm's modules (``fast=False``);
 * the lean step alone in a bare loop (argmax fed back; no prefill, no ``stream``), and the same with
   its blocks' products replaced by fixed outputs (what the step costs besides its GEMVs);
-* the GEMV floors: the step's 4 · 6 + 1 matrix-vector products and nothing else, through numpy's BLAS
-  over row-major Wᵀ, through torch over row-major Wᵀ and over the views of W, and through MKL's packed
-  linear (where torch has MKL);
-* the numpy floor's products for 2, 5 and 9 rows at once: what a speculative verification of 1, 4 or 8
-  proposals costs in products, against a plain step's one row (its ratio bounds what any draft can
-  give: m tokens for that cost);
+* the GEMV floors: the step's 4 · 6 + 1 matrix-vector products and nothing else, through numpy's
+  ``einsum`` and numpy's BLAS over row-major Wᵀ, through torch over row-major Wᵀ and over the views of
+  W, and through MKL's packed linear (where torch has MKL);
+* the step's products for 2, 5 and 9 rows at once through numpy's BLAS (what the lean step calls for
+  several rows): what a speculative verification of 1, 4 or 8 proposals costs in products, against a
+  plain step's one row through ``einsum`` (its ratio bounds what any draft can give: m tokens for that
+  cost);
 * the same bytes read by ``sum`` (the pace of the memory, with no GEMV).
 
 Every arlm greedy case is checked to give HF's tokens. The load average is recorded at the start and the
@@ -54,7 +57,7 @@ from arlm.decode.config import DecodingConfig
 from arlm.decode.fast import FastDecoder
 from arlm.interop.gpt2 import from_hf, to_hf
 from arlm.models.numpy_gemv import follow_torch_threads
-from arlm.models.transformer import LeanTransformer, TransformerConfig, TransformerLM
+from arlm.models.transformer import LeanTransformer, TransformerConfig, TransformerLM, row_major_t
 from arlm.usecases.decoding import decode
 from report import command_line, round_robin, table_argv, write_section
 
@@ -62,12 +65,14 @@ SECTION = "## CPU batch-1 decoding: arlm generate against HF generate"
 SHAPE = dict(vocab_size=97, block_size=512, n_layer=6, n_head=6, d_model=384)
 PROMPT_LEN = 121  # [SOS]-less random prompt of 121 ids (as the 120 characters + [SOS] of decode_levers.py)
 HF_CASE = "HF greedy (generate)"
-ARLM_CASE = ("arlm greedy as `arlm generate` (decode: lean step, numpy's BLAS over row-major Wᵀ, "
+ARLM_CASE = ("arlm greedy as `arlm generate` (decode: lean step, numpy's einsum over row-major Wᵀ, "
              "one token's attention in numpy)")
-SDPA_CASE = "arlm greedy, lean step, one token's attention by SDPA (before this change)"
+BLAS_CASE = "arlm greedy, lean step, its one-row products by numpy's BLAS (`sgemv`; before this change)"
+SDPA_CASE = "arlm greedy, lean step, one token's attention by SDPA (the step before the numpy attention)"
 WITHOUT_PRODUCTS = "lean step alone, its 24 block products replaced by fixed outputs (all but the GEMVs)"
-FLOOR_NUMPY = ("GEMV floor, numpy's BLAS (OpenBLAS) over row-major Wᵀ (the step's 25 mat-vec products, "
-               "nothing between them)")
+FLOOR_EINSUM = ("GEMV floor, numpy's einsum over row-major Wᵀ (the step's 25 mat-vec products, nothing "
+                "between them, by the kernel the lean step calls)")
+FLOOR_NUMPY = "GEMV floor, numpy's BLAS (OpenBLAS `sgemv`) over row-major Wᵀ"
 FLOOR_ROW_MAJOR = "GEMV floor, torch (MKL) over row-major Wᵀ"
 FLOOR_VIEW = "GEMV floor, torch (MKL) over Wᵀ as a view of W"
 FLOOR_PACKED = "GEMV floor, MKL's packed linear (`torch.ops.mkl._mkl_linear`, what Inductor's freezing uses)"
@@ -80,8 +85,9 @@ def verify_floor(m: int) -> str:
 
 
 STREAM = "the same bytes streamed by `sum` (one flat copy of the weights: the memory's pace, no GEMV)"
-RATE_NAMES = {FLOOR_NUMPY: "numpy's BLAS", FLOOR_ROW_MAJOR: "torch over row-major Wᵀ",
-              FLOOR_VIEW: "torch over the views", FLOOR_PACKED: "MKL's packed linear", STREAM: "`sum`"}
+RATE_NAMES = {FLOOR_EINSUM: "numpy's einsum", FLOOR_NUMPY: "numpy's BLAS",
+              FLOOR_ROW_MAJOR: "torch over row-major Wᵀ", FLOOR_VIEW: "torch over the views",
+              FLOOR_PACKED: "MKL's packed linear", STREAM: "`sum`"}
 
 
 class _TorchGemv(FastDecoder):
@@ -95,6 +101,28 @@ class _TorchGemv(FastDecoder):
         self.lean = LeanTransformer(model, gemv=gemv)
         head_t, mask = model.lm_head.weight.detach().t(), self.head_mask  # (C, V), (V,)
         self.head = lambda x: torch.addmm(mask, x, head_t)
+
+
+class _BlasGemv(FastDecoder):
+    """The lean step with its one-row products by numpy's BLAS (``numpy.dot``: OpenBLAS's ``sgemv``) over
+    the same row-major Wᵀ copies, instead of numpy's ``einsum``; the same numbers up to the order of sums."""
+
+    def __init__(self, model: TransformerLM) -> None:
+        super().__init__(model)
+        layers = zip(self.lean.blocks, model.transformer.h, strict=True)
+        for lean_block, block in layers:
+            for name, linear in (("qkv", block.attn.c_attn), ("attn_out", block.attn.c_proj),
+                                 ("mlp_in", block.mlp.c_fc), ("mlp_out", block.mlp.c_proj)):
+                setattr(lean_block, name, _blas_linear(row_major_t(linear.weight), linear.bias))
+        self.head = _blas_linear(model.lm_head.weight.detach().t(), self.head_mask)
+
+
+def _blas_linear(weight_t: torch.Tensor, bias: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """x (N, C_in) -> x Wᵀ (+ b) by ``numpy.dot`` for any N (numpy_rows_linear before einsum took one row)."""
+    w = weight_t.detach().numpy()  # (C_in, C_out)
+    if bias is None:
+        return lambda x: torch.from_numpy(np.dot(x.numpy(), w))
+    return lambda x: torch.from_numpy(np.dot(x.numpy(), w)).add_(bias.detach())
 
 
 class _SdpaAttention(FastDecoder):
@@ -200,6 +228,13 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
     numpy_weights = [w.numpy() for w in [*row_major, head]]
     numpy_inputs = [x.numpy() for x in [*inputs, inputs[0]]]
 
+    numpy_vectors = [x[0] for x in numpy_inputs]  # (C_in,) each
+
+    def floor_einsum() -> None:
+        for _ in range(new):
+            for x, w in zip(numpy_vectors, numpy_weights, strict=True):
+                np.einsum("k,kn->n", x, w)
+
     def floor_numpy(inputs: list[np.ndarray] = numpy_inputs) -> None:
         follow_torch_threads()
         for _ in range(new):
@@ -234,10 +269,12 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
             greedy_with(_TorchGemv(model, "row_major")),
         "arlm greedy, lean step in torch (MKL) over views of W (before issue 24)":
             greedy_with(_TorchGemv(model, "view")),
+        BLAS_CASE: greedy_with(_BlasGemv(model)),
         SDPA_CASE: greedy_with(_SdpaAttention(model)),
         "arlm greedy, modules (`--no-fast`)": as_arlm_generate(False),
         "lean step alone (bare loop)": bare(FastDecoder(model)),
         WITHOUT_PRODUCTS: bare(without_products(FastDecoder(model))),
+        FLOOR_EINSUM: floor_einsum,
         FLOOR_NUMPY: floor_numpy,
         **{verify_floor(m): floor_numpy_rows(m) for m in VERIFY_ROWS},
         FLOOR_ROW_MAJOR: floor(row_major),
@@ -278,16 +315,16 @@ def report(results: dict, descriptions: dict, args, argv: list[str], load: tuple
         lines += ["", f"The weights read per token: {res['weight_mb']:.1f} MB; read at {rates}.", ""]
     ratios = ", ".join(f"{name} {r['per_token'][HF_CASE] / r['per_token'][ARLM_CASE]:.2f}×"
                        for name, r in results.items())
-    floors = ", ".join(f"{name} {r['per_token'][HF_CASE] / r['per_token'][FLOOR_NUMPY]:.2f}×"
+    floors = ", ".join(f"{name} {r['per_token'][HF_CASE] / r['per_token'][FLOOR_EINSUM]:.2f}×"
                        for name, r in results.items())
     verify = "; ".join(f"{name}: " + ", ".join(
-        f"{m} rows {r['per_token'][verify_floor(m)] / r['per_token'][FLOOR_NUMPY]:.2f}×" for m in VERIFY_ROWS)
-        for name, r in results.items())
+        f"{m} rows {r['per_token'][verify_floor(m)] / r['per_token'][FLOOR_EINSUM]:.2f}×"
+        for m in VERIFY_ROWS) for name, r in results.items())
     lines += [f"arlm generate against HF generate: {ratios} (the issue's aim: ≥ 2×). HF's time over the "
-              f"GEMV floor of the kernel arlm calls (numpy's BLAS over row-major Wᵀ) alone: "
-              f"{floors}. The products of m rows at once, over those of one row (what a speculative "
-              f"verification pass costs in products, against a plain step): {verify}; a draft that is "
-              f"always right can speed decoding up by at most m / that ratio."]
+              f"GEMV floor of the kernel arlm calls (numpy's einsum over row-major Wᵀ) alone: "
+              f"{floors}. The products of m rows at once (numpy's BLAS), over those of one row (einsum): "
+              f"what a speculative verification pass costs in products, against a plain step: "
+              f"{verify}; a draft that is always right can speed decoding up by at most m / that ratio."]
     return "\n".join(lines) + "\n"
 
 
