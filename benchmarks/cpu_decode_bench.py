@@ -56,8 +56,8 @@ import torch
 from arlm.decode.config import DecodingConfig
 from arlm.decode.fast import FastDecoder
 from arlm.interop.gpt2 import from_hf, to_hf
-from arlm.models.numpy_gemv import follow_torch_threads
-from arlm.models.transformer import LeanTransformer, TransformerConfig, TransformerLM, row_major_t
+from arlm.models.numpy_gemv import follow_torch_threads, last_level_cache_bytes, numpy_rows_linear
+from arlm.models.transformer import LeanTransformer, TransformerConfig, TransformerLM
 from arlm.usecases.decoding import decode
 from report import command_line, round_robin, table_argv, write_section
 
@@ -105,24 +105,13 @@ class _TorchGemv(FastDecoder):
 
 class _BlasGemv(FastDecoder):
     """The lean step with its one-row products by numpy's BLAS (``numpy.dot``: OpenBLAS's ``sgemv``) over
-    the same row-major Wᵀ copies, instead of numpy's ``einsum``; the same numbers up to the order of sums."""
+    the same row-major Wᵀ copies, instead of numpy's ``einsum``; the same numbers up to the order of sums
+    (what ``FastDecoder`` chooses for weights that fit the CPU's cache)."""
 
     def __init__(self, model: TransformerLM) -> None:
         super().__init__(model)
-        layers = zip(self.lean.blocks, model.transformer.h, strict=True)
-        for lean_block, block in layers:
-            for name, linear in (("qkv", block.attn.c_attn), ("attn_out", block.attn.c_proj),
-                                 ("mlp_in", block.mlp.c_fc), ("mlp_out", block.mlp.c_proj)):
-                setattr(lean_block, name, _blas_linear(row_major_t(linear.weight), linear.bias))
-        self.head = _blas_linear(model.lm_head.weight.detach().t(), self.head_mask)
-
-
-def _blas_linear(weight_t: torch.Tensor, bias: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    """x (N, C_in) -> x Wᵀ (+ b) by ``numpy.dot`` for any N (numpy_rows_linear before einsum took one row)."""
-    w = weight_t.detach().numpy()  # (C_in, C_out)
-    if bias is None:
-        return lambda x: torch.from_numpy(np.dot(x.numpy(), w))
-    return lambda x: torch.from_numpy(np.dot(x.numpy(), w)).add_(bias.detach())
+        self.lean = LeanTransformer(model, gemv="numpy")
+        self.head = numpy_rows_linear(model.lm_head.weight.detach().t(), self.head_mask, "blas")
 
 
 class _SdpaAttention(FastDecoder):
@@ -287,7 +276,7 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
     reference = runs[HF_CASE].last
     same = {name: r.last == reference for name, r in runs.items() if name.startswith("arlm")}
     return {"per_token": {name: r.median / new for name, r in runs.items()}, "same": same,
-            "weight_mb": flat.numel() * flat.element_size() / 1e6}
+            "weight_mb": flat.numel() * flat.element_size() / 1e6, "one_row": FastDecoder(model).one_row}
 
 
 def report(results: dict, descriptions: dict, args, argv: list[str], load: tuple) -> str:
@@ -312,7 +301,10 @@ def report(results: dict, descriptions: dict, args, argv: list[str], load: tuple
             lines.append(f"| {case} | {s * 1e3:.3f} | {hf / s:.2f}× | {same} |")
         rates = ", ".join(f"{short} {res['weight_mb'] / pt[case] / 1e3:.1f} GB/s"
                           for case, short in RATE_NAMES.items() if case in pt)
-        lines += ["", f"The weights read per token: {res['weight_mb']:.1f} MB; read at {rates}.", ""]
+        cache_mib = last_level_cache_bytes() / 2**20
+        lines += ["", f"The weights read per token: {res['weight_mb']:.1f} MB; read at {rates}. The lean "
+                  f"step's one-row kernel on this machine (last-level cache {cache_mib:.0f} MiB): "
+                  f"{res['one_row']}.", ""]
     ratios = ", ".join(f"{name} {r['per_token'][HF_CASE] / r['per_token'][ARLM_CASE]:.2f}×"
                        for name, r in results.items())
     floors = ", ".join(f"{name} {r['per_token'][HF_CASE] / r['per_token'][FLOOR_EINSUM]:.2f}×"

@@ -4,6 +4,8 @@ tokens — greedy, sampling, beam search, speculative verification, GPT-2's unma
 import pytest
 import torch
 
+import arlm.decode.fast as fast_module
+import arlm.models.numpy_gemv as numpy_gemv
 from arlm.decode.fast import FastDecoder, fast_decoder
 from arlm.decode.search import beam_search, generate
 from arlm.decode.speculative import PromptLookupDraft, speculative_generate
@@ -93,6 +95,40 @@ def test_decoding_with_the_numpy_attention_follows_the_model(cls):
     ref_b = beam_search(model, PROMPTS, num_beams=3, max_new_tokens=12)
     out_b = beam_search(fast, PROMPTS, num_beams=3, max_new_tokens=12)
     assert torch.equal(out_b.tokens, ref_b.tokens)
+
+
+@pytest.mark.parametrize("cls", [TransformerLM, GPT2LM, SigmaGPT])
+def test_decoding_with_one_row_by_einsum_follows_the_model(cls, monkeypatch):
+    """Weights that stream from memory (here: the cache said to be tiny) are multiplied one row at a
+    time by numpy's einsum; greedy, sampling with rows finishing early, beam search and speculative
+    verification (several rows: BLAS) give the model's own tokens."""
+    model = _model(cls, seed=2)
+    assert FastDecoder(model).one_row == "blas"  # 2 × 32: hot in any cache
+    monkeypatch.setattr(fast_module, "weights_stream", lambda weight_bytes: weight_bytes > 0)
+    fast = FastDecoder(model)
+    assert fast.one_row == "einsum"
+    for settings in (dict(temperature=0), dict(temperature=1.0, seed=0, num_samples=3, eos_id=2)):
+        settings = {"eos_id": None, **settings}
+        ref = generate(model, PROMPTS, max_new_tokens=25, **settings)
+        out = generate(fast, PROMPTS, max_new_tokens=25, **settings)
+        assert torch.equal(out.tokens, ref.tokens) and out.stop_reason == ref.stop_reason
+        torch.testing.assert_close(out.log_probs, ref.log_probs, rtol=0, atol=1e-5)
+    ref_b = beam_search(model, PROMPTS, num_beams=3, max_new_tokens=12)
+    assert torch.equal(beam_search(fast, PROMPTS, num_beams=3, max_new_tokens=12).tokens, ref_b.tokens)
+    prompt = [[1, 5, 6, 7, 5, 6, 7, 5]]
+    plain = generate(model, prompt, temperature=0, max_new_tokens=20, eos_id=None).rows()[0]
+    spec = speculative_generate(fast, PromptLookupDraft(), prompt, temperature=0, max_new_tokens=20,
+                                eos_id=None, k=3, adaptive=False)  # k every round: the verifying path
+    assert spec.tokens.tolist() == plain
+
+
+def test_the_one_row_kernel_follows_the_weights_size_against_the_cache(monkeypatch):
+    model = _model()
+    weight_bytes = sum(p.numel() * 4 for p in model.parameters())
+    monkeypatch.setattr(numpy_gemv, "last_level_cache_bytes", lambda: 3 * weight_bytes)
+    assert FastDecoder(model).one_row == "blas"  # a third of the cache: read from it
+    monkeypatch.setattr(numpy_gemv, "last_level_cache_bytes", lambda: weight_bytes)
+    assert FastDecoder(model).one_row == "einsum"  # all of it: streamed from memory
 
 
 def test_step_all_gives_every_positions_log_probs():

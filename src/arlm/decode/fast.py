@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from arlm.errors import ConfigError
-from arlm.models.numpy_gemv import follow_torch_threads, numpy_rows_linear
+from arlm.models.numpy_gemv import follow_torch_threads, numpy_rows_linear, weights_stream
 from arlm.models.transformer import KVCache, LeanTransformer, TransformerLM, causal_mask, rows_linear
 
 _KEPT_MASK_T = 16  # _causal_mask keeps a buffer for t ≤ this many new tokens (draft lengths + 1)
@@ -68,6 +68,12 @@ _KEPT_MASK_T = 16  # _causal_mask keeps a buffer for t ≤ this many new tokens 
 # 2.01× HF in cpu_decode_bench.py), 4 × 384 1.03–1.04, 6 × 256 1.00–1.01, 4 × 256 0.98–1.01 (the two
 # runs disagree), 2 × 128 0.95–0.96 (numpy slower). The gain is clear from 384; 256 is a coin toss.
 NUMPY_ATTENTION_MIN_WIDTH = 256
+
+
+def _weight_bytes(model: nn.Module) -> int:
+    """The bytes of weights one decoding step reads, near enough: every parameter (of a position table
+    a step reads one row; the head reads the whole of a tied embedding)."""
+    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def split_heads(qkv: Tensor, batch_size: int, n_head: int) -> tuple[Tensor, ...]:
@@ -111,7 +117,11 @@ class FastDecoder:
         # BLAS over row-major Wᵀ copies (a faster GEMV there, see rows_linear), elsewhere through torch
         # over views of the weights
         self.numpy_gemv = device.type == "cpu" and model.transformer.wte.weight.dtype == torch.float32
-        self.lean = LeanTransformer(model, gemv="numpy" if self.numpy_gemv else "view")
+        # one row by numpy's einsum loop instead of BLAS's sgemv where the weights stream from memory
+        # (too large for the CPU's cache: sgemv streams them below the memory's pace; numpy_gemv)
+        self.one_row = "einsum" if self.numpy_gemv and weights_stream(_weight_bytes(model)) else "blas"
+        gemv = ("einsum" if self.one_row == "einsum" else "numpy") if self.numpy_gemv else "view"
+        self.lean = LeanTransformer(model, gemv=gemv)
         # one new token's attention over the cache in numpy there too (_one_token_attention), for models
         # at least NUMPY_ATTENTION_MIN_WIDTH wide; else SDPA
         self.numpy_attention = self.numpy_gemv and model.config.d_model >= NUMPY_ATTENTION_MIN_WIDTH
@@ -129,7 +139,7 @@ class FastDecoder:
             # kernel or after gives the same numbers)
             head_t, mask = head.weight.t(), self.head_mask  # (C, V), (V,)
             if self.numpy_gemv:  # Eᵀ as the transposed view of E (V, C): numpy hands BLAS the flag
-                self.head: Callable[[Tensor], Tensor] = numpy_rows_linear(head_t, mask)
+                self.head: Callable[[Tensor], Tensor] = numpy_rows_linear(head_t, mask, self.one_row)
             else:
                 self.head = lambda x: torch.addmm(mask, x, head_t)
         else:

@@ -1,24 +1,32 @@
 """A Linear layer's rows times its weight through numpy: the CPU decoding step's GEMV.
 
 At batch size 1 a Transformer's decoding step is ~4 · n_layer + 1 matrix–vector products (GEMV), and
-each reads its whole weight matrix to do 2 FLOPs per weight: the step runs at the pace at which the
-GEMV kernel streams weights from memory, not at the CPU's arithmetic pace. Three kernels are at hand in
-every install: torch's BLAS (MKL, statically linked in its x86 wheels), numpy's BLAS (OpenBLAS, in
-numpy's wheels) and numpy's own ``einsum`` loop. On this project's CPUs (AMD EPYCs, where MKL does not
-pick its best kernels) MKL's GEMV streamed a 6 × 384 step's weights at 11–18 GB/s and OpenBLAS's
-``sgemv`` at 17–28 GB/s, while ``sum`` reads the same bytes at 27–52 GB/s (docs/fast_decoding.md,
-"CPU batch 1"). numpy's ``einsum`` is a plain loop, y += x_k · Wᵀ[k] over the rows k of a row-major
-Wᵀ (C_in, C_out), with no blocking, no packing and no thread to start: on the 2026-12-06 AVX-512 EPYC
-it read the step's weights at ~24 GB/s from memory where OpenBLAS's ``sgemv`` read them at ~18 (the
-step's 25 products 1.5–1.8 against 2.0–2.5 ms), whatever kernel either library dispatched to. So the
-lean step of :mod:`arlm.decode.fast` multiplies through numpy on a CPU:
+each reads its whole weight matrix to do 2 FLOPs per weight. Two BLAS libraries are at hand in every
+install, torch's (MKL, statically linked in its x86 wheels) and numpy's (OpenBLAS, in numpy's wheels),
+and numpy has a third kernel of its own, ``einsum``'s plain loop. On this project's CPUs (AMD EPYCs,
+where MKL does not pick its best kernels) OpenBLAS's one-row ``sgemv`` over a row-major Wᵀ (C_in, C_out)
+beat MKL's over either layout (docs/fast_decoding.md, "CPU batch 1"), so the lean step of
+:mod:`arlm.decode.fast` multiplies through numpy on a CPU:
 
     y = x Wᵀ + b        x (N, C_in), Wᵀ (C_in, C_out) row-major, as numpy arrays over the same memory
 
-one row (N = 1, a decoding step) by ``einsum``; several rows (a prefill, a speculative verification:
-a matrix product, where BLAS's blocking pays) by ``numpy.dot``. No copy either way: ``Tensor.numpy()``
-and ``torch.from_numpy`` share the buffers. The sums run in another order than MKL's, so log-probs
-differ from torch's in the last bits (~1e-6), which changes a greedy token only at a near-tie.
+**Which kernel for one row depends on where the weights are.** While a model's weights fit the CPU's
+last-level cache, each step reads them from the cache, and OpenBLAS's ``sgemv``, blocked and
+vectorised, is the fastest. Once they do not, each step streams them from memory, and ``sgemv``
+streams them well below the memory's pace: on the 2026-12-06 AVX-512 EPYC (32 MiB L3) at ~18 GB/s
+where ``sum`` reads the same bytes at 24–38. ``einsum("k,kn->n")`` — y += x_k · Wᵀ[k] over the rows k
+of Wᵀ, unblocked, on the calling thread — is slower on hot weights but keeps up with the memory:
+~24 GB/s there, whichever kernel either library dispatched to. Whole decodes of random-weight
+Transformers (1 thread, 121 + 128 tokens; ratio sgemv's time / einsum's, median of 15 alternating
+rounds): 2 × 128 (1.9 MB) 0.73, 4 × 256 (13 MB) 0.72, 6 × 256 (19.5 MB) 0.90, 7 × 256 (22.6 MB) 1.01,
+3 × 384 (22 MB) 1.13, 4 × 384 (29 MB) 1.09, 6 × 384 (43 MB) 1.21, 8 × 512 (102 MB) 1.21. So one row
+goes to ``einsum`` when the weights are at least ``STREAMING_FRACTION`` of the last-level cache
+(:func:`weights_stream`; the cache is shared with the KV cache and everything else), and to
+``numpy.dot`` (``sgemv``) otherwise; several rows (a prefill, a speculative verification: a matrix
+product, where BLAS's blocking pays) always to ``numpy.dot``. No copy either way:
+``Tensor.numpy()`` and ``torch.from_numpy`` share the buffers. The sums run in another order than
+MKL's, so log-probs differ from torch's in the last bits (~1e-6), which changes a greedy token only at
+a near-tie. The choice depends on the machine's cache size, read once, never on a timing.
 
 **Threads.** numpy's BLAS has its own thread pool (one thread per core by default), apart from torch's.
 :func:`follow_torch_threads` gives it torch's count (``torch.set_num_threads``), so a run at one torch
@@ -29,13 +37,23 @@ unless torch's count changed). ``einsum`` runs on the calling thread only.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 from torch import Tensor
 
+from arlm.errors import ConfigError
+
 _blas_threads: list[int] = [0]  # the count last given to numpy's BLAS (0: not yet)
+ONE_ROW_KERNELS = ("blas", "einsum")  # how numpy_rows_linear multiplies one row
+# one row by einsum from weights of this fraction of the last-level cache (crossover measured between
+# 19.5 and 22 MB of a 32 MiB L3: see the module docstring)
+STREAMING_FRACTION = 2 / 3
+DEFAULT_CACHE_BYTES = 32 * 2**20  # the last-level cache assumed where the system does not say
+CPU_CACHES = Path("/sys/devices/system/cpu/cpu0/cache")  # Linux: index*/level, index*/size
 
 
 def follow_torch_threads() -> None:
@@ -45,6 +63,27 @@ def follow_torch_threads() -> None:
     if threads != _blas_threads[0]:
         threadpool_limits(limits=threads, user_api="blas")
         _blas_threads[0] = threads
+
+
+@cache
+def last_level_cache_bytes(caches: Path = CPU_CACHES) -> int:
+    """The size of the CPU's largest cache level, in bytes, as Linux describes cpu0's caches
+    (``index*/level``, ``index*/size`` such as "32768K"); DEFAULT_CACHE_BYTES elsewhere."""
+    sizes: dict[int, int] = {}
+    for index in caches.glob("index*"):
+        try:
+            level, size = int((index / "level").read_text()), (index / "size").read_text().strip()
+            scale = {"K": 2**10, "M": 2**20, "G": 2**30}.get(size[-1:].upper(), 1)
+            sizes[level] = max(sizes.get(level, 0), int(size.rstrip("KMGkmg")) * scale)
+        except (OSError, ValueError):
+            continue
+    return sizes[max(sizes)] if sizes else DEFAULT_CACHE_BYTES
+
+
+def weights_stream(weight_bytes: int) -> bool:
+    """Whether a decoding step that reads ``weight_bytes`` of weights streams them from memory (they
+    fill STREAMING_FRACTION of the last-level cache or more) rather than from the cache."""
+    return weight_bytes >= STREAMING_FRACTION * last_level_cache_bytes()
 
 
 def one_row_product(w: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -59,18 +98,27 @@ def one_row_product(w: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return lambda x: np.dot(x, w)
 
 
-def numpy_rows_linear(weight_t: Tensor, bias: Tensor | None) -> Callable[[Tensor], Tensor]:
+def numpy_rows_linear(weight_t: Tensor, bias: Tensor | None,
+                      one_row: str = "blas") -> Callable[[Tensor], Tensor]:
     """x (N, C_in) -> x Wᵀ (+ b) (N, C_out) over ``weight_t`` = Wᵀ (C_in, C_out), a CPU fp32 tensor kept by
-    the caller (the array is a view of its memory): one row by :func:`one_row_product`, more rows by
-    numpy's ``dot`` (BLAS). Any layout numpy reads: a row-major Wᵀ, or the transposed view of a row-major
+    the caller (the array is a view of its memory), by numpy's ``dot`` (BLAS); one row by
+    :func:`one_row_product` instead when ``one_row`` is "einsum" (weights that stream from memory: see
+    the module docstring). Any layout numpy reads: a row-major Wᵀ, or the transposed view of a row-major
     W (an untied head's Eᵀ)."""
+    if one_row not in ONE_ROW_KERNELS:
+        raise ConfigError(f"one_row must be one of {', '.join(ONE_ROW_KERNELS)}, not {one_row!r}")
     w = weight_t.detach().numpy()  # (C_in, C_out)
-    one_row = one_row_product(w)
     b = None if bias is None else bias.detach()  # (C_out,)
+    if one_row == "blas":
+        if b is None:
+            return lambda x: torch.from_numpy(np.dot(x.detach().numpy(), w))
+        return lambda x: torch.from_numpy(np.dot(x.detach().numpy(), w)).add_(b)
+    by_einsum = one_row_product(w)
 
     def linear(x: Tensor) -> Tensor:
         rows = x.detach().numpy()  # (N, C_in)
-        y = torch.from_numpy(one_row(rows[0])[None] if rows.shape[0] == 1 else np.dot(rows, w))  # (N, C_out)
+        y = by_einsum(rows[0])[None] if rows.shape[0] == 1 else np.dot(rows, w)  # (N, C_out)
+        y = torch.from_numpy(y)
         return y if b is None else y.add_(b)
 
     return linear

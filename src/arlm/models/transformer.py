@@ -292,7 +292,7 @@ def row_major_t(weight: Tensor) -> Tensor:
 
 
 # how a lean forward multiplies (N, C_in) rows by a Linear's Wᵀ: see rows_linear
-GEMVS = ("view", "row_major", "numpy")
+GEMVS = ("view", "row_major", "numpy", "einsum")
 
 
 def rows_linear(module: nn.Module, gemv: str = "view") -> Callable[[Tensor], Tensor]:
@@ -305,7 +305,10 @@ def rows_linear(module: nn.Module, gemv: str = "view") -> Callable[[Tensor], Ten
       layout, the one HF's GPT-2 multiplies by; on this project's CPUs MKL's GEMV reads it faster than
       the view. The copy costs the layer's memory once more.
     * ``"numpy"``: numpy's BLAS (OpenBLAS) over that row-major copy (:mod:`arlm.models.numpy_gemv`);
-      CPU, fp32: on this project's CPU its one-row GEMV streams weights faster than MKL's.
+      CPU, fp32: on this project's CPUs its one-row GEMV reads weights faster than MKL's.
+    * ``"einsum"``: the same, but one row by numpy's ``einsum`` loop, which keeps up with the memory
+      where ``sgemv`` does not: for weights too large for the CPU's cache
+      (:func:`~arlm.models.numpy_gemv.weights_stream`).
     """
     if gemv not in GEMVS:
         raise ConfigError(f"gemv must be one of {', '.join(GEMVS)}, not {gemv!r}")
@@ -313,8 +316,8 @@ def rows_linear(module: nn.Module, gemv: str = "view") -> Callable[[Tensor], Ten
         return module.forward
     weight_t = module.weight.detach().t() if gemv == "view" else row_major_t(module.weight)  # (C_in, C_out)
     bias = None if module.bias is None else module.bias.detach()  # (C_out,)
-    if gemv == "numpy":
-        return numpy_rows_linear(weight_t, bias)
+    if gemv in ("numpy", "einsum"):
+        return numpy_rows_linear(weight_t, bias, one_row="einsum" if gemv == "einsum" else "blas")
     if bias is None:
         return lambda x: torch.mm(x, weight_t)
     return lambda x: torch.addmm(bias, x, weight_t)
