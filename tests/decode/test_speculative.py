@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+import arlm.decode.speculative as speculative
+import arlm.models.numpy_gemv as numpy_gemv
 from arlm.decode.processors import build_processors
 from arlm.decode.search import greedy_search
 from arlm.decode.speculative import (
@@ -195,6 +197,40 @@ def test_the_speedup_of_a_round_is_the_expected_tokens_over_the_cost():
     k, speedup = schedule.best_length()
     assert speedup == pytest.approx(max(schedule.speedup(j) for j in range(1, 7)))
     assert schedule.speedup(k) == pytest.approx(speedup)
+
+
+def test_a_draft_is_called_only_where_some_round_could_pay():
+    """A round pays at best k + 1 tokens for 1 + c(k) steps: with a costly first proposal and cheap
+    further ones (a target that streams its weights), one proposal never pays and four can."""
+    streamed = RoundCost(verify_first=1.2, verify_per_token=0.25, draft_call=0.01, draft_step=0.0)
+    assert not streamed.can_pay(1) and streamed.can_pay(4)
+    assert DraftSchedule(1, streamed).never_pays and not DraftSchedule(4, streamed).never_pays
+    per_token = RoundCost(verify_first=1.0, verify_per_token=1.0, draft_call=0.0, draft_step=0.0)
+    assert not per_token.can_pay(16)  # verified a step a token: never
+    assert CHEAP.can_pay(1)
+
+
+def test_a_target_that_streams_its_weights_is_costed_as_such(monkeypatch):
+    """A CPU target too large for the cache (here: the cache said to be tiny) verifies at the streamed
+    costs; then a one-proposal draft is never called (plain decoding), a longer one is."""
+    target = TransformerLM(TransformerConfig(vocab_size=V, block_size=64, n_layer=1, n_head=2, d_model=16))
+    target.eval()
+    assert not speculative.streams_weights(target) and not speculative.streams_weights(PromptLookupDraft())
+    cheap = RoundCost.of(target, PromptLookupDraft(), one_pass=True)
+    monkeypatch.setattr(numpy_gemv, "last_level_cache_bytes", lambda: 1024)
+    assert speculative.streams_weights(target)
+    cost = RoundCost.of(target, PromptLookupDraft(), one_pass=True)
+    assert (cost.verify_first, cost.verify_per_token) == (speculative.VERIFY_FIRST_STREAMED,
+                                                          speculative.VERIFY_PER_TOKEN_STREAMED)
+    assert cost.verify_first > cheap.verify_first and cost.verify_per_token > cheap.verify_per_token
+    prompt = [[SOS_ID, 5, 6, 7, 5, 6, 7, 5, 6, 7]]
+    plain = greedy_search(target, prompt, max_new_tokens=12, eos_id=None).rows()[0]
+    one = speculative_generate(target, PromptLookupDraft(), prompt, k=1, max_new_tokens=12, temperature=0,
+                               eos_id=None)
+    assert one.tokens.tolist() == plain and one.stats.draft_rounds == 0
+    four = speculative_generate(target, PromptLookupDraft(), prompt, k=4, max_new_tokens=12, temperature=0,
+                                eos_id=None)
+    assert four.tokens.tolist() == plain and four.stats.draft_rounds > 0
 
 
 def test_the_draft_length_follows_the_acceptance():

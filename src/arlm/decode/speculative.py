@@ -79,9 +79,10 @@ the same seed gives the same tokens):
 * while off the rounds are plain target steps (the draft is not called); a probe round proposes 2
   tokens after 4 plain steps, then 8, 16, … up to 64 while the probes lose (back to 4 after one
   that gains), and its counts, weighing more than the older ones, switch speculation back on
-  when the draft agrees again. A draft that can never pay (its one-token round costs a target
-  step or more, e.g. a target without ``step_all``) is never called: the call is plain decoding
-  (:func:`arlm.decode.search.generate`, at its speed).
+  when the draft agrees again. A draft that can never pay (no round of at most ``k`` proposals
+  could gain even with every proposal accepted, e.g. a target without ``step_all``, verified a step
+  a token) is never called: the call is plain decoding (:func:`arlm.decode.search.generate`, at its
+  speed).
 
 Which tokens come out does not depend on the schedule (greedy gives plain greedy's tokens; sampling
 keeps p̃, since each round's length depends only on the rounds before it); only the speed does.
@@ -105,6 +106,7 @@ from arlm.decode.processors import LogitsPipeline
 from arlm.decode.search import STOP_EOS, STOP_LENGTH, _device_of, generate
 from arlm.errors import ConfigError, MismatchError
 from arlm.models.base import ARModel, as_long_tensor
+from arlm.models.numpy_gemv import weights_stream
 from arlm.streams import EOS_ID, SOS_ID
 
 # ---------------------------------------------------------------------------------------------
@@ -440,6 +442,12 @@ PROPOSAL_CALL = 50_000  # one proposal of a draft with no model (prompt lookup's
 # target steps + VERIFY_PER_TOKEN_OVERHEAD (the fixed parts weigh most on a small target)
 VERIFY_FIRST, VERIFY_OVERHEAD = 0.3, 150_000
 VERIFY_PER_TOKEN, VERIFY_PER_TOKEN_OVERHEAD = 0.08, 30_000
+# the same for a target whose weights stream from memory on a CPU (too large for its cache:
+# numpy_gemv.weights_stream): a pass over several rows is a matrix product that streams them no faster
+# than one row's, so it costs far more than a one-row step. 6 × 384, 1 thread, AVX-512 EPYC (32 MiB L3):
+# 2 rows 2.16×, 3 rows 2.69×, 5 rows 2.70×, 9 rows 3.64× a one-row step (benchmarks/speculative_bench.py,
+# "large" target)
+VERIFY_FIRST_STREAMED, VERIFY_PER_TOKEN_STREAMED = 1.2, 0.25
 PRIOR_ACCEPTED, PRIOR_REJECTED = 6.0, 2.0  # the counts before the first round: an acceptance of 0.75
 # (worth ~2 rounds: two rounds rejected at once do not switch a draft off; three do)
 COUNT_DECAY = 0.8  # each round multiplies the counts by this before adding its own (a window of ~5)
@@ -461,6 +469,17 @@ def step_cost(model: object) -> float:
     return STEP_OVERHEAD
 
 
+def streams_weights(model: object) -> bool:
+    """Whether one step of ``model`` (a network on a CPU) streams its weights from memory: they fill
+    too much of the CPU's last-level cache to stay there (:func:`~arlm.models.numpy_gemv.weights_stream`)."""
+    inner = getattr(model, "model", model)
+    if not isinstance(inner, torch.nn.Module):
+        return False
+    params = list(inner.parameters())
+    return (bool(params) and params[0].device.type == "cpu"
+            and weights_stream(sum(p.numel() * p.element_size() for p in params)))
+
+
 @dataclass(frozen=True)
 class RoundCost:
     """What a round's proposals cost beyond a plain target step, in target steps."""
@@ -475,7 +494,9 @@ class RoundCost:
         """The estimates for ``draft`` proposing to ``target`` (verified in one pass, or a step a token)."""
         target_step = step_cost(target)
         verify_first, verify_per_token = 1.0, 1.0  # a step per proposal
-        if one_pass:
+        if one_pass and streams_weights(target):
+            verify_first, verify_per_token = VERIFY_FIRST_STREAMED, VERIFY_PER_TOKEN_STREAMED
+        elif one_pass:
             verify_first = VERIFY_FIRST + VERIFY_OVERHEAD / target_step
             verify_per_token = VERIFY_PER_TOKEN + VERIFY_PER_TOKEN_OVERHEAD / target_step
         if isinstance(draft, ModelDraft):
@@ -487,11 +508,10 @@ class RoundCost:
         verify = self.verify_first + self.verify_per_token * (proposed - 1) if proposed else 0.0
         return verify + self.draft_call + self.draft_step * draft_forwards
 
-    @property
-    def break_even(self) -> float:
-        """The cost of a round with one proposal (one draft step): the acceptance rate above which
-        proposing pays at all."""
-        return self.extra(1, 1)
+    def can_pay(self, k_max: int) -> bool:
+        """Whether some round of at most ``k_max`` proposals, all accepted, would beat plain steps:
+        k + 1 tokens for 1 + c(k) target steps, for some k ≤ k_max."""
+        return any(k + 1 > 1 + self.extra(k, k) for k in range(1, k_max + 1))
 
 
 @dataclass
@@ -513,7 +533,7 @@ class DraftSchedule:
 
     def __post_init__(self) -> None:
         self.k = self.k_max
-        if self.adaptive and self.cost.break_even >= 1:  # no acceptance rate could make it pay
+        if self.adaptive and not self.cost.can_pay(self.k_max):  # no acceptance rate could make it pay
             self.on, self.wait = False, -1
 
     @property
