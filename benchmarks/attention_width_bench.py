@@ -19,24 +19,16 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from arlm.decode.fast import NUMPY_ATTENTION_MIN_WIDTH, FastDecoder
 from arlm.decode.search import generate
 from arlm.models.transformer import TransformerConfig, TransformerLM
-from report import command_line, round_robin, table_argv, write_section
+from report import command_line, ratio_interval, round_robin, table_argv, write_section
 
 SECTION = "## CPU batch-1 decoding: one token's attention in numpy or SDPA, by width"
 SHAPES = [(2, 128, 4), (4, 256, 4), (6, 256, 8), (4, 384, 6), (6, 384, 6)]  # (layers, d_model, heads)
 VOCAB, BLOCK, PROMPT_LEN = 70, 512, 121
-
-
-def median_interval(ratios: np.ndarray, resamples: int = 2000) -> tuple[float, float, float]:
-    """(median, 2.5th and 97.5th percentile of the bootstrap medians) of per-round ratios."""
-    rng = np.random.default_rng(0)
-    medians = np.median(rng.choice(ratios, size=(resamples, len(ratios))), axis=1)
-    return float(np.median(ratios)), float(np.quantile(medians, 0.025)), float(np.quantile(medians, 0.975))
 
 
 def measure(layers: int, width: int, heads: int, new: int, repeats: int) -> dict:
@@ -49,9 +41,9 @@ def measure(layers: int, width: int, heads: int, new: int, repeats: int) -> dict
     cases = {name: (lambda d=d: generate(d, prompt, temperature=0, max_new_tokens=new, eos_id=None).rows()[0])
              for name, d in decoders.items()}
     runs = round_robin(cases, repeats)
-    ratios = np.array(runs["sdpa"].seconds) / np.array(runs["numpy"].seconds)
     return {"numpy": runs["numpy"].median / new, "sdpa": runs["sdpa"].median / new,
-            "ratio": median_interval(ratios), "same": runs["numpy"].last == runs["sdpa"].last}
+            "ratio": ratio_interval(runs["sdpa"], runs["numpy"]),
+            "same": runs["numpy"].last == runs["sdpa"].last}
 
 
 def main() -> None:

@@ -56,7 +56,7 @@ import torch
 from arlm.decode.config import DecodingConfig
 from arlm.decode.fast import FastDecoder
 from arlm.interop.gpt2 import from_hf, to_hf
-from arlm.models.numpy_gemv import follow_torch_threads, last_level_cache_bytes, numpy_rows_linear
+from arlm.models.numpy_gemv import follow_torch_threads, last_level_cache_bytes
 from arlm.models.transformer import LeanTransformer, TransformerConfig, TransformerLM
 from arlm.usecases.decoding import decode
 from report import command_line, round_robin, table_argv, write_section
@@ -101,17 +101,6 @@ class _TorchGemv(FastDecoder):
         self.lean = LeanTransformer(model, gemv=gemv)
         head_t, mask = model.lm_head.weight.detach().t(), self.head_mask  # (C, V), (V,)
         self.head = lambda x: torch.addmm(mask, x, head_t)
-
-
-class _BlasGemv(FastDecoder):
-    """The lean step with its one-row products by numpy's BLAS (``numpy.dot``: OpenBLAS's ``sgemv``) over
-    the same row-major Wᵀ copies, instead of numpy's ``einsum``; the same numbers up to the order of sums
-    (what ``FastDecoder`` chooses for weights that fit the CPU's cache)."""
-
-    def __init__(self, model: TransformerLM) -> None:
-        super().__init__(model)
-        self.lean = LeanTransformer(model, gemv="numpy")
-        self.head = numpy_rows_linear(model.lm_head.weight.detach().t(), self.head_mask, "blas")
 
 
 class _SdpaAttention(FastDecoder):
@@ -258,7 +247,7 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
             greedy_with(_TorchGemv(model, "row_major")),
         "arlm greedy, lean step in torch (MKL) over views of W (before issue 24)":
             greedy_with(_TorchGemv(model, "view")),
-        BLAS_CASE: greedy_with(_BlasGemv(model)),
+        BLAS_CASE: greedy_with(FastDecoder(model, one_row="blas")),
         SDPA_CASE: greedy_with(_SdpaAttention(model)),
         "arlm greedy, modules (`--no-fast`)": as_arlm_generate(False),
         "lean step alone (bare loop)": bare(FastDecoder(model)),

@@ -1,7 +1,10 @@
 """Speculative decoding with a fixed draft length against the adaptive schedule, and plain greedy.
 
-Two char Transformers of the same shape are trained in the run on Shakespeare's train split by the
-``arlm train transformer`` use case: a weak one (a few hundred steps) and a stronger one (more steps).
+Three char Transformers are trained in the run on Shakespeare's train split by the ``arlm train
+transformer`` use case: two small ones of the same shape (2 × 128), a weak one (a few hundred steps) and a
+stronger one (more steps), whose weights stay in the CPU's cache; and a large one (6 × 384, briefly
+trained), whose weights stream from memory at every step, so that a verifying pass over several
+positions costs much more than a step (the schedule's streamed costs, measured here too).
 Each decodes greedily from two prompts: a passage of the test split, and a short passage repeated
 (where a copying draft should agree). For each: plain greedy through the lean step
 (:class:`~arlm.decode.fast.FastDecoder`, what ``arlm generate`` runs), then speculative decoding with
@@ -29,25 +32,34 @@ import torch
 
 from arlm.decode.fast import FastDecoder
 from arlm.decode.search import generate
-from arlm.decode.speculative import PromptLookupDraft, speculative_generate
+from arlm.decode.speculative import PromptLookupDraft, RoundCost, speculative_generate, streams_weights
 from arlm.models.ngram import NGramModel
 from arlm.usecases.train import TrainRequest, train_neural
 from report import OUTPUT_ONLY, command_line, round_robin, table_argv, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Speculative decoding: fixed k against the adaptive schedule"
-SHAPE = ["n_layer=2", "n_head=4", "d_model=128", "block_size=256", "batch_tokens=1536", "micro_batch_size=6",
-         "warmup_steps=20", "eval_interval=0", "show_progress=false", "lr=3e-3"]
+TRAINING = ["block_size=256", "batch_tokens=1536", "micro_batch_size=6", "warmup_steps=20", "eval_interval=0",
+            "show_progress=false"]
+SMALL = ["n_layer=2", "n_head=4", "d_model=128", "lr=3e-3"]  # 0.44M parameters: in any CPU's cache
+LARGE = ["n_layer=6", "n_head=6", "d_model=384", "lr=1e-3"]  # 10.8M (43 MB): streamed from memory
+LARGE_THREADS = 2  # the large target trains on 2 threads (decoding is timed on 1)
+VERIFY_ROWS = (2, 3, 5, 9)  # positions of a verifying pass (1, 2, 4, 8 proposals), timed in verify_costs
 
 
-def train(steps: int) -> tuple[torch.nn.Module, object, dict]:
-    """A char Transformer trained for ``steps`` by the use case (seed 0, 1 thread), in eval mode."""
+def train(steps: int, shape: list[str], threads: int = 1) -> tuple[torch.nn.Module, object, dict]:
+    """A char Transformer of ``shape`` trained for ``steps`` by the use case (seed 0), in eval mode."""
     t0 = time.perf_counter()
     request = TrainRequest("transformer", preset="tiny", tokenizer="char",
-                           overrides=[*SHAPE, f"max_steps={steps}", "seed=0"], out_dir=None, threads=1)
+                           overrides=[*TRAINING, *shape, f"max_steps={steps}", "seed=0"], out_dir=None,
+                           threads=threads)
     result = train_neural(request, log=lambda *_: None)
-    info = dict(steps=steps, seconds=time.perf_counter() - t0, val=result.summary.val_loss)
-    return result.trainer.model.eval(), result.trainer.tokenizer, info
+    torch.set_num_threads(1)  # decoding is timed on one thread
+    model = result.trainer.model.eval()
+    info = dict(steps=steps, seconds=time.perf_counter() - t0, val=result.summary.val_loss, threads=threads,
+                params=model.num_parameters(), streams=streams_weights(model),
+                shape="{n_layer} layers × {n_head} heads × {d_model}".format(**vars(model.config)))
+    return model, result.trainer.tokenizer, info
 
 
 def prompts(tok) -> dict[str, list[int]]:
@@ -129,6 +141,28 @@ def step_costs(target, ngram, prompt: list[int], repeats: int) -> dict[str, floa
             for name in ("target", "n-gram")}
 
 
+def verify_costs(target, prompt: list[int], repeats: int) -> dict[int, float]:
+    """A verifying pass over t positions (``step_all``: the token and t - 1 proposals) after ``prompt``,
+    over a one-token step at the same place, for t in VERIFY_ROWS: timed round-robin, 32 calls each,
+    the cache cut back to the prompt before each call. What the schedule's RoundCost estimates."""
+    fast, ids = FastDecoder(target), torch.tensor([prompt])
+    with torch.inference_mode():
+        state = fast.start(1)
+        fast.step(ids, state)
+    tokens = {t: torch.tensor([prompt[1 : t + 1]]) for t in (1, *VERIFY_ROWS)}  # (1, t) real ids
+
+    def passes(t: int) -> Callable[[], None]:
+        @torch.inference_mode()
+        def run() -> None:
+            for _ in range(32):
+                state.length = len(prompt)
+                fast.step(tokens[t], state) if t == 1 else fast.step_all(tokens[t], state)
+        return run
+
+    runs = round_robin({t: passes(t) for t in (1, *VERIFY_ROWS)}, repeats)
+    return {t: runs[t].median / runs[1].median for t in VERIFY_ROWS}
+
+
 def stepper_prefill(model, ids: torch.Tensor) -> Callable[[], None]:
     """The prompt's step alone (subtracted from :func:`step_costs`'s runs)."""
     @torch.inference_mode()
@@ -137,19 +171,28 @@ def stepper_prefill(model, ids: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def run(weak_steps: int, strong_steps: int, order: int, new: int, k: int, repeats: int) -> dict:
+def run(weak_steps: int, strong_steps: int, large_steps: int, order: int, new: int, k: int,
+        repeats: int) -> dict:
     from arlm.data.cache import encode_corpus
     from arlm.data.corpora import load_corpus
 
     torch.set_num_threads(1)
-    targets = {"weak": train(weak_steps), "strong": train(strong_steps)}
+    targets = {"weak": train(weak_steps, SMALL), "strong": train(strong_steps, SMALL)}
+    if large_steps:
+        targets["large"] = train(large_steps, LARGE, LARGE_THREADS)
     tok = targets["weak"][1]
     t0 = time.perf_counter()
     train_split = encode_corpus(load_corpus("shakespeare"), "train", tok)
     ngram = NGramModel.fit(train_split.tokens, order=order, vocab=tok.vocab, smoothing="kn",
                            discount_fallback=True)
     ngram_seconds = time.perf_counter() - t0
-    costs = step_costs(targets["strong"][0], ngram, prompts(tok)["test text"], repeats)
+    test_prompt = prompts(tok)["test text"]
+    costs = step_costs(targets["strong"][0], ngram, test_prompt, repeats)
+    verify = {name: verify_costs(target, test_prompt, repeats) for name, (target, _, _) in targets.items()}
+    estimates = {name: RoundCost.of(FastDecoder(target), PromptLookupDraft(), one_pass=True)
+                 for name, (target, _, _) in targets.items()}
+    estimated = {name: {t: 1 + c.verify_first + c.verify_per_token * (t - 2) for t in VERIFY_ROWS}
+                 for name, c in estimates.items()}
     rows = []
     for target_name, (target, _, _) in targets.items():
         for prompt_name, prompt in prompts(tok).items():
@@ -165,20 +208,30 @@ def run(weak_steps: int, strong_steps: int, order: int, new: int, k: int, repeat
                                  mean_k=None if s is None else s.mean_draft_length,
                                  off=None if s is None else s.rounds_off,
                                  rounds=None if s is None else s.rounds))
-    return dict(rows=rows, targets={n: t[2] for n, t in targets.items()},
-                params=targets["weak"][0].num_parameters(), order=order, ngram_tokens=len(train_split.tokens),
-                ngram_seconds=ngram_seconds, new=new, k=k, repeats=repeats, step_costs=costs,
+    return dict(rows=rows, targets={n: t[2] for n, t in targets.items()}, order=order,
+                ngram_tokens=len(train_split.tokens), ngram_seconds=ngram_seconds, new=new, k=k,
+                repeats=repeats, step_costs=costs, verify=verify, estimated=estimated,
                 prompt_lens={n: len(p) - 1 for n, p in prompts(tok).items()})
 
 
 def report(res: dict) -> list[str]:
-    w, s, cost = res["targets"]["weak"], res["targets"]["strong"], res["step_costs"]
+    cost = res["step_costs"]
+
+    def target_line(name: str, t: dict) -> str:
+        where = "streamed from memory" if t["streams"] else "in the CPU's cache"
+        return (f"{name} {t['shape']} ({t['params'] / 1e6:.2f}M parameters, weights {where}), "
+                f"{t['steps']} steps ({t['seconds']:.0f} s on {t['threads']} thread(s), val loss "
+                f"{t['val']:.3f} nats/char)")
+
+    targets = "; ".join(target_line(n, t) for n, t in res["targets"].items())
+    verify_rows = "; ".join(
+        f"{name}: " + ", ".join(f"{t} positions {res['verify'][name][t]:.2f}× (estimated "
+                                f"{res['estimated'][name][t]:.2f}×)" for t in VERIFY_ROWS)
+        for name in res["targets"])
     lines = [
-        f"Targets: char Transformers of 2 layers × 4 heads × 128, block 256 ({res['params'] / 1e6:.2f}M "
-        f"parameters), trained in the run by `usecases.train.train_neural` on Shakespeare's train split "
-        f"(6 × 256 tokens a step, seed 0, 1 thread): weak {w['steps']} steps ({w['seconds']:.0f} s, val "
-        f"loss {w['val']:.3f} nats/char), strong {s['steps']} steps ({s['seconds']:.0f} s, val loss "
-        f"{s['val']:.3f}). Drafts: a char {res['order']}-gram (Kneser-Ney) counted on the same "
+        f"Targets: char Transformers, block 256, trained in the run by `usecases.train.train_neural` on "
+        f"Shakespeare's train split (6 × 256 tokens a step, seed 0): {targets}. Drafts: a char "
+        f"{res['order']}-gram (Kneser-Ney) counted on the same "
         f"{res['ngram_tokens']:,} training tokens ({res['ngram_seconds']:.0f} s), and prompt lookup (last "
         f"1–3-gram), and an oracle that proposes plain greedy's own continuation (always accepted: what a "
         f"round costs when nothing is rejected, the ceiling for any draft). Fixed: k = {res['k']} "
@@ -197,6 +250,11 @@ def report(res: dict) -> list[str]:
         f"({cost['n-gram'] / cost['target']:.1f}× a target step). A proposal from "
         "a draft that costs more than a target step cannot pay at any acceptance: k proposals cost k draft "
         "steps and a verifying pass for at most k + 1 tokens.",
+        "",
+        "A verifying pass over t positions (the token and t − 1 proposals, `step_all` after the test "
+        "prompt), over a one-token step at the same place (medians of "
+        f"{res['repeats']} rounds of 32 calls), and the schedule's fixed estimate of it (`RoundCost`, 1 + "
+        f"c(t − 1)): {verify_rows}.",
         "",
         "| target | prompt | case | tok/s | vs plain | same tokens | acceptance | tokens / target forward "
         "| mean k | off |",
@@ -217,6 +275,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weak-steps", type=int, default=300, help="training steps of the weak target")
     parser.add_argument("--strong-steps", type=int, default=1000, help="training steps of the strong target")
+    parser.add_argument("--large-steps", type=int, default=200,
+                        help="training steps of the large (6 × 384) target; 0 leaves it out")
     parser.add_argument("--order", type=int, default=7, help="the n-gram draft's order")
     parser.add_argument("--new", type=int, default=128, help="new tokens per run")
     parser.add_argument("--k", type=int, default=4, help="draft tokens per round (fixed; adaptive: the most)")
@@ -224,13 +284,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument("--no-write", action="store_true", help="print the section only")
     args = parser.parse_args()
+    if args.large_steps < 0:
+        print(f"error: --large-steps must be ≥ 0, got {args.large_steps}", file=sys.stderr)
+        sys.exit(2)
     for name in ("weak_steps", "strong_steps", "new", "k", "repeats", "order"):
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}",
                   file=sys.stderr)
             sys.exit(2)
     load = os.getloadavg()
-    res = run(args.weak_steps, args.strong_steps, args.order, args.new, args.k, args.repeats)
+    res = run(args.weak_steps, args.strong_steps, args.large_steps, args.order, args.new, args.k,
+              args.repeats)
     line = command_line("speculative_bench.py", ["platform", "python", "torch"],
                         argv=table_argv(parser, drop=OUTPUT_ONLY), load=[load, os.getloadavg()],
                         note="2 cores shared with other engineers' jobs: absolute tokens/s move with the "

@@ -210,6 +210,24 @@ def test_a_draft_is_called_only_where_some_round_could_pay():
     assert CHEAP.can_pay(1)
 
 
+@pytest.mark.parametrize("accepted,rejected", [(6.0, 2.0), (0.5, 4.0), (40.0, 0.3), (0.0, 1.0)])
+@pytest.mark.parametrize("cost", [CHEAP, RoundCost(1.2, 0.25, 0.01, 0.0), RoundCost(0.3, 0.08, 0.0, 0.3)])
+def test_the_best_length_and_whether_any_pays_equal_a_search_over_every_length(accepted, rejected, cost):
+    """best_length stops at the speed-up's peak and can_pay looks at the ends only: both equal the
+    search over every length, and a huge k_max (--draft-tokens 10**9) costs no more than a small one."""
+    schedule = DraftSchedule(40, cost)
+    schedule.accepted, schedule.rejected = accepted, rejected
+    speedups = [schedule.speedup(k) for k in range(1, 41)]
+    best = max(range(40), key=lambda i: (speedups[i], -i))
+    assert schedule.best_length() == (best + 1, pytest.approx(speedups[best]))
+    for k_max in (1, 2, 7, 40):
+        assert cost.can_pay(k_max) == any(k + 1 > 1 + cost.extra(k, k) for k in range(1, k_max + 1))
+    huge = DraftSchedule(10**9, cost)
+    huge.accepted, huge.rejected = accepted, rejected
+    assert huge.best_length()[0] == best + 1 if best < 39 else huge.best_length()[0] >= 40
+    assert cost.can_pay(10**9) == (cost.verify_per_token + cost.draft_step < 1 or cost.can_pay(1))
+
+
 def test_a_target_that_streams_its_weights_is_costed_as_such(monkeypatch):
     """A CPU target too large for the cache (here: the cache said to be tiny) verifies at the streamed
     costs; then a one-proposal draft is never called (plain decoding), a longer one is."""

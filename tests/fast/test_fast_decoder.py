@@ -4,7 +4,6 @@ tokens — greedy, sampling, beam search, speculative verification, GPT-2's unma
 import pytest
 import torch
 
-import arlm.decode.fast as fast_module
 import arlm.models.numpy_gemv as numpy_gemv
 from arlm.decode.fast import FastDecoder, fast_decoder
 from arlm.decode.search import beam_search, generate
@@ -98,14 +97,13 @@ def test_decoding_with_the_numpy_attention_follows_the_model(cls):
 
 
 @pytest.mark.parametrize("cls", [TransformerLM, GPT2LM, SigmaGPT])
-def test_decoding_with_one_row_by_einsum_follows_the_model(cls, monkeypatch):
-    """Weights that stream from memory (here: the cache said to be tiny) are multiplied one row at a
-    time by numpy's einsum; greedy, sampling with rows finishing early, beam search and speculative
-    verification (several rows: BLAS) give the model's own tokens."""
+def test_decoding_with_one_row_by_einsum_follows_the_model(cls):
+    """One row by numpy's einsum (what weights that stream from memory get): greedy, sampling with rows
+    finishing early, beam search and speculative verification (several rows: BLAS) give the model's
+    own tokens."""
     model = _model(cls, seed=2)
     assert FastDecoder(model).one_row == "blas"  # 2 × 32: hot in any cache
-    monkeypatch.setattr(fast_module, "weights_stream", lambda weight_bytes: weight_bytes > 0)
-    fast = FastDecoder(model)
+    fast = FastDecoder(model, one_row="einsum")
     assert fast.one_row == "einsum"
     for settings in (dict(temperature=0), dict(temperature=1.0, seed=0, num_samples=3, eos_id=2)):
         settings = {"eos_id": None, **settings}
@@ -129,6 +127,9 @@ def test_the_one_row_kernel_follows_the_weights_size_against_the_cache(monkeypat
     assert FastDecoder(model).one_row == "blas"  # a third of the cache: read from it
     monkeypatch.setattr(numpy_gemv, "last_level_cache_bytes", lambda: weight_bytes)
     assert FastDecoder(model).one_row == "einsum"  # all of it: streamed from memory
+    assert FastDecoder(model, one_row="blas").one_row == "blas"  # asked for
+    with pytest.raises(ConfigError, match="one_row must be one of"):
+        FastDecoder(model, one_row="gemv")
 
 
 def test_step_all_gives_every_positions_log_probs():

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from arlm.errors import ConfigError
-from arlm.models.numpy_gemv import follow_torch_threads, numpy_rows_linear, weights_stream
+from arlm.models.numpy_gemv import ONE_ROW_KERNELS, follow_torch_threads, numpy_rows_linear, weights_stream
 from arlm.models.transformer import KVCache, LeanTransformer, TransformerLM, causal_mask, rows_linear
 
 _KEPT_MASK_T = 16  # _causal_mask keeps a buffer for t ≤ this many new tokens (draft lengths + 1)
@@ -98,7 +98,10 @@ class FastDecoder:
     used (the weights are fetched once; a CUDA graph also bakes in their addresses).
     """
 
-    def __init__(self, model: TransformerLM, static: bool = False, cuda_graphs: bool = False) -> None:
+    def __init__(self, model: TransformerLM, static: bool = False, cuda_graphs: bool = False,
+                 one_row: str | None = None) -> None:
+        """``one_row``: the kernel of a CPU fp32 step's one-row products, "blas" (numpy's ``dot``) or
+        "einsum"; None (the default) chooses by where the weights are (:mod:`arlm.models.numpy_gemv`)."""
         if not isinstance(model, TransformerLM):
             raise ConfigError(f"FastDecoder takes a Transformer (GPT-2, σ-GPT) model, not a "
                               f"{type(model).__name__}; decode other families directly")
@@ -118,9 +121,15 @@ class FastDecoder:
         # over views of the weights
         self.numpy_gemv = device.type == "cpu" and model.transformer.wte.weight.dtype == torch.float32
         # one row by numpy's einsum loop instead of BLAS's sgemv where the weights stream from memory
-        # (too large for the CPU's cache: sgemv streams them below the memory's pace; numpy_gemv)
-        self.one_row = "einsum" if self.numpy_gemv and weights_stream(_weight_bytes(model)) else "blas"
-        gemv = ("einsum" if self.one_row == "einsum" else "numpy") if self.numpy_gemv else "view"
+        # (too large for the CPU's cache: sgemv streams them below the memory's pace; numpy_gemv);
+        # None off the numpy path
+        if one_row is not None and one_row not in ONE_ROW_KERNELS:
+            raise ConfigError(f"one_row must be one of {', '.join(ONE_ROW_KERNELS)} or None (chosen by the "
+                              f"weights' size against the CPU's cache), not {one_row!r}")
+        if one_row is None and self.numpy_gemv:
+            one_row = "einsum" if weights_stream(_weight_bytes(model)) else "blas"
+        self.one_row = one_row if self.numpy_gemv else None
+        gemv = {"blas": "numpy", "einsum": "einsum", None: "view"}[self.one_row]
         self.lean = LeanTransformer(model, gemv=gemv)
         # one new token's attention over the cache in numpy there too (_one_token_attention), for models
         # at least NUMPY_ATTENTION_MIN_WIDTH wide; else SDPA

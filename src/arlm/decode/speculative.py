@@ -510,8 +510,9 @@ class RoundCost:
 
     def can_pay(self, k_max: int) -> bool:
         """Whether some round of at most ``k_max`` proposals, all accepted, would beat plain steps:
-        k + 1 tokens for 1 + c(k) target steps, for some k ≤ k_max."""
-        return any(k + 1 > 1 + self.extra(k, k) for k in range(1, k_max + 1))
+        k + 1 tokens for 1 + c(k) target steps, for some k ≤ k_max. The gain k - c(k) is linear in k,
+        so it is largest at k = 1 or k = k_max."""
+        return any(k - self.extra(k, k) > 0 for k in {1, k_max})
 
 
 @dataclass
@@ -554,15 +555,18 @@ class DraftSchedule:
         return sum(a**i for i in range(k + 1)) / (1 + self.cost.extra(k, k))
 
     def best_length(self) -> tuple[int, float]:
-        """The length in [1, k_max] with the largest :meth:`speedup`, and that speed-up."""
+        """The length in [1, k_max] with the largest :meth:`speedup`, and that speed-up. The expected
+        tokens are concave in k and the cost affine, so the speed-up rises to one peak and falls after
+        it: the search stops at the first fall (a few lengths, however large k_max)."""
         a, tokens, term = self.acceptance, 1.0, 1.0
         best = (1, 0.0)
         for k in range(1, self.k_max + 1):
             term *= a
             tokens += term  # 1 + a + … + a^k
             speedup = tokens / (1 + self.cost.extra(k, k))
-            if speedup > best[1]:
-                best = (k, speedup)
+            if speedup <= best[1]:
+                break
+            best = (k, speedup)
         return best
 
     def next_length(self) -> int:
