@@ -9,7 +9,7 @@ after a 121-token random prompt through :class:`~arlm.decode.fast.FastDecoder`, 
 the same tokens (checked). Reported: the fp32 weights' size against the last-level cache, each decode's
 ms per new token (medians), the per-round ratio sgemv / einsum (above 1: einsum is faster) as its
 median with a 95% bootstrap interval, and the kernel ``FastDecoder`` chooses by itself
-(``numpy_gemv.weights_stream``: einsum from 2/3 of the last-level cache).
+(``numpy_gemv.weights_stream``: einsum from 0.6 of the last-level cache).
 """
 
 from __future__ import annotations

@@ -80,10 +80,10 @@ def test_the_last_level_cache_is_read_from_linux_cache_descriptions(tmp_path):
     assert last_level_cache_bytes(tmp_path / "missing") == DEFAULT_CACHE_BYTES
 
 
-def test_weights_stream_from_two_thirds_of_the_last_level_cache(monkeypatch):
+def test_weights_stream_from_six_tenths_of_the_last_level_cache(monkeypatch):
     monkeypatch.setattr(numpy_gemv, "last_level_cache_bytes", lambda: 30_000_000)
-    assert weights_stream(20_000_000) and weights_stream(43_000_000)
-    assert not weights_stream(19_999_999) and not weights_stream(2_000_000)
+    assert weights_stream(18_000_000) and weights_stream(43_000_000)
+    assert not weights_stream(17_999_999) and not weights_stream(2_000_000)
 
 
 def test_numpy_rows_linear_reads_the_weight_in_place():

@@ -17,9 +17,11 @@ streams them well below the memory's pace: on the 2026-12-06 AVX-512 EPYC (32 Mi
 where ``sum`` reads the same bytes at 24–38. ``einsum("k,kn->n")`` — y += x_k · Wᵀ[k] over the rows k
 of Wᵀ, unblocked, on the calling thread — is slower on hot weights but keeps up with the memory:
 ~24 GB/s there, whichever kernel either library dispatched to. Whole decodes of random-weight
-Transformers (1 thread, 121 + 128 tokens; ratio sgemv's time / einsum's, median of 15 alternating
-rounds): 2 × 128 (1.9 MB) 0.73, 4 × 256 (13 MB) 0.72, 6 × 256 (19.5 MB) 0.90, 7 × 256 (22.6 MB) 1.01,
-3 × 384 (22 MB) 1.13, 4 × 384 (29 MB) 1.09, 6 × 384 (43 MB) 1.21, 8 × 512 (102 MB) 1.21. So one row
+Transformers by size (``benchmarks/gemv_kernel_bench.py``; 1 thread, 121 + 128 tokens; per-round
+ratio sgemv's time / einsum's, median of 15 alternating rounds, in two runs; the share of a 32 MiB L3 in
+brackets): 2 × 128 (0.06) 0.79–0.81, 4 × 256 (0.39) 0.81–0.87, 6 × 256 (0.58) 0.95–0.96, 3 × 384
+(0.66) 1.06–1.08, 7 × 256 (0.68) 0.99–1.03, 8 × 256 (0.77) 1.02–1.07, 4 × 384 (0.87) 1.13–1.18,
+6 × 384 (1.30) 1.10–1.16, 8 × 512 (3.04) 1.12–1.19. So one row
 goes to ``einsum`` when the weights are at least ``STREAMING_FRACTION`` of the last-level cache
 (:func:`weights_stream`; the cache is shared with the KV cache and everything else), and to
 ``numpy.dot`` (``sgemv``) otherwise; several rows (a prefill, a speculative verification: a matrix
@@ -49,9 +51,9 @@ from arlm.errors import ConfigError
 
 _blas_threads: list[int] = [0]  # the count last given to numpy's BLAS (0: not yet)
 ONE_ROW_KERNELS = ("blas", "einsum")  # how numpy_rows_linear multiplies one row
-# one row by einsum from weights of this fraction of the last-level cache (crossover measured between
-# 19.5 and 22 MB of a 32 MiB L3: see the module docstring)
-STREAMING_FRACTION = 2 / 3
+# one row by einsum from weights of this fraction of the last-level cache (the crossover lies between
+# 0.58, where sgemv was faster, and 0.66, where einsum was: see the module docstring)
+STREAMING_FRACTION = 0.6
 DEFAULT_CACHE_BYTES = 32 * 2**20  # the last-level cache assumed where the system does not say
 CPU_CACHES = Path("/sys/devices/system/cpu/cpu0/cache")  # Linux: index*/level, index*/size
 
