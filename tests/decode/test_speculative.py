@@ -325,6 +325,28 @@ def test_speculation_switches_off_on_a_useless_draft_and_on_again_when_it_agrees
     assert all(b - a == 5 for a, b in itertools.pairwise(agreeing[2:-1]))
 
 
+def test_a_probe_is_checked_by_plain_steps_not_a_verifying_pass(monkeypatch):
+    """While speculation is off a probe's proposals are checked against the target's plain steps: the
+    target verifies proposals only in the rounds that speculate (useless draft: a handful), and the
+    probes' matches still switch speculation back on when the draft agrees."""
+    target = _transformer(2, block_size=160)
+    new, agree_from = 120, 40
+    plain = greedy_search(target, [PROMPT], max_new_tokens=new, eos_id=None).rows()[0]
+    verified: list[int] = []  # proposals per verifying pass
+    verify = TargetVerifier.verify
+    monkeypatch.setattr(TargetVerifier, "verify",
+                        lambda self, context, proposals: verified.append(len(proposals)) or verify(
+                            self, context, proposals))
+    draft = _ScriptedDraft(PROMPT + plain, len(PROMPT), agree_from)
+    spec = speculative_generate(target, draft, PROMPT, k=4, max_new_tokens=new, temperature=0,
+                                eos_id=None, cost=CHEAP)
+    assert spec.tokens.tolist() == plain
+    s = spec.stats
+    assert s.probes >= 3 and sum(verified) == s.proposed  # no probe's proposal reached a verifying pass
+    assert len([n for n in verified if n]) == s.draft_rounds - s.probes  # verified: the speculating rounds
+    assert s.accepted >= 30  # on again once the draft agrees
+
+
 @pytest.mark.parametrize("draft", ["prompt lookup", "random transformer", "perturbed transformer"])
 def test_sampling_with_the_schedule_is_seeded(draft):
     runs = [speculative_generate(TARGET, DRAFTS[draft](), PROMPT, k=4, max_new_tokens=40, seed=3,

@@ -76,10 +76,16 @@ the same seed gives the same tokens):
   a round whose proposals were all accepted, k − 1 otherwise) was measured first: it shrinks k
   after every partial acceptance, to the lengths where the verifying pass's fixed cost weighs
   most, and lost to a fixed k on a small target with prompt lookup (docs/fast_decoding.md);
-* while off the rounds are plain target steps (the draft is not called); a probe round proposes 2
-  tokens after 4 plain steps, then 8, 16, … up to 64 while the probes lose (back to 4 after one
-  that gains), and its counts, weighing more than the older ones, switch speculation back on
-  when the draft agrees again. A draft that can never pay (no round of at most ``k`` proposals
+* while off the rounds are plain target steps (the draft is not called); a probe asks the draft for
+  2 tokens after 4 plain steps, then 8, 16, … up to 64 while the probes lose (back to 4 after one
+  that would have gained), and its counts, weighing more than the older ones, switch speculation
+  back on when the draft agrees again. A probe costs the target nothing (:func:`_shadow_probe`): the
+  next plain steps produce the target's tokens anyway, and the proposals that match them from the
+  first on count as accepted — the acceptance a verified round would have had, exactly for greedy
+  decoding (for sampling, a deterministic draft's proposal matches the drawn token with the
+  probability the rule would accept it). On a target whose verifying pass is dear (one that streams
+  its weights: a probe of 2 cost ~2.5 steps for at most 3 tokens) verified probes had cost 6% of the
+  run with a draft that never agreed. A draft that can never pay (no round of at most ``k`` proposals
   could gain even with every proposal accepted, e.g. a target without ``step_all``, verified a step
   a token) is never called: the call is plain decoding (:func:`arlm.decode.search.generate`, at its
   speed).
@@ -126,8 +132,8 @@ class SpeculativeStats:
     new_tokens: int = 0  # tokens generated ([EOS] included)
     draft_rounds: int = 0  # rounds that asked the draft for proposals
     draft_length_sum: int = 0  # the draft lengths asked for, summed over those rounds
-    rounds_off: int = 0  # rounds with speculation switched off: a plain target step, no draft call
-    probes: int = 0  # of the draft rounds, those that proposed again while speculation was off
+    rounds_off: int = 0  # rounds with speculation switched off: a plain target step (a probe's included)
+    probes: int = 0  # of the draft rounds, the probes while speculation was off (checked by plain steps)
 
     @property
     def acceptance_rate(self) -> float:
@@ -650,6 +656,29 @@ def _prompt_list(prompt, sos_id: int) -> list[int]:
     return t[0].tolist()
 
 
+def _shadow_probe(draft: Draft, verifier: TargetVerifier, sampler: Sampler, context: list[int], n: int,
+                  eos_id: int | None, plain_argmax: bool) -> tuple[list[int], list[float], int, int, int]:
+    """A probe that costs the target nothing: the draft proposes up to ``n`` tokens after ``context``,
+    the target decodes ``n`` plain steps (as speculation being off would), and the proposals equal to
+    the target's tokens from the first on count as accepted. -> (the new tokens, their log-probs under
+    the target, proposals made, proposals matched, the draft's forward calls)."""
+    forwards_before = getattr(draft, "forwards", 0)
+    proposals = list(draft.propose(context, n, sampler)[0])[:n]
+    draft_forwards = getattr(draft, "forwards", 0) - forwards_before
+    new: list[int] = []
+    new_lp: list[float] = []
+    matched = 0
+    for i in range(max(n, 1)):
+        logp = verifier.step([*context, *new])  # (V,)
+        y = int(logp.argmax()) if plain_argmax else sampler.choose(sampler.scores([*context, *new], logp))
+        new.append(y)
+        new_lp.append(float(logp[y]))
+        matched += matched == i and i < len(proposals) and y == proposals[i]
+        if y == eos_id:
+            break
+    return new, new_lp, len(proposals), matched, draft_forwards
+
+
 @torch.inference_mode()
 def speculative_generate(
     target: ARModel,
@@ -721,6 +750,23 @@ def speculative_generate(
     while len(out) < max_new_tokens:
         # ----- the draft proposes (never past the budget: the round adds one token of its own) -----
         length = schedule.next_length()  # 0: speculation is off this round
+        if schedule.probing:  # off, probing: plain steps check the proposals (no verifying pass)
+            n = min(length, max_new_tokens - len(out))
+            new, new_lp, proposed, matched, draft_forwards = _shadow_probe(
+                draft, verifier, sampler, context, n, eos_id, plain_argmax=greedy and not len(processors))
+            stats.rounds += len(new)
+            stats.rounds_off += len(new)
+            stats.draft_rounds += 1
+            stats.draft_length_sum += n
+            stats.probes += 1  # (proposed and accepted count verified proposals only)
+            schedule.update(proposed, matched, draft_forwards)
+            context += new
+            out += new
+            out_lp += new_lp
+            if eos_id is not None and out[-1] == eos_id:
+                reason = STOP_EOS
+                break
+            continue
         n_max = min(length, max_new_tokens - len(out) - 1)
         proposals, q, draft_forwards = [], None, 0
         if n_max > 0:
