@@ -17,25 +17,29 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 import torch
 
 from arlm.decode.fast import NUMPY_ATTENTION_MIN_WIDTH, FastDecoder
 from arlm.decode.search import generate
-from arlm.models.transformer import TransformerConfig, TransformerLM
-from report import command_line, ratio_interval, round_robin, table_argv, write_section
+from report import (
+    PROMPT_LEN,
+    command_line,
+    publish,
+    random_transformer,
+    ratio_interval,
+    round_robin,
+    shapes_bench_args,
+    table_argv,
+)
 
 SECTION = "## CPU batch-1 decoding: one token's attention in numpy or SDPA, by width"
 SHAPES = [(2, 128, 4), (4, 256, 4), (6, 256, 8), (4, 384, 6), (6, 384, 6)]  # (layers, d_model, heads)
-VOCAB, BLOCK, PROMPT_LEN = 70, 512, 121
+VOCAB, BLOCK = 70, 512
 
 
 def measure(layers: int, width: int, heads: int, new: int, repeats: int) -> dict:
-    torch.manual_seed(0)
-    model = TransformerLM(TransformerConfig(vocab_size=VOCAB, block_size=BLOCK, n_layer=layers, n_head=heads,
-                                            d_model=width)).eval()
-    prompt = torch.randint(3, VOCAB, (1, PROMPT_LEN), generator=torch.Generator().manual_seed(0))  # (1, Tp)
+    model, prompt = random_transformer(layers, width, heads, VOCAB, BLOCK)  # (1, Tp) prompt
     decoders = {"numpy": FastDecoder(model), "sdpa": FastDecoder(model)}
     decoders["numpy"].numpy_attention, decoders["sdpa"].numpy_attention = True, False
     cases = {name: (lambda d=d: generate(d, prompt, temperature=0, max_new_tokens=new, eos_id=None).rows()[0])
@@ -48,14 +52,7 @@ def measure(layers: int, width: int, heads: int, new: int, repeats: int) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--new", type=int, default=128, help="new tokens per decode")
-    parser.add_argument("--repeats", type=int, default=21, help="timed rounds per shape")
-    parser.add_argument("--out", type=Path, default=None, help="write the section into this Markdown file")
-    args = parser.parse_args()
-    if args.new < 1 or args.repeats < 2:
-        print(f"error: --new must be ≥ 1 and --repeats ≥ 2, got {args.new} and {args.repeats}",
-              file=sys.stderr)
-        sys.exit(2)
+    args = shapes_bench_args(parser, repeats=21)
     torch.set_num_threads(1)
     load = os.getloadavg()
     rows = []
@@ -78,11 +75,7 @@ def main() -> None:
              "| shape | numpy attention ms / token | SDPA ms / token | SDPA / numpy | same tokens "
              "| lean step takes |",
              "|---|---|---|---|---|---|", *rows]
-    section = "\n".join(lines) + "\n"
-    print(section)
-    if args.out is not None:
-        write_section(args.out, SECTION, section)
-        print(f"updated {args.out} ({SECTION})", file=sys.stderr)
+    publish("\n".join(lines) + "\n", args.out, SECTION)
 
 
 if __name__ == "__main__":

@@ -201,3 +201,42 @@ def write_section(path: Path, heading: str, section: str) -> None:
         text = text[:start] + section + (text[end:] if end >= 0 else "")
     with atomic_write(path) as f:
         f.write(text)
+
+
+def publish(section: str, out: Path | None, heading: str) -> None:
+    """Print a benchmark's section and, with ``out``, write it into that Markdown file under ``heading``."""
+    print(section)
+    if out is not None:
+        write_section(out, heading, section)
+        print(f"updated {out} ({heading})", file=sys.stderr)
+
+
+def shapes_bench_args(parser: argparse.ArgumentParser, repeats: int) -> argparse.Namespace:
+    """``--new``, ``--repeats`` (default ``repeats``) and ``--out`` of a decoding benchmark over model
+    shapes, parsed; a bad value is one line on stderr and exit code 2."""
+    parser.add_argument("--new", type=int, default=128, help="new tokens per decode")
+    parser.add_argument("--repeats", type=int, default=repeats, help="timed rounds per shape")
+    parser.add_argument("--out", type=Path, default=None, help="write the section into this Markdown file")
+    args = parser.parse_args()
+    if args.new < 1 or args.repeats < 2:
+        print(f"error: --new must be ≥ 1 and --repeats ≥ 2, got {args.new} and {args.repeats}",
+              file=sys.stderr)
+        sys.exit(2)
+    return args
+
+
+def random_transformer(layers: int, width: int, heads: int, vocab: int, block: int):
+    """A random-weight TransformerLM (seed 0) in eval mode, and a random prompt (1, PROMPT_LEN) of ids ≥ 3."""
+    import torch
+
+    from arlm.models.transformer import TransformerConfig, TransformerLM
+
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(vocab_size=vocab, block_size=block, n_layer=layers, n_head=heads,
+                                            d_model=width)).eval()
+    prompt = torch.randint(3, vocab, (1, PROMPT_LEN), generator=torch.Generator().manual_seed(0))  # (1, Tp)
+    return model, prompt
+
+
+PROMPT_LEN = 121  # the decoding benchmarks' random prompt
+

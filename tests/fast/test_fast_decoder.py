@@ -78,33 +78,9 @@ def test_one_token_attention_in_numpy_reads_only_the_filled_cache():
     assert torch.isnan(state.k[:, :, :, L:]).all()  # nothing was written past the filled positions
 
 
-@pytest.mark.parametrize("cls", [TransformerLM, GPT2LM, SigmaGPT])
-def test_decoding_with_the_numpy_attention_follows_the_model(cls):
-    """Greedy, sampling with rows finishing early (the cache rows selected) and beam search, one new
-    token attending in numpy: the model's own tokens."""
-    model = _model(cls, seed=1)
-    fast = FastDecoder(model)
-    fast.numpy_attention = True
-    for settings in (dict(temperature=0), dict(temperature=1.0, seed=0, num_samples=3, eos_id=2)):
-        settings = {"eos_id": None, **settings}
-        ref = generate(model, PROMPTS, max_new_tokens=25, **settings)
-        out = generate(fast, PROMPTS, max_new_tokens=25, **settings)
-        assert torch.equal(out.tokens, ref.tokens) and out.stop_reason == ref.stop_reason
-        torch.testing.assert_close(out.log_probs, ref.log_probs, rtol=0, atol=1e-5)
-    ref_b = beam_search(model, PROMPTS, num_beams=3, max_new_tokens=12)
-    out_b = beam_search(fast, PROMPTS, num_beams=3, max_new_tokens=12)
-    assert torch.equal(out_b.tokens, ref_b.tokens)
-
-
-@pytest.mark.parametrize("cls", [TransformerLM, GPT2LM, SigmaGPT])
-def test_decoding_with_one_row_by_einsum_follows_the_model(cls):
-    """One row by numpy's einsum (what weights that stream from memory get): greedy, sampling with rows
-    finishing early, beam search and speculative verification (several rows: BLAS) give the model's
-    own tokens."""
-    model = _model(cls, seed=2)
-    assert FastDecoder(model).one_row == "blas"  # 2 × 32: hot in any cache
-    fast = FastDecoder(model, one_row="einsum")
-    assert fast.one_row == "einsum"
+def _decodes_as_the_model(fast: FastDecoder, model) -> None:
+    """Greedy, sampling with rows finishing early (the cache rows selected), beam search and a
+    speculative verification every round (several rows at once) through ``fast``: the model's tokens."""
     for settings in (dict(temperature=0), dict(temperature=1.0, seed=0, num_samples=3, eos_id=2)):
         settings = {"eos_id": None, **settings}
         ref = generate(model, PROMPTS, max_new_tokens=25, **settings)
@@ -118,6 +94,24 @@ def test_decoding_with_one_row_by_einsum_follows_the_model(cls):
     spec = speculative_generate(fast, PromptLookupDraft(), prompt, temperature=0, max_new_tokens=20,
                                 eos_id=None, k=3, adaptive=False)  # k every round: the verifying path
     assert spec.tokens.tolist() == plain
+
+
+@pytest.mark.parametrize("cls", [TransformerLM, GPT2LM, SigmaGPT])
+def test_decoding_with_the_numpy_attention_follows_the_model(cls):
+    fast = FastDecoder(_model(cls, seed=1))
+    fast.numpy_attention = True  # one new token attending in numpy
+    _decodes_as_the_model(fast, fast.model)
+
+
+@pytest.mark.parametrize("cls", [TransformerLM, GPT2LM, SigmaGPT])
+def test_decoding_with_one_row_by_einsum_follows_the_model(cls):
+    """One row by numpy's einsum (what weights that stream from memory get); several (a prefill, a
+    verifying pass) by BLAS."""
+    model = _model(cls, seed=2)
+    assert FastDecoder(model).one_row == "blas"  # 2 × 32: hot in any cache
+    fast = FastDecoder(model, one_row="einsum")
+    assert fast.one_row == "einsum"
+    _decodes_as_the_model(fast, model)
 
 
 def test_the_one_row_kernel_follows_the_weights_size_against_the_cache(monkeypatch):
