@@ -15,10 +15,11 @@ set the pace. :class:`FastDecoder` removes what it can, in two ways:
   (``step_all``, a speculative verifier's pass), the head's [PAD]/[SOS] mask added as a fixed (V,)
   vector. It writes into the same preallocated :class:`~arlm.models.transformer.KVCache`, so
   ``select`` (beam search, finished rows) and ``crop`` (rejected draft tokens) are the cache's own.
-  On a CPU (fp32) its matrix-vector products go through numpy's BLAS (OpenBLAS;
-  :mod:`arlm.models.numpy_gemv`) over row-major copies of Wᵀ (C_in, C_out), HF GPT-2's ``Conv1D``
-  layout, made once per weight (:func:`~arlm.models.transformer.row_major_t`): on this project's CPU
-  that GEMV streams the weights faster than torch's (MKL's), over either layout; and one new token's
+  On a CPU (fp32) its matrix-vector products go through numpy (:mod:`arlm.models.numpy_gemv`: OpenBLAS's
+  ``sgemv`` while the weights fit the CPU's cache, numpy's ``einsum`` loop once they stream from
+  memory) over row-major copies of Wᵀ (C_in, C_out), HF GPT-2's ``Conv1D`` layout, made once per
+  weight (:func:`~arlm.models.transformer.row_major_t`): on this project's CPUs either reads the
+  weights faster than torch's (MKL's) GEMV, over either layout; and one new token's
   attention over the cache is numpy's too (:meth:`FastDecoder._one_token_attention`), not SDPA's,
   for models at least ``NUMPY_ATTENTION_MIN_WIDTH`` wide.
   Every :class:`~arlm.models.transformer.TransformerLM` takes it (GPT-2; σ-GPT read left to right,
