@@ -59,7 +59,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from arlm.errors import ConfigError
-from arlm.models.numpy_gemv import ONE_ROW_KERNELS, follow_torch_threads, numpy_rows_linear, weights_stream
+from arlm.models.numpy_gemv import (
+    ONE_ROW_KERNELS,
+    follow_torch_threads,
+    numpy_rows_linear,
+    parameter_bytes,
+    weights_stream,
+)
 from arlm.models.transformer import KVCache, LeanTransformer, TransformerLM, causal_mask, rows_linear
 
 _KEPT_MASK_T = 16  # _causal_mask keeps a buffer for t ≤ this many new tokens (draft lengths + 1)
@@ -69,12 +75,6 @@ _KEPT_MASK_T = 16  # _causal_mask keeps a buffer for t ≤ this many new tokens 
 # 2.01× HF in cpu_decode_bench.py), 4 × 384 1.03–1.04, 6 × 256 1.00–1.01, 4 × 256 0.98–1.01 (the two
 # runs disagree), 2 × 128 0.95–0.96 (numpy slower). The gain is clear from 384; 256 is a coin toss.
 NUMPY_ATTENTION_MIN_WIDTH = 256
-
-
-def _weight_bytes(model: nn.Module) -> int:
-    """The bytes of weights one decoding step reads, near enough: every parameter (of a position table
-    a step reads one row; the head reads the whole of a tied embedding)."""
-    return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
 def split_heads(qkv: Tensor, batch_size: int, n_head: int) -> tuple[Tensor, ...]:
@@ -128,7 +128,7 @@ class FastDecoder:
             raise ConfigError(f"one_row must be one of {', '.join(ONE_ROW_KERNELS)} or None (chosen by the "
                               f"weights' size against the CPU's cache), not {one_row!r}")
         if one_row is None and self.numpy_gemv:
-            one_row = "einsum" if weights_stream(_weight_bytes(model)) else "blas"
+            one_row = "einsum" if weights_stream(parameter_bytes(model)) else "blas"
         self.one_row = one_row if self.numpy_gemv else None
         gemv = {"blas": "numpy", "einsum": "einsum", None: "view"}[self.one_row]
         self.lean = LeanTransformer(model, gemv=gemv)

@@ -112,7 +112,7 @@ from arlm.decode.processors import LogitsPipeline
 from arlm.decode.search import STOP_EOS, STOP_LENGTH, _device_of, generate
 from arlm.errors import ConfigError, MismatchError
 from arlm.models.base import ARModel, as_long_tensor
-from arlm.models.numpy_gemv import weights_stream
+from arlm.models.numpy_gemv import parameter_bytes, weights_stream
 from arlm.streams import EOS_ID, SOS_ID
 
 # ---------------------------------------------------------------------------------------------
@@ -481,9 +481,8 @@ def streams_weights(model: object) -> bool:
     inner = getattr(model, "model", model)
     if not isinstance(inner, torch.nn.Module):
         return False
-    params = list(inner.parameters())
-    return (bool(params) and params[0].device.type == "cpu"
-            and weights_stream(sum(p.numel() * p.element_size() for p in params)))
+    first = next(inner.parameters(), None)
+    return first is not None and first.device.type == "cpu" and weights_stream(parameter_bytes(inner))
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,12 @@ def last_level_cache_bytes(caches: Path = CPU_CACHES) -> int:
     return sizes[max(sizes)] if sizes else DEFAULT_CACHE_BYTES
 
 
+def parameter_bytes(module: torch.nn.Module) -> int:
+    """The bytes of a module's parameters: what one decoding step of a network reads, near enough (of a
+    position table a step reads one row; the head reads the whole of a tied embedding)."""
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
 def weights_stream(weight_bytes: int) -> bool:
     """Whether a decoding step that reads ``weight_bytes`` of weights streams them from memory (they
     fill STREAMING_FRACTION of the last-level cache or more) rather than from the cache."""
