@@ -25,8 +25,15 @@ nanoGPT also estimates the training loss on 20 batches at each evaluation (arlm 
 its steps instead) and evaluates at iteration 0 and trains one iteration more (0 … N). Every process
 gets 2 threads (``OMP_NUM_THREADS=2``, arlm's ``--threads 2``).
 
-The systems of one round run one after the other, nanoGPT first, and the rounds repeat
-(``--repeats``), so that all see the machine's load in turn; the table holds medians over the rounds
+*bf16* (``--systems bf16``) is arlm in mixed precision (``--set dtype=bf16``, ``compile=auto``, empty
+caches): the products in bf16 through oneDNN, the rest in fp32 (on a CPU with native bf16 dot products,
+AVX512_BF16 or AMX, which the section's head says; elsewhere bf16 is emulated and slow). nanoGPT's CPU
+command trains in fp32 (its train.py autocasts on CUDA only), so the table also gives both held-out
+qualities.
+
+The systems of one round run one after the other (nanoGPT, arlm eager, the compiled runs, bf16; in
+odd rounds the reverse order), and the rounds repeat (``--repeats``), so that all see the machine's
+load in turn; the table holds medians over the rounds
 and the load average before each run. The compiled runs:
 
 * *empty caches*: a fresh ``TORCHINDUCTOR_CACHE_DIR`` and a fresh ``ARLM_CACHE`` (arlm's compiled
@@ -69,7 +76,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from arlm.data.corpora import load_corpus
-from arlm.train.compile_choice import AUTO_COMPILE_STEPS, choose_compile
+from arlm.train.compile_choice import AUTO_COMPILE_STEPS, AUTO_COMPILE_STEPS_CPU_MIXED, choose_compile
 from report import command_line, format_load, table_argv, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +96,9 @@ SYSTEMS = {  # key -> the row's name
     "cold": "arlm, compile=true, empty caches",
     "warm": "arlm, compile=true, second run (the caches of the first)",
     "artifacts": "arlm, compile=true, arlm's artifacts only (empty Inductor cache)",
+    "bf16": "arlm, dtype=bf16 (mixed precision), compile=auto, empty caches",
 }
+MIXED = ["dtype=bf16"]  # the bf16 system's settings on top of ARLM_SETTINGS
 FIRST_STEP = re.compile(r"the first step took ([\d.]+) s.*?the others ([\d.]+) ms each", re.S)
 NANO_ITER = re.compile(r"^iter (\d+): loss [\d.]+, time ([\d.]+)ms", re.M)
 NANO_EVAL = re.compile(r"^step (\d+): train loss ([\d.]+), val loss ([\d.]+)", re.M)
@@ -112,6 +121,18 @@ def prepare_nanogpt(snapshot: Path, work: Path) -> Path:
     (data / "input.txt").write_text(text, encoding="utf-8")
     subprocess.run([sys.executable, "prepare.py"], cwd=data, check=True, stdout=subprocess.DEVNULL)
     return copy
+
+
+def native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's native bf16 dot products, from Linux's /proc/cpuinfo flags (what decides the bf16 row)."""
+    try:
+        text = cpuinfo.read_text(encoding="utf-8")
+    except OSError:
+        return "CPU bf16 support unknown"
+    lines = [line for line in text.splitlines() if line.startswith("flags")]
+    flags = set(lines[0].split(":", 1)[1].split()) if lines else set()
+    native = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
+    return f"CPU with native bf16 ({', '.join(native)})" if native else "CPU without native bf16 (emulated)"
 
 
 PASSIVE = {}  # {"OMP_WAIT_POLICY": "PASSIVE"} with --passive
@@ -148,12 +169,14 @@ def run_nanogpt(copy: Path, iters: int, work: Path, tag: str) -> dict:
             "val_bits_per_char": float(evals[-1][2]) / 0.6931471805599453}
 
 
-def run_arlm(iters: int, compile_setting: str, work: Path, caches: str, tag: str) -> dict:
-    """One `arlm train transformer` process; ``caches`` names its Inductor and arlm cache folders."""
+def run_arlm(iters: int, compile_setting: str, work: Path, caches: str, tag: str,
+             extra: tuple[str, ...] = ()) -> dict:
+    """One `arlm train transformer` process; ``caches`` names its Inductor and arlm cache folders,
+    ``extra`` holds more settings (the bf16 system's)."""
     out = work / f"arlm-run-{tag}"
     cmd = [*ARLM_CLI, "train", "transformer",
            "--preset", "cpu-small", "--threads", str(THREADS), "--out", str(out), "--overwrite"]
-    for setting in [*ARLM_SETTINGS, f"max_steps={iters}", f"compile={compile_setting}"]:
+    for setting in [*ARLM_SETTINGS, *extra, f"max_steps={iters}", f"compile={compile_setting}"]:
         cmd += ["--set", setting]
     inductor, arlm_cache = caches.split(",")
     seconds, output, load = timed_process(cmd, ROOT, environment(work / inductor, work / arlm_cache),
@@ -178,15 +201,18 @@ def whole_split_bits(model: Path) -> float:
 
 def one_round(copy: Path, iters: int, work: Path, r: int, systems: list[str],
               parallel: bool = False) -> dict[str, dict]:
-    """nanoGPT, then arlm eager, compiled from empty caches, again, and from arlm's artifacts only (those
-    of ``systems``); compile=auto runs in place of the one it chooses. ``parallel``: nanoGPT, eager and
-    the compiled runs (one after the other) go side by side, so that all meet the same load at once."""
+    """nanoGPT, arlm eager, compiled from empty caches, again, and from arlm's artifacts only, and arlm in
+    bf16 (those of ``systems``); compile=auto runs in place of the one it chooses. The lanes run in this
+    order in even rounds and in the reverse order in odd ones. ``parallel``: the lanes (nanoGPT; eager;
+    the compiled runs one after the other; bf16) go side by side, so that all meet the same load at once."""
     auto_compiles, _ = choose_compile("auto", iters)
+    mixed_compiles, _ = choose_compile("auto", iters, "bf16", "cpu")
     tag = f"{iters}-{r}"
-    plan = [("eager", "false" if auto_compiles else "auto", f"ind-e{tag},arlm-e{tag}"),
-            ("cold", "auto" if auto_compiles else "true", f"ind-c{tag},arlm-c{tag}"),
-            ("warm", "true", f"ind-c{tag},arlm-c{tag}"),
-            ("artifacts", "true", f"ind-a{tag},arlm-c{tag}")]
+    plan = [("eager", "false" if auto_compiles else "auto", f"ind-e{tag},arlm-e{tag}", False),
+            ("cold", "auto" if auto_compiles else "true", f"ind-c{tag},arlm-c{tag}", auto_compiles),
+            ("warm", "true", f"ind-c{tag},arlm-c{tag}", True),
+            ("artifacts", "true", f"ind-a{tag},arlm-c{tag}", True),
+            ("bf16", "auto", f"ind-b{tag},arlm-b{tag}", mixed_compiles)]
     res: dict[str, dict] = {}
 
     def nanogpt() -> None:
@@ -194,18 +220,22 @@ def one_round(copy: Path, iters: int, work: Path, r: int, systems: list[str],
         print(f"{tag} nanogpt {res['nanogpt']['wall']:.1f} s", file=sys.stderr)
 
     def arlm(keys: tuple[str, ...]) -> None:
-        for key, setting, caches in plan:
+        for key, setting, caches, compiles in plan:
             if key not in keys or key not in systems:
                 continue
-            run = run_arlm(iters, setting, work, caches, f"{key}-{tag}")
+            extra = tuple(MIXED) if key == "bf16" else ()
+            run = run_arlm(iters, setting, work, caches, f"{key}-{tag}", extra)
             run["setting"] = setting
             chose_eager = run["note"] is not None and "not compiling" in run["note"]
-            if setting == "auto" and (run["note"] is None or chose_eager == auto_compiles):
+            if setting == "auto" and (run["note"] is None or chose_eager == compiles):
                 sys.exit(f"train_vs_nanogpt.py: compile=auto did not choose as expected: {run['note']}")
             res[key] = run
             print(f"{tag} {key} {run['wall']:.1f} s (first step {run['first']:.1f} s)", file=sys.stderr)
 
-    lanes = [nanogpt, lambda: arlm(("eager",)), lambda: arlm(("cold", "warm", "artifacts"))]
+    lanes = [nanogpt, lambda: arlm(("eager",)), lambda: arlm(("cold", "warm", "artifacts")),
+             lambda: arlm(("bf16",))]
+    if r % 2:
+        lanes.reverse()
     if parallel:
         with ThreadPoolExecutor(len(lanes)) as pool:
             for done in [pool.submit(lane) for lane in lanes]:
@@ -224,7 +254,11 @@ def table(rounds: list[dict[str, dict]]) -> list[str]:
     med = {key: {field: statistics.median(r[key][field] for r in rounds) for field in
                  ("wall", "first", "median", "val_bits_per_char")} for key in rounds[0]}
     for key, m in med.items():
-        name = SYSTEMS[key] + (" = compile=auto's run" if rounds[0][key].get("setting") == "auto" else "")
+        if key == "bf16":  # always compile=auto: what it chose
+            chose_eager = "not compiling" in (rounds[0][key].get("note") or "")
+            name = SYSTEMS[key] + (": not compiling" if chose_eager else ": compiling")
+        else:
+            name = SYSTEMS[key] + (" = compile=auto's run" if rounds[0][key].get("setting") == "auto" else "")
         loads = "; ".join(format_load(r[key]["load"][:1]) for r in rounds)
         lines.append(f"| {name} | {m['wall']:.1f} s | {m['first']:.2f} s | {1e3 * m['median']:.1f} ms | "
                      f"{med['nanogpt']['wall'] / m['wall']:.2f}× | {med['eager']['wall'] / m['wall']:.2f}× | "
@@ -238,10 +272,18 @@ def verdict(iters: int, rounds: list[dict[str, dict]]) -> str:
     wall = {k: statistics.median(r[k]["wall"] for r in rounds) for k in ("nanogpt", "eager", auto_key)}
     speed = wall["nanogpt"] / wall[auto_key]
     aim = 1.3 if iters >= 5000 else 1.0
-    return (f"compile=auto from empty caches ({'compiling' if auto_key == 'cold' else 'not compiling'}): "
+    line = (f"compile=auto from empty caches ({'compiling' if auto_key == 'cold' else 'not compiling'}): "
             f"{speed:.2f}× nanoGPT's wall time (the issue's aim at {iters:,} iterations: ≥ {aim}×, "
             f"{'met' if speed >= aim else 'not met'} in this run) and {wall['eager'] / wall[auto_key]:.2f}× "
             "arlm eager (aim: never slower).")
+    if "bf16" not in rounds[0]:
+        return line
+    mixed = statistics.median(r["bf16"]["wall"] for r in rounds)
+    bits = {k: statistics.median(r[k]["val_bits_per_char"] for r in rounds) for k in ("bf16", "eager")}
+    return (f"{line} In bf16 (mixed precision, compile=auto, empty caches): {wall['nanogpt'] / mixed:.2f}× "
+            f"nanoGPT's wall time ({'met' if wall['nanogpt'] / mixed >= aim else 'not met'} in this run) and "
+            f"{wall['eager'] / mixed:.2f}× arlm eager in fp32, held-out {bits['bf16']:.3f} bits/char against "
+            f"fp32's {bits['eager']:.3f}.")
 
 
 def main() -> None:
@@ -283,7 +325,8 @@ def main() -> None:
              "held-out bits/char: nanoGPT's last estimate (20 random batches of its 10% cut, loss / ln 2); "
              "arlm's final model on its whole validation split, each line scored alone (`arlm eval --split "
              "val`, after the timed run). compile=auto compiles from "
-             f"{AUTO_COMPILE_STEPS:,} steps (arlm/train/compile_choice.py).")
+             f"{AUTO_COMPILE_STEPS:,} steps, in bf16 on the CPU from {AUTO_COMPILE_STEPS_CPU_MIXED:,} "
+             "(arlm/train/compile_choice.py).")
     results: dict[int, list[dict[str, dict]]] = {}
     for iters in args.iters:  # an iteration count's rounds, then its section
         load0 = os.getloadavg()
@@ -292,7 +335,7 @@ def main() -> None:
             results[iters].append(one_round(copy, iters, work, r, args.systems, args.parallel))
             if args.results is not None:
                 args.results.write_text(json.dumps(results, indent=1), encoding="utf-8")
-        facts = ["platform", "python", "torch", f"{THREADS} threads a process"]
+        facts = ["platform", "python", "torch", f"{THREADS} threads a process", native_bf16()]
         head = command_line("train_vs_nanogpt.py", facts, argv=table_argv(parser),
                             load=[load0, os.getloadavg()],
                             note="2 cores shared with other jobs: a loaded machine, see each run's load")

@@ -46,6 +46,25 @@ def test_the_verdict_judges_compile_autos_run():
     assert len(rows) == 2 + 3 and "= compile=auto's run" in rows[-1]
 
 
+def test_the_bf16_row_says_what_auto_chose_and_the_verdict_compares_its_quality():
+    mixed = {**_run(50, "auto"), "note": "compile=auto: not compiling, 5,000 steps are fewer than …",
+             "val_bits_per_char": 2.4}
+    rounds = [{"nanogpt": _run(100), "eager": _run(90, "false"), "cold": _run(80, "auto"), "bf16": mixed}]
+    assert bench.table(rounds)[-1].startswith(f"| {bench.SYSTEMS['bf16']}: not compiling |")
+    line = bench.verdict(5000, rounds)
+    assert "In bf16 (mixed precision, compile=auto, empty caches): 2.00× nanoGPT's wall time (met" in line
+    assert "1.80× arlm eager in fp32, held-out 2.400 bits/char against fp32's 2.500" in line
+
+
+def test_the_cpu_flags_name_native_bf16(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert bench.native_bf16(info) == "CPU with native bf16 (avx512_bf16, amx_bf16)"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw\n")
+    assert bench.native_bf16(info) == "CPU without native bf16 (emulated)"
+    assert bench.native_bf16(tmp_path / "none") == "CPU bf16 support unknown"
+
+
 def test_a_folder_that_is_not_nanogpt_is_refused(tmp_path):
     with pytest.raises(SystemExit, match=r"has no train\.py; pass a checkout of karpathy/nanoGPT"):
         bench.prepare_nanogpt(tmp_path, tmp_path / "work")

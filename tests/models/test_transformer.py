@@ -66,6 +66,32 @@ def test_explicit_path_equals_sdpa(causal):
     assert not torch.allclose(a, _twin(sdpa, causal=not causal).log_probs(tokens), atol=1e-3)
 
 
+def test_a_bf16_training_pass_on_the_cpu_takes_the_explicit_products(monkeypatch):
+    # sdpa_pays: torch's CPU flash-attention backward in bf16 is slow, so a bf16 pass that will be
+    # differentiated computes softmax(QKᵀ/√D + M) V itself; the fused kernel still serves every other pass
+    calls = []
+    fused = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    model = _model(dtype=torch.float32).train()
+    tokens = _tokens()
+
+    def grads(dtype):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            logits, _ = model(tokens)
+        logits.float().logsumexp(-1).mean().backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+    exact = grads(torch.float32)
+    assert len(calls) == 2  # the fp32 pass: one fused call a layer
+    mixed = grads(torch.bfloat16)
+    assert len(calls) == 2  # the bf16 pass made none
+    assert torch.allclose(mixed, exact, atol=2e-2, rtol=5e-2) and not torch.equal(mixed, exact)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(tokens)
+    assert len(calls) == 4  # a bf16 pass without gradients keeps the fused kernel
+
+
 def test_the_compiled_gelu_form_equals_the_eager_gelu(monkeypatch):
     # under torch.compile the MLP writes GPT-2's tanh GELU as h·σ(2z): the same function and gradient
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ import torch
 from arlm.errors import ConfigError
 from arlm.models.transformer import TransformerConfig, TransformerLM
 from arlm.train import TrainConfig, Trainer
-from arlm.train.compile_choice import AUTO_COMPILE_STEPS, choose_compile
+from arlm.train.compile_choice import AUTO_COMPILE_STEPS, AUTO_COMPILE_STEPS_CPU_MIXED, choose_compile
 from arlm.train.presets import resolve
 from arlm.usecases.train import make_train_config
 from cli_helpers import arlm, ok, only_an_error
@@ -23,6 +23,26 @@ def test_auto_compiles_from_the_threshold_on_and_says_why():
     assert note_below.startswith("compile=auto: not compiling") and f"{AUTO_COMPILE_STEPS:,}" in note_below
     assert note_at.startswith("compile=auto: compiling") and f"{AUTO_COMPILE_STEPS:,}" in note_at
     assert choose_compile(True, 1) == (True, None) and choose_compile(False, 10**9) == (False, None)
+
+
+def test_in_bf16_on_the_cpu_auto_waits_for_longer_runs():
+    # the eager bf16 step is fast and its compile slower: S* is AUTO_COMPILE_STEPS_CPU_MIXED there
+    assert AUTO_COMPILE_STEPS_CPU_MIXED > AUTO_COMPILE_STEPS
+    steps = (AUTO_COMPILE_STEPS, AUTO_COMPILE_STEPS_CPU_MIXED - 1, AUTO_COMPILE_STEPS_CPU_MIXED)
+    assert [choose_compile("auto", s, "bf16", "cpu")[0] for s in steps] == [False, False, True]
+    note = choose_compile("auto", AUTO_COMPILE_STEPS, "bf16", "cpu")[1]
+    assert f"fewer than the {AUTO_COMPILE_STEPS_CPU_MIXED:,}" in note and "bf16 step" in note
+    assert choose_compile("auto", AUTO_COMPILE_STEPS, "bf16", "cuda")[0]  # measured on the CPU only
+    assert choose_compile("auto", AUTO_COMPILE_STEPS, "fp32", "cpu")[0]
+
+
+def test_a_bf16_trainer_on_the_cpu_chooses_by_its_threshold():
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, d_model=16))
+    config = TrainConfig(batch_tokens=32, micro_batch_size=4, block_size=8, max_steps=AUTO_COMPILE_STEPS,
+                         eval_interval=0, show_progress=False, device="cpu", compile="auto", dtype="bf16")
+    trainer = Trainer(model, config, np.random.default_rng(0).integers(3, 16, 500))
+    assert not trainer.compiled and "bf16 step" in trainer.compile_note
 
 
 @pytest.mark.parametrize("value", ["yes", 1, "true", None])

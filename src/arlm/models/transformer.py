@@ -17,7 +17,8 @@ M is upper-triangular -inf: position i attends to positions j ≤ i only, so the
 cannot read x_{i+1} or anything after it. Drop M (``causal=False``) and the model *cheats*: training
 sees the answer, and the output at i changes when a later token changes (tests/models show it).
 ``attention="explicit"`` computes the formula above step by step; ``attention="sdpa"`` (default)
-calls ``F.scaled_dot_product_attention``, a fused kernel that gives the same result.
+calls ``F.scaled_dot_product_attention``, a fused kernel that gives the same result, except where the
+explicit products are faster (:func:`sdpa_pays`: a bf16 training pass on the CPU).
 
 **KV cache.** Generating token by token would recompute K and V of the whole prefix at every step.
 The keys and values of a position never change once computed (causality), so :class:`KVCache`
@@ -203,7 +204,7 @@ class CausalSelfAttention(nn.Module):
         S = k.shape[2]
         p = cfg.dropout if self.training else 0.0
 
-        if cfg.attention == "sdpa":
+        if cfg.attention == "sdpa" and sdpa_pays(q):
             if not cfg.causal or T == 1:  # one new query may see every cached key
                 y = F.scaled_dot_product_attention(q, k, v, dropout_p=p)
             elif offset == 0:
@@ -215,11 +216,22 @@ class CausalSelfAttention(nn.Module):
             att = (q @ k.transpose(-2, -1)) / math.sqrt(cfg.head_dim)  # (B, nh, T, S)
             if cfg.causal:
                 att = att + causal_mask(T, S, offset, x.device).to(att.dtype)  # + M
-            att = self.attn_dropout(F.softmax(att, dim=-1))  # A
+            # A, the softmax in fp32 whatever the products' precision (as SDPA's kernels compute it)
+            att = self.attn_dropout(F.softmax(att, dim=-1, dtype=torch.float32).to(v.dtype))
             y = att @ v  # (B, nh, T, hs)
 
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side
         return self.resid_dropout(self.c_proj(y))
+
+
+def sdpa_pays(q: Tensor) -> bool:
+    """Whether ``attention="sdpa"`` takes the fused kernel for queries ``q``: everywhere but a bf16 pass
+    that will be differentiated on the CPU, which takes the explicit products instead. There torch's
+    flash-attention backward in bf16 took ~4 ms a layer against ~0.5 ms for the explicit products' (the
+    products in bf16, the softmax in fp32 as the fused kernel computes it): nanoGPT's baby config at
+    2 threads trained at 38 against 24.5 ms a step (torch 2.13, AVX-512 with native bf16;
+    docs/training.md, "Mixed precision on the CPU")."""
+    return not (q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.requires_grad)
 
 
 def gelu_as_sigmoid(h: Tensor) -> Tensor:

@@ -22,6 +22,14 @@ loses nothing measurable against eager when the compiled step is slow, and a run
 a few seconds on the table when it is fast. A larger model saves more per step and compiles in about
 the same time (more kernels of the same kinds), so there the threshold errs towards eager.
 
+**Mixed precision on the CPU** (``dtype=bf16``) is its own case. The eager step is already fast there
+(oneDNN's bf16 products, and the explicit attention of :func:`arlm.models.transformer.sdpa_pays`), the
+compile (the forward pass, :func:`~arlm.train.trainer.compile_model`) is slower, and it saves less:
+nanoGPT's baby config at 2 threads, 2026-12-06, on an AVX-512 CPU with native bf16, in alternating
+blocks of steps in one process: C ≈ 25–37 s from empty caches, the step 25.5 against 21.6 ms (a
+second run: 37.4 against 29.4 ms; a third 36.4 against 33.3): Δ ≈ 3–8 ms, S* ≈ 3,400–12,000 steps.
+:data:`AUTO_COMPILE_STEPS_CPU_MIXED` = 8,000 lies towards the cautious end, as above.
+
 The choice reads only the configuration (``max_steps``), never the clock or what is in the compile
 cache: the same command trains the same weights whatever ran before it. A run that will be repeated
 with the same shapes can set ``compile=true``: from the artifacts of an earlier run
@@ -34,9 +42,19 @@ from typing import Any
 
 COMPILE_CHOICES = (True, False, "auto")
 
-# S*, the steps from which compile=auto compiles (the measurements in the module's docstring)
+# S*, the steps from which compile=auto compiles, and C, a compile from an empty cache, for the message
+# (the measurements in the module's docstring): fp32, and bf16/fp16 on the CPU
 AUTO_COMPILE_STEPS = 4000
-COLD_COMPILE_SECONDS = 20  # C, a compile from an empty cache, for the message (measured: 19.6-20.9 s)
+COLD_COMPILE_SECONDS = 20  # measured: 19.6-20.9 s
+AUTO_COMPILE_STEPS_CPU_MIXED = 8000
+COLD_COMPILE_SECONDS_CPU_MIXED = 25  # measured: 24.9-37.2 s
+
+
+def auto_compile_steps(dtype: str = "fp32", device: str = "cpu") -> tuple[int, int, str]:
+    """(S*, C in seconds, what is compiled) for a run's precision and device type."""
+    if dtype != "fp32" and device == "cpu":
+        return AUTO_COMPILE_STEPS_CPU_MIXED, COLD_COMPILE_SECONDS_CPU_MIXED, f"a compile of the {dtype} step"
+    return AUTO_COMPILE_STEPS, COLD_COMPILE_SECONDS, "a compile"
 
 
 def check_compile_setting(value: Any) -> None:
@@ -47,15 +65,16 @@ def check_compile_setting(value: Any) -> None:
         raise ConfigError(f"compile must be true, false or auto, not {value!r}; e.g. --set compile=auto")
 
 
-def choose_compile(setting: bool | str, max_steps: int) -> tuple[bool, str | None]:
+def choose_compile(setting: bool | str, max_steps: int, dtype: str = "fp32",
+                   device: str = "cpu") -> tuple[bool, str | None]:
     """(compile?, the one-line note of ``compile=auto``'s choice, None for an explicit setting)."""
     if setting != "auto":
         return bool(setting), None
-    if max_steps >= AUTO_COMPILE_STEPS:
-        return True, (f"compile=auto: compiling, {max_steps:,} steps are at least the {AUTO_COMPILE_STEPS:,} "
-                      f"over which the step's time saved pays back a compile (~{COLD_COMPILE_SECONDS} s "
-                      "from an empty cache on a 2-core CPU)")
-    return False, (f"compile=auto: not compiling, {max_steps:,} steps are fewer than the "
-                   f"{AUTO_COMPILE_STEPS:,} that pay back a compile (~{COLD_COMPILE_SECONDS} s from an empty "
-                   "cache on a 2-core CPU); set compile=true to compile anyway (seconds when an earlier run "
-                   "left its compiled artifacts)")
+    steps, seconds, what = auto_compile_steps(dtype, device)
+    pays_back = f"pay back {what} (~{seconds} s from an empty cache on a 2-core CPU)"
+    if max_steps >= steps:
+        return True, (f"compile=auto: compiling, {max_steps:,} steps are at least the {steps:,} over which "
+                      f"the step's time saved would {pays_back}")
+    return False, (f"compile=auto: not compiling, {max_steps:,} steps are fewer than the {steps:,} that "
+                   f"{pays_back}; set compile=true to compile anyway (seconds when an earlier run left its "
+                   "compiled artifacts)")

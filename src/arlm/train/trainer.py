@@ -536,7 +536,8 @@ class Trainer:
         else:  # checks that the stream is long enough
             random_chunks(self.train_stream, config.block_size, 1, torch.Generator().manual_seed(0))
         # compile=auto decides here, from the configuration alone (arlm.train.compile_choice)
-        self.compiled, self.compile_note = choose_compile(config.compile, config.max_steps)
+        self.compiled, self.compile_note = choose_compile(config.compile, config.max_steps, config.dtype,
+                                                          device.type)
         self.wrapped: nn.Module = TrainingLoss(self.model, config.ss_pick, self.compiled)
         if config.distributed:
             from torch.nn.parallel import DistributedDataParallel
