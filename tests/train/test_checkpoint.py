@@ -62,6 +62,21 @@ def test_resume_with_fp16_scaler_state(tmp_path):
     assert all(torch.equal(a, b) for a, b in pairs)
 
 
+def test_a_bf16_run_on_the_cpu_resumes_bit_identically_with_its_fused_adamw(tmp_path):
+    straight = make("transformer")
+    trainer = Trainer(straight, config(tmp_path / "a", dtype="bf16", max_steps=6), TRAIN, VAL)
+    assert trainer.fused  # bf16 on the CPU: torch's fused AdamW by default
+    trainer.train()
+    Trainer(make("transformer"), config(tmp_path / "b", dtype="bf16", max_steps=6), TRAIN, VAL).train(steps=3)
+    resumed = make("transformer", seed=5)
+    Trainer(resumed, config(tmp_path / "b", dtype="bf16", max_steps=6), TRAIN, VAL).train(
+        resume_from=tmp_path / "b" / "last")
+    pairs = zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    start = make("transformer").state_dict()
+    assert not any(torch.equal(a, start[k]) for k, a in straight.state_dict().items() if k.endswith("weight"))
+
+
 def test_grad_scaler_state_is_restored(tmp_path):
     trainer = Trainer(make("transformer"), config(tmp_path, dtype="fp16", max_steps=2), TRAIN, VAL)
     trainer.train()

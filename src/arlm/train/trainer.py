@@ -20,10 +20,12 @@ accumulated gradient is the big-batch gradient, whatever the split.
 **Optimizer and stability** (F14): AdamW with decoupled weight decay on weight matrices only (no decay
 on biases, norm gains or embeddings); the learning rate follows :func:`~arlm.train.schedules.learning_rate`
 (warmup, then cosine/linear decay); the gradient is clipped to global norm ``grad_clip``:
-g <- g · min(1, c / ‖g‖₂). AdamW runs torch's fused kernel on CUDA and in the CPU's compiled step;
-on the CPU otherwise it runs torch's for-loop kernel unless ``fused_adamw=True`` (fused on the CPU
-from torch 2.4: about 7% faster a step on the baby config, but not the for-loop's last bits, so a
-run's numbers move slightly; the committed experiments use the default). On CUDA with fused AdamW no
+g <- g · min(1, c / ‖g‖₂). AdamW runs torch's fused kernel on CUDA, in the CPU's compiled step and in
+bf16 on the CPU (on nanoGPT's baby config 0.935× the for-loop kernel's step, in
+alternating blocks); in fp32 on the CPU otherwise it runs torch's for-loop kernel unless
+``fused_adamw=True`` (fused on the CPU from torch 2.4: about 7% faster a step on the baby config, but
+not the for-loop's last bits, so a run's numbers move slightly; the committed experiments use the
+default). On CUDA with fused AdamW no
 step waits for the GPU: the loss and gradient norm stay on the device, and a non-finite loss is caught
 there (the fused kernel skips that update) and reported when the loop next reads the losses (its log
 interval; :meth:`Trainer.read_losses`).
@@ -195,8 +197,8 @@ class TrainConfig:
     tensorboard: bool = False  # also write the metrics as TensorBoard scalars to out_dir/tensorboard
     compile: bool | str = False  # torch.compile the training step (see compile_model); "auto": only
     # when max_steps is long enough to pay back the compile (arlm.train.compile_choice)
-    fused_adamw: bool | None = None  # None: fused on CUDA and in the CPU's compiled whole step
-    # (compile=true), for-loop elsewhere on the CPU; True/False: everywhere
+    fused_adamw: bool | None = None  # None: fused on CUDA, in the CPU's compiled whole step
+    # (compile=true) and in bf16 on the CPU, for-loop elsewhere on the CPU; True/False: everywhere
 
     def __post_init__(self) -> None:
         self.betas = (float(self.betas[0]), float(self.betas[1]))
@@ -544,10 +546,11 @@ class Trainer:
 
             ids = [device.index] if device.type == "cuda" else None
             self.wrapped = DistributedDataParallel(self.wrapped, device_ids=ids)
-        # fused AdamW (one kernel over all tensors): by default on CUDA and in the CPU's compiled whole step
-        # (arlm.train.compiled_step), elsewhere on the CPU when asked (torch >= 2.4)
+        # fused AdamW (one kernel over all tensors): by default on CUDA, in the CPU's compiled whole step
+        # (arlm.train.compiled_step) and in bf16 on the CPU, elsewhere on the CPU when asked
+        # (torch >= 2.4; the CPU's fp32 eager runs keep the for-loop kernel's bits)
         whole_step = self.whole_step_reason() is None
-        fused = (device.type == "cuda" or (whole_step and FUSED_ADAMW_ON_CPU)
+        fused = (device.type == "cuda" or ((whole_step or config.dtype == "bf16") and FUSED_ADAMW_ON_CPU)
                  if config.fused_adamw is None else config.fused_adamw)
         if fused and device.type == "cpu" and not FUSED_ADAMW_ON_CPU:
             raise ConfigError("fused_adamw=true on the CPU needs torch 2.4 or newer; leave it unset")
