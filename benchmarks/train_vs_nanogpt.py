@@ -42,11 +42,20 @@ and the load average before each run. The compiled runs:
 * *arlm's artifacts only*: a fresh Inductor cache, but arlm's artifacts of the first run (a machine
   whose /tmp was wiped; at the smallest ``--iters`` only).
 
-With ``--parallel`` the three lanes of a round (nanoGPT; arlm eager; the compiled runs, one after the
-other) run side by side instead, so that on a loaded machine all meet the same load at the same time
-(each run's wall time then includes the others' competition; the lanes end at different times, so
-the compiled lane's later runs meet less of it: compare them with the others only by their load
-column).
+**This machine's pace comes in spells.** A process's steps run at one of two paces for minutes at a
+time, the slow one ~1.33× the fast one for every system alike (arlm's 500-step intervals, 2026-12-06:
+fp32 compiled 32–34 or 43–44 ms, bf16 24–25 or 32–33 ms, fp32 eager 35–36 or 46–48 ms). Processes
+run one after the other meet different spells, so their ratios move by ±15%. ``--sliced SECONDS``
+runs the lanes side by side in turns instead (:func:`time_sliced`): one process runs for SECONDS
+while the others are stopped, then the next lane's, so every system meets the spells alike and none
+competes for the cores; a run's wall time is the sum of its turns. Its first step's time then holds
+the other systems' turns, so the table leaves that column out ("—"; the turns-mode runs give it).
+
+With ``--parallel`` the lanes of a round (nanoGPT; arlm eager; the compiled runs, one after the
+other; bf16) run side by side at once instead, so that on a loaded machine all meet the same load at
+the same time (each run's wall time then includes the others' competition; the lanes end at
+different times, so the compiled lane's later runs meet less of it: compare them with the others only
+by their load column).
 
 ``--passive`` sets ``OMP_WAIT_POLICY=PASSIVE`` for every process: OpenMP's threads then sleep at a
 barrier instead of spinning. On 2 cores that other jobs keep busy, a 2-thread process with the default
@@ -63,16 +72,20 @@ compiled row; the script checks that it chose so.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from arlm.data.corpora import load_corpus
@@ -157,37 +170,59 @@ def timed_process(cmd: list[str], cwd: Path, env: dict[str, str],
     return seconds, output, load
 
 
-def run_nanogpt(copy: Path, iters: int, work: Path, tag: str) -> dict:
+@dataclass
+class Job:
+    """One timed process of a round: its command, and what reads its numbers once it has run."""
+
+    key: str  # the system (a key of SYSTEMS)
+    cmd: list[str]
+    cwd: Path
+    env: dict[str, str]
+    log: Path
+    finish: Callable[[float, str, list[float]], dict]  # (wall seconds, output, load before it) -> its numbers
+
+
+def nanogpt_job(copy: Path, iters: int, work: Path, tag: str) -> Job:
     out = work / f"nanogpt-{tag}"
     cmd = [sys.executable, "train.py", *NANOGPT_ARGS, f"--max_iters={iters}", f"--lr_decay_iters={iters}",
            f"--out_dir={out}"]
-    seconds, output, load = timed_process(cmd, copy, environment(work / f"ind-{tag}", work / f"arlm-{tag}"),
-                                          work / f"nanogpt-{tag}.log")
-    steps = [float(ms) / 1e3 for _, ms in NANO_ITER.findall(output)]
-    evals = NANO_EVAL.findall(output)
-    return {"wall": seconds, "load": load, "first": steps[0], "median": statistics.median(steps[1:]),
-            "val_bits_per_char": float(evals[-1][2]) / 0.6931471805599453}
+
+    def finish(seconds: float, output: str, load: list[float]) -> dict:
+        steps = [float(ms) / 1e3 for _, ms in NANO_ITER.findall(output)]
+        evals = NANO_EVAL.findall(output)
+        return {"wall": seconds, "load": load, "first": steps[0], "median": statistics.median(steps[1:]),
+                "val_bits_per_char": float(evals[-1][2]) / 0.6931471805599453}
+
+    env = environment(work / f"ind-{tag}", work / f"arlm-{tag}")
+    return Job("nanogpt", cmd, copy, env, work / f"nanogpt-{tag}.log", finish)
 
 
-def run_arlm(iters: int, compile_setting: str, work: Path, caches: str, tag: str,
-             extra: tuple[str, ...] = ()) -> dict:
-    """One `arlm train transformer` process; ``caches`` names its Inductor and arlm cache folders,
-    ``extra`` holds more settings (the bf16 system's)."""
-    out = work / f"arlm-run-{tag}"
+def arlm_job(key: str, iters: int, compile_setting: str, work: Path, caches: str, tag: str,
+             compiles: bool) -> Job:
+    """One `arlm train transformer` process of system ``key``; ``caches`` names its Inductor and arlm
+    cache folders; ``compiles``: what compile=auto must choose (checked when the setting is auto)."""
+    out = work / f"arlm-run-{key}-{tag}"
     cmd = [*ARLM_CLI, "train", "transformer",
            "--preset", "cpu-small", "--threads", str(THREADS), "--out", str(out), "--overwrite"]
+    extra = MIXED if key == "bf16" else []
     for setting in [*ARLM_SETTINGS, *extra, f"max_steps={iters}", f"compile={compile_setting}"]:
         cmd += ["--set", setting]
+
+    def finish(seconds: float, output: str, load: list[float]) -> dict:
+        times = FIRST_STEP.search(output)
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        bits = [r["val_bits_per_char"] for r in records if "val_bits_per_char" in r]
+        note = next((line for line in output.splitlines() if line.startswith("compile=auto")), None)
+        chose_eager = note is not None and "not compiling" in note
+        if compile_setting == "auto" and (note is None or chose_eager == compiles):
+            sys.exit(f"train_vs_nanogpt.py: compile=auto did not choose as expected: {note}")
+        return {"wall": seconds, "load": load, "first": float(times[1]), "median": float(times[2]) / 1e3,
+                "estimate_bits_per_char": bits[-1], "val_bits_per_char": whole_split_bits(out / "last"),
+                "note": note, "setting": compile_setting}
+
     inductor, arlm_cache = caches.split(",")
-    seconds, output, load = timed_process(cmd, ROOT, environment(work / inductor, work / arlm_cache),
-                                          work / f"arlm-{tag}.log")
-    times = FIRST_STEP.search(output)
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    bits = [r["val_bits_per_char"] for r in records if "val_bits_per_char" in r]
-    note = next((line for line in output.splitlines() if line.startswith("compile=auto")), None)
-    return {"wall": seconds, "load": load, "first": float(times[1]), "median": float(times[2]) / 1e3,
-            "estimate_bits_per_char": bits[-1], "val_bits_per_char": whole_split_bits(out / "last"),
-            "note": note}
+    env = environment(work / inductor, work / arlm_cache)
+    return Job(key, cmd, ROOT, env, work / f"arlm-{key}-{tag}.log", finish)
 
 
 def whole_split_bits(model: Path) -> float:
@@ -199,51 +234,111 @@ def whole_split_bits(model: Path) -> float:
     return float(json.loads(done.stdout.strip().splitlines()[-1])["bits_per_char"])
 
 
-def one_round(copy: Path, iters: int, work: Path, r: int, systems: list[str],
-              parallel: bool = False) -> dict[str, dict]:
-    """nanoGPT, arlm eager, compiled from empty caches, again, and from arlm's artifacts only, and arlm in
-    bf16 (those of ``systems``); compile=auto runs in place of the one it chooses. The lanes run in this
-    order in even rounds and in the reverse order in odd ones. ``parallel``: the lanes (nanoGPT; eager;
-    the compiled runs one after the other; bf16) go side by side, so that all meet the same load at once."""
+def round_lanes(copy: Path, iters: int, work: Path, r: int, systems: list[str]) -> list[list[Job]]:
+    """The lanes of round ``r``: nanoGPT; arlm eager; compiled from empty caches, again, and from arlm's
+    artifacts only (one after the other: the later ones use the first one's caches); arlm in bf16 (those
+    of ``systems``). compile=auto runs in place of the one it chooses. In this order in even rounds, in
+    the reverse order in odd ones."""
     auto_compiles, _ = choose_compile("auto", iters)
     mixed_compiles, _ = choose_compile("auto", iters, "bf16", "cpu")
     tag = f"{iters}-{r}"
-    plan = [("eager", "false" if auto_compiles else "auto", f"ind-e{tag},arlm-e{tag}", False),
-            ("cold", "auto" if auto_compiles else "true", f"ind-c{tag},arlm-c{tag}", auto_compiles),
-            ("warm", "true", f"ind-c{tag},arlm-c{tag}", True),
-            ("artifacts", "true", f"ind-a{tag},arlm-c{tag}", True),
-            ("bf16", "auto", f"ind-b{tag},arlm-b{tag}", mixed_compiles)]
+    plan = {"eager": ("false" if auto_compiles else "auto", f"ind-e{tag},arlm-e{tag}", False),
+            "cold": ("auto" if auto_compiles else "true", f"ind-c{tag},arlm-c{tag}", auto_compiles),
+            "warm": ("true", f"ind-c{tag},arlm-c{tag}", True),
+            "artifacts": ("true", f"ind-a{tag},arlm-c{tag}", True),
+            "bf16": ("auto", f"ind-b{tag},arlm-b{tag}", mixed_compiles)}
+    lanes = [[nanogpt_job(copy, iters, work, tag)]]
+    for keys in (("eager",), ("cold", "warm", "artifacts"), ("bf16",)):
+        lane = [arlm_job(key, iters, plan[key][0], work, plan[key][1], tag, plan[key][2])
+                for key in keys if key in systems]
+        if lane:
+            lanes.append(lane)
+    return lanes[::-1] if r % 2 else lanes
+
+
+def one_round(copy: Path, iters: int, work: Path, r: int, systems: list[str], mode: str = "turns",
+              slice_seconds: float = 2.0) -> dict[str, dict]:
+    """Round ``r``'s runs (:func:`round_lanes`) -> the numbers of each system. ``mode``: "turns", the lanes
+    one after the other; "parallel", side by side, so that all meet the same load at once (and compete
+    for the cores); "sliced", side by side in turns of ``slice_seconds`` (:func:`time_sliced`)."""
+    lanes = round_lanes(copy, iters, work, r, systems)
+    tag = f"{iters}-{r}"
     res: dict[str, dict] = {}
 
-    def nanogpt() -> None:
-        res["nanogpt"] = run_nanogpt(copy, iters, work, tag)
-        print(f"{tag} nanogpt {res['nanogpt']['wall']:.1f} s", file=sys.stderr)
+    def done(job: Job, seconds: float, output: str, load: list[float]) -> None:
+        res[job.key] = job.finish(seconds, output, load)
+        if mode == "sliced":  # its first step's wall time holds the other systems' turns
+            res[job.key]["first"] = None
+        print(f"{tag} {job.key} {seconds:.1f} s", file=sys.stderr)
 
-    def arlm(keys: tuple[str, ...]) -> None:
-        for key, setting, caches, compiles in plan:
-            if key not in keys or key not in systems:
-                continue
-            extra = tuple(MIXED) if key == "bf16" else ()
-            run = run_arlm(iters, setting, work, caches, f"{key}-{tag}", extra)
-            run["setting"] = setting
-            chose_eager = run["note"] is not None and "not compiling" in run["note"]
-            if setting == "auto" and (run["note"] is None or chose_eager == compiles):
-                sys.exit(f"train_vs_nanogpt.py: compile=auto did not choose as expected: {run['note']}")
-            res[key] = run
-            print(f"{tag} {key} {run['wall']:.1f} s (first step {run['first']:.1f} s)", file=sys.stderr)
+    def lane_in_turn(lane: list[Job]) -> None:
+        for job in lane:
+            done(job, *timed_process(job.cmd, job.cwd, job.env, job.log))
 
-    lanes = [nanogpt, lambda: arlm(("eager",)), lambda: arlm(("cold", "warm", "artifacts")),
-             lambda: arlm(("bf16",))]
-    if r % 2:
-        lanes.reverse()
-    if parallel:
+    if mode == "sliced":
+        timed = time_sliced(lanes, slice_seconds)
+        for job in (job for lane in lanes for job in lane):
+            done(job, *timed[job.key])
+    elif mode == "parallel":
         with ThreadPoolExecutor(len(lanes)) as pool:
-            for done in [pool.submit(lane) for lane in lanes]:
-                done.result()
+            for running in [pool.submit(lane_in_turn, lane) for lane in lanes]:
+                running.result()
     else:
         for lane in lanes:
-            lane()
+            lane_in_turn(lane)
     return {key: res[key] for key in SYSTEMS if key in res}
+
+
+def time_sliced(lanes: list[list[Job]], slice_seconds: float) -> dict[str, tuple[float, str, list[float]]]:
+    """Run the lanes side by side in turns: one process runs for ``slice_seconds`` while the others are
+    stopped (SIGSTOP to its process group, which holds its compile workers), then the next lane's. Every
+    system meets the machine's fast and slow spells alike, and none competes with another for the
+    cores. -> {key: (its wall time, the sum of its turns; its output; the load average at its start)}."""
+    queues = [list(lane) for lane in lanes]
+    results: dict[str, tuple[float, str, list[float]]] = {}
+
+    def start(job: Job) -> list:
+        load = list(os.getloadavg())
+        began = time.perf_counter()
+        with job.log.open("w", encoding="utf-8") as log:
+            proc = subprocess.Popen(job.cmd, cwd=job.cwd, env=job.env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        _signal_group(proc, signal.SIGSTOP)
+        return [job, proc, load, time.perf_counter() - began]
+
+    current: list[list | None] = [start(queue.pop(0)) for queue in queues]
+    try:
+        while any(current):
+            for i, running in enumerate(current):
+                if running is None:
+                    continue
+                job, proc, load, _ = running
+                began = time.perf_counter()
+                _signal_group(proc, signal.SIGCONT)
+                try:
+                    proc.wait(timeout=slice_seconds)
+                except subprocess.TimeoutExpired:
+                    _signal_group(proc, signal.SIGSTOP)
+                running[3] += time.perf_counter() - began
+                if proc.returncode is None:
+                    continue
+                if proc.returncode != 0:
+                    sys.exit(f"train_vs_nanogpt.py: {' '.join(job.cmd[:4])}… failed "
+                             f"(exit {proc.returncode}); see {job.log}")
+                results[job.key] = (running[3], job.log.read_text(encoding="utf-8"), load)
+                current[i] = start(queues[i].pop(0)) if queues[i] else None
+    finally:
+        for running in current:
+            if running is not None and running[1].returncode is None:
+                _signal_group(running[1], signal.SIGKILL)
+                _signal_group(running[1], signal.SIGCONT)
+    return results
+
+
+def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+    """``sig`` to the process group of ``proc`` (it was started in a session of its own)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
 
 
 def table(rounds: list[dict[str, dict]]) -> list[str]:
@@ -251,7 +346,7 @@ def table(rounds: list[dict[str, dict]]) -> list[str]:
     lines = ["| run | wall time | first step | median step | speed vs nanoGPT | vs arlm eager | "
              "held-out bits/char | load average before each run |",
              "|---|---|---|---|---|---|---|---|"]
-    med = {key: {field: statistics.median(r[key][field] for r in rounds) for field in
+    med = {key: {field: _median(r[key][field] for r in rounds) for field in
                  ("wall", "first", "median", "val_bits_per_char")} for key in rounds[0]}
     for key, m in med.items():
         if key == "bf16":  # always compile=auto: what it chose
@@ -260,10 +355,17 @@ def table(rounds: list[dict[str, dict]]) -> list[str]:
         else:
             name = SYSTEMS[key] + (" = compile=auto's run" if rounds[0][key].get("setting") == "auto" else "")
         loads = "; ".join(format_load(r[key]["load"][:1]) for r in rounds)
-        lines.append(f"| {name} | {m['wall']:.1f} s | {m['first']:.2f} s | {1e3 * m['median']:.1f} ms | "
+        first = "—" if m["first"] is None else f"{m['first']:.2f} s"
+        lines.append(f"| {name} | {m['wall']:.1f} s | {first} | {1e3 * m['median']:.1f} ms | "
                      f"{med['nanogpt']['wall'] / m['wall']:.2f}× | {med['eager']['wall'] / m['wall']:.2f}× | "
                      f"{m['val_bits_per_char']:.3f} | {loads} |")
     return lines
+
+
+def _median(values) -> float | None:
+    """The median, or None where a round has no value (a time-sliced run's first step)."""
+    values = list(values)
+    return None if any(v is None for v in values) else statistics.median(values)
 
 
 def verdict(iters: int, rounds: list[dict[str, dict]]) -> str:
@@ -293,8 +395,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="rounds of all systems (medians)")
     parser.add_argument("--systems", nargs="+", choices=list(SYSTEMS)[1:], default=list(SYSTEMS)[1:],
                         help="arlm's runs (nanoGPT always runs; eager is needed for the ratios)")
-    parser.add_argument("--parallel", action="store_true",
-                        help="run nanoGPT, arlm eager and the compiled runs side by side (a loaded machine)")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--parallel", action="store_true",
+                       help="run the lanes side by side at once (a loaded machine)")
+    modes.add_argument("--sliced", type=float, default=0.0, metavar="SECONDS",
+                       help="run the lanes side by side in turns of SECONDS, one process at a time, so that "
+                            "all meet the machine's spells alike (see the docstring)")
     parser.add_argument("--passive", action="store_true",
                         help="OMP_WAIT_POLICY=PASSIVE for every process (see the docstring)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
@@ -302,9 +408,10 @@ def main() -> None:
                         help="also keep every run's numbers in this JSON file")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
-    if min(args.iters) < 2 or args.repeats < 1 or "eager" not in args.systems:
-        parser.exit(2, "train_vs_nanogpt.py: --iters must be at least 2, --repeats at least 1, and "
-                       "--systems must hold eager\n")
+    if min(args.iters) < 2 or args.repeats < 1 or "eager" not in args.systems or args.sliced < 0:
+        parser.exit(2, "train_vs_nanogpt.py: --iters must be at least 2, --repeats at least 1, --sliced "
+                       "positive, and --systems must hold eager\n")
+    mode = "sliced" if args.sliced else "parallel" if args.parallel else "turns"
     if args.passive:
         PASSIVE["OMP_WAIT_POLICY"] = "PASSIVE"
     work = args.work or Path(tempfile.mkdtemp(prefix="arlm-vs-nanogpt-"))
@@ -326,13 +433,16 @@ def main() -> None:
              "arlm's final model on its whole validation split, each line scored alone (`arlm eval --split "
              "val`, after the timed run). compile=auto compiles from "
              f"{AUTO_COMPILE_STEPS:,} steps, in bf16 on the CPU from {AUTO_COMPILE_STEPS_CPU_MIXED:,} "
-             "(arlm/train/compile_choice.py).")
+             "(arlm/train/compile_choice.py)." + (
+                 f" Time-sliced (`--sliced {args.sliced:g}`): the lanes side by side in turns of "
+                 f"{args.sliced:g} s, one process running at a time; a wall time is the sum of its turns "
+                 "(the script's docstring)." if mode == "sliced" else ""))
     results: dict[int, list[dict[str, dict]]] = {}
     for iters in args.iters:  # an iteration count's rounds, then its section
         load0 = os.getloadavg()
         results[iters] = []
         for r in range(args.repeats):
-            results[iters].append(one_round(copy, iters, work, r, args.systems, args.parallel))
+            results[iters].append(one_round(copy, iters, work, r, args.systems, mode, args.sliced))
             if args.results is not None:
                 args.results.write_text(json.dumps(results, indent=1), encoding="utf-8")
         facts = ["platform", "python", "torch", f"{THREADS} threads a process", native_bf16()]

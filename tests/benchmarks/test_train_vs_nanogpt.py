@@ -3,6 +3,7 @@ aims on compile=auto's run, and refuses a folder that is not a nanoGPT checkout 
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -63,6 +64,39 @@ def test_the_cpu_flags_name_native_bf16(tmp_path):
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw\n")
     assert bench.native_bf16(info) == "CPU without native bf16 (emulated)"
     assert bench.native_bf16(tmp_path / "none") == "CPU bf16 support unknown"
+
+
+TICKS = """import time
+for _ in range(80):
+    end = time.time() + 0.005
+    while time.time() < end:
+        pass
+    print(time.time(), flush=True)
+"""
+
+
+def test_time_sliced_lanes_take_turns_one_process_at_a_time(tmp_path):
+    # two lanes (the second of two jobs), each job printing the clock every 5 ms of its running time;
+    # had two processes run at once, their clocks would interleave tick by tick
+    def job(key):
+        return bench.Job(key, [sys.executable, "-c", TICKS], tmp_path, {}, tmp_path / f"{key}.log",
+                         lambda *a: {})
+
+    timed = bench.time_sliced([[job("a")], [job("b"), job("c")]], slice_seconds=0.08)
+    assert sorted(timed) == ["a", "b", "c"]
+    ticks = sorted((float(t), key) for key, (wall, output, load) in timed.items() for t in output.split())
+    assert all(len(output.split()) == 80 and wall > 0.4 and len(load) == 3
+               for wall, output, load in timed.values())
+    runs = [len(list(group)) for _, group in itertools.groupby(key for _, key in ticks)]  # in time order
+    assert len(runs) >= 6  # they took turns
+    assert sorted(runs)[len(runs) // 4] >= 5  # a turn holds several ticks of one process alone
+
+
+def test_a_failing_time_sliced_job_stops_the_benchmark_in_one_line(tmp_path):
+    job = bench.Job("a", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path, {}, tmp_path / "a.log",
+                    lambda *a: {})
+    with pytest.raises(SystemExit, match=r"failed \(exit 3\); see .*a\.log"):
+        bench.time_sliced([[job]], slice_seconds=0.05)
 
 
 def test_a_folder_that_is_not_nanogpt_is_refused(tmp_path):
