@@ -16,11 +16,17 @@ its forward and backward pass only (:mod:`arlm.train.compiled_step`, since 2026-
   both sides of the choice at 2,000 and 5,000 iterations: at 2,000 compiling lost (111.9 against
   101.6 s eager), at 5,000 it broke even (248.2 against 247.4 s) in a run where the compiled step took
   42 ms.
+* 2026-12-06, another machine of the same kind (AVX-512): C = 18.5–22.5 s; in alternating blocks in
+  one process the step saved 3.5–5.2 ms (eager 38.4–50.4 ms, compiled 34.6–45.2); with the systems'
+  processes time-sliced (``--sliced 2``, every system meeting the machine's spells alike) 5.1 ms at
+  2,000 iterations and 2.4 ms at 5,000, where compiling lost to eager (231.3 against 224.9 s, 0.97×):
+  S* ≈ 3,600–6,400 steps in one process, 9,400 in that run.
 
-:data:`AUTO_COMPILE_STEPS` = 4,000 lies in that range, towards its cautious end: a run just above it
-loses nothing measurable against eager when the compiled step is slow, and a run just below it leaves
-a few seconds on the table when it is fast. A larger model saves more per step and compiles in about
-the same time (more kernels of the same kinds), so there the threshold errs towards eager.
+:data:`AUTO_COMPILE_STEPS` = 6,000 lies at the upper end of the in-process range (it was 4,000 until
+2026-12-06, from the first range alone): a run just above it loses little against eager when the
+compiled step is slow, and a run just below it leaves a few seconds on the table when it is fast. A
+larger model saves more per step and compiles in about the same time (more kernels of the same
+kinds), so there the threshold errs towards eager.
 
 **Mixed precision on the CPU** (``dtype=bf16``) is its own case. The eager step is already fast there
 (oneDNN's bf16 products, and the explicit attention of :func:`arlm.models.transformer.sdpa_pays`), the
@@ -44,8 +50,8 @@ COMPILE_CHOICES = (True, False, "auto")
 
 # S*, the steps from which compile=auto compiles, and C, a compile from an empty cache, for the message
 # (the measurements in the module's docstring): fp32, and bf16/fp16 on the CPU
-AUTO_COMPILE_STEPS = 4000
-COLD_COMPILE_SECONDS = 20  # measured: 19.6-20.9 s
+AUTO_COMPILE_STEPS = 6000
+COLD_COMPILE_SECONDS = 20  # measured: 18.5-22.5 s
 AUTO_COMPILE_STEPS_CPU_MIXED = 8000
 COLD_COMPILE_SECONDS_CPU_MIXED = 25  # measured: 24.9-37.2 s
 
