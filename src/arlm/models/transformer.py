@@ -227,7 +227,7 @@ class CausalSelfAttention(nn.Module):
 def sdpa_pays(q: Tensor) -> bool:
     """Whether ``attention="sdpa"`` takes the fused kernel for queries ``q``: everywhere but a bf16 pass
     that will be differentiated on the CPU, which takes the explicit products instead. There torch's
-    flash-attention backward in bf16 took ~4 ms a layer against ~0.5 ms for the explicit products' (the
+    flash-attention backward in bf16 took ~4 ms a layer against ~0.5 ms for the explicit products (the
     products in bf16, the softmax in fp32 as the fused kernel computes it): nanoGPT's baby config at
     2 threads trained at 38 against 24.5 ms a step (torch 2.13, AVX-512 with native bf16;
     docs/training.md, "Mixed precision on the CPU")."""

@@ -21,11 +21,10 @@ accumulated gradient is the big-batch gradient, whatever the split.
 on biases, norm gains or embeddings); the learning rate follows :func:`~arlm.train.schedules.learning_rate`
 (warmup, then cosine/linear decay); the gradient is clipped to global norm ``grad_clip``:
 g <- g · min(1, c / ‖g‖₂). AdamW runs torch's fused kernel on CUDA, in the CPU's compiled step and in
-bf16 on the CPU (on nanoGPT's baby config 0.935× the for-loop kernel's step, in
-alternating blocks); in fp32 on the CPU otherwise it runs torch's for-loop kernel unless
-``fused_adamw=True`` (fused on the CPU from torch 2.4: about 7% faster a step on the baby config, but
-not the for-loop's last bits, so a run's numbers move slightly; the committed experiments use the
-default). On CUDA with fused AdamW no
+bf16 on the CPU (on nanoGPT's baby config 0.935× the for-loop kernel's step, in alternating blocks);
+in fp32 on the CPU otherwise it runs torch's for-loop kernel unless ``fused_adamw=True`` (fused on the
+CPU from torch 2.4: about 7% faster a step on the baby config, but not the for-loop's last bits, so a
+run's numbers move slightly; the committed experiments use the default). On CUDA with fused AdamW no
 step waits for the GPU: the loss and gradient norm stay on the device, and a non-finite loss is caught
 there (the fused kernel skips that update) and reported when the loop next reads the losses (its log
 interval; :meth:`Trainer.read_losses`).
