@@ -166,8 +166,13 @@ def timed_process(cmd: list[str], cwd: Path, env: dict[str, str],
     output = done.stdout + done.stderr
     log.write_text(output, encoding="utf-8")
     if done.returncode != 0:
-        sys.exit(f"train_vs_nanogpt.py: {' '.join(cmd[:4])}… failed (exit {done.returncode}); see {log}")
+        failed(cmd, done.returncode, log)
     return seconds, output, load
+
+
+def failed(cmd: list[str], code: int, log: Path) -> None:
+    """Stop the benchmark in one line: which run failed, and where its output is."""
+    sys.exit(f"train_vs_nanogpt.py: {' '.join(cmd[:4])}… failed (exit {code}); see {log}")
 
 
 @dataclass
@@ -323,8 +328,7 @@ def time_sliced(lanes: list[list[Job]], slice_seconds: float) -> dict[str, tuple
                 if proc.returncode is None:
                     continue
                 if proc.returncode != 0:
-                    sys.exit(f"train_vs_nanogpt.py: {' '.join(job.cmd[:4])}… failed "
-                             f"(exit {proc.returncode}); see {job.log}")
+                    failed(job.cmd, proc.returncode, job.log)
                 results[job.key] = (running[3], job.log.read_text(encoding="utf-8"), load)
                 current[i] = start(queues[i].pop(0)) if queues[i] else None
     finally:
