@@ -318,6 +318,40 @@ def test_one_row_steps_equal_the_batched_step(smoothing, opts, order):
 
 
 @pytest.mark.parametrize("smoothing,opts", ESTIMATORS)
+@pytest.mark.parametrize("order", [1, 2, 4])
+def test_greedy_continuation_is_what_greedy_steps_choose(smoothing, opts, order):
+    """greedy_continuation(context, k) equals k steps that feed back each argmax: from a short or a
+    long context, unseen text, across [EOS]/[SOS], with a memo reused between calls, and stopping
+    after ``stop``."""
+    V = 14
+    sents = random_corpus(order + 20, vocab_size=13, sentences=200)
+    m = NGramModel.fit(sents, order, random_vocab(V), smoothing, **opts)
+    rng = np.random.default_rng(order)
+    contexts = [[SOS_ID], [int(x) for x in sents[0][:7]], [SOS_ID, 13, 13, 4, 5, EOS_ID, SOS_ID, 6],
+                [int(x) for x in rng.integers(2, V, 9)]]
+    memo: dict = {}
+    for context in contexts:
+        out, state = m.step(torch.tensor([context]), m.start(1))
+        expected = []
+        for _ in range(12):
+            expected.append(int(out[0].argmax()))
+            out, state = m.step(torch.tensor([[expected[-1]]]), state)
+        assert m.greedy_continuation(context, 12) == expected
+        assert m.greedy_continuation(context, 12, memo=memo) == expected  # fills the memo
+        assert m.greedy_continuation(context, 12, memo=memo) == expected  # reads it
+        stop = expected[3]
+        assert m.greedy_continuation(context, 12, stop=stop) == expected[: expected.index(stop) + 1]
+    assert memo and m.greedy_continuation([SOS_ID], 0) == []
+
+
+def test_greedy_continuation_checks_its_ids():
+    m = NGramModel.fit(random_corpus(3, vocab_size=13, sentences=50), 3, random_vocab(14), "kn",
+                       discount_fallback=True)
+    with pytest.raises(MismatchError, match="outside this model's vocabulary"):
+        m.greedy_continuation([SOS_ID, 99], 3)
+
+
+@pytest.mark.parametrize("smoothing,opts", ESTIMATORS)
 @pytest.mark.parametrize("order", [1, 3, 5])
 def test_conformance(smoothing, opts, order):
     sents = random_corpus(7, sentences=150)

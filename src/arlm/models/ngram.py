@@ -553,6 +553,13 @@ class NGramModel:
             ids = new
         return ids + [-1] * (self.order - 1 - len(ids))
 
+    def _extend_ids_one(self, ids: list[int], x: int) -> list[int]:
+        """The context ids after one more token x, from those before it (``_context_ids_one``'s
+        recurrence for one step: N-2 lookups, not (N-1)(N-2)/2)."""
+        V = self.vocab_size
+        return [x] + [self._id_one(k, ids[k - 2] * V + x) if ids[k - 2] >= 0 else -1
+                      for k in range(2, self.order)]
+
     def _dist10_one(self, ctx: list[int]) -> np.ndarray:
         """:meth:`_dist10` for one row: ctx[k-1] = id of its context of length k -> (V,) log10."""
         dist = self.logp[0].copy()  # (V,)
@@ -630,6 +637,36 @@ class NGramModel:
             ctx = [ids[k - 1][:, -1] for k in range(1, self.order)]
         dist = self._dist10(ctx, len(seq)) * LN10
         return torch.from_numpy(dist), state
+
+    def greedy_continuation(self, context: Sequence[int], k: int, stop: int | None = None,
+                            memo: dict | None = None) -> list[int]:
+        """The model's own greedy continuation of ``context`` (token ids): k tokens, each the argmax of
+        p(· | context, the tokens before it) — what k greedy ``step`` calls would choose (ties to the
+        lowest id, as ``argmax``), ending early after ``stop`` if it is chosen.
+
+        A speculative draft's proposals: one row, no state and no tensors; the context ids move one
+        token at a time (N-2 lookups a token, not the (N-1)(N-2)/2 of a ``step``). ``memo``: a dict
+        the caller keeps between calls (context ids -> the argmax after them), so that a context seen
+        before costs a lookup, not a distribution (greedy text repeats itself)."""
+        if k < 1:
+            return []
+        n = self.order - 1  # the tokens a context can use
+        context = list(context)
+        tail = self._check_tokens([context[len(context) - n:]])[0].tolist() if n and context else []
+        ids = self._context_ids_one([-1] * (n - len(tail)) + tail)
+        out: list[int] = []
+        for i in range(k):
+            key = tuple(ids) if memo is not None else None
+            x = memo.get(key) if key is not None else None
+            if x is None:
+                x = int(self._dist10_one(ids).argmax())  # of log10 p(· | context, out) (V,)
+                if key is not None:
+                    memo[key] = x
+            out.append(x)
+            if i == k - 1 or x == stop:
+                break
+            ids = self._extend_ids_one(ids, x)
+        return out
 
     # ----- a friendly API ---------------------------------------------------------------------
 
