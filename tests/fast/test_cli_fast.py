@@ -82,8 +82,10 @@ def test_every_draft_and_path_gives_the_plain_greedy_tokens(models):
                 assert out["proposed"] > 0 and out["rounds_off"] == 0
             elif draft == models["tf_draft"]:  # a step as costly as the target's: no round could pay,
                 assert out["proposed"] == 0 and out["rounds_off"] == out["rounds"] == 40  # never called
-            else:  # on a target this tiny a verifying pass costs about a step: speculation stays mostly off
-                assert out["rounds_off"] >= 0.75 * out["rounds"], out
+            else:  # on a target this tiny a verifying pass costs 1.2-1.3 steps and the drafts rarely agree:
+                # speculation stays mostly off (prompt lookup's first proposals, 2 of the first 6 accepted,
+                # keep it on for a few rounds)
+                assert out["rounds_off"] >= 0.7 * out["rounds"], out
     r = arlm("generate", models["tf"], *GREEDY, "--draft", "prompt-lookup", cwd=root)
     code, text, err = r.returncode, r.stdout, r.stderr
     assert code == 0 and text.strip() == plain["text"].strip() and "acceptance" in err

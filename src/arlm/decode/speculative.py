@@ -66,9 +66,14 @@ weak target with a char 7-gram draft that agreed on 9% of its proposals decoded 
 greedy. So the number of proposals adapts, round by round, from counts only (never from timers, so
 the same seed gives the same tokens):
 
-* the acceptance a (the probability that a proposal is accepted when those before it were) is
-  estimated from decayed counts of accepted and rejected proposals (a window of ~5 rounds);
-* a round of k proposals is expected to yield 1 + a + … + a^k tokens for 1 + c(k) target steps,
+* two acceptances are estimated from decayed counts (a window of ~10 rounds): a₁, the probability
+  that a round's first proposal is accepted, and a, that a later one is when those before it were.
+  They differ where agreement comes in runs: a char n-gram draft is more often wrong at the start
+  of a word than inside it (benchmarks/speculative_bench.py's trained char Transformer and its
+  7-gram, k = 4: a₁ 0.46–0.54, a 0.62–0.69), and one shared rate had switched that draft off where
+  a fixed k = 4 ran 1.11× plain greedy (the schedule: 0.93×; docs/fast_decoding.md). A round with
+  no proposal (prompt lookup found no match) counts nothing;
+* a round of k proposals is expected to yield 1 + a₁(1 + a + … + a^(k-1)) tokens for 1 + c(k) target steps,
   where c(k) is what the proposals cost beyond a plain step (:class:`RoundCost`: the wider verifying
   pass and the draft's steps, relative to a target step, from fixed per-kind constants and
   parameter counts). The next round proposes the k ≤ the ``k`` passed that maximises that ratio,
@@ -112,6 +117,7 @@ from arlm.decode.processors import LogitsPipeline
 from arlm.decode.search import STOP_EOS, STOP_LENGTH, _device_of, generate
 from arlm.errors import ConfigError, MismatchError
 from arlm.models.base import ARModel, as_long_tensor
+from arlm.models.ngram import NGramModel
 from arlm.models.numpy_gemv import parameter_bytes, weights_stream
 from arlm.streams import EOS_ID, SOS_ID
 
@@ -395,6 +401,40 @@ class ModelDraft:
         return tokens, (None if sampler.greedy else torch.stack(qs))  # (n, V)
 
 
+class NGramDraft:
+    """A counted n-gram model (:class:`~arlm.models.ngram.NGramModel`) as a draft.
+
+    Greedy proposals with no processors are the model's own greedy continuation
+    (:meth:`~arlm.models.ngram.NGramModel.greedy_continuation`): an n-gram's state is nothing but the
+    context's last N-1 tokens, so nothing is rolled back or fed again, no distribution leaves numpy,
+    and a context met before in this call costs a dict lookup. Sampling, or any processor, needs the
+    draft's distributions q: those proposals come from :class:`ModelDraft` (the same tokens a greedy
+    ModelDraft would propose, at ~2× the cost).
+    """
+
+    def __init__(self, model: NGramModel) -> None:
+        self.model = model
+        self.general = ModelDraft(model)
+        self.memo: dict = {}  # context ids -> argmax, for this draft's lifetime (one call)
+        self.greedy_proposals = 0
+
+    @property
+    def vocab_size(self) -> int:
+        return self.model.vocab_size
+
+    @property
+    def forwards(self) -> int:
+        """Draft steps: the general path's calls, and one per greedy proposal."""
+        return self.general.forwards + self.greedy_proposals
+
+    def propose(self, context: Sequence[int], k: int, sampler: Sampler) -> tuple[list[int], Tensor | None]:
+        if sampler.greedy and not len(sampler.processors):
+            tokens = self.model.greedy_continuation(context, k, sampler.eos_id, self.memo)
+            self.greedy_proposals += len(tokens)
+            return tokens, None
+        return self.general.propose(context, k, sampler)
+
+
 @dataclass(frozen=True)
 class PromptLookupDraft:
     """Prompt lookup decoding (Saxena 2023): a draft with no model.
@@ -442,22 +482,32 @@ class PromptLookupDraft:
 # some speed-up; one judged too cheap could make decoding slower than plain greedy).
 STEP_OVERHEAD = 250_000  # a model step's fixed cost (Python, kernel calls), in parameter reads
 NGRAM_STEP_PER_ORDER = 40_000  # an n-gram model's one-row step, per order (scalar lookups), in param. reads
+# one proposal of NGramDraft's greedy path, per order: 17–21 µs for a char 7-gram, 0.06× a step of a
+# 4 × 128 char Transformer (0.84M parameters, 336 µs), i.e. ~10,000 reads an order; 1.5× for caution
+NGRAM_GREEDY_PER_ORDER = 15_000
 PROPOSAL_CALL = 50_000  # one proposal of a draft with no model (prompt lookup's search), in parameter reads
 # a verifying pass over 2 positions instead of 1 (a masked attention, the head on every position):
 # VERIFY_FIRST target steps + VERIFY_OVERHEAD parameter reads; each further position VERIFY_PER_TOKEN
-# target steps + VERIFY_PER_TOKEN_OVERHEAD (the fixed parts weigh most on a small target)
-VERIFY_FIRST, VERIFY_OVERHEAD = 0.3, 150_000
-VERIFY_PER_TOKEN, VERIFY_PER_TOKEN_OVERHEAD = 0.08, 30_000
+# target steps + VERIFY_PER_TOKEN_OVERHEAD (the fixed parts weigh most on a small target). Measured on
+# char Transformers in the CPU's cache (0.44M and 0.84M parameters, 1 thread, AVX-512 EPYC;
+# benchmarks/speculative_bench.py): 2 positions 1.21–1.26×, 5 positions 1.46–1.50×, 9 positions
+# 1.75–1.79× a one-token step; these constants put them 0–9% higher (the first estimates, 0.3 + 150,000
+# and 0.08 + 30,000, were 19–36% higher, and switched off an n-gram draft that a fixed k = 4 ran at 1.09×)
+VERIFY_FIRST, VERIFY_OVERHEAD = 0.25, 50_000
+VERIFY_PER_TOKEN, VERIFY_PER_TOKEN_OVERHEAD = 0.07, 10_000
 # the same for a target whose weights stream from memory on a CPU (too large for its cache:
 # numpy_gemv.weights_stream): a pass over several rows is a matrix product that streams them no faster
 # than one row's, so it costs far more than a one-row step. 6 × 384, 1 thread, AVX-512 EPYC (32 MiB L3):
 # 2 rows 2.16×, 3 rows 2.69×, 5 rows 2.70×, 9 rows 3.64× a one-row step (benchmarks/speculative_bench.py,
 # "large" target)
 VERIFY_FIRST_STREAMED, VERIFY_PER_TOKEN_STREAMED = 1.2, 0.25
-PRIOR_ACCEPTED, PRIOR_REJECTED = 6.0, 2.0  # the counts before the first round: an acceptance of 0.75
-# (worth ~2 rounds: two rounds rejected at once do not switch a draft off; three do)
-COUNT_DECAY = 0.8  # each round multiplies the counts by this before adding its own (a window of ~5)
-PROBE_DECAY = 0.5  # a probe halves them: the evidence from before speculation paused is stale
+# the counts before the first round: an acceptance of 0.75 for the first proposal and for the later ones,
+# each worth ~2 rounds (a round counts one first proposal, and up to k - 1 later ones): two rounds
+# rejected at once do not switch a draft off; three do
+PRIOR_ACCEPTED, PRIOR_REJECTED = 1.5, 0.5
+PRIOR_ACCEPTED_NEXT, PRIOR_REJECTED_NEXT = 6.0, 2.0
+COUNT_DECAY = 0.9  # each round multiplies the counts by this before adding its own (a window of ~10)
+PROBE_DECAY = 0.8  # a probe ages them more: the evidence from before speculation paused is stale
 PROBE_LENGTH = 2  # proposals in a probe round
 PROBE_FIRST, PROBE_LAST = 4, 64  # plain rounds before a probe: doubled while the probes lose
 
@@ -495,8 +545,9 @@ class RoundCost:
     draft_step: float  # one step of a draft model
 
     @classmethod
-    def of(cls, target: ARModel, draft: Draft, one_pass: bool) -> RoundCost:
-        """The estimates for ``draft`` proposing to ``target`` (verified in one pass, or a step a token)."""
+    def of(cls, target: ARModel, draft: Draft, one_pass: bool, plain_greedy: bool = False) -> RoundCost:
+        """The estimates for ``draft`` proposing to ``target`` (verified in one pass, or a step a token;
+        ``plain_greedy``: greedy decoding with no processors, where an n-gram draft takes its fast path)."""
         target_step = step_cost(target)
         verify_first, verify_per_token = 1.0, 1.0  # a step per proposal
         if one_pass and streams_weights(target):
@@ -504,7 +555,10 @@ class RoundCost:
         elif one_pass:
             verify_first = VERIFY_FIRST + VERIFY_OVERHEAD / target_step
             verify_per_token = VERIFY_PER_TOKEN + VERIFY_PER_TOKEN_OVERHEAD / target_step
-        if isinstance(draft, ModelDraft):
+        if isinstance(draft, NGramDraft) and plain_greedy:
+            greedy_step = NGRAM_GREEDY_PER_ORDER * draft.model.order
+            return cls(verify_first, verify_per_token, 0.0, greedy_step / target_step)
+        if isinstance(draft, (ModelDraft, NGramDraft)):
             return cls(verify_first, verify_per_token, 0.0, step_cost(draft.model) / target_step)
         return cls(verify_first, verify_per_token, PROPOSAL_CALL / target_step, 0.0)
 
@@ -530,8 +584,10 @@ class DraftSchedule:
     cost: RoundCost
     adaptive: bool = True
     k: int = 0  # the draft length of the next round that proposes (k_max at the start)
-    accepted: float = PRIOR_ACCEPTED  # decayed count of accepted proposals
-    rejected: float = PRIOR_REJECTED  # decayed count of rejected ones (at most one a round)
+    accepted: float = PRIOR_ACCEPTED  # decayed count of a round's first proposals accepted
+    rejected: float = PRIOR_REJECTED  # decayed count of those rejected
+    accepted_next: float = PRIOR_ACCEPTED_NEXT  # decayed count of later proposals (after an accepted one)
+    rejected_next: float = PRIOR_REJECTED_NEXT  # accepted, and of those rejected (at most one a round)
     on: bool = True  # speculation on; off: plain target steps, with a probe every `backoff` rounds
     wait: int = 0  # plain rounds left before the next probe (while off; -1: never, it cannot pay)
     backoff: int = PROBE_FIRST
@@ -549,25 +605,33 @@ class DraftSchedule:
 
     @property
     def acceptance(self) -> float:
-        """The estimated probability that a proposal is accepted, given that those before it were."""
+        """The estimated probability that a round's first proposal is accepted."""
         return self.accepted / (self.accepted + self.rejected)
+
+    @property
+    def acceptance_next(self) -> float:
+        """The estimated probability that a later proposal is accepted, given that those before it were
+        (higher than :attr:`acceptance` where agreement comes in runs: inside a word, a copied line)."""
+        return self.accepted_next / (self.accepted_next + self.rejected_next)
 
     def speedup(self, k: int) -> float:
         """The expected tokens per unit of cost (a plain target step: 1 token for 1) of a round of k
-        proposals, each accepted with probability :attr:`acceptance` after the ones before it:
-        (1 + a + … + a^k) / (1 + the proposals' cost)."""
-        a = self.acceptance
-        return sum(a**i for i in range(k + 1)) / (1 + self.cost.extra(k, k))
+        proposals, the first accepted with probability a₁ = :attr:`acceptance`, each later one with
+        a = :attr:`acceptance_next` after the ones before it: (1 + a₁(1 + a + … + a^(k-1))) / (1 + the
+        proposals' cost)."""
+        a1, a = self.acceptance, self.acceptance_next
+        return (1 + a1 * sum(a**i for i in range(k))) / (1 + self.cost.extra(k, k))
 
     def best_length(self) -> tuple[int, float]:
         """The length in [1, k_max] with the largest :meth:`speedup`, and that speed-up. The expected
-        tokens are concave in k and the cost affine, so the speed-up rises to one peak and falls after
-        it: the search stops at the first fall (a few lengths, however large k_max)."""
-        a, tokens, term = self.acceptance, 1.0, 1.0
+        tokens are concave in k (the k-th proposal adds a₁a^(k-1), less than the one before) and the
+        cost affine, so the speed-up rises to one peak and falls after it: the search stops at the first
+        fall (a few lengths, however large k_max)."""
+        a, tokens, term = self.acceptance_next, 1.0, self.acceptance
         best = (1, 0.0)
         for k in range(1, self.k_max + 1):
+            tokens += term  # 1 + a₁(1 + a + … + a^(k-1))
             term *= a
-            tokens += term  # 1 + a + … + a^k
             speedup = tokens / (1 + self.cost.extra(k, k))
             if speedup <= best[1]:
                 break
@@ -590,9 +654,12 @@ class DraftSchedule:
         the expected speed-up, and keep speculating only while that speed-up exceeds 1."""
         if not self.adaptive:
             return
-        decay = PROBE_DECAY if self.probing else COUNT_DECAY
-        self.accepted = decay * self.accepted + accepted
-        self.rejected = decay * self.rejected + (accepted < proposed)
+        if proposed:  # a round with no proposal (prompt lookup found no match) says nothing of the draft
+            decay = PROBE_DECAY if self.probing else COUNT_DECAY
+            self.accepted = decay * self.accepted + (accepted > 0)
+            self.rejected = decay * self.rejected + (accepted == 0)
+            self.accepted_next = decay * self.accepted_next + max(accepted - 1, 0)
+            self.rejected_next = decay * self.rejected_next + (0 < accepted < proposed)
         self.k, speedup = self.best_length()
         self.on = speedup > 1
         if self.probing:  # the gaps between probes double while the probes lose
@@ -619,7 +686,7 @@ def _as_draft(draft, target: ARModel) -> Draft:
     if draft.vocab_size != target.vocab_size:
         raise MismatchError(f"the draft's vocabulary has {draft.vocab_size} tokens but the target's "
                             f"{target.vocab_size}; use a draft trained with the target's tokenizer")
-    return ModelDraft(draft)
+    return NGramDraft(draft) if isinstance(draft, NGramModel) else ModelDraft(draft)
 
 
 def _point_mass(x: int, like: Tensor) -> Tensor:
@@ -729,7 +796,7 @@ def speculative_generate(
     context = _prompt_list(prompt, sos_id)
     verifier = TargetVerifier(target)
     if cost is None:
-        cost = RoundCost.of(target, draft, verifier.one_pass)
+        cost = RoundCost.of(target, draft, verifier.one_pass, plain_greedy=greedy and not len(processors))
     elif not isinstance(cost, RoundCost):
         raise ConfigError(f"cost must be a RoundCost, got {type(cost).__name__}; leave it out for the "
                           "built-in estimates")
