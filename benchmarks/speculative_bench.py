@@ -1,14 +1,20 @@
 """Speculative decoding with a fixed draft length against the adaptive schedule, and plain greedy.
 
-Three char Transformers are trained in the run on Shakespeare's train split by the ``arlm train
-transformer`` use case: two small ones of the same shape (2 × 128), a weak one (a few hundred steps) and a
-stronger one (more steps), whose weights stay in the CPU's cache; and a large one (6 × 384, briefly
-trained), whose weights stream from memory at every step, so that a verifying pass over several
-positions costs much more than a step (the schedule's streamed costs, measured here too).
+Three char Transformers are trained in the run on Shakespeare's train split, read as whole plays
+(``unit="documents"``: running text, newlines included, so that 248 positions of prompt and continuation
+are text of the kind the model was trained on), by the ``arlm train transformer`` use case in bf16
+mixed precision: a weak one (2 × 128, a few hundred steps) and a trained one (4 × 128, the cpu-small
+shape, 5,000 steps, as long as nanoGPT's baby recipe), whose weights stay in the CPU's cache; and a
+large one (6 × 384, briefly trained), whose weights stream from memory at every step, so that a
+verifying pass over several positions costs much more than a step (the schedule's streamed costs,
+measured here too).
 Each decodes greedily from two prompts: a passage of the test split, and a short passage repeated
-(where a copying draft should agree). For each: plain greedy through the lean step
+(where a copying draft should agree). How far the n-gram draft can agree is measured too: the share of
+plain greedy's new tokens that are the n-gram's own argmax after the same prefix. For each: plain
+greedy through the lean step
 (:class:`~arlm.decode.fast.FastDecoder`, what ``arlm generate`` runs), then speculative decoding with
-a char n-gram draft (Kneser-Ney, counted on the training split) and with prompt lookup, each with a
+a char n-gram draft (Kneser-Ney, counted on the same plays; :class:`~arlm.decode.speculative.NGramDraft`)
+and with prompt lookup, each with a
 fixed k (``adaptive=False``) and with the adaptive schedule (:class:`~arlm.decode.speculative.DraftSchedule`),
 and an oracle draft that proposes plain greedy's own continuation (every proposal accepted: the
 ceiling of the speed-up a round's cost allows).
@@ -32,25 +38,33 @@ import torch
 
 from arlm.decode.fast import FastDecoder
 from arlm.decode.search import generate
-from arlm.decode.speculative import PromptLookupDraft, RoundCost, speculative_generate, streams_weights
+from arlm.decode.speculative import (
+    ModelDraft,
+    PromptLookupDraft,
+    RoundCost,
+    speculative_generate,
+    streams_weights,
+)
 from arlm.models.ngram import NGramModel
 from arlm.usecases.train import TrainRequest, train_neural
-from report import OUTPUT_ONLY, command_line, round_robin, table_argv, write_section
+from report import OUTPUT_ONLY, command_line, ratio_interval, round_robin, table_argv, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Speculative decoding: fixed k against the adaptive schedule"
+UNIT = "documents"  # whole plays: running text with its newlines, as the prompts and continuations are
 TRAINING = ["block_size=256", "batch_tokens=1536", "micro_batch_size=6", "warmup_steps=20", "eval_interval=0",
-            "show_progress=false"]
+            "show_progress=false", "dtype=bf16"]
 SMALL = ["n_layer=2", "n_head=4", "d_model=128", "lr=3e-3"]  # 0.44M parameters: in any CPU's cache
+TRAINED = ["n_layer=4", "n_head=4", "d_model=128", "lr=2e-3", "min_lr=2e-4"]  # cpu-small's 0.8M: in cache
 LARGE = ["n_layer=6", "n_head=6", "d_model=384", "lr=1e-3"]  # 10.8M (43 MB): streamed from memory
-LARGE_THREADS = 2  # the large target trains on 2 threads (decoding is timed on 1)
+TRAIN_THREADS = 2  # the targets train on 2 threads (decoding is timed on 1)
 VERIFY_ROWS = (2, 3, 5, 9)  # positions of a verifying pass (1, 2, 4, 8 proposals), timed in verify_costs
 
 
-def train(steps: int, shape: list[str], threads: int = 1) -> tuple[torch.nn.Module, object, dict]:
+def train(steps: int, shape: list[str], threads: int = TRAIN_THREADS) -> tuple[torch.nn.Module, object, dict]:
     """A char Transformer of ``shape`` trained for ``steps`` by the use case (seed 0), in eval mode."""
     t0 = time.perf_counter()
-    request = TrainRequest("transformer", preset="tiny", tokenizer="char",
+    request = TrainRequest("transformer", preset="tiny", tokenizer="char", unit=UNIT,
                            overrides=[*TRAINING, *shape, f"max_steps={steps}", "seed=0"], out_dir=None,
                            threads=threads)
     result = train_neural(request, log=lambda *_: None)
@@ -63,11 +77,13 @@ def train(steps: int, shape: list[str], threads: int = 1) -> tuple[torch.nn.Modu
 
 
 def prompts(tok) -> dict[str, list[int]]:
-    """[SOS] + the first ~120 characters of the test split, and one test line repeated to ~120."""
+    """[SOS] + the first 120 characters of the test split's first play, and one test line repeated
+    (newline-separated) to 120."""
     from arlm.data.corpora import load_corpus
 
-    lines = load_corpus("shakespeare").lines("test")
-    text = "\n".join(lines[:6])[:120]
+    corpus = load_corpus("shakespeare")
+    lines = corpus.lines("test")
+    text = str(corpus.documents("test")[0].text)[:120]
     line = next(x for x in lines if 24 <= len(x) <= 40)
     repeated = "\n".join([line] * (120 // (len(line) + 1) + 1))[:120]
     return {"test text": [tok.sos_id, *tok.encode(text)],
@@ -82,25 +98,27 @@ def cases(target, ngram, prompt: list[int], new: int, k: int, stats: dict) -> di
     def plain():
         return generate(fast, ids, temperature=0, max_new_tokens=new, eos_id=None).rows()[0]
 
-    def spec(name, draft, adaptive, k=k):
+    def spec(name, make_draft, adaptive, k=k):  # a fresh draft each run: no state kept from the last
         def run():
-            r = speculative_generate(fast, draft, ids, temperature=0, max_new_tokens=new, k=k, eos_id=None,
-                                     adaptive=adaptive)
+            r = speculative_generate(fast, make_draft(), ids, temperature=0, max_new_tokens=new, k=k,
+                                     eos_id=None, adaptive=adaptive)
             stats[name] = r.stats
             return r.tokens.tolist()
         return run
 
     out = {"plain greedy": plain}
-    for draft_name, draft in (("n-gram", ngram), ("prompt lookup", PromptLookupDraft())):
+    out[f"n-gram step by step, fixed k = {k}"] = spec(f"n-gram step by step, fixed k = {k}",
+                                                      lambda: ModelDraft(ngram), False)
+    for draft_name, draft in (("n-gram", lambda: ngram), ("prompt lookup", PromptLookupDraft)):
         for adaptive in (False, True):
             name = f"{draft_name}, {'adaptive' if adaptive else f'fixed k = {k}'}"
             out[name] = spec(name, draft, adaptive)
     name = f"prompt lookup, adaptive, k ≤ {2 * k}"  # a longer largest length, where the draft agrees
-    out[name] = spec(name, PromptLookupDraft(), True, 2 * k)
+    out[name] = spec(name, PromptLookupDraft, True, 2 * k)
     oracle = OracleDraft([*prompt, *plain()])  # the ceiling: every proposal accepted
     for length in (k, 2 * k):
         name = f"oracle draft (always right), fixed k = {length}"
-        out[name] = spec(name, oracle, False, length)
+        out[name] = spec(name, lambda: oracle, False, length)
     return out
 
 
@@ -135,10 +153,15 @@ def step_costs(target, ngram, prompt: list[int], repeats: int) -> dict[str, floa
                 logp, state = model.step(logp.argmax(-1, keepdim=True), state)
         return run
 
-    prefill = {"target prefill": stepper_prefill(fast, ids), "n-gram prefill": stepper_prefill(ngram, ids)}
-    runs = round_robin({"target": stepper(fast), "n-gram": stepper(ngram), **prefill}, repeats)
+    def greedy_proposals(calls: int) -> Callable[[], None]:
+        return lambda: ngram.greedy_continuation(prompt, calls)  # NGramDraft's path, without its memo
+
+    prefill = {"target prefill": stepper_prefill(fast, ids), "n-gram prefill": stepper_prefill(ngram, ids),
+               "n-gram greedy prefill": greedy_proposals(1)}
+    runs = round_robin({"target": stepper(fast), "n-gram": stepper(ngram),
+                        "n-gram greedy": greedy_proposals(1 + STEP_CALLS), **prefill}, repeats)
     return {name: (runs[name].median - runs[f"{name} prefill"].median) / STEP_CALLS
-            for name in ("target", "n-gram")}
+            for name in ("target", "n-gram", "n-gram greedy")}
 
 
 def verify_costs(target, prompt: list[int], repeats: int) -> dict[int, float]:
@@ -163,6 +186,15 @@ def verify_costs(target, prompt: list[int], repeats: int) -> dict[int, float]:
     return {t: runs[t].median / runs[1].median for t in VERIFY_ROWS}
 
 
+def ngram_agreement(ngram, prompt: list[int], new: list[int]) -> float:
+    """The share of ``new`` (plain greedy's tokens after ``prompt``) that are the n-gram's own argmax
+    after the same prefix: how often a greedy n-gram proposal, made where every earlier one was right,
+    would be accepted (the rounds' acceptance is lower: a proposal after a rejected one is never checked)."""
+    seq = torch.tensor([[*prompt, *new]])
+    argmax = ngram.log_probs(seq)[0, len(prompt) - 1 : -1].argmax(-1)  # (len(new),)
+    return float((argmax == torch.tensor(new)).double().mean())
+
+
 def stepper_prefill(model, ids: torch.Tensor) -> Callable[[], None]:
     """The prompt's step alone (subtracted from :func:`step_costs`'s runs)."""
     @torch.inference_mode()
@@ -171,38 +203,41 @@ def stepper_prefill(model, ids: torch.Tensor) -> Callable[[], None]:
     return run
 
 
-def run(weak_steps: int, strong_steps: int, large_steps: int, order: int, new: int, k: int,
+def run(weak_steps: int, trained_steps: int, large_steps: int, order: int, new: int, k: int,
         repeats: int) -> dict:
     from arlm.data.cache import encode_corpus
     from arlm.data.corpora import load_corpus
 
     torch.set_num_threads(1)
-    targets = {"weak": train(weak_steps, SMALL), "strong": train(strong_steps, SMALL)}
+    targets = {"weak": train(weak_steps, SMALL), "trained": train(trained_steps, TRAINED)}
     if large_steps:
-        targets["large"] = train(large_steps, LARGE, LARGE_THREADS)
+        targets["large"] = train(large_steps, LARGE)
     tok = targets["weak"][1]
     t0 = time.perf_counter()
-    train_split = encode_corpus(load_corpus("shakespeare"), "train", tok)
+    train_split = encode_corpus(load_corpus("shakespeare"), "train", tok, UNIT)
     ngram = NGramModel.fit(train_split.tokens, order=order, vocab=tok.vocab, smoothing="kn",
                            discount_fallback=True)
     ngram_seconds = time.perf_counter() - t0
     test_prompt = prompts(tok)["test text"]
-    costs = step_costs(targets["strong"][0], ngram, test_prompt, repeats)
+    costs = step_costs(targets["trained"][0], ngram, test_prompt, repeats)
     verify = {name: verify_costs(target, test_prompt, repeats) for name, (target, _, _) in targets.items()}
     estimates = {name: RoundCost.of(FastDecoder(target), PromptLookupDraft(), one_pass=True)
                  for name, (target, _, _) in targets.items()}
     estimated = {name: {t: 1 + c.verify_first + c.verify_per_token * (t - 2) for t in VERIFY_ROWS}
                  for name, c in estimates.items()}
     rows = []
+    agreement = {}
     for target_name, (target, _, _) in targets.items():
         for prompt_name, prompt in prompts(tok).items():
             stats: dict = {}
             runs = round_robin(cases(target, ngram, prompt, new, k, stats), repeats)
             base = runs["plain greedy"]
+            agreement[target_name, prompt_name] = ngram_agreement(ngram, prompt, base.last)
             for name, r in runs.items():
                 s = stats.get(name)
+                ratio, low, high = ratio_interval(base, r)  # per round: plain's time / the case's
                 rows.append(dict(target=target_name, prompt=prompt_name, case=name, seconds=r.median,
-                                 ratio=base.median / r.median, same=r.last == base.last,
+                                 ratio=ratio, low=low, high=high, same=r.last == base.last,
                                  acceptance=None if s is None else s.acceptance_rate,
                                  per_forward=None if s is None else s.tokens_per_target_forward,
                                  mean_k=None if s is None else s.mean_draft_length,
@@ -210,6 +245,7 @@ def run(weak_steps: int, strong_steps: int, large_steps: int, order: int, new: i
                                  rounds=None if s is None else s.rounds))
     return dict(rows=rows, targets={n: t[2] for n, t in targets.items()}, order=order,
                 ngram_tokens=len(train_split.tokens), ngram_seconds=ngram_seconds, new=new, k=k,
+                agreement=agreement,
                 repeats=repeats, step_costs=costs, verify=verify, estimated=estimated,
                 prompt_lens={n: len(p) - 1 for n, p in prompts(tok).items()})
 
@@ -230,24 +266,33 @@ def report(res: dict) -> list[str]:
         for name in res["targets"])
     lines = [
         f"Targets: char Transformers, block 256, trained in the run by `usecases.train.train_neural` on "
-        f"Shakespeare's train split (6 × 256 tokens a step, seed 0): {targets}. Drafts: a char "
+        f"Shakespeare's train split read as whole plays (`unit=documents`: running text with its newlines; "
+        f"6 × 256 tokens a step, bf16 mixed precision, seed 0): {targets}. Drafts: a char "
         f"{res['order']}-gram (Kneser-Ney) counted on the same "
-        f"{res['ngram_tokens']:,} training tokens ({res['ngram_seconds']:.0f} s), and prompt lookup (last "
-        f"1–3-gram), and an oracle that proposes plain greedy's own continuation (always accepted: what a "
+        f"{res['ngram_tokens']:,} training tokens ({res['ngram_seconds']:.0f} s), proposing through "
+        f"`NGramDraft` (its greedy path; the row \"step by step\" proposes through `ModelDraft`'s "
+        f"`step` calls, as before), and prompt lookup (last 1–3-gram), and an oracle that proposes plain "
+        f"greedy's own continuation (always accepted: what a "
         f"round costs when nothing is rejected, the ceiling for any draft). Fixed: k = {res['k']} "
         f"proposals every round (`adaptive=False`); adaptive: the default schedule with k = {res['k']} as "
         f"the first and largest length (the last row of each: prompt lookup with k = {2 * res['k']}). "
         f"Prompts: the first {res['prompt_lens']['test text']} characters of "
-        f"the test split, and one test line repeated to {res['prompt_lens']['a repeated line']} characters; "
+        f"the test split's first play, and one test line repeated to "
+        f"{res['prompt_lens']['a repeated line']} characters; "
         f"{res['new']} new tokens, greedy, [EOS] disabled; batch 1, fp32, 1 torch thread. Medians of "
         f"{res['repeats']} runs after a warm-up, the cases of a target and prompt alternating round-robin. "
-        "\"vs plain\": plain greedy's time / the case's (the lean step, as `arlm generate`); \"mean k\": the "
-        "mean draft length asked for; \"off\": rounds with speculation switched off, of all rounds.",
+        "\"vs plain\": plain greedy's time / the case's in the same round (the lean step, as `arlm "
+        "generate`), the median over the rounds and the 95% bootstrap interval of that median (this machine "
+        "runs in fast and slow spells of minutes: a ratio within a round is steadier than a ratio of "
+        "medians); \"mean k\": the mean draft length asked for; \"off\": rounds with speculation switched "
+        "off, of all rounds.",
         "",
         f"One greedy one-token step (medians of {res['repeats']} runs of {STEP_CALLS} steps after the test "
-        f"prompt, its prefill subtracted): the strong target's lean step {cost['target'] * 1e6:,.0f} µs, "
-        f"the {res['order']}-gram draft's step {cost['n-gram'] * 1e6:,.0f} µs "
-        f"({cost['n-gram'] / cost['target']:.1f}× a target step). A proposal from "
+        f"prompt, its prefill subtracted): the trained target's lean step {cost['target'] * 1e6:,.0f} µs, "
+        f"the {res['order']}-gram's `step` {cost['n-gram'] * 1e6:,.0f} µs "
+        f"({cost['n-gram'] / cost['target']:.2f}× a target step), a proposal of its greedy path "
+        f"(`greedy_continuation`, what `NGramDraft` calls) {cost['n-gram greedy'] * 1e6:,.0f} µs "
+        f"({cost['n-gram greedy'] / cost['target']:.2f}×). A proposal from "
         "a draft that costs more than a target step cannot pay at any acceptance: k proposals cost k draft "
         "steps and a verifying pass for at most k + 1 tokens.",
         "",
@@ -256,8 +301,13 @@ def report(res: dict) -> list[str]:
         f"{res['repeats']} rounds of 32 calls), and the schedule's fixed estimate of it (`RoundCost`, 1 + "
         f"c(t − 1)): {verify_rows}.",
         "",
-        "| target | prompt | case | tok/s | vs plain | same tokens | acceptance | tokens / target forward "
-        "| mean k | off |",
+        "How far the n-gram can agree with each target: the share of plain greedy's new tokens that are the "
+        "n-gram's own argmax after the same prefix (a round's acceptance is lower: a proposal after a "
+        "rejected one is never checked): " + "; ".join(
+            f"{t} / {p}: {a:.1%}" for (t, p), a in res["agreement"].items()) + ".",
+        "",
+        "| target | prompt | case | tok/s | vs plain [95% interval] | same tokens | acceptance | tokens / "
+        "target forward | mean k | off |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     def fmt(r: dict, key: str, spec: str) -> str:
@@ -266,7 +316,8 @@ def report(res: dict) -> list[str]:
     for r in res["rows"]:
         off = "-" if r["off"] is None else f"{r['off']}/{r['rounds']}"
         lines.append(f"| {r['target']} | {r['prompt']} | {r['case']} | {res['new'] / r['seconds']:,.0f} | "
-                     f"{r['ratio']:.2f}× | {'yes' if r['same'] else 'NO'} | {fmt(r, 'acceptance', '.1%')} | "
+                     f"{r['ratio']:.2f}× [{r['low']:.2f}, {r['high']:.2f}] | "
+                     f"{'yes' if r['same'] else 'NO'} | {fmt(r, 'acceptance', '.1%')} | "
                      f"{fmt(r, 'per_forward', '.2f')} | {fmt(r, 'mean_k', '.2f')} | {off} |")
     return lines
 
@@ -274,7 +325,8 @@ def report(res: dict) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--weak-steps", type=int, default=300, help="training steps of the weak target")
-    parser.add_argument("--strong-steps", type=int, default=1000, help="training steps of the strong target")
+    parser.add_argument("--trained-steps", type=int, default=5000,
+                        help="training steps of the trained (4 × 128) target")
     parser.add_argument("--large-steps", type=int, default=200,
                         help="training steps of the large (6 × 384) target; 0 leaves it out")
     parser.add_argument("--order", type=int, default=7, help="the n-gram draft's order")
@@ -287,13 +339,13 @@ def main() -> None:
     if args.large_steps < 0:
         print(f"error: --large-steps must be ≥ 0, got {args.large_steps}", file=sys.stderr)
         sys.exit(2)
-    for name in ("weak_steps", "strong_steps", "new", "k", "repeats", "order"):
+    for name in ("weak_steps", "trained_steps", "new", "k", "repeats", "order"):
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}",
                   file=sys.stderr)
             sys.exit(2)
     load = os.getloadavg()
-    res = run(args.weak_steps, args.strong_steps, args.large_steps, args.order, args.new, args.k,
+    res = run(args.weak_steps, args.trained_steps, args.large_steps, args.order, args.new, args.k,
               args.repeats)
     line = command_line("speculative_bench.py", ["platform", "python", "torch"],
                         argv=table_argv(parser, drop=OUTPUT_ONLY), load=[load, os.getloadavg()],
