@@ -69,10 +69,10 @@ the same seed gives the same tokens):
 * two acceptances are estimated from decayed counts (a window of ~10 rounds): a₁, the probability
   that a round's first proposal is accepted, and a, that a later one is when those before it were.
   They differ where agreement comes in runs: a char n-gram draft is more often wrong at the start
-  of a word than inside it (benchmarks/speculative_bench.py's trained char Transformer and its
-  7-gram, k = 4: a₁ 0.46–0.54, a 0.62–0.69), and one shared rate had switched that draft off where
-  a fixed k = 4 ran 1.11× plain greedy (the schedule: 0.93×; docs/fast_decoding.md). A round with
-  no proposal (prompt lookup found no match) counts nothing;
+  of a word than inside it (benchmarks/speculative_bench.py's 4 × 128 char Transformer after 2,000
+  steps and its 7-gram, k = 4: a₁ 0.46–0.54, a 0.62–0.69), and one shared rate had switched that
+  draft off where a fixed k = 4 ran 1.11× plain greedy (the schedule: 0.93×; docs/fast_decoding.md).
+  A round with no proposal (prompt lookup found no match) counts nothing;
 * a round of k proposals is expected to yield 1 + a₁(1 + a + … + a^(k-1)) tokens for 1 + c(k) target steps,
   where c(k) is what the proposals cost beyond a plain step (:class:`RoundCost`: the wider verifying
   pass and the draft's steps, relative to a target step, from fixed per-kind constants and
@@ -490,9 +490,9 @@ PROPOSAL_CALL = 50_000  # one proposal of a draft with no model (prompt lookup's
 # VERIFY_FIRST target steps + VERIFY_OVERHEAD parameter reads; each further position VERIFY_PER_TOKEN
 # target steps + VERIFY_PER_TOKEN_OVERHEAD (the fixed parts weigh most on a small target). Measured on
 # char Transformers in the CPU's cache (0.44M and 0.84M parameters, 1 thread, AVX-512 EPYC;
-# benchmarks/speculative_bench.py): 2 positions 1.21–1.26×, 5 positions 1.46–1.50×, 9 positions
-# 1.75–1.79× a one-token step; these constants put them 0–9% higher (the first estimates, 0.3 + 150,000
-# and 0.08 + 30,000, were 19–36% higher, and switched off an n-gram draft that a fixed k = 4 ran at 1.09×)
+# benchmarks/speculative_bench.py, three runs): 2 positions 1.19–1.27×, 5 positions 1.46–1.50×,
+# 9 positions 1.75–1.84× a one-token step; these constants put them 0–9% higher (the first estimates,
+# 0.3 + 150,000 and 0.08 + 30,000, were 9–36% higher)
 VERIFY_FIRST, VERIFY_OVERHEAD = 0.25, 50_000
 VERIFY_PER_TOKEN, VERIFY_PER_TOKEN_OVERHEAD = 0.07, 10_000
 # the same for a target whose weights stream from memory on a CPU (too large for its cache:
