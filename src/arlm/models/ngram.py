@@ -650,9 +650,9 @@ class NGramModel:
         before costs a lookup, not a distribution (greedy text repeats itself)."""
         if k < 1:
             return []
-        n = self.order - 1  # the tokens a context can use
-        context = list(context)
-        tail = self._check_tokens([context[len(context) - n:]])[0].tolist() if n and context else []
+        n = self.order - 1  # the tokens a context can use: only they are read (not the whole context)
+        tail = list(context[max(len(context) - n, 0):]) if n else []
+        tail = self._check_tokens([tail])[0].tolist() if tail else []
         ids = self._context_ids_one([-1] * (n - len(tail)) + tail)
         out: list[int] = []
         for i in range(k):
