@@ -555,6 +555,9 @@ class RoundCost:
         elif one_pass:
             verify_first = VERIFY_FIRST + VERIFY_OVERHEAD / target_step
             verify_per_token = VERIFY_PER_TOKEN + VERIFY_PER_TOKEN_OVERHEAD / target_step
+        per_proposal = getattr(draft, "proposal_cost", None)  # a draft that says what a proposal costs
+        if isinstance(per_proposal, (int, float)):  # (DistilledDraft), in parameter reads
+            return cls(verify_first, verify_per_token, 0.0, per_proposal / target_step)
         if isinstance(draft, NGramDraft) and plain_greedy:
             greedy_step = NGRAM_GREEDY_PER_ORDER * draft.model.order
             return cls(verify_first, verify_per_token, 0.0, greedy_step / target_step)
