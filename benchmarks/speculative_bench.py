@@ -13,8 +13,9 @@ Each decodes greedily from two prompts: a passage of the test split, and a short
 plain greedy's new tokens that are the n-gram's own argmax after the same prefix. For each: plain
 greedy through the lean step
 (:class:`~arlm.decode.fast.FastDecoder`, what ``arlm generate`` runs), then speculative decoding with
-a char n-gram draft (Kneser-Ney, counted on the same plays; :class:`~arlm.decode.speculative.NGramDraft`)
-and with prompt lookup, each with a
+a char n-gram draft (Kneser-Ney, counted on the same plays; :class:`~arlm.decode.speculative.NGramDraft`),
+with a draft distilled from the target (:class:`~arlm.decode.distilled_draft.DistilledDraft`: the
+target's own greedy choices after short contexts of the same plays) and with prompt lookup, each with a
 fixed k (``adaptive=False``) and with the adaptive schedule (:class:`~arlm.decode.speculative.DraftSchedule`),
 and an oracle draft that proposes plain greedy's own continuation (every proposal accepted: the
 ceiling of the speed-up a round's cost allows).
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from arlm.decode.distilled_draft import DistilledDraft
 from arlm.decode.fast import FastDecoder
 from arlm.decode.search import generate
 from arlm.decode.speculative import (
@@ -59,6 +61,8 @@ TRAINED = ["n_layer=4", "n_head=4", "d_model=128", "lr=2e-3", "min_lr=2e-4"]  # 
 LARGE = ["n_layer=6", "n_head=6", "d_model=384", "lr=1e-3"]  # 10.8M (43 MB): streamed from memory
 TRAIN_THREADS = 2  # the targets train on 2 threads (decoding is timed on 1)
 VERIFY_ROWS = (2, 3, 5, 9)  # positions of a verifying pass (1, 2, 4, 8 proposals), timed in verify_costs
+DISTILL_ORDER = 10  # the distilled drafts' contexts: 1–9 characters (the most an int64 key holds for 74)
+DISTILL_TOKENS = {"large": 500_000}  # the large target reads only this much of the training text (time)
 
 
 def train(steps: int, shape: list[str], threads: int = TRAIN_THREADS) -> tuple[torch.nn.Module, object, dict]:
@@ -90,7 +94,7 @@ def prompts(tok) -> dict[str, list[int]]:
             "a repeated line": [tok.sos_id, *tok.encode(repeated)]}
 
 
-def cases(target, ngram, prompt: list[int], new: int, k: int, stats: dict) -> dict[str, Callable]:
+def cases(target, ngram, distilled, prompt: list[int], new: int, k: int, stats: dict) -> dict[str, Callable]:
     """name -> a call that decodes ``new`` tokens from ``prompt`` greedily ([EOS] disabled) -> the ids."""
     fast = FastDecoder(target)
     ids = torch.tensor([prompt])
@@ -109,12 +113,14 @@ def cases(target, ngram, prompt: list[int], new: int, k: int, stats: dict) -> di
     out = {"plain greedy": plain}
     out[f"n-gram step by step, fixed k = {k}"] = spec(f"n-gram step by step, fixed k = {k}",
                                                       lambda: ModelDraft(ngram), False)
-    for draft_name, draft in (("n-gram", lambda: ngram), ("prompt lookup", PromptLookupDraft)):
+    for draft_name, draft in (("n-gram", lambda: ngram), ("distilled", lambda: distilled),
+                              ("prompt lookup", PromptLookupDraft)):
         for adaptive in (False, True):
             name = f"{draft_name}, {'adaptive' if adaptive else f'fixed k = {k}'}"
             out[name] = spec(name, draft, adaptive)
-    name = f"prompt lookup, adaptive, k ≤ {2 * k}"  # a longer largest length, where the draft agrees
-    out[name] = spec(name, PromptLookupDraft, True, 2 * k)
+        if draft_name != "n-gram":  # a longer largest length, where the draft agrees
+            name = f"{draft_name}, adaptive, k ≤ {2 * k}"
+            out[name] = spec(name, draft, True, 2 * k)
     oracle = OracleDraft([*prompt, *plain()])  # the ceiling: every proposal accepted
     for length in (k, 2 * k):
         name = f"oracle draft (always right), fixed k = {length}"
@@ -195,6 +201,23 @@ def ngram_agreement(ngram, prompt: list[int], new: list[int]) -> float:
     return float((argmax == torch.tensor(new)).double().mean())
 
 
+def draft_agreement(draft, prompt: list[int], new: list[int]) -> float:
+    """The share of ``new`` that is the draft's first proposal after the same prefix (as
+    :func:`ngram_agreement`, for a draft with no distribution)."""
+    context = [*prompt, *new]
+    return sum(draft.propose(context[: len(prompt) + i], 1)[0] == [y] for i, y in enumerate(new)) / len(new)
+
+
+def distill(target, tokens, name: str) -> tuple[DistilledDraft, dict]:
+    """The target's distilled draft (order DISTILL_ORDER), read on TRAIN_THREADS threads."""
+    limit = DISTILL_TOKENS.get(name, len(tokens))
+    torch.set_num_threads(TRAIN_THREADS)
+    t0 = time.perf_counter()
+    draft = DistilledDraft.distill(target, tokens[:limit], order=DISTILL_ORDER)
+    torch.set_num_threads(1)
+    return draft, dict(tokens=min(limit, len(tokens)), seconds=time.perf_counter() - t0, contexts=draft.size)
+
+
 def stepper_prefill(model, ids: torch.Tensor) -> Callable[[], None]:
     """The prompt's step alone (subtracted from :func:`step_costs`'s runs)."""
     @torch.inference_mode()
@@ -218,6 +241,7 @@ def run(weak_steps: int, trained_steps: int, large_steps: int, order: int, new: 
     ngram = NGramModel.fit(train_split.tokens, order=order, vocab=tok.vocab, smoothing="kn",
                            discount_fallback=True)
     ngram_seconds = time.perf_counter() - t0
+    distilled = {name: distill(target, train_split.tokens, name) for name, (target, _, _) in targets.items()}
     test_prompt = prompts(tok)["test text"]
     costs = step_costs(targets["trained"][0], ngram, test_prompt, repeats)
     verify = {name: verify_costs(target, test_prompt, repeats) for name, (target, _, _) in targets.items()}
@@ -226,13 +250,15 @@ def run(weak_steps: int, trained_steps: int, large_steps: int, order: int, new: 
     estimated = {name: {t: 1 + c.verify_first + c.verify_per_token * (t - 2) for t in VERIFY_ROWS}
                  for name, c in estimates.items()}
     rows = []
-    agreement = {}
+    agreement, distilled_agreement = {}, {}
     for target_name, (target, _, _) in targets.items():
+        draft = distilled[target_name][0]
         for prompt_name, prompt in prompts(tok).items():
             stats: dict = {}
-            runs = round_robin(cases(target, ngram, prompt, new, k, stats), repeats)
+            runs = round_robin(cases(target, ngram, draft, prompt, new, k, stats), repeats)
             base = runs["plain greedy"]
             agreement[target_name, prompt_name] = ngram_agreement(ngram, prompt, base.last)
+            distilled_agreement[target_name, prompt_name] = draft_agreement(draft, prompt, base.last)
             for name, r in runs.items():
                 s = stats.get(name)
                 ratio, low, high = ratio_interval(base, r)  # per round: plain's time / the case's
@@ -245,7 +271,8 @@ def run(weak_steps: int, trained_steps: int, large_steps: int, order: int, new: 
                                  rounds=None if s is None else s.rounds))
     return dict(rows=rows, targets={n: t[2] for n, t in targets.items()}, order=order,
                 ngram_tokens=len(train_split.tokens), ngram_seconds=ngram_seconds, new=new, k=k,
-                agreement=agreement,
+                agreement=agreement, distilled_agreement=distilled_agreement,
+                distilled={name: info for name, (_, info) in distilled.items()}, distill_order=DISTILL_ORDER,
                 repeats=repeats, step_costs=costs, verify=verify, estimated=estimated,
                 prompt_lens={n: len(p) - 1 for n, p in prompts(tok).items()})
 
@@ -260,6 +287,8 @@ def report(res: dict) -> list[str]:
                 f"{t['val']:.3f} nats/char)")
 
     targets = "; ".join(target_line(n, t) for n, t in res["targets"].items())
+    distilled_info = "; ".join(f"{name}: {d['tokens']:,} tokens read in {d['seconds']:.0f} s, "
+                               f"{d['contexts']:,} contexts kept" for name, d in res["distilled"].items())
     verify_rows = "; ".join(
         f"{name}: " + ", ".join(f"{t} positions {res['verify'][name][t]:.2f}× (estimated "
                                 f"{res['estimated'][name][t]:.2f}×)" for t in VERIFY_ROWS)
@@ -271,11 +300,14 @@ def report(res: dict) -> list[str]:
         f"{res['order']}-gram (Kneser-Ney) counted on the same "
         f"{res['ngram_tokens']:,} training tokens ({res['ngram_seconds']:.0f} s), proposing through "
         f"`NGramDraft` (its greedy path; the row \"step by step\" proposes through `ModelDraft`'s "
-        f"`step` calls, as before), and prompt lookup (last 1–3-gram), and an oracle that proposes plain "
+        f"`step` calls, as before); a distilled draft (`DistilledDraft`, one per target): a table of the "
+        f"target's own greedy choices after contexts of 1–{res['distill_order'] - 1} characters, read "
+        f"teacher-forced from the training text on {TRAIN_THREADS} threads ({distilled_info}); prompt "
+        f"lookup (last 1–3-gram); and an oracle that proposes plain "
         f"greedy's own continuation (always accepted: what a "
         f"round costs when nothing is rejected, the ceiling for any draft). Fixed: k = {res['k']} "
         f"proposals every round (`adaptive=False`); adaptive: the default schedule with k = {res['k']} as "
-        f"the first and largest length (the last row of each: prompt lookup with k = {2 * res['k']}). "
+        f"the first and largest length (\"k ≤ {2 * res['k']}\": {2 * res['k']}). "
         f"Prompts: the first {res['prompt_lens']['test text']} characters of "
         f"the test split's first play, and one test line repeated to "
         f"{res['prompt_lens']['a repeated line']} characters; "
@@ -304,7 +336,9 @@ def report(res: dict) -> list[str]:
         "How far the n-gram can agree with each target: the share of plain greedy's new tokens that are the "
         "n-gram's own argmax after the same prefix (a round's acceptance is lower: a proposal after a "
         "rejected one is never checked): " + "; ".join(
-            f"{t} / {p}: {a:.1%}" for (t, p), a in res["agreement"].items()) + ".",
+            f"{t} / {p}: {a:.1%}" for (t, p), a in res["agreement"].items()) + ". The same for the distilled "
+        "draft (its first proposal after the same prefix): " + "; ".join(
+            f"{t} / {p}: {a:.1%}" for (t, p), a in res["distilled_agreement"].items()) + ".",
         "",
         "| target | prompt | case | tok/s | vs plain [95% interval] | same tokens | acceptance | tokens / "
         "target forward | mean k | off |",
