@@ -28,6 +28,7 @@ NUMERIC_OPTIONS = {
     "generate": ["--temperature", "--top-k", "--top-p", "--min-p", "--repetition-penalty",
                  "--no-repeat-ngram-size", "--num-beams", "--length-penalty", "--num-samples", "--seed",
                  "--max-new-tokens", "--draft-tokens"],
+    "distill-draft": ["--order", "--max-tokens"],
     "serve": ["--port", "--max-new-tokens-cap", "--max-prompt-chars", "--queue", "--workers", "--threads",
               "--request-timeout"],
 }
@@ -57,6 +58,8 @@ def command(kind: str) -> list[str]:
         "sample": ["sample", "m"],
         "generate": ["generate", "m", "--prompt", "the"],
         "serve": ["serve", "m"],
+        "distill-draft": ["distill-draft", "m", "--corpus", "c.txt", "--split", "all", "--out",
+                          "d.safetensors"],
     }[kind]
 
 

@@ -512,8 +512,10 @@ def generate_text(
     config: DecodingConfig,
     draft: Annotated[str | None, typer.Option(
         help="Speculative decoding: a draft model folder with the same tokenizer (an n-gram, a small "
-             "Transformer, …) or prompt-lookup (copy what followed the last n-gram earlier on). "
-             "Greedy gives the same tokens, sampling the same distribution, usually faster.")] = None,
+             "Transformer, …), prompt-lookup (copy what followed the last n-gram earlier on), or "
+             "distilled (the model's own greedy choices, saved in its folder by `arlm distill-draft`; "
+             "or that file's path). Greedy gives the same tokens, sampling the same distribution, "
+             "usually faster.")] = None,
     draft_tokens: Annotated[int, typer.Option(
         help="The most tokens the draft proposes per round (≥ 1), and the first round's number: it then "
              "follows the acceptance, and speculation pauses while it does not pay (--fixed-draft: "
@@ -613,6 +615,41 @@ def infill(
                           "(arlm.decode.infill.infill_tokens) and a mask of known pixels")
     for text in infill_text(model, tok, template, num_samples, seed, temperature, order):
         out.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("distill-draft")
+def distill_draft(
+    model_path: Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="The model folder to distill.")],
+    corpus: CorpusOpt = "shakespeare",
+    split: SplitOpt = "train",
+    unit: Annotated[str, typer.Option(
+        help="documents: read each document as running text (what generation continues); lines: each "
+             "line a sentence.")] = "documents",
+    encoding: EncodingOpt = "utf-8",
+    order: Annotated[int, typer.Option(
+        help="Contexts of 1 … order − 1 tokens; at most what fits an int64 key for the vocabulary (10 for "
+             "a char model, 4 for GPT-2's).")] = 10,
+    max_tokens: Annotated[int | None, typer.Option(
+        help="Read only the split's first this many tokens (faster; the draft agrees less).")] = None,
+    out_file: Annotated[Path | None, typer.Option(
+        "--out", help="The draft file to write (default: CHECKPOINT/distilled_draft.safetensors, which "
+                      "`--draft distilled` reads).")] = None,
+) -> None:
+    """Distill a speculative-decoding draft from a model: read a corpus split through it once and keep
+    its own greedy choice after every short context (docs/fast_decoding.md). A draft that proposes
+    what the model would choose is accepted more often than an n-gram of the text; then
+    `arlm generate CHECKPOINT --draft distilled --temperature 0` gives the same text, faster."""
+    from arlm.progress import progress
+    from arlm.usecases.decoding import DistillRequest
+    from arlm.usecases.decoding import distill_draft as run_distill
+
+    request = DistillRequest(model_path, corpus=corpus, split=split, unit=unit, encoding=encoding,
+                             order=order, max_tokens=max_tokens, out=out_file)
+    with progress() as bar:
+        task = bar.add_task("reading the text through the model", total=None)
+        info = run_distill(request, lambda done, total: bar.update(task, completed=done, total=total))
+    err.print(f"read {info.tokens:,} tokens in {info.seconds:.1f} s; kept {info.contexts:,} contexts of 1–"
+              f"{info.order - 1} tokens; wrote {info.path}")
 
 
 @app.command("export-arpa")

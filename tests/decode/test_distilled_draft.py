@@ -185,3 +185,11 @@ def test_longest_context_fits_an_int64_key():
     for vocab_size in (12, 68, 74, 256, 50_257):
         n = longest_context(vocab_size)
         assert vocab_size ** (n + 1) <= 2**63 - 1 < vocab_size ** (n + 2)
+
+
+def test_a_text_shorter_than_the_contexts():
+    model = _transformer()
+    draft = DistilledDraft.distill(model, [3, 4, 5], order=8)
+    assert draft.order == 8 and [len(t) for t in draft.tables[3:]] == [0] * 4
+    assert draft.propose([9, 3], 2)[0] == _reference_propose(
+        _reference_tables(np.array([3, 4, 5]), target_choices(model, np.array([3, 4, 5])), 8), [9, 3], 2)

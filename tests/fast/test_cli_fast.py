@@ -154,3 +154,55 @@ def test_the_python_api_refuses_bad_drafts(models):
         load_draft(models["word_ngram"], tok)
     out = decode(model, tok, ids, greedy, draft=load_draft(models["char_ngram"], tok))
     assert out.tokens.tolist() == decode(model, tok, ids, greedy).tokens[0].tolist()
+
+
+def test_a_distilled_draft_from_the_command_line(models, tmp_path):
+    """`arlm distill-draft` writes the model's greedy choices beside it; `--draft distilled` reads them and
+    gives plain greedy's tokens, agreeing more than the n-gram of the same text does."""
+    root = models["root"]
+    model = tmp_path / "tf"
+    save_model(model, *load_model(models["tf"]))
+    r = arlm("distill-draft", model, "--corpus", models["text"], "--split", "all", "--order", "6", cwd=root)
+    assert r.returncode == 0 and "wrote" in r.stderr, r.stderr
+    assert (model / "distilled_draft.safetensors").is_file()
+    plain = _json(arlm("generate", model, *GREEDY, "--json", cwd=root))
+    by_file = model / "distilled_draft.safetensors"
+    runs = {spec: _json(arlm("generate", model, *GREEDY, "--json", "--draft", spec, "--fixed-draft",
+                             cwd=root)) for spec in ("distilled", by_file, models["char_ngram"])}
+    for out in runs.values():
+        assert out["tokens"] == plain["tokens"]
+    assert runs["distilled"]["accepted"] == runs[by_file]["accepted"] > runs[models["char_ngram"]]["accepted"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--order", "1"), ("order", "≥ 2")),
+    (("--order", "40"), ("use order ≤",)),
+    (("--max-tokens", "1"), ("--max-tokens", "≥ 2")),
+    (("--out", "."), ("folder",)),
+    (("--corpus", "missing.txt"), ("missing.txt",)),
+])
+def test_distill_draft_bad_input_writes_nothing(models, args, words):
+    root = models["root"]
+    before = sorted(p.name for p in models["tf"].iterdir())
+    one_line_error(arlm("distill-draft", "tf", "--corpus", "text.txt", "--split", "all", *args, cwd=root),
+                   *words)
+    assert sorted(p.name for p in models["tf"].iterdir()) == before
+
+
+@pytest.mark.parametrize("draft, words", [
+    ("distilled", ("distill-draft",)),  # the folder holds none yet
+    ("nowhere.safetensors", ("does not exist",)),
+    ("tf/model.safetensors", ("not a distilled draft",)),  # a model's weights
+])
+def test_a_missing_distilled_draft_is_one_line(models, draft, words):
+    one_line_error(arlm("generate", "tf", "--prompt", "to", "--draft", draft, cwd=models["root"]), *words)
+
+
+def test_a_distilled_draft_of_another_tokenizer_is_refused(models, tmp_path):
+    root = models["root"]
+    out = tmp_path / "other.safetensors"
+    r = arlm("distill-draft", models["other_tf"], "--corpus", models["text"], "--split", "all", "--order",
+             "3", "--out", out, cwd=root)
+    assert r.returncode == 0, r.stderr
+    one_line_error(arlm("generate", "tf", "--prompt", "to", "--draft", out, cwd=root), "tokenizer",
+                   "distill-draft")

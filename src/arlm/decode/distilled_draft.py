@@ -104,6 +104,10 @@ def distill_tables(tokens: np.ndarray, choices: np.ndarray, vocab_size: int,
     keys_by, labels_by = [], []
     key = np.zeros(N, dtype=np.int64)  # the key of the n tokens ending at each position
     for n in range(1, order):
+        if n > N:  # a text shorter than the context: no context of this length (nor longer)
+            keys_by.append(np.zeros(0, dtype=np.int64))
+            labels_by.append(np.zeros(0, dtype=np.int64))
+            continue
         earlier = np.zeros(N, dtype=np.int64)
         earlier[n - 1 :] = tokens[: N - n + 1]  # x_{i−n+1}: the token n − 1 before position i
         key += earlier * V ** (n - 1)
@@ -141,9 +145,11 @@ class DistilledDraft:
 
     proposal_cost = PROPOSAL_READS  # what RoundCost charges a proposal, in parameter reads
 
-    def __init__(self, keys: Sequence[np.ndarray], labels: Sequence[np.ndarray], vocab_size: int) -> None:
+    def __init__(self, keys: Sequence[np.ndarray], labels: Sequence[np.ndarray], vocab_size: int,
+                 source: dict[str, str] | None = None) -> None:
         """One sorted key array and its label array per context length 1, 2, … (what
-        :func:`distill_tables` returns)."""
+        :func:`distill_tables` returns); ``source``: what it was distilled from (saved with it: the
+        target, the text, the tokenizer's digest), strings."""
         if len(keys) != len(labels) or not keys:
             raise ConfigError("a distilled draft needs one key array and one label array per context "
                               "length (at least one); build it with DistilledDraft.distill")
@@ -160,6 +166,7 @@ class DistilledDraft:
                 raise ConfigError(f"a label lies outside the vocabulary of {vocab_size:,} tokens")
         self.tables = [dict(zip(k.tolist(), v.tolist(), strict=True))  # context key -> label, per length
                        for k, v in zip(self.keys, self.labels, strict=True)]
+        self.source = dict(source or {})
         self.proposals = 0
 
     @property
@@ -234,7 +241,7 @@ class DistilledDraft:
         arrays = {f"{name}_{n}": a for n, (k, v) in enumerate(zip(self.keys, self.labels, strict=True), 1)
                   for name, a in (("keys", k), ("labels", v))}
         meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "vocab_size": str(self.vocab_size),
-                "order": str(self.order)}
+                "order": str(self.order), **{f"source.{k}": str(v) for k, v in self.source.items()}}
         with atomic_write(path, "wb", encoding=None) as f:
             f.write(save(arrays, metadata=meta))
         return path
@@ -258,4 +265,5 @@ class DistilledDraft:
             raise FormatError(f"{path} does not exist; distill a draft first (`arlm distill-draft`)") from e
         except (SafetensorError, KeyError, ValueError, OSError) as e:
             raise FormatError(f"{path} is not a readable distilled draft ({e}); distill it again") from e
-        return cls(keys, labels, vocab_size)
+        source = {k.removeprefix("source."): v for k, v in meta.items() if k.startswith("source.")}
+        return cls(keys, labels, vocab_size, source)

@@ -5,12 +5,16 @@ applied to it, and what makes decoding faster (drafts for speculative decoding, 
   (:func:`check_context`); :func:`unknown_pieces`: what of a prompt the tokenizer reads as [UNK];
 * :func:`decode`: one prompt continued with the config's strategy (sampling, greedy, beam search,
   speculative decoding with a draft); :func:`decode_steps`: the same one token at a time (the server);
-* :func:`load_draft`, :func:`check_draft`, :func:`quantize`.
+* :func:`load_draft`, :func:`check_draft`, :func:`quantize`;
+* :func:`distill_draft` (``arlm distill-draft``): a draft distilled from a model, saved beside it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,8 @@ from arlm.models.base import ARModel
 from arlm.usecases.checkpoints import load_model
 
 PROMPT_LOOKUP = "prompt-lookup"
+DISTILLED = "distilled"  # --draft distilled: the distilled draft saved in the model folder
+DISTILLED_FILE = "distilled_draft.safetensors"  # its name there (arlm distill-draft's default)
 
 
 def unknown_pieces(tokenizer: Tokenizer, text: str) -> list[str]:
@@ -109,14 +115,20 @@ def decode_steps(model: ARModel, tokenizer: Tokenizer, prompt_ids: list[int], co
                   decode=tokenizer.decode if config.stop_strings else None)
 
 
-def load_draft(spec: str | Path, tokenizer: Tokenizer, quantize_mode: str | None = None):
-    """A speculative-decoding draft: ``"prompt-lookup"`` (:class:`~arlm.decode.speculative.PromptLookupDraft`)
-    or a model folder (any family: an n-gram, a small Transformer, …) whose tokenizer is the same
-    as ``tokenizer`` (the target model's), optionally int8-quantized."""
+def load_draft(spec: str | Path, tokenizer: Tokenizer, quantize_mode: str | None = None,
+               model_path: str | Path | None = None):
+    """A speculative-decoding draft: ``"prompt-lookup"``
+    (:class:`~arlm.decode.speculative.PromptLookupDraft`); ``"distilled"`` (the
+    :class:`~arlm.decode.distilled_draft.DistilledDraft` that ``arlm distill-draft`` saved in
+    ``model_path``) or a distilled draft's ``.safetensors`` file; or a model folder (any family: an
+    n-gram, a small Transformer, …) whose tokenizer is the same as ``tokenizer`` (the target model's),
+    optionally int8-quantized."""
     from arlm.decode.speculative import PromptLookupDraft
 
     if str(spec) == PROMPT_LOOKUP:
         return PromptLookupDraft()
+    if str(spec) == DISTILLED or (Path(spec).suffix == ".safetensors" and not Path(spec).is_dir()):
+        return _load_distilled(spec, tokenizer, model_path)
     draft, draft_tok = load_model(spec)
     if not isinstance(draft, ARModel):
         raise ConfigError(f"the draft {spec} is not a language model (ARModel); pass a model folder "
@@ -128,6 +140,92 @@ def load_draft(spec: str | Path, tokenizer: Tokenizer, quantize_mode: str | None
                             f"{tokenizer.vocab_size} tokens); train the draft on the same corpus with the "
                             f"same --tokenizer, or use --draft {PROMPT_LOOKUP}")
     return quantize(draft, quantize_mode) if hasattr(draft, "parameters") else draft
+
+
+def _load_distilled(spec: str | Path, tokenizer: Tokenizer, model_path: str | Path | None):
+    """The distilled draft ``spec`` names (a file, or ``distilled``: the one in ``model_path``), checked to
+    be distilled with ``tokenizer``."""
+    from arlm.decode.distilled_draft import DistilledDraft
+
+    if str(spec) == DISTILLED:
+        if model_path is None or not Path(model_path).is_dir():
+            raise ConfigError(f"--draft {DISTILLED} reads {DISTILLED_FILE} from the model folder; pass the "
+                              "draft's file instead")
+        spec = Path(model_path) / DISTILLED_FILE
+        if not spec.exists():
+            raise ConfigError(f"{model_path} holds no distilled draft ({DISTILLED_FILE}); make one with "
+                              f"`arlm distill-draft {model_path}`")
+    draft = DistilledDraft.load(spec)
+    digest = draft.source.get("tokenizer")
+    if draft.vocab_size != tokenizer.vocab_size or digest not in (None, tokenizer_digest(tokenizer)):
+        raise MismatchError(f"the draft {spec} was distilled with another tokenizer ({draft.vocab_size} "
+                            f"tokens) than the model's ({tokenizer.vocab_size} tokens); distill it from this "
+                            "model with `arlm distill-draft`")
+    return draft
+
+
+def tokenizer_digest(tokenizer: Tokenizer) -> str:
+    """A short fingerprint of a tokenizer's vocabulary (what a distilled draft records)."""
+    return hashlib.sha256("\x00".join(tokenizer.vocab).encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class DistillRequest:
+    """``arlm distill-draft``: read ``split`` of ``corpus`` (encoded with the model's tokenizer, by
+    ``unit``; at most ``max_tokens`` of it) through the model and save the table of its greedy choices
+    after contexts of 1 … ``order`` − 1 tokens to ``out`` (default: the model folder's
+    ``distilled_draft.safetensors``)."""
+
+    model_path: Path
+    corpus: str = "shakespeare"
+    split: str = "train"
+    unit: str = "documents"
+    encoding: str = "utf-8"
+    order: int = 10
+    max_tokens: int | None = None
+    out: Path | None = None
+
+
+@dataclass
+class DistilledInfo:
+    """What :func:`distill_draft` wrote: the file, the tokens read, the contexts kept, the seconds."""
+
+    path: Path
+    tokens: int
+    contexts: int
+    order: int
+    seconds: float
+
+
+def distill_draft(request: DistillRequest,
+                  progress: Callable[[int, int], None] | None = None) -> DistilledInfo:
+    """Run ``request`` (:class:`DistillRequest`); ``progress(done, total)`` hears the tokens read."""
+    from arlm.decode.distilled_draft import DistilledDraft
+    from arlm.usecases.data import encode_split
+
+    r = request
+    if r.max_tokens is not None and (isinstance(r.max_tokens, bool) or not isinstance(r.max_tokens, int)
+                                     or r.max_tokens < 2):
+        raise ConfigError(f"--max-tokens must be an integer ≥ 2, got {r.max_tokens!r}; leave it out to read "
+                          "the whole split")
+    model_path = Path(r.model_path)
+    out = r.out if r.out is not None else (model_path / DISTILLED_FILE if model_path.is_dir()
+                                           else model_path.with_name(model_path.name + ".draft.safetensors"))
+    if Path(out).is_dir():
+        raise ConfigError(f"{out} is a folder; name the draft's file (e.g. {Path(out) / DISTILLED_FILE})")
+    model, tok = load_model(model_path)
+    if tok is None:
+        raise ConfigError(f"{model_path} has no tokenizer, so no text can be read through it; distill "
+                          "through the Python API with token ids (DistilledDraft.distill)")
+    tokens = encode_split(r.corpus, tok, r.split, r.unit, r.encoding).encoded.tokens
+    tokens = tokens[: r.max_tokens] if r.max_tokens is not None else tokens
+    t0 = time.perf_counter()
+    draft = DistilledDraft.distill(model, tokens, order=r.order, progress=progress)
+    draft.source = {"model": str(model_path), "corpus": str(r.corpus), "split": r.split, "unit": r.unit,
+                    "tokens": str(len(tokens)), "tokenizer": tokenizer_digest(tok)}
+    seconds = time.perf_counter() - t0
+    draft.save(out)
+    return DistilledInfo(Path(out), len(tokens), draft.size, draft.order, seconds)
 
 
 def quantize(model: ARModel, mode: str | None) -> ARModel:

@@ -166,7 +166,8 @@ def run_generation(model: ARModel, tokenizer: Tokenizer, prompt: str, prompt_ids
 class GenerateRequest:
     """``arlm generate``: continue ``prompt`` with a model folder (or an ARPA file) and ``config``.
 
-    ``draft`` (a model folder or ``prompt-lookup``) turns on speculative decoding; ``quantize``
+    ``draft`` (a model folder, ``prompt-lookup``, ``distilled`` or a distilled draft's file) turns on
+    speculative decoding; ``quantize``
     (``int8``) quantizes the model (and a draft model); ``timed`` returns the whole run at the end as
     a :class:`Generation` (as a draft does) instead of streaming it. ``fast``: a Transformer decodes
     with the lean one-token step (the same tokens)."""
@@ -208,7 +209,7 @@ def generate(request: GenerateRequest, *, on_text: TextListener | None = None,
                               f"generates in order {spec.name!r}: drop them")
         return generate_in_order(model, tok, spec, r.prompt, config)
     model = quantize(model, r.quantize)
-    draft_model = None if r.draft is None else load_draft(r.draft, tok, r.quantize)
+    draft_model = None if r.draft is None else load_draft(r.draft, tok, r.quantize, r.model_path)
     unknown = unknown_pieces(tok, r.prompt)
     if unknown and on_unknown is not None:
         on_unknown(unknown)
