@@ -55,8 +55,9 @@ FORMAT_VERSION = 1
 DEFAULT_ORDER = 10  # contexts of 1–9 tokens (the most a 68-char vocabulary packs into an int64 key)
 DEFAULT_BLOCK = 256  # the window for a target with no block size of its own (an RNN, an n-gram)
 LOGIT_BUDGET = 2**24  # floats of (B, T, V) log-probs per forward pass (64 MiB): the batch of windows
-# one proposal's cost in the schedule's unit (parameter reads, speculative.RoundCost): 2–3 µs
-# for 9 context lengths on the 2026-12-06 AVX-512 EPYC (dict lookups), ~8,000 reads; 2× for caution
+# one proposal's cost in the schedule's unit (parameter reads, speculative.RoundCost): 1.4–2.1 µs for 9
+# context lengths on the 2026-12-06 AVX-512 EPYC (dict lookups), ~7,000 reads at the rate the 7-gram's
+# 20 µs proposals are charged (speculative.NGRAM_GREEDY_PER_ORDER); ~2× for caution
 PROPOSAL_READS = 16_000
 
 

@@ -50,7 +50,10 @@ is correct; one shaped like p̃ is accepted more often). Stop strings are not su
 
 **Drafts.** Any arlm :class:`~arlm.models.base.ARModel` on the same vocabulary (a small
 Transformer, an n-gram model, an RNN) — wrapped in :class:`ModelDraft` — or :class:`PromptLookupDraft`
-(Saxena 2023), which copies what followed an earlier occurrence of the context's last n-gram.
+(Saxena 2023), which copies what followed an earlier occurrence of the context's last n-gram, or a
+:class:`~arlm.decode.distilled_draft.DistilledDraft`, a table of the target's own greedy choices after
+short contexts. A draft may say what one proposal costs (``proposal_cost``, in parameter reads: what
+:class:`RoundCost` charges it).
 
 **State rollback.** A rejection makes the models forget the rejected tokens. A KV cache is cropped
 (``KVCache.crop``); a state that cannot roll back (RNN hidden state, n-gram history, a user's
