@@ -52,7 +52,7 @@ from arlm.io import atomic_write
 
 FORMAT = "arlm-distilled-draft"
 FORMAT_VERSION = 1
-DEFAULT_ORDER = 10  # contexts of 1–9 tokens (the most a 68-char vocabulary packs into an int64 key)
+DEFAULT_ORDER = 10  # contexts of 1–9 tokens: the most an int64 key holds for ≤ 78 tokens (74 chars)
 DEFAULT_BLOCK = 256  # the window for a target with no block size of its own (an RNN, an n-gram)
 LOGIT_BUDGET = 2**24  # floats of (B, T, V) log-probs per forward pass (64 MiB): the batch of windows
 # one proposal's cost in the schedule's unit (parameter reads, speculative.RoundCost): 1.4–2.1 µs for 9
