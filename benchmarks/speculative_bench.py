@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from arlm.decode.distilled_draft import DistilledDraft
+from arlm.decode.distilled_draft import ROLLOUT_LENGTH, ROLLOUTS, DistilledDraft
 from arlm.decode.fast import FastDecoder
 from arlm.decode.search import generate
 from arlm.decode.speculative import (
@@ -63,6 +63,7 @@ TRAIN_THREADS = 2  # the targets train on 2 threads (decoding is timed on 1)
 VERIFY_ROWS = (2, 3, 5, 9)  # positions of a verifying pass (1, 2, 4, 8 proposals), timed in verify_costs
 DISTILL_ORDER = 10  # the distilled drafts' contexts: 1–9 characters (the most an int64 key holds for 74)
 DISTILL_TOKENS = {"large": 500_000}  # the large target reads only this much of the training text (time)
+DISTILL_ROLLOUTS = {"large": 32}  # and continues fewer passages (the default: 128 of 128 tokens)
 
 
 def train(steps: int, shape: list[str], threads: int = TRAIN_THREADS) -> tuple[torch.nn.Module, object, dict]:
@@ -213,9 +214,11 @@ def distill(target, tokens, name: str) -> tuple[DistilledDraft, dict]:
     limit = DISTILL_TOKENS.get(name, len(tokens))
     torch.set_num_threads(TRAIN_THREADS)
     t0 = time.perf_counter()
-    draft = DistilledDraft.distill(target, tokens[:limit], order=DISTILL_ORDER)
+    rollouts = DISTILL_ROLLOUTS.get(name, ROLLOUTS)
+    draft = DistilledDraft.distill(target, tokens[:limit], order=DISTILL_ORDER, rollouts=rollouts)
     torch.set_num_threads(1)
-    return draft, dict(tokens=min(limit, len(tokens)), seconds=time.perf_counter() - t0, contexts=draft.size)
+    return draft, dict(tokens=min(limit, len(tokens)), rollouts=rollouts, seconds=time.perf_counter() - t0,
+                       contexts=draft.size)
 
 
 def stepper_prefill(model, ids: torch.Tensor) -> Callable[[], None]:
@@ -287,8 +290,9 @@ def report(res: dict) -> list[str]:
                 f"{t['val']:.3f} nats/char)")
 
     targets = "; ".join(target_line(n, t) for n, t in res["targets"].items())
-    distilled_info = "; ".join(f"{name}: {d['tokens']:,} tokens read in {d['seconds']:.0f} s, "
-                               f"{d['contexts']:,} contexts kept" for name, d in res["distilled"].items())
+    distilled_info = "; ".join(f"{name}: {d['tokens']:,} tokens read and {d['rollouts']} passages continued "
+                               f"in {d['seconds']:.0f} s, {d['contexts']:,} contexts kept"
+                               for name, d in res["distilled"].items())
     verify_rows = "; ".join(
         f"{name}: " + ", ".join(f"{t} positions {res['verify'][name][t]:.2f}× (estimated "
                                 f"{res['estimated'][name][t]:.2f}×)" for t in VERIFY_ROWS)
@@ -302,8 +306,9 @@ def report(res: dict) -> list[str]:
         f"`NGramDraft` (its greedy path; the row \"step by step\" proposes through `ModelDraft`'s "
         f"`step` calls, as before); a distilled draft (`DistilledDraft`, one per target): a table of the "
         f"target's own greedy choices after contexts of 1–{res['distill_order'] - 1} characters, read "
-        f"teacher-forced from the training text on {TRAIN_THREADS} threads ({distilled_info}); prompt "
-        f"lookup (last 1–3-gram); and an oracle that proposes plain "
+        f"teacher-forced from the training text and from its greedy continuations of evenly spaced "
+        f"passages of it ({ROLLOUT_LENGTH} tokens each), on {TRAIN_THREADS} threads ({distilled_info}); "
+        f"prompt lookup (last 1–3-gram); and an oracle that proposes plain "
         f"greedy's own continuation (always accepted: what a "
         f"round costs when nothing is rejected, the ceiling for any draft). Fixed: k = {res['k']} "
         f"proposals every round (`adaptive=False`); adaptive: the default schedule with k = {res['k']} as "

@@ -28,7 +28,7 @@ NUMERIC_OPTIONS = {
     "generate": ["--temperature", "--top-k", "--top-p", "--min-p", "--repetition-penalty",
                  "--no-repeat-ngram-size", "--num-beams", "--length-penalty", "--num-samples", "--seed",
                  "--max-new-tokens", "--draft-tokens"],
-    "distill-draft": ["--order", "--max-tokens"],
+    "distill-draft": ["--order", "--max-tokens", "--rollouts"],
     "serve": ["--port", "--max-new-tokens-cap", "--max-prompt-chars", "--queue", "--workers", "--threads",
               "--request-timeout"],
 }

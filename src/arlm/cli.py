@@ -631,6 +631,9 @@ def distill_draft(
              "a char model, 4 for GPT-2's).")] = 10,
     max_tokens: Annotated[int | None, typer.Option(
         help="Read only the split's first this many tokens (faster; the draft agrees less).")] = None,
+    rollouts: Annotated[int, typer.Option(
+        help="Also let the model continue this many passages greedily (128 tokens each) and learn from "
+             "them: the loops that greedy decoding falls into (0: the text only).")] = 128,
     out_file: Annotated[Path | None, typer.Option(
         "--out", help="The draft file to write (default: CHECKPOINT/distilled_draft.safetensors, which "
                       "`--draft distilled` reads).")] = None,
@@ -644,7 +647,7 @@ def distill_draft(
     from arlm.usecases.decoding import distill_draft as run_distill
 
     request = DistillRequest(model_path, corpus=corpus, split=split, unit=unit, encoding=encoding,
-                             order=order, max_tokens=max_tokens, out=out_file)
+                             order=order, max_tokens=max_tokens, rollouts=rollouts, out=out_file)
     with progress() as bar:
         task = bar.add_task("reading the text through the model", total=None)
         info = run_distill(request, lambda done, total: bar.update(task, completed=done, total=total))

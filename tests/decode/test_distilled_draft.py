@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from arlm.decode.distilled_draft import (
+    ROLLOUT_PROMPT,
     DistilledDraft,
     distill_tables,
     longest_context,
+    rollout_streams,
     target_choices,
 )
 from arlm.decode.search import greedy_search
@@ -49,10 +51,13 @@ def _text(n=3000, seed=0, vocab_size=V):
     return np.array(out[:n], dtype=np.int64)
 
 
-def _reference_tables(tokens, choices, order):
-    """Unpruned tables by plain counting: context tuple -> its most frequent choice (ties: lowest id)."""
+def _reference_tables(tokens, choices, order, counted=None):
+    """Unpruned tables by plain counting: context tuple -> its most frequent choice (ties: lowest id),
+    over the positions ``counted`` (default: all)."""
     counts: list[dict[tuple, Counter]] = [{} for _ in range(order - 1)]
     for i in range(len(tokens)):
+        if counted is not None and not counted[i]:
+            continue
         for n in range(1, order):
             if i - n + 1 < 0:
                 break
@@ -125,7 +130,8 @@ def test_speculative_greedy_with_a_distilled_draft_is_plain_greedy(k):
                                adaptive=False)
     assert out.tokens.tolist() == want
     assert out.stats.accepted > 0  # the table agreed somewhere
-    assert out.stats.draft_forwards == out.stats.proposed  # one charged unit a proposal
+    # one charged unit a proposal made (proposals after an [EOS] are made, then cut)
+    assert out.stats.draft_forwards == draft.proposals >= out.stats.proposed
 
 
 def test_sampling_with_a_distilled_draft_repeats_with_the_seed():
@@ -179,6 +185,8 @@ def test_bad_input_is_a_one_line_error():
         DistilledDraft.distill(model, [3, 4, V], order=3)
     with pytest.raises(ConfigError, match="at least 2 tokens"):
         DistilledDraft.distill(model, [3], order=3)
+    with pytest.raises(ConfigError, match="rollouts must be an integer ≥ 0"):
+        DistilledDraft.distill(model, _text(100), order=3, rollouts=-1)
 
 
 def test_longest_context_fits_an_int64_key():
@@ -193,3 +201,45 @@ def test_a_text_shorter_than_the_contexts():
     assert draft.order == 8 and [len(t) for t in draft.tables[3:]] == [0] * 4
     assert draft.propose([9, 3], 2)[0] == _reference_propose(
         _reference_tables(np.array([3, 4, 5]), target_choices(model, np.array([3, 4, 5])), 8), [9, 3], 2)
+
+
+def test_only_the_counted_positions_count():
+    tokens = _text(3000, seed=5)
+    rng = np.random.default_rng(6)
+    choices = rng.integers(3, V, size=len(tokens))
+    counted = rng.random(len(tokens)) < 0.5
+    full = _reference_tables(tokens, choices, 5, counted)
+    draft = DistilledDraft(*distill_tables(tokens, choices, V, 5, counted), vocab_size=V)
+    for i in range(0, len(tokens), 11):
+        context = tokens[max(0, i - 6) : i + 1].tolist()
+        assert draft.propose(context, 4)[0] == _reference_propose(full, context, 4), context
+
+
+def test_rollouts_are_the_target_greedy_continuations():
+    model = _transformer(block_size=64)
+    tokens = _text(2000, seed=7)
+    x, chosen, counted = rollout_streams(model, tokens, rollouts=3, rollout_length=10, context=4)
+    P = ROLLOUT_PROMPT  # 32 ≤ half the block
+    rows, chosen, counted = x.reshape(3, -1), chosen.reshape(3, -1), counted.reshape(3, -1)
+    for r, start in enumerate(np.linspace(0, len(tokens) - P, 3).astype(int)):
+        prompt = tokens[start : start + P].tolist()
+        want = greedy_search(model, [prompt], max_new_tokens=10, eos_id=None).rows()[0]
+        assert rows[r].tolist() == prompt + want[:-1]  # each position's token …
+        assert chosen[r].tolist() == prompt[1:] + want  # … and the one after it
+    assert not counted[:, : P - 1].any() and counted[:, P - 1 :].all()
+
+
+def test_rollouts_teach_the_states_decoding_visits():
+    """From a passage the target continued during distillation, the draft with rollouts proposes its
+    greedy continuation more often than the draft of the text alone."""
+    model = _transformer(block_size=64)
+    tokens = _text(1500, seed=8)
+    with_rollouts = DistilledDraft.distill(model, tokens, order=5, rollouts=8, rollout_length=24)
+    text_only = DistilledDraft.distill(model, tokens, order=5, rollouts=0)
+    prompt = tokens[:ROLLOUT_PROMPT].tolist()  # the first rollout's passage
+    new = greedy_search(model, [prompt], max_new_tokens=24, eos_id=None).rows()[0]
+
+    def agreement(draft):
+        return sum(draft.propose(prompt + new[:i], 1)[0] == [y] for i, y in enumerate(new))
+
+    assert agreement(with_rollouts) > agreement(text_only)

@@ -19,6 +19,13 @@ ways after a context, the target usually chooses one of them every time, so the 
 On the same target, a table of orders 1–9 distilled from the 3.7M training characters agreed with
 plain greedy on 86–88% of its tokens, against 70–75% for the 7-gram.
 
+**Rollouts.** Greedy decoding leaves the text it was trained on: it falls into loops of frequent words
+that no passage of the text contains. So the target also continues ``rollouts`` passages of the text
+greedily (``rollout_length`` tokens after a ``prompt_length``-token passage, at evenly spaced places,
+all rows in one batched decode), and every generated token is counted as the choice after the tokens
+before it: the states that decoding visits, with the target's own choices. On the trained target,
+128 rollouts of 128 tokens (38 s on 2 threads) raised the agreement on a test passage from 86% to 89%.
+
 **Proposals.** The table proposes the label of the longest context it holds that ends the text so far,
 then feeds that label back and proposes again (an unsmoothed backoff: no probabilities, only argmaxes).
 The proposals are deterministic: q is a point mass, so sampling stays exact
@@ -55,6 +62,8 @@ FORMAT_VERSION = 1
 DEFAULT_ORDER = 10  # contexts of 1–9 tokens: the most an int64 key holds for ≤ 78 tokens (74 chars)
 DEFAULT_BLOCK = 256  # the window for a target with no block size of its own (an RNN, an n-gram)
 LOGIT_BUDGET = 2**24  # floats of (B, T, V) log-probs per forward pass (64 MiB): the batch of windows
+ROLLOUTS, ROLLOUT_LENGTH, ROLLOUT_PROMPT = 128, 128, 32  # greedy continuations of the text (defaults)
+ROLLOUT_BATCH = 64  # rows decoded together
 # one proposal's cost in the schedule's unit (parameter reads, speculative.RoundCost): 1.4–2.1 µs for 9
 # context lengths on the 2026-12-06 AVX-512 EPYC (dict lookups), ~7,000 reads at the rate the 7-gram's
 # 20 µs proposals are charged (speculative.NGRAM_GREEDY_PER_ORDER); ~2× for caution
@@ -97,11 +106,43 @@ def target_choices(target, tokens: np.ndarray, block_size: int | None = None,
     return out
 
 
-def distill_tables(tokens: np.ndarray, choices: np.ndarray, vocab_size: int,
-                   order: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def rollout_streams(target, tokens: np.ndarray, rollouts: int, rollout_length: int,
+                    context: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The target's greedy continuations of ``rollouts`` passages of ``tokens``, at evenly spaced
+    places: prompts of ROLLOUT_PROMPT tokens (at most half the target's block, at least ``context``, so
+    that no context counted reaches into the row before), then up to ``rollout_length`` new tokens.
+    The rows x = prompt + new tokens side by side -> (each position's token x_{<end}, the token after
+    it x_{>0}: its greedy choice, a mask of the positions whose next token the target chose: from the
+    last prompt token on), each (R·(P+L−1),)."""
+    from arlm.decode.fast import fast_decoder
+    from arlm.decode.search import generate
+
+    block = getattr(getattr(target, "config", None), "block_size", None)
+    prompt_length = max(context, ROLLOUT_PROMPT if block is None else min(ROLLOUT_PROMPT, block // 2))
+    length = rollout_length if block is None else min(rollout_length, block - prompt_length)
+    if rollouts < 1 or length < 1 or len(tokens) < prompt_length:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
+    starts = np.linspace(0, len(tokens) - prompt_length, rollouts).astype(np.int64)  # (R,)
+    prompts = np.stack([tokens[s : s + prompt_length] for s in starts])  # (R, P)
+    decoder = fast_decoder(target.eval() if hasattr(target, "eval") else target)
+    rows = []
+    for b in range(0, rollouts, ROLLOUT_BATCH):
+        new = generate(decoder, prompts[b : b + ROLLOUT_BATCH], temperature=0, max_new_tokens=length,
+                       eos_id=None).tokens.numpy()  # (b, L)
+        rows.append(np.concatenate([prompts[b : b + ROLLOUT_BATCH], new], axis=1))  # (b, P+L)
+    x = np.concatenate(rows)  # (R, P+L)
+    counted = np.zeros((rollouts, prompt_length + length - 1), dtype=bool)
+    counted[:, prompt_length - 1 :] = True  # from the last prompt token: its choice is the first new one
+    return x[:, :-1].reshape(-1), x[:, 1:].reshape(-1), counted.reshape(-1)
+
+
+def distill_tables(tokens: np.ndarray, choices: np.ndarray, vocab_size: int, order: int,
+                   counted: np.ndarray | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Context keys and their most frequent choice, for context lengths 1 … order − 1, pruned (module
-    docstring) -> (keys, labels): one sorted int64 array of each per length."""
+    docstring) -> (keys, labels): one sorted int64 array of each per length. ``counted``: a mask of the
+    positions whose choice counts (default: all)."""
     V, N = vocab_size, len(tokens)
+    counted = np.ones(N, dtype=bool) if counted is None else np.asarray(counted, dtype=bool)
     keys_by, labels_by = [], []
     key = np.zeros(N, dtype=np.int64)  # the key of the n tokens ending at each position
     for n in range(1, order):
@@ -112,7 +153,8 @@ def distill_tables(tokens: np.ndarray, choices: np.ndarray, vocab_size: int,
         earlier = np.zeros(N, dtype=np.int64)
         earlier[n - 1 :] = tokens[: N - n + 1]  # x_{i−n+1}: the token n − 1 before position i
         key += earlier * V ** (n - 1)
-        pairs, counts = np.unique(key[n - 1 :] * V + choices[n - 1 :], return_counts=True)
+        use = counted[n - 1 :]
+        pairs, counts = np.unique((key[n - 1 :] * V + choices[n - 1 :])[use], return_counts=True)
         context, label = pairs // V, pairs % V
         order_ = np.lexsort((-counts, context))  # by context, the most frequent choice first (stable:
         context, label = context[order_], label[order_]  # ties keep np.unique's order, the lowest id)
@@ -187,10 +229,12 @@ class DistilledDraft:
 
     @classmethod
     def distill(cls, target, tokens, order: int = DEFAULT_ORDER, block_size: int | None = None,
+                rollouts: int = ROLLOUTS, rollout_length: int = ROLLOUT_LENGTH,
                 progress: Callable[[int, int], None] | None = None) -> DistilledDraft:
         """Read ``tokens`` (a 1-D sequence of ids on the target's vocabulary: its training text) through
-        ``target`` (any ARModel; a Transformer reads windows of its block size) and keep, for contexts
-        of 1 … ``order`` − 1 tokens, the target's most frequent greedy choice after them."""
+        ``target`` (any ARModel; a Transformer reads windows of its block size), let it continue
+        ``rollouts`` passages of it greedily for ``rollout_length`` tokens (0: none), and keep, for
+        contexts of 1 … ``order`` − 1 tokens, the target's most frequent greedy choice after them."""
         V = target.vocab_size
         if isinstance(order, bool) or not isinstance(order, int) or order < 2:
             raise ConfigError(f"order must be an integer ≥ 2 (contexts of order − 1 tokens), got {order!r}")
@@ -204,8 +248,14 @@ class DistilledDraft:
         if ids.min() < 0 or ids.max() >= V:
             raise MismatchError(f"the text holds token ids outside the target's vocabulary of {V:,}; "
                                 "encode it with the target's tokenizer")
+        for name, value in (("rollouts", rollouts), ("rollout_length", rollout_length)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer ≥ 0, got {value!r}")
         choices = target_choices(target, ids, block_size, progress)
-        return cls(*distill_tables(ids, choices, V, order), vocab_size=V)
+        stream, chosen, counted = rollout_streams(target, ids, rollouts, rollout_length, order - 1)
+        counted = np.concatenate([np.ones(len(ids), dtype=bool), counted])  # the text: every position
+        ids, choices = np.concatenate([ids, stream]), np.concatenate([choices, chosen])
+        return cls(*distill_tables(ids, choices, V, order, counted), vocab_size=V)
 
     def propose(self, context: Sequence[int], k: int, sampler=None) -> tuple[list[int], None]:
         """Up to k tokens: each the label of the longest kept context ending the text so far, fed back

@@ -183,6 +183,7 @@ class DistillRequest:
     encoding: str = "utf-8"
     order: int = 10
     max_tokens: int | None = None
+    rollouts: int = 128  # greedy continuations of passages of the text, counted too (0: none)
     out: Path | None = None
 
 
@@ -220,9 +221,10 @@ def distill_draft(request: DistillRequest,
     tokens = encode_split(r.corpus, tok, r.split, r.unit, r.encoding).encoded.tokens
     tokens = tokens[: r.max_tokens] if r.max_tokens is not None else tokens
     t0 = time.perf_counter()
-    draft = DistilledDraft.distill(model, tokens, order=r.order, progress=progress)
+    draft = DistilledDraft.distill(model, tokens, order=r.order, rollouts=r.rollouts, progress=progress)
     draft.source = {"model": str(model_path), "corpus": str(r.corpus), "split": r.split, "unit": r.unit,
-                    "tokens": str(len(tokens)), "tokenizer": tokenizer_digest(tok)}
+                    "tokens": str(len(tokens)), "rollouts": str(r.rollouts),
+                    "tokenizer": tokenizer_digest(tok)}
     seconds = time.perf_counter() - t0
     draft.save(out)
     return DistilledInfo(Path(out), len(tokens), draft.size, draft.order, seconds)
