@@ -206,3 +206,13 @@ def test_a_distilled_draft_of_another_tokenizer_is_refused(models, tmp_path):
     assert r.returncode == 0, r.stderr
     one_line_error(arlm("generate", "tf", "--prompt", "to", "--draft", out, cwd=root), "tokenizer",
                    "distill-draft")
+
+
+def test_distilling_a_model_of_another_order_is_refused(models, tmp_path):
+    from arlm.data.orders import OrderSpec
+
+    model, tok = load_model(models["tf"])
+    save_model(tmp_path / "r2l", model, tok, OrderSpec("r2l"))
+    one_line_error(arlm("distill-draft", tmp_path / "r2l", "--corpus", models["text"], "--split", "all",
+                        cwd=models["root"]), "r2l", "left-to-right")
+    assert not (tmp_path / "r2l" / "distilled_draft.safetensors").exists()

@@ -106,14 +106,15 @@ def target_choices(target, tokens: np.ndarray, block_size: int | None = None,
     return out
 
 
-def rollout_streams(target, tokens: np.ndarray, rollouts: int, rollout_length: int,
-                    context: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rollout_streams(target, tokens: np.ndarray, rollouts: int, rollout_length: int, context: int,
+                    progress: Callable[[int], None] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The target's greedy continuations of ``rollouts`` passages of ``tokens``, at evenly spaced
     places: prompts of ROLLOUT_PROMPT tokens (at most half the target's block, at least ``context``, so
     that no context counted reaches into the row before), then up to ``rollout_length`` new tokens.
     The rows x = prompt + new tokens side by side -> (each position's token x_{<end}, the token after
     it x_{>0}: its greedy choice, a mask of the positions whose next token the target chose: from the
-    last prompt token on), each (R·(P+L−1),)."""
+    last prompt token on), each (R·(P+L−1),). ``progress(rows)`` hears the rows decoded so far."""
     from arlm.decode.fast import fast_decoder
     from arlm.decode.search import generate
 
@@ -130,6 +131,8 @@ def rollout_streams(target, tokens: np.ndarray, rollouts: int, rollout_length: i
         new = generate(decoder, prompts[b : b + ROLLOUT_BATCH], temperature=0, max_new_tokens=length,
                        eos_id=None).tokens.numpy()  # (b, L)
         rows.append(np.concatenate([prompts[b : b + ROLLOUT_BATCH], new], axis=1))  # (b, P+L)
+        if progress is not None:
+            progress(min(b + ROLLOUT_BATCH, rollouts))
     x = np.concatenate(rows)  # (R, P+L)
     counted = np.zeros((rollouts, prompt_length + length - 1), dtype=bool)
     counted[:, prompt_length - 1 :] = True  # from the last prompt token: its choice is the first new one
@@ -251,8 +254,17 @@ class DistilledDraft:
         for name, value in (("rollouts", rollouts), ("rollout_length", rollout_length)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer ≥ 0, got {value!r}")
-        choices = target_choices(target, ids, block_size, progress)
-        stream, chosen, counted = rollout_streams(target, ids, rollouts, rollout_length, order - 1)
+        N = len(ids)  # progress: a text token and a rollout's row counted alike, by the time each takes
+        work = N + rollouts * rollout_length * 4  # (a row's token: ~4× a text token's teacher-forced read)
+
+        def report(done: int, _total: int | None = None) -> None:
+            if progress is not None:
+                progress(done, work)
+
+        choices = target_choices(target, ids, block_size, report)
+        stream, chosen, counted = rollout_streams(target, ids, rollouts, rollout_length, order - 1,
+                                                  lambda rows: report(N + rows * rollout_length * 4))
+        report(work)
         counted = np.concatenate([np.ones(len(ids), dtype=bool), counted])  # the text: every position
         ids, choices = np.concatenate([ids, stream]), np.concatenate([choices, chosen])
         return cls(*distill_tables(ids, choices, V, order, counted), vocab_size=V)

@@ -22,7 +22,7 @@ from arlm.data.tokenizers import Tokenizer
 from arlm.decode.config import DecodingConfig
 from arlm.errors import ConfigError, MismatchError
 from arlm.models.base import ARModel
-from arlm.usecases.checkpoints import load_model
+from arlm.usecases.checkpoints import load_model, load_order
 
 PROMPT_LOOKUP = "prompt-lookup"
 DISTILLED = "distilled"  # --draft distilled: the distilled draft saved in the model folder
@@ -215,6 +215,10 @@ def distill_draft(request: DistillRequest,
     if Path(out).is_dir():
         raise ConfigError(f"{out} is a folder; name the draft's file (e.g. {Path(out) / DISTILLED_FILE})")
     model, tok = load_model(model_path)
+    order = load_order(model_path)
+    if not order.identity:
+        raise ConfigError(f"{model_path} reads its sequences in order {order.name!r}; a draft proposes the "
+                          "next tokens left to right, so distill a left-to-right model")
     if tok is None:
         raise ConfigError(f"{model_path} has no tokenizer, so no text can be read through it; distill "
                           "through the Python API with token ids (DistilledDraft.distill)")
