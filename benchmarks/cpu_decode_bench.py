@@ -56,7 +56,7 @@ import torch
 from arlm.decode.config import DecodingConfig
 from arlm.decode.fast import FastDecoder
 from arlm.interop.gpt2 import from_hf, to_hf
-from arlm.models.numpy_gemv import follow_torch_threads, last_level_cache_bytes
+from arlm.models.numpy_gemv import last_level_cache_bytes, one_blas_thread
 from arlm.models.transformer import LeanTransformer, TransformerConfig, TransformerLM
 from arlm.usecases.decoding import decode
 from report import command_line, round_robin, table_argv, write_section
@@ -214,7 +214,7 @@ def measure(model: TransformerLM, hf: torch.nn.Module, new: int, repeats: int, s
                 np.einsum("k,kn->n", x, w)
 
     def floor_numpy(inputs: list[np.ndarray] = numpy_inputs) -> None:
-        follow_torch_threads()
+        one_blas_thread()
         for _ in range(new):
             for x, w in zip(inputs, numpy_weights, strict=True):
                 np.dot(x, w)

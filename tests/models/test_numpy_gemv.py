@@ -1,21 +1,21 @@
 """The CPU decoding step's products through numpy (BLAS, or einsum for one row of weights that stream
 from memory): the numbers of torch's Linear, no copy of the weight, the kernel chosen from the CPU's
-cache size, and numpy's BLAS threads following torch's."""
+cache size, and numpy's BLAS kept at one thread."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 from torch import nn
 
 import arlm.models.numpy_gemv as numpy_gemv
 from arlm.errors import ConfigError
 from arlm.models.numpy_gemv import (
     DEFAULT_CACHE_BYTES,
-    follow_torch_threads,
     last_level_cache_bytes,
     numpy_rows_linear,
+    one_blas_thread,
     weights_stream,
 )
 from arlm.models.transformer import row_major_t, rows_linear
@@ -102,15 +102,16 @@ def test_unknown_gemv_is_a_config_error():
         rows_linear(nn.Linear(4, 4), "fast")
 
 
-def test_numpy_blas_threads_follow_torch():
+def test_numpy_blas_keeps_one_thread_whatever_torch_uses():
     before = torch.get_num_threads()
-    # numpy's wheels carry OpenBLAS: without a BLAS threadpoolctl sees, the threads could not follow
+    # numpy's wheels carry OpenBLAS: without a BLAS threadpoolctl sees, the limit could not be set
     assert any(lib["user_api"] == "blas" for lib in threadpool_info())
     try:
-        for threads in (1, 2):
+        for threads in (2, 1):
             torch.set_num_threads(threads)
-            follow_torch_threads()
-            assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {threads}
+            numpy_gemv._blas_threads[0] = 0  # as in a fresh process
+            threadpool_limits(limits=2, user_api="blas")
+            one_blas_thread()
+            assert {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"} == {1}
     finally:
         torch.set_num_threads(before)
-        follow_torch_threads()

@@ -61,8 +61,8 @@ from torch import Tensor, nn
 from arlm.errors import ConfigError
 from arlm.models.numpy_gemv import (
     ONE_ROW_KERNELS,
-    follow_torch_threads,
     numpy_rows_linear,
+    one_blas_thread,
     parameter_bytes,
     weights_stream,
 )
@@ -239,7 +239,7 @@ class FastDecoder:
         (B, t), nh = tokens.shape, self.config.n_head
         L, end = cache.length, cache.length + t
         if self.numpy_gemv:
-            follow_torch_threads()
+            one_blas_thread()
         positions = self._positions[L:end]  # (t,) the positions to write
         if t == 1 and self.numpy_attention:
             return self.lean(tokens, positions, self._one_token_attention(cache, B))
@@ -315,7 +315,7 @@ class FastDecoder:
         """
         B, nh = token.shape[0], self.config.n_head
         if self.numpy_gemv:
-            follow_torch_threads()
+            one_blas_thread()
         block, scale = k_cache.shape[3], 1.0 / math.sqrt(self.config.head_dim)
         visible = torch.arange(block, device=token.device) <= pos  # (block,): keys j ≤ pos
         mask = torch.zeros(1, block, device=token.device, dtype=self.lean.wte.dtype).masked_fill(
