@@ -189,6 +189,7 @@ def test_bad_input_is_a_one_line_error():
         DistilledDraft.distill(model, _text(100), order=3, rollouts=-1)
 
 
+
 def test_longest_context_fits_an_int64_key():
     for vocab_size in (12, 68, 74, 256, 50_257):
         n = longest_context(vocab_size)
@@ -213,6 +214,13 @@ def test_only_the_counted_positions_count():
     for i in range(0, len(tokens), 11):
         context = tokens[max(0, i - 6) : i + 1].tolist()
         assert draft.propose(context, 4)[0] == _reference_propose(full, context, 4), context
+
+
+def test_rollouts_stop_at_every_passage_once():
+    model = _transformer(block_size=64)
+    tokens = _text(40, seed=9)  # 40 − 32 + 1 = 9 passages of 32 tokens
+    x, _, counted = rollout_streams(model, tokens, rollouts=10**12, rollout_length=4, context=4)
+    assert len(x) == 9 * (ROLLOUT_PROMPT + 4 - 1) and counted.sum() == 9 * 4
 
 
 def test_rollouts_are_the_target_greedy_continuations():

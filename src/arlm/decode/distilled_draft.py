@@ -109,9 +109,10 @@ def target_choices(target, tokens: np.ndarray, block_size: int | None = None,
 def rollout_streams(target, tokens: np.ndarray, rollouts: int, rollout_length: int, context: int,
                     progress: Callable[[int], None] | None = None
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The target's greedy continuations of ``rollouts`` passages of ``tokens``, at evenly spaced
-    places: prompts of ROLLOUT_PROMPT tokens (at most half the target's block, at least ``context``, so
-    that no context counted reaches into the row before), then up to ``rollout_length`` new tokens.
+    """The target's greedy continuations of ``rollouts`` passages of ``tokens`` (at most every passage
+    once), at evenly spaced places: prompts of ROLLOUT_PROMPT tokens (at most half the target's block,
+    at least ``context``, so that no context counted reaches into the row before), then up to
+    ``rollout_length`` new tokens.
     The rows x = prompt + new tokens side by side -> (each position's token x_{<end}, the token after
     it x_{>0}: its greedy choice, a mask of the positions whose next token the target chose: from the
     last prompt token on), each (R·(P+L−1),). ``progress(rows)`` hears the rows decoded so far."""
@@ -121,7 +122,8 @@ def rollout_streams(target, tokens: np.ndarray, rollouts: int, rollout_length: i
     block = getattr(getattr(target, "config", None), "block_size", None)
     prompt_length = max(context, ROLLOUT_PROMPT if block is None else min(ROLLOUT_PROMPT, block // 2))
     length = rollout_length if block is None else min(rollout_length, block - prompt_length)
-    if rollouts < 1 or length < 1 or len(tokens) < prompt_length:
+    rollouts = min(rollouts, len(tokens) - prompt_length + 1)  # at most every passage once
+    if rollouts < 1 or length < 1:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=bool)
     starts = np.linspace(0, len(tokens) - prompt_length, rollouts).astype(np.int64)  # (R,)
     prompts = np.stack([tokens[s : s + prompt_length] for s in starts])  # (R, P)
