@@ -89,7 +89,7 @@ def test_pruned_table_proposes_what_the_full_table_does():
     tokens = _text(4000, seed=1)
     rng = np.random.default_rng(2)
     choices = rng.integers(3, V, size=len(tokens))  # any labels: pruning must not depend on them
-    choices[rng.random(len(tokens)) < 0.7] = tokens[1:].tolist()[0]  # many repeats (much to prune)
+    choices[rng.random(len(tokens)) < 0.7] = int(tokens[1])  # one choice for most: much to prune
     order = 6
     full = _reference_tables(tokens, choices, order)
     draft = DistilledDraft(*distill_tables(tokens, choices, V, order), vocab_size=V)
@@ -153,9 +153,12 @@ def test_the_schedule_charges_its_proposal_cost():
 def test_save_and_load_round_trip(tmp_path):
     model = _transformer()
     draft = DistilledDraft.distill(model, _text(1500), order=5)
+    draft.source = {"corpus": "toy", "tokens": "1500"}
     path = draft.save(tmp_path / "draft.safetensors")
+    assert draft.save(tmp_path / "again.safetensors").read_bytes() == path.read_bytes()  # the same bytes
     loaded = DistilledDraft.load(path)
-    assert (loaded.order, loaded.vocab_size, loaded.tables) == (draft.order, draft.vocab_size, draft.tables)
+    assert (loaded.order, loaded.vocab_size, loaded.tables, loaded.source) == (
+        draft.order, draft.vocab_size, draft.tables, draft.source)
     for context in ([5], [5, 6, 7], [9, 9, 3, 4]):
         assert loaded.propose(context, 6)[0] == draft.propose(context, 6)[0]
 
