@@ -38,7 +38,8 @@ torch's OpenMP, stalled each other on the same cores. At 2 torch threads on the 
 AVX-512 EPYC, when numpy's BLAS had torch's count too (as it did before), greedy decoding of 121 + 128
 tokens of a random char Transformer took 0.258 s against 0.048 s with one BLAS thread (4 × 128, batch
 1), 0.554 s against 0.333 s (6 × 384, batch 1), and 19.4 s against 0.71 s (4 × 128, 64 rows of
-32 + 128). At 1 torch thread the two are the same thing. ``einsum`` runs on the calling thread only.
+32 + 128; ``benchmarks/blas_threads_bench.py``). At 1 torch thread the two are the same thing.
+``einsum`` runs on the calling thread only.
 Limiting numpy's BLAS holds for the whole process (as threadpoolctl's limits do).
 """
 
